@@ -1,0 +1,110 @@
+//! [`GlobalArgs`]: the flags every applet accepts, each with its `PODINIT_…` variable.
+//!
+//! Every setting is declared once, on a clap field with `env = "…"`, so `--help` shows the
+//! variable and an invalid value is a usage error (exit 2) rather than a silent default.
+//! Boolean variables accept `true/false/yes/no/on/off/1/0` and nothing else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+
+/// Flags shared by every applet. Accepted before or after the applet name.
+#[derive(Debug, Clone, Default, clap::Args)]
+#[command(next_help_heading = "Global options")]
+pub struct GlobalArgs {
+    /// Give up after this long (e.g. `90s`, `5m`, `1h30m`); exit 124. Default: no limit.
+    #[arg(long, global = true, env = "PODINIT_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, env = "PODINIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Least severe log level shown.
+    #[arg(long, global = true, env = "PODINIT_LOG_LEVEL", value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+
+    /// Only warnings and errors; no progress.
+    #[arg(short, long, global = true, env = "PODINIT_QUIET", value_parser = BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
+    pub quiet: bool,
+
+    /// Progress display: a bar on a terminal and log lines otherwise (`auto`), or forced.
+    #[arg(long, global = true, env = "PODINIT_PROGRESS", value_enum, default_value_t = ProgressArg::Auto)]
+    pub progress: ProgressArg,
+
+    /// Where to write the failure summary Kubernetes shows [default: /dev/termination-log
+    /// when it exists]. `none` turns it off.
+    #[arg(long, global = true, env = "PODINIT_TERMINATION_LOG", value_name = "PATH")]
+    pub termination_log: Option<PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `podinit <applet>: message key=value`
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// What happened (the default).
+    #[default]
+    Info,
+    /// Every attempt and decision.
+    Debug,
+    /// Everything, including dependencies.
+    Trace,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ProgressArg {
+    /// A bar when stderr is a terminal, periodic log lines otherwise.
+    #[default]
+    Auto,
+    /// Always a bar.
+    Bar,
+    /// Always periodic log lines.
+    Log,
+    /// No progress output.
+    Off,
+}
+
+/// Parses a duration such as `90s`, `5m`, `1h30m` or `250ms`.
+///
+/// A bare number is refused rather than guessed at (seconds? milliseconds?).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration: give a number with a unit, e.g. 90s or 5m".into());
+    }
+    if text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{text}' has no unit: write {text}s for seconds (or ms, m, h)"));
+    }
+    humantime::parse_duration(text)
+        .map_err(|err| format!("'{text}' is not a duration ({err}): write e.g. 90s, 5m or 1h30m"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("30").unwrap_err().contains("30s"));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+}

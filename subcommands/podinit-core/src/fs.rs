@@ -1,0 +1,267 @@
+//! Files podinit produces appear complete or not at all, and never outside their destination.
+//!
+//! Every file is written to a hidden temp file in the destination directory (so the rename
+//! stays on one filesystem, e.g. one `emptyDir`), fsynced, given its mode and owner, renamed
+//! into place, and the directory is fsynced. An [`AtomicFile`] dropped before
+//! [`AtomicFile::commit`] removes its temp file. [`resolve_inside`] turns an untrusted
+//! relative path (a secret key, an object key, an archive entry) into a path that cannot
+//! leave its root, through `..` or through a symlink.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context as _, bail};
+
+/// Mode and owner of a produced file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOptions {
+    /// Permission bits, e.g. `0o400`.
+    pub mode: u32,
+    /// Owner to set (needs CAP_CHOWN unless it is ourselves).
+    pub uid: Option<u32>,
+    /// Group to set.
+    pub gid: Option<u32>,
+}
+
+impl Default for FileOptions {
+    fn default() -> Self {
+        Self { mode: 0o644, uid: None, gid: None }
+    }
+}
+
+/// A file being written; visible at its destination only after [`commit`](Self::commit).
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: File,
+    temp: PathBuf,
+    dest: PathBuf,
+    options: FileOptions,
+    committed: bool,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl AtomicFile {
+    /// Starts writing `dest`; the temp file lives beside it as `.NAME.podinit-PID-N`.
+    pub fn create(dest: &Path, options: FileOptions) -> anyhow::Result<Self> {
+        let (dir, name) = split(dest)?;
+        let mut temp_name = OsString::from(".");
+        temp_name.push(name);
+        temp_name.push(format!(".podinit-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+        let temp = dir.join(temp_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .with_context(|| format!("creating a temp file in {}", dir.display()))?;
+        Ok(Self { file, temp, dest: dest.to_owned(), options, committed: false })
+    }
+
+    /// The open temp file, e.g. for positioned writes.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Where the file will appear.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Makes the file appear at its destination, complete: fsync, mode, owner, rename,
+    /// fsync of the directory.
+    pub fn commit(mut self) -> anyhow::Result<()> {
+        let dest = self.dest.display().to_string();
+        self.file.flush().with_context(|| format!("writing {dest}"))?;
+        self.file
+            .set_permissions(std::fs::Permissions::from_mode(self.options.mode))
+            .with_context(|| format!("setting mode {:o} on {dest}", self.options.mode))?;
+        if self.options.uid.is_some() || self.options.gid.is_some() {
+            std::os::unix::fs::fchown(&self.file, self.options.uid, self.options.gid).with_context(|| {
+                format!("setting owner {}:{} on {dest}", fmt_id(self.options.uid), fmt_id(self.options.gid))
+            })?;
+        }
+        self.file.sync_all().with_context(|| format!("syncing {dest}"))?;
+        std::fs::rename(&self.temp, &self.dest).with_context(|| format!("renaming into place {dest}"))?;
+        self.committed = true;
+        sync_dir(self.dest.parent().unwrap_or(Path::new("."))).with_context(|| format!("syncing the directory of {dest}"))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
+/// Writes `data` to `dest` atomically. Skips the write (and returns `false`) when `dest`
+/// already holds exactly `data` with the same mode, so reruns do not touch the file.
+pub fn write_atomic(dest: &Path, data: &[u8], options: FileOptions) -> anyhow::Result<bool> {
+    if unchanged(dest, data, options) {
+        return Ok(false);
+    }
+    let mut file = AtomicFile::create(dest, options)?;
+    file.write_all(data).with_context(|| format!("writing {}", dest.display()))?;
+    file.commit()?;
+    Ok(true)
+}
+
+fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
+    let Ok(meta) = std::fs::symlink_metadata(dest) else { return false };
+    use std::os::unix::fs::MetadataExt;
+    meta.is_file()
+        && meta.len() == data.len() as u64
+        && meta.mode() & 0o7777 == options.mode
+        && options.uid.is_none_or(|u| u == meta.uid())
+        && options.gid.is_none_or(|g| g == meta.gid())
+        && std::fs::read(dest).is_ok_and(|old| old == data)
+}
+
+/// Fsyncs a directory so a rename in it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Joins an untrusted relative path onto `root`, refusing anything that would land outside:
+/// absolute paths, `..` that climbs above the root, and existing symlinks (anywhere below
+/// the root, up to the parent of the last component) that point outside it.
+///
+/// The last component may be an existing symlink: an atomic rename replaces the link
+/// itself, never what it points at.
+pub fn resolve_inside(root: &Path, untrusted: &Path) -> anyhow::Result<PathBuf> {
+    let shown = untrusted.display();
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for component in untrusted.components() {
+        match component {
+            Component::Normal(part) => parts.push(part),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if parts.pop().is_none() {
+                    bail!("'{shown}' climbs out of {} with '..'", root.display());
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => bail!("'{shown}' is absolute; only paths relative to {} are allowed", root.display()),
+        }
+    }
+    if parts.is_empty() {
+        bail!("'{shown}' names no file inside {}", root.display());
+    }
+    let canonical_root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+    let mut path = root.to_path_buf();
+    let last = parts.len() - 1;
+    for (i, part) in parts.iter().enumerate() {
+        path.push(part);
+        if i == last {
+            break;
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = path.canonicalize().with_context(|| format!("resolving the symlink {}", path.display()))?;
+                if !target.starts_with(&canonical_root) {
+                    bail!("'{shown}' goes through the symlink {} to {}, outside {}", path.display(), target.display(), root.display());
+                }
+            }
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => break,
+            Err(err) => return Err(err).with_context(|| format!("checking {}", path.display())),
+        }
+    }
+    let mut result = root.to_path_buf();
+    result.extend(parts);
+    Ok(result)
+}
+
+fn split(dest: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
+    let name = dest.file_name().with_context(|| format!("'{}' names no file", dest.display()))?;
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok((dir, name))
+}
+
+fn fmt_id(id: Option<u32>) -> String {
+    id.map_or_else(|| "-".to_owned(), |i| i.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".podinit-"))
+            .collect()
+    }
+
+    #[test]
+    fn write_atomic_sets_mode_and_skips_identical_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("token");
+        let opts = FileOptions { mode: 0o400, ..FileOptions::default() };
+        assert!(write_atomic(&dest, b"s3cr3t", opts).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"s3cr3t");
+        assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o7777, 0o400);
+        let inode = std::fs::metadata(&dest).unwrap().ino();
+        assert!(!write_atomic(&dest, b"s3cr3t", opts).unwrap());
+        assert_eq!(std::fs::metadata(&dest).unwrap().ino(), inode, "identical content must not be rewritten");
+        assert!(write_atomic(&dest, b"new", opts).unwrap());
+        assert_ne!(std::fs::metadata(&dest).unwrap().ino(), inode);
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn dropped_file_leaves_nothing_and_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("model.bin");
+        std::fs::write(&dest, b"old complete file").unwrap();
+        {
+            let mut f = AtomicFile::create(&dest, FileOptions::default()).unwrap();
+            f.write_all(b"half of the new").unwrap();
+        }
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old complete file");
+        assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn resolve_inside_refuses_escapes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert_eq!(resolve_inside(root, Path::new("a/b/c")).unwrap(), root.join("a/b/c"));
+        assert_eq!(resolve_inside(root, Path::new("a/../b")).unwrap(), root.join("b"));
+        assert_eq!(resolve_inside(root, Path::new("./x")).unwrap(), root.join("x"));
+        for bad in ["../x", "a/../../x", "/etc/passwd", "", ".", "a/.."] {
+            assert!(resolve_inside(root, Path::new(bad)).is_err(), "{bad} must be refused");
+        }
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("link")).unwrap();
+        let err = resolve_inside(root, Path::new("link/x")).unwrap_err();
+        assert!(format!("{err:#}").contains("outside"), "{err:#}");
+        std::fs::create_dir(root.join("real")).unwrap();
+        std::os::unix::fs::symlink(root.join("real"), root.join("inner")).unwrap();
+        assert!(resolve_inside(root, Path::new("inner/x")).is_ok());
+        // The last component may be a link: the rename replaces the link, not its target.
+        assert!(resolve_inside(root, Path::new("link")).is_ok());
+    }
+}
