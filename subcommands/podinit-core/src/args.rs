@@ -26,7 +26,7 @@ pub struct GlobalArgs {
     pub log_level: LogLevel,
 
     /// Only warnings and errors; no progress.
-    #[arg(short, long, global = true, env = "PODINIT_QUIET", value_parser = BoolishValueParser::new(), num_args = 0, default_missing_value = "true", default_value = "false")]
+    #[arg(short, long, global = true, env = "PODINIT_QUIET", value_parser = BoolishValueParser::new())]
     pub quiet: bool,
 
     /// Progress display: a bar on a terminal and log lines otherwise (`auto`), or forced.
@@ -90,8 +90,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("'{text}' has no unit: write {text}s for seconds (or ms, m, h)"));
     }
-    humantime::parse_duration(text)
-        .map_err(|err| format!("'{text}' is not a duration ({err}): write e.g. 90s, 5m or 1h30m"))
+    humantime::parse_duration(text).map_err(|err| format!("'{text}' is not a duration ({err}): write e.g. 90s, 5m or 1h30m"))
 }
 
 #[cfg(test)]

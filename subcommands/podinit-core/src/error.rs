@@ -119,11 +119,7 @@ impl Error {
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Error")
-            .field("kind", &self.kind)
-            .field("message", &self.message())
-            .field("hints", &self.hints)
-            .finish()
+        f.debug_struct("Error").field("kind", &self.kind).field("message", &self.message()).field("hints", &self.hints).finish()
     }
 }
 
@@ -168,27 +164,17 @@ mod tests {
 
     #[test]
     fn exit_codes_are_the_documented_contract() {
-        let codes: Vec<u8> = [
-            Kind::Failed,
-            Kind::Usage,
-            Kind::NotPermitted,
-            Kind::Timeout,
-            Kind::CommandNotExecutable,
-            Kind::NotFound,
-            Kind::Interrupted,
-        ]
-        .iter()
-        .map(|k| k.exit_code())
-        .collect();
+        let codes: Vec<u8> =
+            [Kind::Failed, Kind::Usage, Kind::NotPermitted, Kind::Timeout, Kind::CommandNotExecutable, Kind::NotFound, Kind::Interrupted]
+                .iter()
+                .map(|k| k.exit_code())
+                .collect();
         assert_eq!(codes, [1, 2, 77, 124, 126, 127, 143]);
     }
 
     #[test]
     fn message_is_one_line_with_the_whole_chain() {
-        let err: Error = Err::<(), _>(std::io::Error::other("disk on fire"))
-            .context("writing /out/x")
-            .unwrap_err()
-            .into();
+        let err: Error = Err::<(), _>(std::io::Error::other("disk on fire")).context("writing /out/x").unwrap_err().into();
         assert_eq!(err.kind(), Kind::Failed);
         assert_eq!(err.message(), "writing /out/x: disk on fire");
     }

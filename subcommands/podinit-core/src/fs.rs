@@ -82,9 +82,8 @@ impl AtomicFile {
             .set_permissions(std::fs::Permissions::from_mode(self.options.mode))
             .with_context(|| format!("setting mode {:o} on {dest}", self.options.mode))?;
         if self.options.uid.is_some() || self.options.gid.is_some() {
-            std::os::unix::fs::fchown(&self.file, self.options.uid, self.options.gid).with_context(|| {
-                format!("setting owner {}:{} on {dest}", fmt_id(self.options.uid), fmt_id(self.options.gid))
-            })?;
+            std::os::unix::fs::fchown(&self.file, self.options.uid, self.options.gid)
+                .with_context(|| format!("setting owner {}:{} on {dest}", fmt_id(self.options.uid), fmt_id(self.options.gid)))?;
         }
         self.file.sync_all().with_context(|| format!("syncing {dest}"))?;
         std::fs::rename(&self.temp, &self.dest).with_context(|| format!("renaming into place {dest}"))?;
@@ -157,7 +156,9 @@ pub fn resolve_inside(root: &Path, untrusted: &Path) -> anyhow::Result<PathBuf> 
                     bail!("'{shown}' climbs out of {} with '..'", root.display());
                 }
             }
-            Component::RootDir | Component::Prefix(_) => bail!("'{shown}' is absolute; only paths relative to {} are allowed", root.display()),
+            Component::RootDir | Component::Prefix(_) => {
+                bail!("'{shown}' is absolute; only paths relative to {} are allowed", root.display())
+            }
         }
     }
     if parts.is_empty() {

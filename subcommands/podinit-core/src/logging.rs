@@ -3,7 +3,9 @@
 //! Applets log with `tracing` macros and structured fields (`key = %k`); this module turns
 //! each event into one line. Every text line starts with `podinit <applet>:` because
 //! `kubectl logs` interleaves containers. Events from dependencies (AWS SDK, sqlx, …) are
-//! shown only from `warn` up, unless `--log-level trace`. Stdout is left to data.
+//! shown only from `warn` up, unless `--log-level trace`. A text line is the message alone,
+//! so messages are whole sentences; JSON carries the message and every field. Stdout is
+//! left to data.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -123,9 +125,6 @@ impl<S: Subscriber> Layer<S> for LineLayer {
                     Level::TRACE => "trace: ",
                 });
                 out.push_str(&fields.message);
-                for (name, value) in &fields.pairs {
-                    let _ = write!(out, " {name}={}", text_value(value));
-                }
                 out
             }
             LogFormat::Json => {
@@ -140,16 +139,6 @@ impl<S: Subscriber> Layer<S> for LineLayer {
             }
         };
         emit(&line);
-    }
-}
-
-fn text_value(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::String(s) if s.is_empty() || s.contains(|c: char| c.is_whitespace() || c == '"' || c == '=') => {
-            serde_json::Value::String(s.clone()).to_string()
-        }
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 
@@ -196,14 +185,6 @@ impl Visit for Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn text_values_are_quoted_only_when_needed() {
-        assert_eq!(text_value(&"4096".into()), "4096");
-        assert_eq!(text_value(&"4096 131072".into()), "\"4096 131072\"");
-        assert_eq!(text_value(&"".into()), "\"\"");
-        assert_eq!(text_value(&7.into()), "7");
-    }
 
     #[test]
     fn prefix_names_the_applet() {

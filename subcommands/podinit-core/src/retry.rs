@@ -143,9 +143,9 @@ where
         }
         let text = format!("{err:#}");
         if last_logged.as_deref() == Some(text.as_str()) {
-            tracing::debug!(attempt = number, error = %text, "{what}: not yet");
+            tracing::debug!(attempt = number, error = %text, "{what}: not yet: {text}");
         } else {
-            tracing::info!(attempt = number, error = %text, "{what}: not yet; retrying");
+            tracing::info!(attempt = number, error = %text, "{what}: not yet: {text}; retrying");
             last_logged = Some(text);
         }
         let delay = backoff.delay(number, &mut jitter);
@@ -223,11 +223,17 @@ mod tests {
     async fn retries_transient_errors_until_success() {
         let (ctx, _tx) = ctx_with_timeout(60);
         let calls = Cell::new(0);
-        let out = retry(&ctx, "probing", Backoff::default(), |_| Verdict::Retry, |_| {
-            calls.set(calls.get() + 1);
-            let n = calls.get();
-            async move { if n < 4 { anyhow::bail!("refused") } else { Ok(n) } }
-        })
+        let out = retry(
+            &ctx,
+            "probing",
+            Backoff::default(),
+            |_| Verdict::Retry,
+            |_| {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move { if n < 4 { anyhow::bail!("refused") } else { Ok(n) } }
+            },
+        )
         .await
         .unwrap();
         assert_eq!(out, 4);
@@ -237,10 +243,16 @@ mod tests {
     async fn fatal_errors_stop_at_once_with_their_kind() {
         let (ctx, _tx) = ctx_with_timeout(60);
         let calls = Cell::new(0);
-        let err = retry(&ctx, "logging in", Backoff::default(), |_| Verdict::Fatal(Kind::Usage), |_| {
-            calls.set(calls.get() + 1);
-            async { Err::<(), _>(anyhow::anyhow!("permission denied")) }
-        })
+        let err = retry(
+            &ctx,
+            "logging in",
+            Backoff::default(),
+            |_| Verdict::Fatal(Kind::Usage),
+            |_| {
+                calls.set(calls.get() + 1);
+                async { Err::<(), _>(anyhow::anyhow!("permission denied")) }
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(calls.get(), 1);
@@ -252,11 +264,17 @@ mod tests {
     async fn deadline_gives_up_with_the_last_error() {
         let (ctx, _tx) = ctx_with_timeout(3);
         let calls = Cell::new(0);
-        let err = retry(&ctx, "connecting", Backoff::default(), |_| Verdict::Retry, |_| {
-            calls.set(calls.get() + 1);
-            let n = calls.get();
-            async move { Err::<(), _>(anyhow::anyhow!("refused #{n}")) }
-        })
+        let err = retry(
+            &ctx,
+            "connecting",
+            Backoff::default(),
+            |_| Verdict::Retry,
+            |_| {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move { Err::<(), _>(anyhow::anyhow!("refused #{n}")) }
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(err.kind(), Kind::Timeout);
@@ -270,10 +288,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn attempts_are_clipped_to_the_deadline() {
         let (ctx, _tx) = ctx_with_timeout(2);
-        let err = retry(&ctx, "hanging", Backoff::default(), |_| Verdict::Retry, |attempt| async move {
-            assert!(attempt.timeout.unwrap() <= Duration::from_secs(2));
-            std::future::pending::<anyhow::Result<()>>().await
-        })
+        let err = retry(
+            &ctx,
+            "hanging",
+            Backoff::default(),
+            |_| Verdict::Retry,
+            |attempt| async move {
+                assert!(attempt.timeout.unwrap() <= Duration::from_secs(2));
+                std::future::pending::<anyhow::Result<()>>().await
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(err.kind(), Kind::Timeout);
@@ -284,13 +308,19 @@ mod tests {
     async fn shutdown_interrupts_the_wait() {
         let (ctx, tx) = ctx_with_timeout(3600);
         let calls = Cell::new(0);
-        let err = retry(&ctx, "waiting", Backoff::default(), |_| Verdict::Retry, |_| {
-            calls.set(calls.get() + 1);
-            if calls.get() == 3 {
-                tx.send(Some("SIGTERM")).unwrap();
-            }
-            async { Err::<(), _>(anyhow::anyhow!("not yet")) }
-        })
+        let err = retry(
+            &ctx,
+            "waiting",
+            Backoff::default(),
+            |_| Verdict::Retry,
+            |_| {
+                calls.set(calls.get() + 1);
+                if calls.get() == 3 {
+                    tx.send(Some("SIGTERM")).unwrap();
+                }
+                async { Err::<(), _>(anyhow::anyhow!("not yet")) }
+            },
+        )
         .await
         .unwrap_err();
         assert_eq!(err.kind(), Kind::Interrupted);

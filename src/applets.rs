@@ -1,0 +1,38 @@
+//! The applet registry: the only place that lists every applet.
+//!
+//! Adding an applet: one variant and one arm in each `match` here, a crate under
+//! `subcommands/`, and a Cargo feature of the same name. The compiler checks the matches are
+//! complete. Each applet's help text comes from its own `Args` doc comment.
+
+use podinit_core::{Context, Error};
+
+/// Every applet podinit has, compiled in or not (a slim build leaves some out).
+pub(crate) const ALL: &[&str] = &["sysctl"];
+
+#[cfg(not(any(feature = "sysctl")))]
+compile_error!("enable at least one applet feature, e.g. --features sysctl");
+
+/// The applets compiled into this binary.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Applet {
+    #[cfg(feature = "sysctl")]
+    Sysctl(podinit_sysctl::Args),
+}
+
+impl Applet {
+    /// The name used on the command line, for links, and in `podinit <applet>:` prefixes.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "sysctl")]
+            Self::Sysctl(_) => "sysctl",
+        }
+    }
+
+    /// Runs the applet to completion.
+    pub(crate) async fn run(self, ctx: &Context) -> Result<(), Error> {
+        match self {
+            #[cfg(feature = "sysctl")]
+            Self::Sysctl(args) => podinit_sysctl::run(ctx, args).await,
+        }
+    }
+}

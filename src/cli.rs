@@ -1,0 +1,151 @@
+//! The command line of the multi-call binary: `podinit [OPTIONS] <APPLET> …`, the same
+//! through a link named after the applet, `--list` and `--install`.
+//!
+//! Parse failures are turned into the exit-status contract here: 127 for an unknown
+//! applet, 2 for any other usage error, each as one `podinit <applet>: error: …` line.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+
+use clap::error::ErrorKind;
+use podinit_core::{Error, GlobalArgs, Kind};
+
+use crate::applets::{self, Applet};
+
+/// One small static binary for the jobs Kubernetes init containers do.
+///
+/// Run an applet as `podinit <APPLET> …`, or through a link named after it (see --install).
+/// Every applet exits 0 on success (also when there was nothing to do), 1 when the job
+/// failed, 2 on bad input, 77 without the privileges it needs, 124 when --timeout passed,
+/// 143 when stopped by SIGTERM; 127 for an unknown applet.
+#[derive(Debug, clap::Parser)]
+#[command(name = "podinit", version, arg_required_else_help = true, subcommand_value_name = "APPLET", subcommand_help_heading = "Applets")]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: GlobalArgs,
+
+    /// Print the applets compiled into this binary, one per line.
+    #[arg(long, exclusive = true, help_heading = "Multi-call")]
+    pub(crate) list: bool,
+
+    /// Create a link named after each applet in DIR, pointing at this binary (hard links;
+    /// symbolic with -s). Existing links are replaced atomically.
+    #[arg(long, value_name = "DIR", conflicts_with = "list", help_heading = "Multi-call")]
+    pub(crate) install: Option<PathBuf>,
+
+    /// With --install: symbolic links instead of hard links.
+    #[arg(short = 's', long, requires = "install", help_heading = "Multi-call")]
+    pub(crate) symlink: bool,
+
+    #[command(subcommand)]
+    pub(crate) applet: Option<Applet>,
+}
+
+/// Names of the applets in this build, from the parser itself.
+pub(crate) fn compiled() -> Vec<String> {
+    use clap::CommandFactory as _;
+    Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).filter(|n| n != "help").collect()
+}
+
+/// busybox-style dispatch: a binary invoked as `wait-for` (or `-wait-for`) runs as
+/// `podinit wait-for`. Any other name (`podinit`, `podinit-x86_64`) is the multiplexer.
+pub(crate) fn rewrite_argv0(mut argv: Vec<OsString>) -> Result<Vec<OsString>, Error> {
+    let Some(first) = argv.first() else { return Ok(vec!["podinit".into()]) };
+    let base = Path::new(first).file_name().unwrap_or(first.as_os_str()).to_string_lossy().into_owned();
+    let name = base.strip_prefix('-').unwrap_or(&base);
+    if compiled().iter().any(|c| c == name) {
+        argv[0] = OsString::from(name);
+        argv.insert(0, "podinit".into());
+    } else if applets::ALL.contains(&name) {
+        return Err(not_in_build(name));
+    }
+    Ok(argv)
+}
+
+fn not_in_build(name: &str) -> Error {
+    Error::new(Kind::NotFound, anyhow::anyhow!("applet '{name}' is not compiled into this build"))
+        .with_hint("use the full podinit image, or rebuild with --features ".to_owned() + name)
+}
+
+/// The applet named on a command line, for the prefix of a usage error.
+pub(crate) fn applet_in(argv: &[OsString]) -> &'static str {
+    let names = compiled();
+    argv.iter().skip(1).find_map(|a| names.iter().position(|n| OsStr::new(n) == a)).map_or("", |i| leak(&names[i]))
+}
+
+fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
+/// What to do with a parse failure: print help/version (exit 0), or a usage error.
+pub(crate) enum ParseFailure {
+    /// Help or version was printed; exit with this code.
+    Printed(u8),
+    /// A usage error to report.
+    Usage(Error),
+}
+
+pub(crate) fn classify(err: &clap::Error, argv: &[OsString]) -> ParseFailure {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ParseFailure::Printed(0)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ParseFailure::Printed(Kind::Usage.exit_code())
+        }
+        ErrorKind::InvalidSubcommand => {
+            let given = err.get(clap::error::ContextKind::InvalidSubcommand).map(ToString::to_string).unwrap_or_default();
+            if applets::ALL.contains(&given.as_str()) {
+                return ParseFailure::Usage(not_in_build(&given));
+            }
+            ParseFailure::Usage(
+                Error::new(Kind::NotFound, anyhow::anyhow!("unknown applet '{given}'"))
+                    .with_hint(format!("applets in this build: {}", compiled().join(", "))),
+            )
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let mut lines = rendered.lines().filter(|l| !l.trim().is_empty());
+            let first = lines.next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let mut error = Error::usage(first);
+            for line in lines {
+                if let Some(tip) = line.trim().strip_prefix("tip: ") {
+                    error = error.with_hint(tip.to_owned());
+                }
+            }
+            let applet = applet_in(argv);
+            let help = if applet.is_empty() { "podinit --help".to_owned() } else { format!("podinit {applet} --help") };
+            ParseFailure::Usage(error.with_hint(format!("'{help}' lists the options")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn links_named_after_an_applet_run_it() {
+        assert_eq!(rewrite_argv0(argv(&["/usr/bin/sysctl", "-n", "x"])).unwrap(), argv(&["podinit", "sysctl", "-n", "x"]));
+        assert_eq!(rewrite_argv0(argv(&["-sysctl"])).unwrap(), argv(&["podinit", "sysctl"]));
+        assert_eq!(rewrite_argv0(argv(&["./podinit", "sysctl"])).unwrap(), argv(&["./podinit", "sysctl"]));
+        assert_eq!(rewrite_argv0(argv(&["podinit-x86_64", "sysctl"])).unwrap(), argv(&["podinit-x86_64", "sysctl"]));
+        assert_eq!(rewrite_argv0(argv(&[])).unwrap(), argv(&["podinit"]));
+    }
+
+    #[test]
+    fn compiled_applets_are_known() {
+        let names = compiled();
+        assert!(!names.is_empty());
+        for name in &names {
+            assert!(applets::ALL.contains(&name.as_str()), "{name} is missing from applets::ALL");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Reading and writing keys under /proc/sys, with errors told apart.
+//!
+//! Straight `std::fs` rather than the `sysctl` crate: the crate turns every `/` of a key
+//! into `.` and back, so interface names with dots (`eth0.100`) are unreachable, and it maps
+//! every open error to "not found", so a read-only /proc/sys looks like an unknown key.
+//! See ARCHITECTURE.md.
+
+use std::io::{self, Read as _, Write as _};
+use std::path::PathBuf;
+
+use crate::spec::Key;
+
+/// The sysctl tree: `/proc/sys` (another root only for tests).
+#[derive(Clone, Debug)]
+pub(crate) struct Tree {
+    root: PathBuf,
+}
+
+/// Why a key could not be read or written.
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// No such key in this kernel or namespace.
+    Unknown,
+    /// The key is a directory of keys.
+    Directory,
+    /// Read-only /proc/sys, or not root: needs a privileged container.
+    NotPermitted(io::Error),
+    /// The kernel refused the value (EINVAL: out of range or wrong format).
+    Rejected(io::Error),
+    /// Anything else.
+    Other(io::Error),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unknown => f.write_str("no such key"),
+            Self::Directory => f.write_str("a directory of keys, not a key"),
+            Self::NotPermitted(e) => write!(f, "permission denied ({e})"),
+            Self::Rejected(e) => write!(f, "the kernel rejected the value ({e})"),
+            Self::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<io::Error> for Fault {
+    fn from(err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::NotFound => Self::Unknown,
+            io::ErrorKind::IsADirectory => Self::Directory,
+            io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => Self::NotPermitted(err),
+            io::ErrorKind::InvalidInput => Self::Rejected(err),
+            _ => Self::Other(err),
+        }
+    }
+}
+
+impl Tree {
+    /// A tree rooted at `root` (normally `/proc/sys`).
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The file of a key.
+    pub(crate) fn path(&self, key: &Key) -> PathBuf {
+        self.root.join(key.rel_path())
+    }
+
+    /// The current value, without its trailing newline.
+    pub(crate) fn read(&self, key: &Key) -> Result<String, Fault> {
+        let path = self.path(key);
+        let meta = std::fs::metadata(&path)?;
+        if meta.is_dir() {
+            return Err(Fault::Directory);
+        }
+        let mut text = String::new();
+        std::fs::File::open(&path)?.read_to_string(&mut text)?;
+        if text.ends_with('\n') {
+            text.pop();
+        }
+        Ok(text)
+    }
+
+    /// Whether the key exists (a write-only key exists but cannot be read).
+    pub(crate) fn exists(&self, key: &Key) -> Result<(), Fault> {
+        let meta = std::fs::metadata(self.path(key))?;
+        if meta.is_dir() { Err(Fault::Directory) } else { Ok(()) }
+    }
+
+    /// Writes the value in one `write(2)` on a fresh descriptor, as the kernel's strict
+    /// mode (`kernel.sysctl_writes_strict`) requires: no buffering that could split it.
+    pub(crate) fn write(&self, key: &Key, value: &str) -> Result<(), Fault> {
+        let mut file = std::fs::OpenOptions::new().write(true).open(self.path(key))?;
+        let line = format!("{value}\n");
+        let written = file.write(line.as_bytes())?;
+        if written != line.len() {
+            return Err(Fault::Other(io::Error::other(format!("short write: {written} of {} bytes", line.len()))));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,388 @@
+//! `podinit sysctl`: set kernel parameters from a privileged init container.
+//!
+//! Read, compare, write only when different, read back to verify (restoring the old value
+//! if the kernel reads back something else). Node-wide limits (`vm.max_map_count`,
+//! `fs.inotify.*`, …) are never lowered: other pods on the node rely on them. Pod-scoped
+//! keys (`net.*`, `kernel.shm*`, `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`) are set exactly.
+//!
+//! ```yaml
+//! initContainers:
+//!   - name: sysctl
+//!     image: podinit
+//!     args: ["sysctl", "vm.max_map_count=262144", "net.core.somaxconn=1024"]
+//!     securityContext: { privileged: true, runAsUser: 0 }
+//! ```
+
+mod kernel;
+mod spec;
+
+use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::builder::BoolishValueParser;
+use podinit_core::retry::{self, Backoff, Verdict};
+use podinit_core::{Context, Error, Kind};
+
+use crate::kernel::{Fault, Tree};
+use crate::spec::{Plan, Scope, Setting};
+
+/// Set kernel parameters, never lowering node-wide limits.
+///
+/// KEY=VALUE sets a key, KEY alone prints it. A node-wide key that already holds a higher
+/// integer is kept (other pods rely on it) unless --allow-lower. Exit 0 when every key is
+/// satisfied, 1 when one failed, 2 for bad input (nothing is written), 77 when /proc/sys is
+/// read-only (the container needs privileges).
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Examples:
+  podinit sysctl vm.max_map_count=262144                  raise, never lower
+  podinit sysctl net.core.somaxconn=1024 kernel.shmmax=68719476736
+  podinit sysctl net.ipv4.conf.eth0/100.rp_filter=1       a VLAN interface eth0.100
+  podinit sysctl -p /etc/podinit/sysctl.conf              sysctl.d format
+  podinit sysctl --check vm.max_map_count=262144          unprivileged: is the node ready?")]
+pub struct Args {
+    /// KEY=VALUE to set, KEY to print. Separators: net.ipv4.conf.eth0/100.rp_filter or
+    /// net/ipv4/conf/eth0.100/rp_filter.
+    #[arg(value_name = "KEY[=VALUE]")]
+    pub settings: Vec<String>,
+
+    /// Load settings from a sysctl.d-format FILE (`-` for stdin). Repeatable; later wins.
+    #[arg(short = 'p', long = "load", value_name = "FILE", env = "PODINIT_SYSCTL_LOAD", value_delimiter = ',')]
+    pub load: Vec<PathBuf>,
+
+    /// Show what would change; write nothing.
+    #[arg(long, env = "PODINIT_SYSCTL_DRY_RUN", value_parser = BoolishValueParser::new())]
+    pub dry_run: bool,
+
+    /// Write nothing; exit 1 if any key is not satisfied (node-wide limits: at least the value).
+    #[arg(long, env = "PODINIT_SYSCTL_CHECK", value_parser = BoolishValueParser::new(), conflicts_with = "dry_run")]
+    pub check: bool,
+
+    /// With --check: keep checking until every key is satisfied; exit 124 after --timeout.
+    #[arg(long, env = "PODINIT_SYSCTL_WAIT", value_parser = BoolishValueParser::new(), requires = "check")]
+    pub wait: bool,
+
+    /// Set node-wide keys to exactly the value even when that lowers them.
+    #[arg(long, env = "PODINIT_SYSCTL_ALLOW_LOWER", value_parser = BoolishValueParser::new())]
+    pub allow_lower: bool,
+
+    /// Treat unknown keys as skipped, as if every line started with `-`.
+    #[arg(short = 'e', long = "ignore-unknown", env = "PODINIT_SYSCTL_IGNORE_UNKNOWN", value_parser = BoolishValueParser::new())]
+    pub ignore_unknown: bool,
+
+    /// When printing keys, print only the values.
+    #[arg(short = 'n', long = "values")]
+    pub values_only: bool,
+
+    /// Root of the sysctl tree (tests only).
+    #[arg(long, hide = true, env = "PODINIT_SYSCTL_ROOT", default_value = "/proc/sys")]
+    pub root: PathBuf,
+}
+
+/// Runs `podinit sysctl` to completion.
+pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+    let settings = collect(&args)?;
+    let tree = Tree::new(&args.root);
+    let work = preflight(&tree, &args, settings)?;
+    if args.check {
+        return check(ctx, &tree, &args, &work).await;
+    }
+    apply(&tree, &args, &work)
+}
+
+/// A setting whose key exists and whose value fits it.
+#[derive(Debug)]
+struct Work {
+    setting: Setting,
+    /// The value before podinit touched it; `None` for a write-only key.
+    current: Option<String>,
+    /// Unknown key on a `-` line or with `-e`: report and skip.
+    skip: bool,
+}
+
+fn collect(args: &Args) -> Result<Vec<Setting>, Error> {
+    let mut settings = Vec::new();
+    for path in &args.load {
+        let (name, text) = read_source(path)?;
+        settings.extend(spec::parse_file(&text, &name).map_err(usage)?);
+    }
+    for (i, arg) in args.settings.iter().enumerate() {
+        settings.push(spec::parse_arg(arg, format!("argument {}", i + 1)).map_err(usage)?);
+    }
+    if settings.is_empty() {
+        let mut err = Error::usage("nothing to do: give KEY=VALUE, KEY, or --load FILE");
+        if !args.load.is_empty() {
+            err = err.with_hint("the --load files hold no settings");
+        }
+        return Err(err);
+    }
+    // A later setting of the same key wins, as across sysctl.d files.
+    let mut deduped: Vec<Setting> = Vec::with_capacity(settings.len());
+    for s in settings {
+        if let Some(i) = deduped.iter().position(|d| d.key == s.key && d.value.is_some() && s.value.is_some()) {
+            tracing::debug!("{}: {} overrides {}", s.key, s.origin, deduped[i].origin);
+            deduped.remove(i);
+        }
+        deduped.push(s);
+    }
+    Ok(deduped)
+}
+
+fn read_source(path: &std::path::Path) -> Result<(String, String), Error> {
+    let mut text = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).context("reading settings from stdin").map_err(|e| Error::new(Kind::Usage, e))?;
+        return Ok(("stdin".into(), text));
+    }
+    let name = path.display().to_string();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_string(&mut text))
+        .with_context(|| format!("reading --load {name}"))
+        .map_err(|e| Error::new(Kind::Usage, e).with_hint("mount the file (e.g. from a ConfigMap) at that path"))?;
+    Ok((name, text))
+}
+
+fn usage(message: String) -> Error {
+    Error::usage(message)
+}
+
+/// Checks every setting before anything is written: a bad key or value anywhere means no
+/// write at all (exit 2).
+fn preflight(tree: &Tree, args: &Args, settings: Vec<Setting>) -> Result<Vec<Work>, Error> {
+    let mut work = Vec::with_capacity(settings.len());
+    for setting in settings {
+        let key = &setting.key;
+        let current = match tree.read(key) {
+            Ok(v) => Some(v),
+            Err(Fault::Unknown) if setting.ignore_failure || args.ignore_unknown => {
+                work.push(Work { setting, current: None, skip: true });
+                continue;
+            }
+            Err(Fault::Unknown) => {
+                return Err(Error::usage(format!("{}: unknown key '{key}' (no {})", setting.origin, tree.path(key).display())).with_hint(
+                    "check the spelling; keys of modules not loaded on this node, or of interfaces not in this pod, do not exist; \
+                     in a sysctl.d file a leading '-' makes a key optional",
+                ));
+            }
+            Err(Fault::Directory) => {
+                return Err(Error::usage(format!("{}: '{key}' is a directory of keys, not a key", setting.origin)));
+            }
+            // A write-only key (vm.drop_caches): it exists; there is nothing to compare.
+            Err(Fault::NotPermitted(_)) if setting.value.is_some() && tree.exists(key).is_ok() => None,
+            Err(fault @ Fault::NotPermitted(_)) => return Err(not_permitted(format!("reading {key}: {fault}"))),
+            Err(fault) => return Err(Error::new(Kind::Failed, anyhow::anyhow!("reading {key}: {fault}"))),
+        };
+        if let (Some(cur), Some(want)) = (&current, &setting.value) {
+            spec::check_value_kind(cur, want).map_err(|e| Error::usage(format!("{}: {key}: {e}", setting.origin)))?;
+        }
+        work.push(Work { setting, current, skip: false });
+    }
+    Ok(work)
+}
+
+fn not_permitted(message: String) -> Error {
+    Error::new(Kind::NotPermitted, anyhow::anyhow!(message))
+        .with_hint("/proc/sys is read-only in an unprivileged container: give this init container securityContext: {privileged: true, runAsUser: 0}")
+        .with_hint("pod-scoped keys (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) can instead go in the pod's securityContext.sysctls, without privileges")
+}
+
+/// What happened to one key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    Unchanged,
+    Changed,
+    Kept,
+    WouldChange,
+    Skipped,
+    Failed,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Unchanged => "unchanged",
+            Self::Changed => "changed",
+            Self::Kept => "kept",
+            Self::WouldChange => "would change",
+            Self::Skipped => "skipped",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+fn apply(tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
+    let mut counts = [0usize; 6];
+    let mut failures: Vec<(String, Kind)> = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    for w in work {
+        let key = &w.setting.key;
+        let scope = key.scope();
+        let Some(wanted) = &w.setting.value else {
+            if let Some(value) = &w.current {
+                let line = if args.values_only { value.clone() } else { format!("{key} = {value}") };
+                writeln!(stdout, "{line}").context("writing to stdout")?;
+            } else {
+                tracing::warn!(key = %key, action = "skipped", "{key}: skipped: unknown key");
+            }
+            continue;
+        };
+        let action = if w.skip {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "skipped", "{key}: skipped: unknown key ({})", w.setting.origin);
+            Action::Skipped
+        } else {
+            match set_one(tree, args, w, wanted) {
+                Ok(action) => action,
+                Err(fault) if w.setting.ignore_failure => {
+                    tracing::warn!(key = %key, action = "skipped", error = %fault.message(), "{key}: skipped: {} (ignored: '-' line)", fault.message());
+                    Action::Skipped
+                }
+                Err(fault) => {
+                    tracing::error!(key = %key, scope = scope.as_str(), action = "failed", "{key}: failed: {}", fault.message());
+                    failures.push((format!("{key} ({})", fault.message()), fault.kind()));
+                    Action::Failed
+                }
+            }
+        };
+        counts[action as usize] += 1;
+    }
+    drop(stdout);
+    summarize(&counts);
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let total = work.iter().filter(|w| w.setting.value.is_some()).count();
+    let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
+    let message = format!("{} of {total} keys failed: {}", failures.len(), names.join(", "));
+    if failures.iter().any(|(_, k)| *k == Kind::NotPermitted) {
+        Err(not_permitted(message))
+    } else {
+        Err(Error::new(Kind::Failed, anyhow::anyhow!(message)))
+    }
+}
+
+/// A failure on one key, kept apart so the other keys still get applied.
+#[derive(Debug)]
+struct KeyFault(Kind, String);
+
+impl KeyFault {
+    fn kind(&self) -> Kind {
+        self.0
+    }
+    fn message(&self) -> &str {
+        &self.1
+    }
+}
+
+fn set_one(tree: &Tree, args: &Args, w: &Work, wanted: &str) -> Result<Action, KeyFault> {
+    let key = &w.setting.key;
+    let scope = key.scope();
+    let node_note = if scope == Scope::Node { " (node-wide: stays after this pod ends)" } else { "" };
+    let plan = match &w.current {
+        Some(cur) => spec::plan(scope, cur, wanted, args.allow_lower),
+        None => Plan::Write,
+    };
+    let old = w.current.as_deref().map_or_else(|| "(write-only)".to_owned(), spec::normalize);
+    let new = spec::normalize(wanted);
+    match plan {
+        Plan::Unchanged => {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "unchanged", value = %old, "{key}: unchanged {old}");
+            return Ok(Action::Unchanged);
+        }
+        Plan::KeepHigher => {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "kept", value = %old, wanted = %new,
+                "{key}: kept {old}, higher than {new} (node-wide: other pods may rely on it; --allow-lower forces {new})");
+            return Ok(Action::Kept);
+        }
+        Plan::Write if args.dry_run => {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "would-change", old = %old, new = %new, "{key}: would change {old} → {new}{node_note}");
+            return Ok(Action::WouldChange);
+        }
+        Plan::Write => {}
+    }
+    if let Err(fault) = tree.write(key, wanted) {
+        // Another pod may have raced us to the same value: then all is well.
+        if let (Fault::NotPermitted(_), Ok(now)) = (&fault, tree.read(key))
+            && spec::plan(scope, &now, wanted, args.allow_lower) != Plan::Write
+        {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "unchanged", value = %now, "{key}: unchanged {now} (set meanwhile by someone else)");
+            return Ok(Action::Unchanged);
+        }
+        let kind = if matches!(fault, Fault::NotPermitted(_)) { Kind::NotPermitted } else { Kind::Failed };
+        return Err(KeyFault(kind, format!("writing {new}: {fault}")));
+    }
+    let after = tree.read(key).map_err(|f| KeyFault(Kind::Failed, format!("reading back after the write: {f}")));
+    match after {
+        Ok(now) if w.current.is_none() || spec::plan(scope, &now, wanted, args.allow_lower) != Plan::Write => {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "changed", old = %old, new = %new, "{key}: changed {old} → {new}{node_note}");
+            Ok(Action::Changed)
+        }
+        Ok(now) => {
+            let restored = w.current.as_deref().is_some_and(|old| tree.write(key, old).is_ok());
+            let restored = if restored { "; the old value was restored" } else { "" };
+            Err(KeyFault(Kind::Failed, format!("the kernel took {new} but reads back {}{restored}", spec::normalize(&now))))
+        }
+        Err(fault) => Err(fault),
+    }
+}
+
+fn summarize(counts: &[usize; 6]) {
+    let order = [Action::Changed, Action::WouldChange, Action::Kept, Action::Unchanged, Action::Skipped, Action::Failed];
+    let total: usize = counts.iter().sum();
+    if total == 0 {
+        return;
+    }
+    let parts: Vec<String> =
+        order.iter().filter(|a| counts[**a as usize] > 0).map(|a| format!("{} {}", counts[*a as usize], a.as_str())).collect();
+    tracing::info!(
+        changed = counts[Action::Changed as usize],
+        would_change = counts[Action::WouldChange as usize],
+        kept = counts[Action::Kept as usize],
+        unchanged = counts[Action::Unchanged as usize],
+        skipped = counts[Action::Skipped as usize],
+        failed = counts[Action::Failed as usize],
+        "{total} {}: {}",
+        if total == 1 { "key" } else { "keys" },
+        parts.join(", ")
+    );
+}
+
+/// `--check`: compare without writing; with `--wait`, keep comparing until satisfied.
+async fn check(ctx: &Context, tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
+    let once = || -> anyhow::Result<()> {
+        let mut unsatisfied = Vec::new();
+        for w in work.iter().filter(|w| !w.skip) {
+            let (key, Some(wanted)) = (&w.setting.key, &w.setting.value) else { continue };
+            let now = tree.read(key).map_err(|f| anyhow::anyhow!("reading {key}: {f}"))?;
+            if spec::plan(key.scope(), &now, wanted, args.allow_lower) == Plan::Write {
+                let how = if key.scope() == Scope::Node && !args.allow_lower && spec::integers(wanted).is_some_and(|v| v.len() == 1) {
+                    "at least "
+                } else {
+                    ""
+                };
+                unsatisfied.push(format!("{key} is {}, wants {how}{}", spec::normalize(&now), spec::normalize(wanted)));
+            } else {
+                tracing::debug!(key = %key, action = "satisfied", "{key}: satisfied by {}", spec::normalize(&now));
+            }
+        }
+        if unsatisfied.is_empty() { Ok(()) } else { anyhow::bail!("{}", unsatisfied.join("; ")) }
+    };
+    let result = if args.wait {
+        let backoff =
+            Backoff { initial: std::time::Duration::from_millis(200), max: std::time::Duration::from_secs(5), attempt_timeout: None };
+        retry::retry(ctx, "waiting for sysctl values", backoff, |_| Verdict::Retry, |_| std::future::ready(once())).await
+    } else {
+        once().map_err(Error::from)
+    };
+    match result {
+        Ok(()) => {
+            let n = work.iter().filter(|w| w.setting.value.is_some() && !w.skip).count();
+            tracing::info!(satisfied = n, "{n} {} satisfied", if n == 1 { "key" } else { "keys" });
+            Ok(())
+        }
+        Err(err) if err.kind() == Kind::Failed => Err(err
+            .context("not satisfied")
+            .with_hint("run `podinit sysctl` with the same settings in a privileged init container, or configure the node")),
+        Err(err) => Err(err),
+    }
+}
