@@ -28,8 +28,9 @@ pub(crate) struct Cli {
     #[arg(long, exclusive = true, help_heading = "Multi-call")]
     pub(crate) list: bool,
 
-    /// Create a link named after each applet in DIR, pointing at this binary (hard links;
-    /// symbolic with -s). Existing links are replaced atomically.
+    /// `--install [-s] DIR`: create a link named after each applet in DIR, pointing at this
+    /// binary (hard links; symbolic with -s). DIR is created if missing; existing links are
+    /// replaced atomically.
     #[arg(long, value_name = "DIR", conflicts_with = "list", help_heading = "Multi-call")]
     pub(crate) install: Option<PathBuf>,
 
@@ -65,6 +66,18 @@ pub(crate) fn rewrite_argv0(mut argv: Vec<OsString>) -> Result<Vec<OsString>, Er
 fn not_in_build(name: &str) -> Error {
     Error::new(Kind::NotFound, anyhow::anyhow!("applet '{name}' is not compiled into this build"))
         .with_hint("use the full podinit image, or rebuild with --features ".to_owned() + name)
+}
+
+/// busybox's `--install [-s] DIR` takes `-s` before DIR, which a clap option value cannot:
+/// this rewrites it to `--install DIR -s` before parsing.
+pub(crate) fn reorder_install(mut argv: Vec<OsString>) -> Vec<OsString> {
+    if let Some(i) = argv.iter().position(|a| a == "--install")
+        && argv.get(i + 1).is_some_and(|a| a == "-s" || a == "--symlink")
+    {
+        let flag = argv.remove(i + 1);
+        argv.push(flag);
+    }
+    argv
 }
 
 /// The applet named on a command line, for the prefix of a usage error.
@@ -138,6 +151,12 @@ mod tests {
         assert_eq!(rewrite_argv0(argv(&["./podinit", "sysctl"])).unwrap(), argv(&["./podinit", "sysctl"]));
         assert_eq!(rewrite_argv0(argv(&["podinit-x86_64", "sysctl"])).unwrap(), argv(&["podinit-x86_64", "sysctl"]));
         assert_eq!(rewrite_argv0(argv(&[])).unwrap(), argv(&["podinit"]));
+    }
+
+    #[test]
+    fn install_takes_s_before_dir() {
+        assert_eq!(reorder_install(argv(&["podinit", "--install", "-s", "/bin"])), argv(&["podinit", "--install", "/bin", "-s"]));
+        assert_eq!(reorder_install(argv(&["podinit", "--install", "/bin"])), argv(&["podinit", "--install", "/bin"]));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `podinit --install [-s] DIR`: one link per applet, pointing at the running binary.
 //!
-//! Idempotent: a link that already points at this binary is left alone; anything else at
+//! DIR is created if missing. Idempotent: a link that already points at this binary is left alone; anything else at
 //! that name is replaced atomically (a new link under a temp name, renamed over it).
 
 use std::io;
@@ -13,11 +13,7 @@ use podinit_core::{Error, Kind};
 pub(crate) fn install(dir: &Path, symlink: bool, names: &[String]) -> Result<(), Error> {
     let exe = std::env::current_exe().context("finding this binary (/proc/self/exe)")?;
     let exe_meta = std::fs::metadata(&exe).with_context(|| format!("reading {}", exe.display()))?;
-    if !dir.is_dir() {
-        return Err(
-            Error::usage(format!("--install {}: not a directory", dir.display())).with_hint("create it first, e.g. an emptyDir volume")
-        );
-    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating --install {}", dir.display()))?;
     for name in names {
         let link = dir.join(name);
         let current = std::fs::symlink_metadata(&link).ok();

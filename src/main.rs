@@ -18,7 +18,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     let argv = match cli::rewrite_argv0(std::env::args_os().collect()) {
-        Ok(argv) => argv,
+        Ok(argv) => cli::reorder_install(argv),
         Err(err) => return fail("", &GlobalArgs::default(), &err),
     };
     let cli = match cli::Cli::try_parse_from(&argv) {

@@ -1,1 +1,18 @@
+//! The one integration-test binary (`cargo test --test it`).
+//!
+//! Tests run the built `podinit` with a cleared environment (`support::cmd`) against real
+//! things: the kernel's /proc/sys in fresh namespaces, and containers started through
+//! testcontainers from images built here from `images/` (`support::docker`). There is no
+//! skip switch: a test that needs Docker fails when Docker is missing; `scripts/test`
+//! installs and starts the engine.
+//!
+//! Environment switches:
+//! - `PODINIT_STATIC_BIN`: the static binary to put in images (else built on demand into
+//!   `target/static`).
 
+#![allow(unreachable_pub, reason = "test support items are pub for the test modules; the crate is a test binary")]
+
+mod support;
+
+mod cli;
+mod sysctl;

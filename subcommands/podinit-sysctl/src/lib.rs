@@ -218,30 +218,35 @@ fn apply(tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
     for w in work {
         let key = &w.setting.key;
         let scope = key.scope();
+        if w.skip {
+            tracing::info!(key = %key, scope = scope.as_str(), action = "skipped", "{key}: skipped: unknown key ({})", w.setting.origin);
+            counts[Action::Skipped as usize] += 1;
+            continue;
+        }
         let Some(wanted) = &w.setting.value else {
-            if let Some(value) = &w.current {
-                let line = if args.values_only { value.clone() } else { format!("{key} = {value}") };
-                writeln!(stdout, "{line}").context("writing to stdout")?;
-            } else {
-                tracing::warn!(key = %key, action = "skipped", "{key}: skipped: unknown key");
+            // Read now, not at preflight: `KEY=VALUE KEY` prints the value just set.
+            match tree.read(key) {
+                Ok(value) => {
+                    let line = if args.values_only { value } else { format!("{key} = {value}") };
+                    writeln!(stdout, "{line}").context("writing to stdout")?;
+                }
+                Err(fault) => {
+                    tracing::error!(key = %key, action = "failed", "{key}: failed: reading: {fault}");
+                    failures.push((format!("{key} (reading: {fault})"), Kind::Failed));
+                }
             }
             continue;
         };
-        let action = if w.skip {
-            tracing::info!(key = %key, scope = scope.as_str(), action = "skipped", "{key}: skipped: unknown key ({})", w.setting.origin);
-            Action::Skipped
-        } else {
-            match set_one(tree, args, w, wanted) {
-                Ok(action) => action,
-                Err(fault) if w.setting.ignore_failure => {
-                    tracing::warn!(key = %key, action = "skipped", error = %fault.message(), "{key}: skipped: {} (ignored: '-' line)", fault.message());
-                    Action::Skipped
-                }
-                Err(fault) => {
-                    tracing::error!(key = %key, scope = scope.as_str(), action = "failed", "{key}: failed: {}", fault.message());
-                    failures.push((format!("{key} ({})", fault.message()), fault.kind()));
-                    Action::Failed
-                }
+        let action = match set_one(tree, args, w, wanted) {
+            Ok(action) => action,
+            Err(fault) if w.setting.ignore_failure => {
+                tracing::warn!(key = %key, action = "skipped", error = %fault.message(), "{key}: skipped: {} (ignored: '-' line)", fault.message());
+                Action::Skipped
+            }
+            Err(fault) => {
+                tracing::error!(key = %key, scope = scope.as_str(), action = "failed", "{key}: failed: {}", fault.message());
+                failures.push((format!("{key} ({})", fault.message()), fault.kind()));
+                Action::Failed
             }
         };
         counts[action as usize] += 1;
@@ -251,7 +256,7 @@ fn apply(tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
     if failures.is_empty() {
         return Ok(());
     }
-    let total = work.iter().filter(|w| w.setting.value.is_some()).count();
+    let total = work.len();
     let names: Vec<&str> = failures.iter().map(|(n, _)| n.as_str()).collect();
     let message = format!("{} of {total} keys failed: {}", failures.len(), names.join(", "));
     if failures.iter().any(|(_, k)| *k == Kind::NotPermitted) {

@@ -1,0 +1,155 @@
+//! The multi-call contract: applets, links, help, version, exit codes, global settings.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::time::{Duration, Instant};
+
+use crate::support::{Podinit, cmd::bin};
+
+#[test]
+fn list_prints_the_applets_one_per_line() {
+    Podinit::new().arg("--list").run().code(0).stdout_is("sysctl\n");
+}
+
+#[test]
+fn version_and_help() {
+    let out = Podinit::new().arg("--version").run();
+    out.code(0).stdout_is(&format!("podinit {}\n", env!("CARGO_PKG_VERSION")));
+    let out = Podinit::new().arg("--help").run();
+    out.code(0);
+    assert!(out.stdout.contains("Usage: podinit [OPTIONS] [APPLET]"), "{}", out.stdout);
+    for applet in ["sysctl"] {
+        let out = Podinit::new().args([applet, "--help"]).run();
+        out.code(0);
+        assert!(out.stdout.contains(&format!("Usage: podinit {applet} [OPTIONS]")), "{}", out.stdout);
+        assert!(out.stdout.contains("--timeout <DURATION>"), "global options belong to every applet:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn no_arguments_is_a_usage_error_with_help() {
+    let out = Podinit::new().run();
+    out.code(2);
+    assert!(out.stderr.contains("Usage: podinit"), "{}", out.stderr);
+}
+
+#[test]
+fn unknown_applet_exits_127_and_names_it() {
+    let out = Podinit::new().args(["frobnicate", "x"]).run();
+    out.code(127).stderr_has("podinit: error: unknown applet 'frobnicate'\n").stderr_has("podinit: hint: applets in this build: sysctl");
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_prefixed_error_line() {
+    let out = Podinit::new().args(["sysctl", "--bogus"]).run();
+    out.code(2);
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.contains("error:")).collect();
+    assert_eq!(errors, ["podinit sysctl: error: unexpected argument '--bogus' found"], "{}", out.stderr);
+    assert!(out.stderr.lines().all(|l| l.starts_with("podinit sysctl: ")), "every line is prefixed:\n{}", out.stderr);
+}
+
+#[test]
+fn invalid_environment_values_are_usage_errors_not_defaults() {
+    for (var, value, says) in [
+        ("PODINIT_LOG_FORMAT", "xml", "invalid value 'xml'"),
+        ("PODINIT_QUIET", "banana", "invalid value 'banana'"),
+        ("PODINIT_TIMEOUT", "30", "'30' has no unit: write 30s"),
+        ("PODINIT_SYSCTL_DRY_RUN", "maybe", "invalid value 'maybe'"),
+    ] {
+        let out = Podinit::new().env(var, value).args(["sysctl", "kernel.ostype"]).run();
+        out.code(2).stderr_has(says);
+        assert!(out.stdout.is_empty(), "{var}={value} must not run the applet");
+    }
+    // Valid boolish values are accepted.
+    Podinit::new().env("PODINIT_QUIET", "yes").args(["sysctl", "kernel.ostype"]).run().code(0).stdout_is("kernel.ostype = Linux\n");
+}
+
+#[test]
+fn install_makes_links_that_run_their_applet_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let hard = dir.path().join("hard");
+    Podinit::new().args(["--install".as_ref(), hard.as_os_str()]).run().code(0);
+    let link = hard.join("sysctl");
+    assert_eq!(std::fs::metadata(&link).unwrap().ino(), std::fs::metadata(bin()).unwrap().ino(), "a hard link to the binary");
+    Podinit::program(&link).args(["-n", "kernel.ostype"]).run().code(0).stdout_is("Linux\n");
+    let again = Podinit::new().args(["--install".as_ref(), hard.as_os_str()]).run();
+    again.code(0).stderr_has("already linked");
+
+    let soft = dir.path().join("soft");
+    Podinit::new().args(["--install".as_ref(), "-s".as_ref(), soft.as_os_str()]).run().code(0);
+    assert_eq!(std::fs::read_link(soft.join("sysctl")).unwrap(), bin());
+    Podinit::program(soft.join("sysctl")).args(["-n", "kernel.ostype"]).run().code(0).stdout_is("Linux\n");
+
+    // Replacing a stale file is atomic and leaves no temp files behind.
+    std::fs::write(soft.join("sysctl"), "stale").ok();
+    Podinit::new().args(["--install".as_ref(), "-s".as_ref(), soft.as_os_str()]).run().code(0);
+    assert_eq!(std::fs::read_link(soft.join("sysctl")).unwrap(), bin());
+    let names: Vec<String> = std::fs::read_dir(&soft).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["sysctl"]);
+}
+
+#[test]
+fn argv0_selects_the_applet_with_one_leading_dash_stripped() {
+    Podinit::new().argv0("sysctl").args(["-n", "kernel.ostype"]).run().code(0).stdout_is("Linux\n");
+    Podinit::new().argv0("-sysctl").args(["-n", "kernel.ostype"]).run().code(0).stdout_is("Linux\n");
+    Podinit::new().argv0("podinit-x86_64").args(["sysctl", "-n", "kernel.ostype"]).run().code(0).stdout_is("Linux\n");
+}
+
+#[test]
+fn failures_write_the_termination_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let term = dir.path().join("termination-log");
+    // A usage error caught by the parser...
+    Podinit::new().env("PODINIT_TERMINATION_LOG", term.as_os_str()).args(["sysctl", "--bogus"]).run().code(2);
+    let text = std::fs::read_to_string(&term).unwrap();
+    assert!(text.starts_with("podinit sysctl: unexpected argument '--bogus' found (exit 2)"), "{text}");
+    // ...and one found by the applet.
+    Podinit::new()
+        .args(["--termination-log".as_ref(), term.as_os_str(), "sysctl".as_ref(), "net.core.no_such_key=1".as_ref()])
+        .run()
+        .code(2);
+    let text = std::fs::read_to_string(&term).unwrap();
+    assert!(text.starts_with("podinit sysctl: argument 1: unknown key 'net.core.no_such_key'"), "{text}");
+    assert!(text.contains("\nhint: check the spelling"), "{text}");
+    assert!(text.len() <= 1024);
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let out = Podinit::new().args(["--log-format", "json", "sysctl", "net.core.no_such_key=1"]).run();
+    out.code(2);
+    let lines = out.json_lines();
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "error");
+    assert_eq!(last["applet"], "sysctl");
+    assert_eq!(last["kind"], "usage");
+    assert_eq!(last["exit_code"], 2);
+    assert!(last["message"].as_str().unwrap().contains("unknown key"));
+}
+
+#[test]
+fn sigterm_stops_a_wait_with_143_promptly() {
+    // --check --wait on a value no node has: a wait that only a signal (or deadline) ends.
+    let child = Podinit::new()
+        .args(["sysctl", "--check", "--wait", "--timeout", "5m", "kernel.pid_max=9223372036854775807"])
+        .command()
+        .spawn()
+        .unwrap();
+    #[expect(clippy::disallowed_methods, reason = "letting the child start; not a podinit wait")]
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(stderr.contains("podinit sysctl: error: stopped by SIGTERM"), "{stderr}");
+}
+
+#[test]
+fn deadline_ends_a_wait_with_124_naming_the_last_error() {
+    let started = Instant::now();
+    let out = Podinit::new().args(["sysctl", "--check", "--wait", "--timeout", "1500ms", "kernel.pid_max=9223372036854775807"]).run();
+    out.code(124).stderr_has("gave up after").stderr_has("last error: kernel.pid_max is");
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+}

@@ -1,0 +1,143 @@
+//! `Podinit`: runs the binary under test with a cleared environment, like a container would.
+
+use std::ffi::OsString;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The binary cargo built for this test run.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_podinit"))
+}
+
+/// A command line for podinit, with nothing inherited from the test's environment.
+pub struct Podinit {
+    program: PathBuf,
+    argv0: Option<OsString>,
+    wrapper: Vec<OsString>,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    stdin: Option<Vec<u8>>,
+}
+
+impl Podinit {
+    /// `podinit` with no arguments yet.
+    pub fn new() -> Self {
+        Self::program(bin())
+    }
+
+    /// Another program path, e.g. a link made by `--install`.
+    pub fn program(path: impl Into<PathBuf>) -> Self {
+        Self { program: path.into(), argv0: None, wrapper: Vec::new(), args: Vec::new(), env: Vec::new(), stdin: None }
+    }
+
+    /// Runs it inside a wrapper such as `unshare --net`.
+    pub fn wrapped(mut self, wrapper: &[&str]) -> Self {
+        self.wrapper = wrapper.iter().map(OsString::from).collect();
+        self
+    }
+
+    /// Sets argv[0] (busybox-style dispatch).
+    pub fn argv0(mut self, name: &str) -> Self {
+        self.argv0 = Some(name.into());
+        self
+    }
+
+    pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: Into<OsString>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    /// The prepared std `Command` (for tests that need the child, e.g. to signal it).
+    pub fn command(&self) -> Command {
+        let mut cmd = if self.wrapper.is_empty() {
+            Command::new(&self.program)
+        } else {
+            let mut c = Command::new(&self.wrapper[0]);
+            c.args(&self.wrapper[1..]).arg("--").arg(&self.program);
+            c
+        };
+        if let Some(argv0) = &self.argv0 {
+            use std::os::unix::process::CommandExt as _;
+            cmd.arg0(argv0);
+        }
+        cmd.args(&self.args).env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd
+    }
+
+    /// Runs to completion.
+    pub fn run(self) -> Outcome {
+        let mut child = self.command().spawn().unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
+        if let Some(data) = &self.stdin {
+            child.stdin.take().unwrap().write_all(data).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+    }
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn new(code: impl Into<i64>, stdout: Vec<u8>, stderr: Vec<u8>) -> Self {
+        Self {
+            code: code.into(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Panics, showing the output, unless the exit status is `code`.
+    #[track_caller]
+    pub fn code(&self, code: i64) -> &Self {
+        assert_eq!(self.code, code, "exit status; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Panics unless stderr contains `text`.
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
+        self
+    }
+
+    /// Panics unless stdout is exactly `text`.
+    #[track_caller]
+    pub fn stdout_is(&self, text: &str) -> &Self {
+        assert_eq!(self.stdout, text, "stdout; stderr:\n{}", self.stderr);
+        self
+    }
+
+    /// The JSON log lines on stderr (panics on a line that is not JSON).
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stderr.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect()
+    }
+}
+
+/// Reads a sysctl of the test process's own namespaces.
+pub fn host_sysctl(rel: &str) -> String {
+    std::fs::read_to_string(Path::new("/proc/sys").join(rel)).unwrap().trim_end().to_owned()
+}

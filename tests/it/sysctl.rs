@@ -1,0 +1,208 @@
+//! `podinit sysctl` against the real kernel, never changing the host.
+//!
+//! Pod-scoped keys are changed only inside fresh namespaces: `unshare --net --ipc` around
+//! the dev binary, or a container from the podinit image with a writable /proc/sys
+//! (`systempaths=unconfined` + `CAP_SYS_ADMIN`, what a privileged init container gets).
+//! Node-wide keys are only read, checked, or "set" to values the never-lower rule keeps.
+
+use testcontainers::core::Mount;
+use testcontainers::{ContainerRequest, GenericImage, ImageExt as _};
+
+use crate::support::cmd::host_sysctl;
+use crate::support::docker::{podinit_image, run_to_exit};
+use crate::support::{Outcome, Podinit};
+
+const UNSHARE: &[&str] = &["/usr/bin/unshare", "--net", "--ipc"];
+
+fn in_fresh_namespaces() -> Podinit {
+    Podinit::new().wrapped(UNSHARE)
+}
+
+#[test]
+fn sets_pod_scoped_keys_exactly_and_verifies() {
+    let before = host_sysctl("net/core/somaxconn");
+    let out = in_fresh_namespaces()
+        .args([
+            "--log-format",
+            "json",
+            "sysctl",
+            "net.core.somaxconn=1234",
+            "net.ipv4.tcp_rmem=4096 131072 6291456",
+            "kernel.msgmax=16384",
+            "net.core.somaxconn",
+            "net.ipv4.tcp_rmem",
+        ])
+        .run();
+    out.code(0).stdout_is("net.core.somaxconn = 1234\nnet.ipv4.tcp_rmem = 4096\t131072\t6291456\n");
+    let lines = out.json_lines();
+    let actions: Vec<(&str, &str)> = lines.iter().filter_map(|l| Some((l["key"].as_str()?, l["action"].as_str()?))).collect();
+    assert_eq!(actions, [("net.core.somaxconn", "changed"), ("net.ipv4.tcp_rmem", "changed"), ("kernel.msgmax", "changed")]);
+    assert!(lines.iter().all(|l| l.get("scope").is_none_or(|s| s == "pod")));
+    assert_eq!(host_sysctl("net/core/somaxconn"), before, "the host's namespace is untouched");
+}
+
+#[test]
+fn reruns_change_nothing() {
+    let out =
+        in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=4096", "net.ipv4.tcp_rmem=4096 131072  6291456"]).wrapped(UNSHARE).run();
+    // In a fresh netns somaxconn is already 4096: reported unchanged, no write needed.
+    out.code(0).stderr_has("net.core.somaxconn: unchanged 4096");
+}
+
+#[test]
+fn lowering_pod_scoped_keys_is_allowed() {
+    in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=128"]).run().code(0).stderr_has("net.core.somaxconn: changed 4096 → 128");
+}
+
+#[test]
+fn interface_names_with_dots_work_in_both_notations() {
+    // An interface named like a VLAN (eth0.100), made in a fresh network namespace.
+    let script = "ip link add eth0.100 type veth peer name peer0 && \"$0\" sysctl net.ipv4.conf.eth0/100.rp_filter=2 && \"$0\" sysctl -n net/ipv4/conf/eth0.100/rp_filter";
+    let out = std::process::Command::new("/usr/bin/unshare")
+        .args(["--net", "--", "/bin/sh", "-c", script])
+        .arg(crate::support::cmd::bin())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    let out = Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr);
+    out.code(0).stdout_is("2\n").stderr_has("net.ipv4.conf.eth0/100.rp_filter: changed");
+}
+
+#[test]
+fn sysctl_d_file_from_stdin_with_comments_and_optional_keys() {
+    let conf =
+        "# tuned for the app\n; another comment\n\nnet.core.somaxconn = 2048\n-net.ipv4.conf.nosuchif.rp_filter = 1\nkernel.shmmni=8192\n";
+    let out = in_fresh_namespaces().args(["sysctl", "-p", "-", "net.core.somaxconn"]).stdin(conf).run();
+    out.code(0).stdout_is("net.core.somaxconn = 2048\n");
+    out.stderr_has("net.ipv4.conf.nosuchif.rp_filter: skipped: unknown key (stdin:5)").stderr_has("kernel.shmmni: changed");
+    out.stderr_has("3 keys: 2 changed, 1 skipped");
+}
+
+#[test]
+fn bad_input_writes_nothing_and_exits_2() {
+    // The second setting is bad, so the first must not be applied either.
+    let script = "\"$0\" sysctl net.core.somaxconn=999 net.core.nosuchkey=1; echo rc=$?; cat /proc/sys/net/core/somaxconn";
+    let out = std::process::Command::new("/usr/bin/unshare")
+        .args(["--net", "--", "/bin/sh", "-c", script])
+        .arg(crate::support::cmd::bin())
+        .env_clear()
+        .output()
+        .unwrap();
+    let out = Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr);
+    out.code(0).stdout_is("rc=2\n4096\n").stderr_has("unknown key 'net.core.nosuchkey'");
+
+    for (arg, says) in [
+        ("net..core=1", "empty component"),
+        ("net/../../etc/passwd=1", "'..' component"),
+        ("net.core=1", "is a directory of keys"),
+        ("vm.max_map_count=4.194304e+06", "quote it in values.yaml"),
+        ("net.ipv4.conf.*.rp_filter=1", "glob pattern"),
+    ] {
+        Podinit::new().args(["sysctl", arg]).run().code(2).stderr_has(says);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.conf");
+    std::fs::write(&file, "vm.swappiness = 10\nthis line is wrong\n").unwrap();
+    Podinit::new()
+        .args(["sysctl".as_ref(), "-p".as_ref(), file.as_os_str()])
+        .run()
+        .code(2)
+        .stderr_has("bad.conf:2: expected 'KEY = VALUE'");
+    Podinit::new().args(["sysctl", "-p", "/nonexistent/sysctl.conf"]).run().code(2).stderr_has("reading --load /nonexistent/sysctl.conf");
+    Podinit::new().args(["sysctl"]).run().code(2).stderr_has("nothing to do");
+}
+
+#[test]
+fn node_wide_limits_are_never_lowered_and_check_is_at_least() {
+    let current: u64 = host_sysctl("vm/max_map_count").parse().unwrap();
+    let lower = current - 1;
+    let out = Podinit::new().args(["--log-format", "json", "sysctl", &format!("vm.max_map_count={lower}")]).run();
+    out.code(0);
+    let line = out.json_lines().into_iter().find(|l| l["key"] == "vm.max_map_count").unwrap();
+    assert_eq!(line["action"], "kept");
+    assert_eq!(line["scope"], "node");
+    assert_eq!(host_sysctl("vm/max_map_count"), current.to_string(), "never lowered");
+
+    // --check: a lower wanted value is satisfied by a higher current one; a higher one is not.
+    Podinit::new().args(["sysctl", "--check", &format!("vm.max_map_count={lower}")]).run().code(0);
+    let out = Podinit::new().args(["sysctl", "--check", &format!("vm.max_map_count={}", current + 1)]).run();
+    out.code(1).stderr_has(&format!("vm.max_map_count is {current}, wants at least {}", current + 1));
+    assert_eq!(host_sysctl("vm/max_map_count"), current.to_string(), "--check writes nothing");
+    // --dry-run on the host says what it would do and writes nothing.
+    Podinit::new().args(["sysctl", "--dry-run", &format!("vm.max_map_count={}", current + 1)]).run().code(0).stderr_has("would change");
+    assert_eq!(host_sysctl("vm/max_map_count"), current.to_string());
+}
+
+/// A container as a privileged init container sees /proc/sys: writable, root.
+///
+/// `docker run --security-opt systempaths=unconfined` is a client-side switch: through the
+/// API it means empty masked and read-only path lists.
+fn privileged(image: GenericImage, args: &[&str]) -> ContainerRequest<GenericImage> {
+    image.with_cmd(args.iter().copied()).with_user("0:0").with_cap_add("SYS_ADMIN").with_host_config_modifier(|host| {
+        host.masked_paths = Some(Vec::new());
+        host.readonly_paths = Some(Vec::new());
+    })
+}
+
+#[tokio::test]
+async fn container_with_writable_proc_sys_sets_pod_scoped_keys() {
+    let before = host_sysctl("net/core/somaxconn");
+    let image = podinit_image().await;
+    let out =
+        run_to_exit(privileged(image, &["sysctl", "net.core.somaxconn=777", "kernel.shmmni=2048", "net.core.somaxconn", "kernel.shmmni"]))
+            .await;
+    out.code(0)
+        .stdout_is("net.core.somaxconn = 777\nkernel.shmmni = 2048\n")
+        .stderr_has("podinit sysctl: net.core.somaxconn: changed 4096 → 777");
+    assert_eq!(host_sysctl("net/core/somaxconn"), before, "the container's netns is its own");
+}
+
+#[tokio::test]
+async fn container_never_lowers_a_node_wide_key() {
+    let current: u64 = host_sysctl("vm/max_map_count").parse().unwrap();
+    let image = podinit_image().await;
+    let out = run_to_exit(privileged(image, &["sysctl", &format!("vm.max_map_count={}", current / 2)])).await;
+    let after = host_sysctl("vm/max_map_count");
+    if after != current.to_string() {
+        // Repair the host before failing loudly.
+        let _ = std::fs::OpenOptions::new().write(true).open("/proc/sys/vm/max_map_count").and_then(|mut f| {
+            use std::io::Write as _;
+            f.write_all(current.to_string().as_bytes())
+        });
+        panic!("vm.max_map_count was lowered from {current} to {after}:\n{}", out.stderr);
+    }
+    out.code(0).stderr_has(&format!("vm.max_map_count: kept {current}, higher than {}", current / 2));
+}
+
+#[tokio::test]
+async fn read_only_proc_sys_exits_77_with_a_hint_and_a_termination_message() {
+    let image = podinit_image().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // An unprivileged container, as root: /proc/sys is mounted read-only.
+    let request = image
+        .with_cmd(["--termination-log", "/term/message", "sysctl", "net.core.somaxconn=777"])
+        .with_user("0:0")
+        .with_mount(Mount::bind_mount(dir.path().to_string_lossy(), "/term"));
+    let out = run_to_exit(request).await;
+    out.code(77).stderr_has("permission denied").stderr_has("hint: /proc/sys is read-only in an unprivileged container");
+    let message = std::fs::read_to_string(dir.path().join("message")).unwrap();
+    assert!(message.starts_with("podinit sysctl: 1 of 1 keys failed: net.core.somaxconn"), "{message}");
+    assert!(message.contains("(exit 77)") && message.contains("privileged: true"), "{message}");
+
+    // A value the kernel already holds needs no write, so it succeeds even read-only.
+    let image = podinit_image().await;
+    let out = run_to_exit(image.with_cmd(["sysctl", "net.core.somaxconn=4096"])).await;
+    out.code(0).stderr_has("unchanged 4096");
+}
+
+#[tokio::test]
+async fn image_links_run_applets_as_non_root() {
+    let image = podinit_image().await;
+    // The image's default user is 65532; reading needs no privilege.
+    let out = run_to_exit(image.with_entrypoint("/bin/sysctl").with_cmd(["-n", "kernel.ostype"])).await;
+    out.code(0).stdout_is("Linux\n");
+    let image = podinit_image().await;
+    run_to_exit(image.with_cmd(["--list"])).await.code(0).stdout_is("sysctl\n");
+}
