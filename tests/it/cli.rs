@@ -134,7 +134,6 @@ fn sigterm_stops_a_wait_with_143_promptly() {
         .command()
         .spawn()
         .unwrap();
-    #[expect(clippy::disallowed_methods, reason = "letting the child start; not a podinit wait")]
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();

@@ -11,6 +11,7 @@
 //!   `target/static`).
 
 #![allow(unreachable_pub, reason = "test support items are pub for the test modules; the crate is a test binary")]
+#![allow(clippy::disallowed_methods, reason = "the bans guard product code; tests write fixtures and pause plainly")]
 
 mod support;
 

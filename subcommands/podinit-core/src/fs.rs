@@ -204,6 +204,8 @@ fn fmt_id(id: Option<u32>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::disallowed_methods, reason = "fixtures are written plainly")]
+
     use std::os::unix::fs::MetadataExt;
 
     use super::*;

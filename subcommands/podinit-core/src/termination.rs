@@ -65,6 +65,8 @@ fn truncate(mut text: String, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::disallowed_methods, reason = "fixtures are written plainly")]
+
     use super::*;
     use crate::Kind;
 

@@ -38,7 +38,6 @@ static STATIC_BUILD: Mutex<Option<PathBuf>> = Mutex::new(None);
 
 /// The statically linked release binary (what the image ships).
 pub fn static_binary() -> PathBuf {
-    #[expect(clippy::disallowed_methods, reason = "a harness switch, not a podinit setting")]
     if let Some(path) = std::env::var_os("PODINIT_STATIC_BIN") {
         return PathBuf::from(path);
     }
