@@ -17,7 +17,8 @@ fn version_and_help() {
     let out = Podinit::new().arg("--help").run();
     out.code(0);
     assert!(out.stdout.contains("Usage: podinit [OPTIONS] [APPLET]"), "{}", out.stdout);
-    for applet in ["sysctl"] {
+    let list = Podinit::new().arg("--list").run();
+    for applet in list.stdout.lines() {
         let out = Podinit::new().args([applet, "--help"]).run();
         out.code(0);
         assert!(out.stdout.contains(&format!("Usage: podinit {applet} [OPTIONS]")), "{}", out.stdout);

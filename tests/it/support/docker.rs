@@ -59,12 +59,12 @@ pub fn static_binary() -> PathBuf {
     path
 }
 
-static IMAGE: OnceCell<(String, String)> = OnceCell::const_new();
+static IMAGE: OnceCell<GenericImage> = OnceCell::const_new();
 
 /// The podinit image (`images/podinit`), built once per content hash.
 pub async fn podinit_image() -> GenericImage {
     require_docker();
-    let (name, tag) = IMAGE
+    IMAGE
         .get_or_init(|| async {
             let bin = static_binary();
             let dockerfile = repo().join("images/podinit/Dockerfile");
@@ -77,11 +77,10 @@ pub async fn podinit_image() -> GenericImage {
                 .with_file(bin, "podinit")
                 .build_image_with(BuildImageOptions::new().with_skip_if_exists(true))
                 .await
-                .expect("building images/podinit");
-            ("podinit-test".to_owned(), tag)
+                .expect("building images/podinit")
         })
-        .await;
-    GenericImage::new(name, tag)
+        .await
+        .clone()
 }
 
 /// Runs a container to completion and collects its exit status and output.
