@@ -18,6 +18,18 @@ fn in_fresh_namespaces() -> Podinit {
     Podinit::new().wrapped(UNSHARE)
 }
 
+/// Runs a shell script in fresh net+IPC namespaces, `$0` being the podinit binary.
+fn in_namespace_script(script: &str) -> Outcome {
+    let out = std::process::Command::new("/usr/bin/unshare")
+        .args(["--net", "--ipc", "--", "/bin/sh", "-c", script])
+        .arg(crate::support::cmd::bin())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+}
+
 #[test]
 fn sets_pod_scoped_keys_exactly_and_verifies() {
     let before = host_sysctl("net/core/somaxconn");
@@ -43,8 +55,7 @@ fn sets_pod_scoped_keys_exactly_and_verifies() {
 
 #[test]
 fn reruns_change_nothing() {
-    let out =
-        in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=4096", "net.ipv4.tcp_rmem=4096 131072  6291456"]).wrapped(UNSHARE).run();
+    let out = in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=4096", "net.ipv4.tcp_rmem=4096 131072  6291456"]).run();
     // In a fresh netns somaxconn is already 4096: reported unchanged, no write needed.
     out.code(0).stderr_has("net.core.somaxconn: unchanged 4096");
 }
@@ -57,15 +68,9 @@ fn lowering_pod_scoped_keys_is_allowed() {
 #[test]
 fn interface_names_with_dots_work_in_both_notations() {
     // An interface named like a VLAN (eth0.100), made in a fresh network namespace.
-    let script = "ip link add eth0.100 type veth peer name peer0 && \"$0\" sysctl net.ipv4.conf.eth0/100.rp_filter=2 && \"$0\" sysctl -n net/ipv4/conf/eth0.100/rp_filter";
-    let out = std::process::Command::new("/usr/bin/unshare")
-        .args(["--net", "--", "/bin/sh", "-c", script])
-        .arg(crate::support::cmd::bin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .unwrap();
-    let out = Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr);
+    let out = in_namespace_script(
+        "ip link add eth0.100 type veth peer name peer0 && \"$0\" sysctl net.ipv4.conf.eth0/100.rp_filter=2 && \"$0\" sysctl -n net/ipv4/conf/eth0.100/rp_filter",
+    );
     out.code(0).stdout_is("2\n").stderr_has("net.ipv4.conf.eth0/100.rp_filter: changed");
 }
 
@@ -82,14 +87,8 @@ fn sysctl_d_file_from_stdin_with_comments_and_optional_keys() {
 #[test]
 fn bad_input_writes_nothing_and_exits_2() {
     // The second setting is bad, so the first must not be applied either.
-    let script = "\"$0\" sysctl net.core.somaxconn=999 net.core.nosuchkey=1; echo rc=$?; cat /proc/sys/net/core/somaxconn";
-    let out = std::process::Command::new("/usr/bin/unshare")
-        .args(["--net", "--", "/bin/sh", "-c", script])
-        .arg(crate::support::cmd::bin())
-        .env_clear()
-        .output()
-        .unwrap();
-    let out = Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr);
+    let out =
+        in_namespace_script("\"$0\" sysctl net.core.somaxconn=999 net.core.nosuchkey=1; echo rc=$?; cat /proc/sys/net/core/somaxconn");
     out.code(0).stdout_is("rc=2\n4096\n").stderr_has("unknown key 'net.core.nosuchkey'");
 
     for (arg, says) in [
@@ -205,4 +204,31 @@ async fn image_links_run_applets_as_non_root() {
     out.code(0).stdout_is("Linux\n");
     let image = podinit_image().await;
     run_to_exit(image.with_cmd(["--list"])).await.code(0).stdout_is("sysctl\n");
+}
+
+#[test]
+fn a_value_the_kernel_refuses_fails_with_exit_1_and_the_rest_still_applies() {
+    let out = in_namespace_script("\"$0\" sysctl net.core.somaxconn=-5 kernel.msgmax=12345; echo rc=$?; cat /proc/sys/kernel/msgmax");
+    out.code(0).stdout_is("rc=1\n12345\n");
+    out.stderr_has("net.core.somaxconn: failed: writing -5: the kernel rejected the value").stderr_has("1 of 2 keys failed");
+}
+
+#[test]
+fn a_value_read_back_differently_is_restored_and_fails() {
+    // tcp_rmem takes three numbers; given two, the kernel keeps the old third, so the value
+    // read back is not the one asked for: podinit restores the original and fails.
+    let out = in_namespace_script(
+        "old=$(cat /proc/sys/net/ipv4/tcp_rmem); \"$0\" sysctl 'net.ipv4.tcp_rmem=1024 2048'; echo rc=$?; [ \"$(cat /proc/sys/net/ipv4/tcp_rmem)\" = \"$old\" ] && echo restored",
+    );
+    out.code(0).stdout_is("rc=1\nrestored\n").stderr_has("reads back").stderr_has("the old value was restored");
+}
+
+#[test]
+fn quiet_keeps_stderr_empty_and_global_flags_go_after_the_applet_too() {
+    let out = in_fresh_namespaces().args(["sysctl", "--quiet", "net.core.somaxconn=300"]).run();
+    out.code(0);
+    assert_eq!(out.stderr, "", "--quiet shows only warnings and errors");
+    let out = in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=300", "--log-format", "json"]).run();
+    out.code(0);
+    assert_eq!(out.json_lines()[0]["action"], "changed");
 }
