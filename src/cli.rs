@@ -82,12 +82,7 @@ pub(crate) fn reorder_install(mut argv: Vec<OsString>) -> Vec<OsString> {
 
 /// The applet named on a command line, for the prefix of a usage error.
 pub(crate) fn applet_in(argv: &[OsString]) -> &'static str {
-    let names = compiled();
-    argv.iter().skip(1).find_map(|a| names.iter().position(|n| OsStr::new(n) == a)).map_or("", |i| leak(&names[i]))
-}
-
-fn leak(s: &str) -> &'static str {
-    Box::leak(s.to_owned().into_boxed_str())
+    argv.iter().skip(1).find_map(|arg| applets::ALL.iter().copied().find(|name| OsStr::new(name) == arg)).unwrap_or("")
 }
 
 /// What to do with a parse failure: print help/version (exit 0), or a usage error.
