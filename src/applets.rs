@@ -7,16 +7,20 @@
 use podinit_core::{Context, Error};
 
 /// Every applet podinit has, compiled in or not (a slim build leaves some out).
-pub(crate) const ALL: &[&str] = &["sysctl"];
+pub(crate) const ALL: &[&str] = &["sysctl", "wait-for"];
 
-#[cfg(not(any(feature = "sysctl")))]
+#[cfg(not(any(feature = "sysctl", feature = "wait-for")))]
 compile_error!("enable at least one applet feature, e.g. --features sysctl");
 
 /// The applets compiled into this binary.
+// One value per process, so variant sizes do not matter (allow: slim builds have one variant).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Applet {
     #[cfg(feature = "sysctl")]
     Sysctl(podinit_sysctl::Args),
+    #[cfg(feature = "wait-for")]
+    WaitFor(podinit_wait_for::Args),
 }
 
 impl Applet {
@@ -25,6 +29,8 @@ impl Applet {
         match self {
             #[cfg(feature = "sysctl")]
             Self::Sysctl(_) => "sysctl",
+            #[cfg(feature = "wait-for")]
+            Self::WaitFor(_) => "wait-for",
         }
     }
 
@@ -33,6 +39,8 @@ impl Applet {
         match self {
             #[cfg(feature = "sysctl")]
             Self::Sysctl(args) => podinit_sysctl::run(ctx, args).await,
+            #[cfg(feature = "wait-for")]
+            Self::WaitFor(args) => podinit_wait_for::run(ctx, args).await,
         }
     }
 }

@@ -7,7 +7,7 @@ use crate::support::{Podinit, cmd::bin};
 
 #[test]
 fn list_prints_the_applets_one_per_line() {
-    Podinit::new().arg("--list").run().code(0).stdout_is("sysctl\n");
+    Podinit::new().arg("--list").run().code(0).stdout_is("sysctl\nwait-for\n");
 }
 
 #[test]
@@ -36,7 +36,9 @@ fn no_arguments_is_a_usage_error_with_help() {
 #[test]
 fn unknown_applet_exits_127_and_names_it() {
     let out = Podinit::new().args(["frobnicate", "x"]).run();
-    out.code(127).stderr_has("podinit: error: unknown applet 'frobnicate'\n").stderr_has("podinit: hint: applets in this build: sysctl");
+    out.code(127)
+        .stderr_has("podinit: error: unknown applet 'frobnicate'\n")
+        .stderr_has("podinit: hint: applets in this build: sysctl, wait-for");
 }
 
 #[test]
@@ -84,8 +86,10 @@ fn install_makes_links_that_run_their_applet_and_is_idempotent() {
     std::fs::write(soft.join("sysctl"), "stale").ok();
     Podinit::new().args(["--install".as_ref(), "-s".as_ref(), soft.as_os_str()]).run().code(0);
     assert_eq!(std::fs::read_link(soft.join("sysctl")).unwrap(), bin());
-    let names: Vec<String> = std::fs::read_dir(&soft).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-    assert_eq!(names, ["sysctl"]);
+    let mut names: Vec<String> = std::fs::read_dir(&soft).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    let listed = Podinit::new().arg("--list").run().stdout;
+    assert_eq!(names, listed.lines().collect::<Vec<_>>(), "one link per applet and nothing else");
 }
 
 #[test]

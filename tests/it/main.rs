@@ -9,6 +9,9 @@
 //! Environment switches:
 //! - `PODINIT_STATIC_BIN`: the static binary to put in images (else built on demand into
 //!   `target/static`).
+//!
+//! Service images (PostgreSQL, MariaDB) are built by the scripts under `images/test/`,
+//! which the harness calls; each is cached by a hash of its build context.
 
 #![allow(unreachable_pub, reason = "test support items are pub for the test modules; the crate is a test binary")]
 #![allow(clippy::disallowed_methods, reason = "the bans guard product code; tests write fixtures and pause plainly")]
@@ -17,3 +20,4 @@ mod support;
 
 mod cli;
 mod sysctl;
+mod wait_for;

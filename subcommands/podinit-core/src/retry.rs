@@ -106,11 +106,31 @@ pub async fn retry<T, F, Fut>(
     what: &str,
     backoff: Backoff,
     classify: impl Fn(&anyhow::Error) -> Verdict,
-    mut op: F,
+    op: F,
 ) -> Result<T, Error>
 where
     F: FnMut(Attempt) -> Fut,
     Fut: Future<Output = anyhow::Result<T>>,
+{
+    retry_or_wake(ctx, what, backoff, classify, op, std::future::pending::<()>).await
+}
+
+/// [`retry`], but the delay between attempts also ends when `wake()` resolves: for targets
+/// that can announce a change (an inotify event on a directory), so the next attempt comes
+/// at once instead of at the next backoff tick. The backoff stays as the safety poll.
+pub async fn retry_or_wake<T, F, Fut, W, WFut>(
+    ctx: &Context,
+    what: &str,
+    backoff: Backoff,
+    classify: impl Fn(&anyhow::Error) -> Verdict,
+    mut op: F,
+    mut wake: W,
+) -> Result<T, Error>
+where
+    F: FnMut(Attempt) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+    W: FnMut() -> WFut,
+    WFut: Future<Output = ()>,
 {
     let started = Instant::now();
     let mut jitter = Jitter::new();
@@ -132,7 +152,7 @@ where
         let err = match outcome {
             Ok(value) => {
                 if number > 1 {
-                    tracing::info!(attempts = number, elapsed_ms = millis(started.elapsed()), "{what}: succeeded after {number} attempts");
+                    tracing::debug!(attempts = number, elapsed_ms = millis(started.elapsed()), "{what}: succeeded after {number} attempts");
                 }
                 return Ok(value);
             }
@@ -152,7 +172,11 @@ where
         if ctx.remaining().is_some_and(|r| r.is_zero()) {
             return Err(give_up(ctx, what, number, started, err));
         }
-        match ctx.sleep(delay).await {
+        let woken = tokio::select! {
+            slept = ctx.sleep(delay) => slept,
+            () = wake() => Ok(()),
+        };
+        match woken {
             Ok(()) => {}
             Err(stop) if stop.kind() == Kind::Timeout => {
                 // One last attempt at the deadline is pointless: its time is gone.
@@ -195,6 +219,8 @@ fn millis(d: Duration) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #![expect(clippy::disallowed_methods, reason = "tests stand in for events with plain timers")]
+
     use std::cell::Cell;
 
     use super::*;
@@ -302,6 +328,29 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind(), Kind::Timeout);
         assert!(err.message().contains("attempt timed out after 2s"), "{}", err.message());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_cuts_the_delay_short() {
+        let (ctx, _tx) = ctx_with_timeout(3600);
+        let backoff = Backoff { initial: Duration::from_secs(60), max: Duration::from_secs(60), attempt_timeout: None };
+        let calls = Cell::new(0);
+        let out = retry_or_wake(
+            &ctx,
+            "watching",
+            backoff,
+            |_| Verdict::Retry,
+            |_| {
+                calls.set(calls.get() + 1);
+                let n = calls.get();
+                async move { if n < 3 { anyhow::bail!("absent") } else { Ok(n) } }
+            },
+            || tokio::time::sleep(Duration::from_millis(5)),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out, 3);
+        assert!(Instant::now() - ctx.started() < Duration::from_secs(1), "woken, not slept for a minute");
     }
 
     #[tokio::test(start_paused = true)]

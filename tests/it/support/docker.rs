@@ -95,3 +95,21 @@ pub async fn run_to_exit(request: ContainerRequest<GenericImage>) -> Outcome {
     let stderr = container.stderr_to_vec().await.expect("reading stderr");
     Outcome::new(code, stdout, stderr)
 }
+
+static DB_IMAGE: OnceCell<GenericImage> = OnceCell::const_new();
+
+/// The PostgreSQL + MariaDB test image (`images/test/db`), built if missing.
+pub async fn db_image() -> GenericImage {
+    require_docker();
+    DB_IMAGE
+        .get_or_init(|| async {
+            let out =
+                tokio::process::Command::new(repo().join("images/test/db/build")).output().await.expect("running images/test/db/build");
+            assert!(out.status.success(), "images/test/db/build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            let name = String::from_utf8(out.stdout).unwrap();
+            let (name, tag) = name.trim().split_once(':').expect("the build script prints NAME:TAG");
+            GenericImage::new(name, tag)
+        })
+        .await
+        .clone()
+}

@@ -1,0 +1,351 @@
+//! Targets: what `wait-for` waits on, parsed from URLs. Pure; no I/O.
+//!
+//! Every form is a URL so one argument says everything: `tcp://db:5432`, `http://…`,
+//! `dns://name?type=MX`, `postgres://…`, `mysql://…`, `file:///abs/path`, `unix:///abs/path`,
+//! `posix-mq:///name`, `sysv-msg://KEY` (also `sysv-shm`, `sysv-sem`). A target shows itself
+//! with any password replaced by `***`, so it can be logged.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use url::Url;
+
+/// A DNS record type `dns://` can ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RecordType {
+    /// A or AAAA through the system resolver (getaddrinfo: /etc/hosts, search domains, ndots).
+    Addr,
+    A,
+    Aaaa,
+    Cname,
+    Mx,
+    Ns,
+    Srv,
+    Txt,
+}
+
+impl RecordType {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text.to_ascii_uppercase().as_str() {
+            "A" => Self::A,
+            "AAAA" => Self::Aaaa,
+            "CNAME" => Self::Cname,
+            "MX" => Self::Mx,
+            "NS" => Self::Ns,
+            "SRV" => Self::Srv,
+            "TXT" => Self::Txt,
+            _ => return None,
+        })
+    }
+}
+
+/// Which SysV IPC object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SysvKind {
+    Msg,
+    Shm,
+    Sem,
+}
+
+impl SysvKind {
+    /// The file under /proc/sysvipc that lists objects of this kind.
+    pub(crate) fn proc_file(self) -> &'static str {
+        match self {
+            Self::Msg => "/proc/sysvipc/msg",
+            Self::Shm => "/proc/sysvipc/shm",
+            Self::Sem => "/proc/sysvipc/sem",
+        }
+    }
+}
+
+/// Which database protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Database {
+    Postgres,
+    Mysql,
+}
+
+/// One thing to wait for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target {
+    Tcp { host: String, port: u16 },
+    Http { url: Url },
+    Dns { name: String, record: RecordType },
+    Db { kind: Database, url: Url },
+    File { path: PathBuf },
+    Unix { path: PathBuf },
+    PosixMq { name: String },
+    Sysv { kind: SysvKind, key: i32 },
+}
+
+/// How a target is polled: cheap local checks often, network checks less often.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cost {
+    /// A syscall on this node (unix socket, IPC object, file): poll every ≤ 50 ms.
+    Local,
+    /// A connection attempt (TCP): ≤ 100 ms.
+    Connect,
+    /// A request with a server doing work (HTTP, DNS, database login): ≤ 1 s.
+    Request,
+}
+
+impl Target {
+    /// Parses a target, or says what is wrong with it and how to write it.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let Some((scheme, _)) = text.split_once("://") else {
+            return Err(format!(
+                "'{text}' has no scheme: write tcp://HOST:PORT, http(s)://…, dns://NAME, postgres://…, mysql://…, file:///PATH, unix:///PATH, posix-mq:///NAME or sysv-msg|shm|sem://KEY"
+            ));
+        };
+        let scheme = scheme.to_ascii_lowercase();
+        match scheme.as_str() {
+            "tcp" => parse_tcp(text),
+            "http" | "https" => {
+                let url = Url::parse(text).map_err(|e| format!("'{text}' is not a valid URL: {e}"))?;
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(format!("'{text}' has no host"));
+                }
+                Ok(Self::Http { url })
+            }
+            "dns" => parse_dns(text),
+            "postgres" | "postgresql" | "mysql" | "mariadb" => {
+                let url = Url::parse(text).map_err(|e| format!("'{}' is not a valid URL: {e}", redact_str(text)))?;
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(format!("'{}' has no host", redact_str(text)));
+                }
+                let kind = if scheme.starts_with("postgres") { Database::Postgres } else { Database::Mysql };
+                let mut url = url;
+                if scheme == "mariadb" {
+                    // sqlx speaks the MySQL protocol under the mysql scheme.
+                    let rest = &text["mariadb".len()..];
+                    url = Url::parse(&format!("mysql{rest}")).map_err(|e| format!("'{}': {e}", redact_str(text)))?;
+                }
+                Ok(Self::Db { kind, url })
+            }
+            "file" => Ok(Self::File { path: abs_path(text, "file")? }),
+            "unix" => Ok(Self::Unix { path: abs_path(text, "unix")? }),
+            "posix-mq" => {
+                let rest = &text["posix-mq://".len()..];
+                let name = rest.strip_prefix('/').unwrap_or(rest);
+                if name.is_empty() || name.contains('/') || name.len() > 255 {
+                    return Err(format!("'{text}': a POSIX message queue name is one component, e.g. posix-mq:///jobs"));
+                }
+                Ok(Self::PosixMq { name: format!("/{name}") })
+            }
+            "sysv-msg" | "sysv-shm" | "sysv-sem" => {
+                let kind = match scheme.as_str() {
+                    "sysv-msg" => SysvKind::Msg,
+                    "sysv-shm" => SysvKind::Shm,
+                    _ => SysvKind::Sem,
+                };
+                let raw = &text[scheme.len() + 3..];
+                Ok(Self::Sysv { kind, key: parse_key(raw).map_err(|e| format!("'{text}': {e}"))? })
+            }
+            other => Err(format!("'{text}': unknown scheme '{other}://'")),
+        }
+    }
+
+    /// How often it is worth checking.
+    pub(crate) fn cost(&self) -> Cost {
+        match self {
+            Self::File { .. } | Self::Unix { .. } | Self::PosixMq { .. } | Self::Sysv { .. } => Cost::Local,
+            Self::Tcp { .. } => Cost::Connect,
+            Self::Http { .. } | Self::Dns { .. } | Self::Db { .. } => Cost::Request,
+        }
+    }
+}
+
+fn parse_tcp(text: &str) -> Result<Target, String> {
+    let rest = text["tcp://".len()..].trim_end_matches('/');
+    let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or_else(|| format!("'{text}': unclosed '[' in an IPv6 address"))?;
+        let port = after.strip_prefix(':').ok_or_else(|| format!("'{text}' has no port: write tcp://[{addr}]:PORT"))?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| format!("'{text}': '{addr}' is not an IPv6 address"))?;
+        (addr.to_owned(), port)
+    } else {
+        let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("'{text}' has no port: write tcp://HOST:PORT"))?;
+        if host.contains(':') {
+            return Err(format!("'{text}': put an IPv6 address in brackets, e.g. tcp://[::1]:5432"));
+        }
+        (host.to_owned(), port)
+    };
+    if host.is_empty() {
+        return Err(format!("'{text}' has no host"));
+    }
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("'{text}': '{port}' is not a port (1-65535)"))?;
+    Ok(Target::Tcp { host, port })
+}
+
+fn parse_dns(text: &str) -> Result<Target, String> {
+    let rest = &text["dns://".len()..];
+    let (name, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let name = name.trim_end_matches('/');
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("'{text}': write dns://NAME or dns://NAME?type=MX"));
+    }
+    let mut record = RecordType::Addr;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("type", value)) => {
+                record = RecordType::parse(value)
+                    .ok_or_else(|| format!("'{text}': record type '{value}' is not one of A, AAAA, CNAME, MX, NS, SRV, TXT"))?;
+            }
+            _ => return Err(format!("'{text}': unknown option '{pair}' (only type=… is known)")),
+        }
+    }
+    Ok(Target::Dns { name: name.to_owned(), record })
+}
+
+fn abs_path(text: &str, scheme: &str) -> Result<PathBuf, String> {
+    let rest = &text[scheme.len() + 3..];
+    if !rest.starts_with('/') {
+        return Err(format!("'{text}': the path must be absolute, e.g. {scheme}:///var/run/app.sock (three slashes)"));
+    }
+    if rest.len() == 1 {
+        return Err(format!("'{text}' names no path"));
+    }
+    Ok(PathBuf::from(rest))
+}
+
+/// A SysV key: decimal (may be negative, as `ipcs` prints keys as signed) or 0x-hex.
+fn parse_key(raw: &str) -> Result<i32, String> {
+    let raw = raw.trim_end_matches('/');
+    let parsed = if let Some(hex) = raw.strip_prefix("0x").or_else(|| raw.strip_prefix("0X")) {
+        u32::from_str_radix(hex, 16).ok().map(|v| v.cast_signed())
+    } else {
+        raw.parse::<i32>().ok().or_else(|| raw.parse::<u32>().ok().map(u32::cast_signed))
+    };
+    match parsed {
+        Some(0) => Err("key 0 is IPC_PRIVATE, which no other process can wait for".into()),
+        Some(key) => Ok(key),
+        None => Err(format!("'{raw}' is not a key: give a decimal number or 0x-hex, e.g. 0x1234")),
+    }
+}
+
+fn redact_str(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(url) => redact(&url),
+        Err(_) => match text.split_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => text.to_owned(),
+        },
+    }
+}
+
+/// The URL with its password (and any `password=` query value) replaced by `***`.
+pub(crate) fn redact(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("***"));
+    }
+    if shown.query_pairs().any(|(k, _)| is_secret_param(&k)) {
+        let pairs: Vec<(String, String)> = shown
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret_param(&k) { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        shown.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    shown.to_string()
+}
+
+fn is_secret_param(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("password") || k.contains("secret") || k.contains("token") || k == "sslkey"
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
+            Self::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
+            Self::Http { url } | Self::Db { url, .. } => f.write_str(&redact(url)),
+            Self::Dns { name, record: RecordType::Addr } => write!(f, "dns://{name}"),
+            Self::Dns { name, record } => write!(f, "dns://{name}?type={}", format!("{record:?}").to_ascii_uppercase()),
+            Self::File { path } => write!(f, "file://{}", path.display()),
+            Self::Unix { path } => write!(f, "unix://{}", path.display()),
+            Self::PosixMq { name } => write!(f, "posix-mq://{name}"),
+            Self::Sysv { kind, key } => {
+                let scheme = match kind {
+                    SysvKind::Msg => "sysv-msg",
+                    SysvKind::Shm => "sysv-shm",
+                    SysvKind::Sem => "sysv-sem",
+                };
+                write!(f, "{scheme}://{:#x}", key.cast_unsigned())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(text: &str) -> Target {
+        Target::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    #[test]
+    fn tcp_targets() {
+        assert_eq!(ok("tcp://db:5432"), Target::Tcp { host: "db".into(), port: 5432 });
+        assert_eq!(ok("tcp://[::1]:80"), Target::Tcp { host: "::1".into(), port: 80 });
+        assert_eq!(ok("tcp://[::1]:80").to_string(), "tcp://[::1]:80");
+        assert_eq!(ok("TCP://10.0.0.1:1/"), Target::Tcp { host: "10.0.0.1".into(), port: 1 });
+        for bad in
+            ["tcp://db", "tcp://db:", "tcp://db:0", "tcp://db:70000", "tcp://:80", "tcp://::1:80", "tcp://[::1]", "tcp://[zz]:1", "db:5432"]
+        {
+            assert!(Target::parse(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(Target::parse("db:5432").unwrap_err().contains("no scheme"));
+    }
+
+    #[test]
+    fn http_and_dns_targets() {
+        assert!(matches!(ok("https://api.example/healthz?x=1"), Target::Http { .. }));
+        assert!(Target::parse("http://").is_err());
+        assert_eq!(ok("dns://db.default.svc"), Target::Dns { name: "db.default.svc".into(), record: RecordType::Addr });
+        assert_eq!(ok("dns://example.org?type=mx"), Target::Dns { name: "example.org".into(), record: RecordType::Mx });
+        assert_eq!(ok("dns://example.org?type=mx").to_string(), "dns://example.org?type=MX");
+        assert!(Target::parse("dns://x?type=BOGUS").unwrap_err().contains("record type"));
+        assert!(Target::parse("dns://").is_err());
+    }
+
+    #[test]
+    fn database_targets_hide_their_password() {
+        let t = ok("postgres://app:s3cr3t@db:5432/app?sslmode=disable");
+        assert!(matches!(t, Target::Db { kind: Database::Postgres, .. }));
+        assert_eq!(t.to_string(), "postgres://app:***@db:5432/app?sslmode=disable");
+        let t = ok("mariadb://app:pw@db/app?password=x");
+        assert!(matches!(&t, Target::Db { kind: Database::Mysql, url } if url.scheme() == "mysql"));
+        assert!(!t.to_string().contains("pw@") && !t.to_string().contains("password=x"), "{t}");
+        let err = Target::parse("postgres://app:s3cr3t@/x").unwrap_err();
+        assert!(!err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
+    fn path_targets_are_absolute() {
+        assert_eq!(ok("file:///run/ready"), Target::File { path: "/run/ready".into() });
+        assert_eq!(ok("unix:///run/app.sock"), Target::Unix { path: "/run/app.sock".into() });
+        assert!(Target::parse("file://run/ready").unwrap_err().contains("absolute"));
+        assert!(Target::parse("unix://").is_err());
+        assert!(Target::parse("file:///").is_err());
+    }
+
+    #[test]
+    fn ipc_targets() {
+        assert_eq!(ok("posix-mq:///jobs"), Target::PosixMq { name: "/jobs".into() });
+        assert_eq!(ok("posix-mq://jobs"), Target::PosixMq { name: "/jobs".into() });
+        assert!(Target::parse("posix-mq:///a/b").is_err());
+        assert_eq!(ok("sysv-msg://0x1234"), Target::Sysv { kind: SysvKind::Msg, key: 0x1234 });
+        assert_eq!(ok("sysv-shm://4660"), Target::Sysv { kind: SysvKind::Shm, key: 4660 });
+        assert_eq!(ok("sysv-sem://0xffffffff"), Target::Sysv { kind: SysvKind::Sem, key: -1 });
+        assert_eq!(ok("sysv-sem://-1"), Target::Sysv { kind: SysvKind::Sem, key: -1 });
+        assert_eq!(ok("sysv-msg://0x1234").to_string(), "sysv-msg://0x1234");
+        for bad in ["sysv-msg://", "sysv-msg://0", "sysv-msg://0xZZ", "sysv-msg://key", "sysv-msg://99999999999"] {
+            assert!(Target::parse(bad).is_err(), "{bad} must be refused");
+        }
+        assert!(Target::parse("smb://x").unwrap_err().contains("unknown scheme 'smb://'"));
+    }
+}
