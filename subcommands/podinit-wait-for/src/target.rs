@@ -81,10 +81,9 @@ pub(crate) enum Target {
 /// How a target is polled: cheap local checks often, network checks less often.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cost {
-    /// A syscall on this node (unix socket, IPC object, file): poll every ≤ 50 ms.
-    Local,
-    /// A connection attempt (TCP): ≤ 100 ms.
-    Connect,
+    /// A syscall or a connect (unix socket, IPC object, file, TCP): poll every ≤ 50 ms; a
+    /// refused connect costs microseconds.
+    Cheap,
     /// A request with a server doing work (HTTP, DNS, database login): ≤ 1 s.
     Request,
 }
@@ -148,8 +147,7 @@ impl Target {
     /// How often it is worth checking.
     pub(crate) fn cost(&self) -> Cost {
         match self {
-            Self::File { .. } | Self::Unix { .. } | Self::PosixMq { .. } | Self::Sysv { .. } => Cost::Local,
-            Self::Tcp { .. } => Cost::Connect,
+            Self::File { .. } | Self::Unix { .. } | Self::PosixMq { .. } | Self::Sysv { .. } | Self::Tcp { .. } => Cost::Cheap,
             Self::Http { .. } | Self::Dns { .. } | Self::Db { .. } => Cost::Request,
         }
     }
