@@ -474,6 +474,12 @@ fn bad_targets_and_commands_fail_at_once() {
     ] {
         wait_for().arg(target).run().code(2).stderr_has(says).stderr_has(target);
     }
+    wait_for()
+        .args(["--db-password-file", "/nonexistent/pw", "postgres://app@db/app"])
+        .run()
+        .code(2)
+        .stderr_has("--db-password-file /nonexistent/pw: not found");
+    wait_for().args(["--http-status", "2xx", "http://x/"]).run().code(2).stderr_has("'2xx' is not a status code");
     // A missing or unexecutable command is found before any waiting (the target never gets ready).
     let never = format!("tcp://127.0.0.1:{}", free_port());
     let started = Instant::now();
@@ -556,6 +562,12 @@ async fn postgres_is_ready_only_when_it_accepts_an_authenticated_session() {
     let out = wait_for().args(["--timeout", "60s", &good]).run();
     out.code(0).stderr_has("ready after");
     assert!(!out.stderr.contains("pg-s3cret"), "the password reached the log:\n{}", out.stderr);
+    // The password from a file (a mounted Secret), not from the URL.
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("password");
+    std::fs::write(&secret, "pg-s3cret\n").unwrap();
+    let no_password = format!("postgres://postgres@127.0.0.1:{port}/app");
+    wait_for().args(["--timeout", "10s", "--db-password-file", secret.to_str().unwrap(), &no_password]).run().code(0);
     let wrong = format!("postgres://postgres:wrong-pw@127.0.0.1:{port}/app");
     let out = wait_for().args(["--timeout", "2s", &wrong]).run();
     out.code(124).stderr_has("password authentication failed");

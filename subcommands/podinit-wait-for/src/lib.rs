@@ -122,6 +122,11 @@ pub struct Args {
     #[arg(long, env = "PODINIT_WAIT_FOR_FILE_CONTAINS", value_name = "TEXT", value_parser = non_empty)]
     pub file_contains: Option<String>,
 
+    /// Password for database targets whose URL has none, read from FILE (a mounted Secret), so
+    /// it appears in no argument list. PostgreSQL also takes PGPASSWORD from the environment.
+    #[arg(long, env = "PODINIT_WAIT_FOR_DB_PASSWORD_FILE", value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
+
     /// Command to exec once ready (after `--`).
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
@@ -144,17 +149,31 @@ fn parse_json_match(text: &str) -> Result<(String, String), String> {
     Ok((path.trim().to_owned(), value.to_owned()))
 }
 
+/// A secret from a file, without its trailing newline; the error names the file, never the content.
+fn read_secret(path: &std::path::Path) -> Result<String, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::usage(format!("--db-password-file {}: {}", path.display(), probe::io_reason(&e))).with_hint("mount the Secret at that path")
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 fn non_empty(text: &str) -> Result<String, String> {
     if text.is_empty() { Err("give a non-empty text".into()) } else { Ok(text.to_owned()) }
 }
 
 /// Runs `podinit wait-for` to completion (or execs the command).
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
-    let targets = args
+    let mut targets = args
         .targets
         .iter()
         .map(|t| Target::parse(t).map_err(|e| Error::usage(format!("bad target {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(path) = &args.db_password_file {
+        let password = read_secret(path)?;
+        for target in &mut targets {
+            target.set_default_password(&password);
+        }
+    }
     let command = if args.command.is_empty() { None } else { Some(exec::Command::resolve(&args.command)?) };
     let settings = Settings {
         http: HttpSettings {

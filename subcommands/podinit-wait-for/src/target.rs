@@ -144,6 +144,15 @@ impl Target {
         }
     }
 
+    /// Gives a database target a password when its URL has none.
+    pub(crate) fn set_default_password(&mut self, password: &str) {
+        if let Self::Db { url, .. } = self
+            && url.password().is_none()
+        {
+            let _ = url.set_password(Some(password));
+        }
+    }
+
     /// How often it is worth checking.
     pub(crate) fn cost(&self) -> Cost {
         match self {
@@ -320,6 +329,13 @@ mod tests {
         assert!(!t.to_string().contains("pw@") && !t.to_string().contains("password=x"), "{t}");
         let err = Target::parse("postgres://app:s3cr3t@/x").unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
+        let mut t = ok("postgres://app@db/app");
+        t.set_default_password("from-file");
+        assert!(matches!(&t, Target::Db { url, .. } if url.password() == Some("from-file")));
+        assert_eq!(t.to_string(), "postgres://app:***@db/app");
+        let mut t = ok("postgres://app:given@db/app");
+        t.set_default_password("from-file");
+        assert!(matches!(&t, Target::Db { url, .. } if url.password() == Some("given")), "the URL's own password wins");
     }
 
     #[test]
