@@ -593,3 +593,27 @@ async fn mariadb_is_ready_only_when_it_accepts_an_authenticated_session() {
     out.code(124).stderr_has("Access denied");
     assert!(!out.stderr.contains("nope@"));
 }
+
+#[test]
+fn redirects_are_followed_unless_told_not_to() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = thread::spawn(move || {
+        for stream in listener.incoming().take(3) {
+            let mut stream = stream.unwrap();
+            let mut buf = [0u8; 2048];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            let response = if String::from_utf8_lossy(&buf[..n]).starts_with("GET /moved ") {
+                "HTTP/1.1 302 Found\r\nLocation: /healthz\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            };
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}/moved");
+    wait_for().args(["--timeout", "5s", &url]).run().code(0);
+    // Not followed, the 302 is judged by --http-status.
+    wait_for().args(["--timeout", "5s", "--http-no-redirect", "--http-status", "302", &url]).run().code(0);
+    server.join().unwrap();
+}
