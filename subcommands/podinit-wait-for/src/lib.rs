@@ -196,7 +196,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         return once(ctx, &probers, &args).await;
     }
     let started = Instant::now();
-    let waits: Vec<Pin<Box<dyn Future<Output = Outcome> + '_>>> = probers.iter().map(|p| Box::pin(wait_one(ctx, p, &args)) as _).collect();
+    let waits: Vec<Pending<'_, Outcome>> = probers.iter().map(|p| Box::pin(wait_one(ctx, p, &args)) as _).collect();
     let outcomes = if args.any { first_ready(waits).await } else { join_all(waits).await };
     report(started, &outcomes, args.any)?;
     match command {
@@ -295,7 +295,7 @@ fn report(started: Instant, outcomes: &[Outcome], any: bool) -> Result<(), Error
 
 async fn once(ctx: &Context, probers: &[Prober], args: &Args) -> Result<(), Error> {
     let limit = ctx.remaining().map_or(args.attempt_timeout, |r| r.min(args.attempt_timeout));
-    let checks: Vec<Pin<Box<dyn Future<Output = Outcome> + '_>>> = probers
+    let checks: Vec<Pending<'_, Outcome>> = probers
         .iter()
         .map(|p| {
             Box::pin(async move {
@@ -320,34 +320,30 @@ async fn once(ctx: &Context, probers: &[Prober], args: &Args) -> Result<(), Erro
     Err(Error::new(Kind::Failed, anyhow::anyhow!("not ready: {}", list.join("; "))))
 }
 
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
 /// Drives all futures to completion on this task; outcomes in input order.
-async fn join_all<'a, T>(mut futures: Vec<Pin<Box<dyn Future<Output = T> + 'a>>>) -> Vec<T> {
-    let mut done: Vec<Option<T>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        for (i, fut) in futures.iter_mut().enumerate() {
-            if done[i].is_none()
-                && let Poll::Ready(value) = fut.as_mut().poll(cx)
-            {
-                done[i] = Some(value);
-            }
-        }
-        if done.iter().all(Option::is_some) { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
-    done.into_iter().flatten().collect()
+async fn join_all<T>(futures: Vec<Pending<'_, T>>) -> Vec<T> {
+    drive(futures, |_| false).await
 }
 
 /// Drives futures until one yields a ready outcome (or all have ended); returns what ended.
-async fn first_ready<'a>(mut futures: Vec<Pin<Box<dyn Future<Output = Outcome> + 'a>>>) -> Vec<Outcome> {
-    let mut ended: Vec<Option<Outcome>> = futures.iter().map(|_| None).collect();
+async fn first_ready(futures: Vec<Pending<'_, Outcome>>) -> Vec<Outcome> {
+    drive(futures, |o| o.result.is_ok()).await
+}
+
+/// Polls every future on this task until all have ended or one's output satisfies `enough`;
+/// returns the outputs of those that ended, in input order. The rest are dropped (cancelled).
+async fn drive<T>(mut futures: Vec<Pending<'_, T>>, enough: impl Fn(&T) -> bool) -> Vec<T> {
+    let mut ended: Vec<Option<T>> = futures.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
         for (i, fut) in futures.iter_mut().enumerate() {
             if ended[i].is_none()
-                && let Poll::Ready(outcome) = fut.as_mut().poll(cx)
+                && let Poll::Ready(value) = fut.as_mut().poll(cx)
             {
-                let ready = outcome.result.is_ok();
-                ended[i] = Some(outcome);
-                if ready {
+                let stop = enough(&value);
+                ended[i] = Some(value);
+                if stop {
                     return Poll::Ready(());
                 }
             }

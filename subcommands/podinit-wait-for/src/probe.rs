@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use podinit_core::Error;
-use sqlx::Connection as _;
 
 use crate::target::{Database, RecordType, SysvKind, Target};
 
@@ -168,26 +167,21 @@ async fn dns_record(resolver: &hickory_resolver::TokioResolver, name: &str, reco
     if lookup.answers().iter().any(|r| r.record_type() == wanted) { Ok(()) } else { bail!("{name} has no {wanted} record") }
 }
 
+/// A session is ready when the server authenticates us and answers a ping: more than an
+/// open port (PostgreSQL listens before it accepts sessions, "the database system is
+/// starting up").
 async fn database(kind: Database, url: &url::Url) -> anyhow::Result<()> {
-    // A session is ready when the server authenticates us and answers a ping: more than an
-    // open port (PostgreSQL listens before it accepts sessions, "the database system is
-    // starting up").
     match kind {
-        Database::Postgres => {
-            let options: sqlx::postgres::PgConnectOptions =
-                url.as_str().parse().map_err(|e| anyhow!("the URL is not usable: {}", db_reason(&e)))?;
-            let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
-            conn.ping().await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
-            let _ = conn.close().await;
-        }
-        Database::Mysql => {
-            let options: sqlx::mysql::MySqlConnectOptions =
-                url.as_str().parse().map_err(|e| anyhow!("the URL is not usable: {}", db_reason(&e)))?;
-            let mut conn = sqlx::MySqlConnection::connect_with(&options).await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
-            conn.ping().await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
-            let _ = conn.close().await;
-        }
+        Database::Postgres => session::<sqlx::PgConnection>(url).await,
+        Database::Mysql => session::<sqlx::MySqlConnection>(url).await,
     }
+}
+
+async fn session<C: sqlx::Connection>(url: &url::Url) -> anyhow::Result<()> {
+    let options: C::Options = url.as_str().parse().map_err(|e| anyhow!("the URL is not usable: {}", db_reason(&e)))?;
+    let mut conn = C::connect_with(&options).await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
+    conn.ping().await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
+    let _ = conn.close().await;
     Ok(())
 }
 
