@@ -7,9 +7,9 @@
 use podinit_core::{Context, Error};
 
 /// Every applet podinit has, compiled in or not (a slim build leaves some out).
-pub(crate) const ALL: &[&str] = &["sysctl", "wait-for"];
+pub(crate) const ALL: &[&str] = &["migrate", "sysctl", "wait-for"];
 
-#[cfg(not(any(feature = "sysctl", feature = "wait-for")))]
+#[cfg(not(any(feature = "migrate", feature = "sysctl", feature = "wait-for")))]
 compile_error!("enable at least one applet feature, e.g. --features sysctl");
 
 /// The applets compiled into this binary.
@@ -17,6 +17,8 @@ compile_error!("enable at least one applet feature, e.g. --features sysctl");
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Applet {
+    #[cfg(feature = "migrate")]
+    Migrate(podinit_migrate::Args),
     #[cfg(feature = "sysctl")]
     Sysctl(podinit_sysctl::Args),
     #[cfg(feature = "wait-for")]
@@ -27,6 +29,8 @@ impl Applet {
     /// The name used on the command line, for links, and in `podinit <applet>:` prefixes.
     pub(crate) fn name(&self) -> &'static str {
         match self {
+            #[cfg(feature = "migrate")]
+            Self::Migrate(_) => "migrate",
             #[cfg(feature = "sysctl")]
             Self::Sysctl(_) => "sysctl",
             #[cfg(feature = "wait-for")]
@@ -37,6 +41,8 @@ impl Applet {
     /// Runs the applet to completion.
     pub(crate) async fn run(self, ctx: &Context) -> Result<(), Error> {
         match self {
+            #[cfg(feature = "migrate")]
+            Self::Migrate(args) => podinit_migrate::run(ctx, args).await,
             #[cfg(feature = "sysctl")]
             Self::Sysctl(args) => podinit_sysctl::run(ctx, args).await,
             #[cfg(feature = "wait-for")]

@@ -115,9 +115,18 @@ pub(crate) fn classify(err: &clap::Error, argv: &[OsString]) -> ParseFailure {
         }
         _ => {
             let rendered = err.render().to_string();
-            let mut lines = rendered.lines().filter(|l| !l.trim().is_empty());
+            let mut lines = rendered.lines().filter(|l| !l.trim().is_empty()).peekable();
             let first = lines.next().unwrap_or("invalid arguments");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
+            let mut first = first.strip_prefix("error: ").unwrap_or(first).to_owned();
+            // "the following required arguments were not provided:" lists them on the next,
+            // indented lines: keep the message on one line.
+            if first.ends_with(':') {
+                let mut items = Vec::new();
+                while let Some(item) = lines.next_if(|l| l.starts_with(' ')) {
+                    items.push(item.trim().to_owned());
+                }
+                first = format!("{first} {}", items.join(", "));
+            }
             let mut error = Error::usage(first);
             for line in lines {
                 if let Some(tip) = line.trim().strip_prefix("tip: ") {

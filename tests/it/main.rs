@@ -19,5 +19,6 @@
 mod support;
 
 mod cli;
+mod migrate;
 mod sysctl;
 mod wait_for;

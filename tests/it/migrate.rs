@@ -1,0 +1,274 @@
+//! `podinit migrate` against real PostgreSQL and MariaDB containers and SQLite on disk.
+
+use std::path::Path;
+use std::process::Child;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection as _;
+use testcontainers::core::IntoContainerPort as _;
+use testcontainers::runners::AsyncRunner as _;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
+
+use crate::support::docker::db_image;
+use crate::support::{Outcome, Podinit};
+
+struct Db {
+    _container: ContainerAsync<GenericImage>,
+    url: String,
+}
+
+async fn postgres(start_delay: &str) -> Db {
+    let container = db_image()
+        .await
+        .with_exposed_port(5432.tcp())
+        .with_entrypoint("/usr/local/bin/postgres.sh")
+        .with_env_var("PG_PASSWORD", "pg-secret")
+        .with_env_var("PG_START_DELAY", start_delay)
+        .start()
+        .await
+        .unwrap();
+    let port = container.get_host_port_ipv4(5432.tcp()).await.unwrap();
+    Db { _container: container, url: format!("postgres://postgres:pg-secret@127.0.0.1:{port}/app") }
+}
+
+async fn mariadb() -> Db {
+    let container = db_image()
+        .await
+        .with_exposed_port(3306.tcp())
+        .with_entrypoint("/usr/local/bin/mariadb.sh")
+        .with_env_var("MY_PASSWORD", "my-secret")
+        .start()
+        .await
+        .unwrap();
+    let port = container.get_host_port_ipv4(3306.tcp()).await.unwrap();
+    Db { _container: container, url: format!("mysql://app:my-secret@127.0.0.1:{port}/app") }
+}
+
+fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, sql) in files {
+        std::fs::write(dir.path().join(name), sql).unwrap();
+    }
+    dir
+}
+
+fn migrate(url: &str, dir: &Path, extra: &[&str]) -> Podinit {
+    Podinit::new().arg("migrate").args(extra.iter().copied()).args(["--timeout", "90s", "--source"]).arg(dir).env("DATABASE_URL", url)
+}
+
+async fn pg_scalar(url: &str, sql: &'static str) -> i64 {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+}
+
+async fn my_scalar(url: &str, sql: &'static str) -> i64 {
+    let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+    sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
+}
+
+/// Starts `n` runners at once and waits for all of them.
+fn concurrently(n: usize, make: impl Fn() -> Podinit) -> Vec<Outcome> {
+    let children: Vec<Child> = (0..n).map(|_| make().command().spawn().unwrap()).collect();
+    children
+        .into_iter()
+        .map(|c| {
+            let out = c.wait_with_output().unwrap();
+            Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+        })
+        .collect()
+}
+
+const PG_SET: &[(&str, &str)] = &[
+    ("1_create.sql", "CREATE TABLE counter (n INT NOT NULL); CREATE TABLE items (id SERIAL PRIMARY KEY, name TEXT);"),
+    // Not idempotent: applied twice, it counts two.
+    ("2_count.sql", "INSERT INTO counter VALUES (1); SELECT pg_sleep(1.5);"),
+    ("3_seed.up.sql", "INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, 2000) g;"),
+    ("3_seed.down.sql", "DELETE FROM items;"),
+    // Built while the other replicas wait: they must hold no snapshot (try-lock polling).
+    ("4_index.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY items_name ON items (name);"),
+];
+
+#[tokio::test]
+async fn postgres_eight_replicas_apply_each_migration_exactly_once() {
+    let db = postgres("0").await;
+    let dir = migrations(PG_SET);
+    let outs = concurrently(8, || migrate(&db.url, dir.path(), &[]));
+    for out in &outs {
+        out.code(0);
+        assert!(!out.stderr.contains("pg-secret"), "the password reached the log:\n{}", out.stderr);
+    }
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM counter").await, 1, "the non-idempotent migration ran once");
+    assert_eq!(
+        pg_scalar(
+            &db.url,
+            "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'items_name' AND i.indisvalid"
+        )
+        .await,
+        1,
+        "the concurrent index build finished valid"
+    );
+    let appliers = outs.iter().filter(|o| o.stderr.contains("4 migrations applied")).count();
+    assert_eq!(appliers, 1, "exactly one runner applied");
+    assert!(
+        outs.iter().any(|o| o.stderr.contains("waiting for the migration lock: not yet: held by pid")),
+        "waiters log who holds the lock"
+    );
+    assert!(outs.iter().filter(|o| o.stderr.contains("another runner applied everything") || o.stderr.contains("up to date")).count() >= 7);
+
+    // A rerun takes the fast path: no lock, nothing applied.
+    migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("up to date: 4 migrations applied, nothing pending");
+    // status and validate agree.
+    let out = migrate(&db.url, dir.path(), &[]).arg("status").run();
+    out.code(0).stdout_is("applied  1_create.sql\napplied  2_count.sql\napplied  3_seed.up.sql\napplied  4_index.sql\n");
+    migrate(&db.url, dir.path(), &[]).arg("validate").run().code(0).stderr_has("4 applied migrations match their files");
+
+    // An app running sqlx's own Migrator over the same files agrees: nothing to do, no mismatch.
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::migrate::Migrator::new(dir.path().to_path_buf()).await.unwrap().run(&mut conn).await.expect("sqlx agrees with podinit's history");
+}
+
+#[tokio::test]
+async fn postgres_failures_changes_and_a_database_ahead() {
+    let db = postgres("0").await;
+    let dir =
+        migrations(&[("1_a.sql", "CREATE TABLE a (id INT);\n"), ("2_b.sql", "CREATE TABLE b (id INT);\nINSERT INTO nope VALUES (1);\n")]);
+    let out = migrate(&db.url, dir.path(), &[]).run();
+    out.code(1)
+        .stderr_has("applying 2_b.sql failed at line 2 (INSERT INTO nope VALUES (1);): relation \"nope\" does not exist")
+        .stderr_has("nothing of 2_b.sql was kept");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'b'").await, 0, "the failed migration left nothing");
+    // Pending reported by status with exit 1; fixed file, rerun resumes.
+    migrate(&db.url, dir.path(), &[]).arg("status").run().code(1).stdout_is("applied  1_a.sql\npending  2_b.sql\n");
+    std::fs::write(dir.path().join("2_b.sql"), "CREATE TABLE b (id INT);\n").unwrap();
+    migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("applied 2_b.sql");
+
+    // A changed applied file: named, with the invisible cause explained.
+    std::fs::write(dir.path().join("1_a.sql"), "CREATE TABLE a (id INT);\r\n").unwrap();
+    std::fs::write(dir.path().join("3_c.sql"), "CREATE TABLE c (id INT);").unwrap();
+    let out = migrate(&db.url, dir.path(), &[]).run();
+    out.code(1).stderr_has("1_a.sql was changed after it was applied").stderr_has("line endings");
+    migrate(&db.url, dir.path(), &[]).arg("validate").run().code(1).stderr_has("1_a.sql was changed");
+    assert_eq!(
+        pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'c'").await,
+        0,
+        "nothing applied past a validation error"
+    );
+    std::fs::write(dir.path().join("1_a.sql"), "CREATE TABLE a (id INT);\n").unwrap();
+    migrate(&db.url, dir.path(), &[]).run().code(0);
+
+    // A rollback to an older image: the database is ahead. Accepted with a warning, or refused with --strict.
+    let older = migrations(&[("1_a.sql", "CREATE TABLE a (id INT);\n"), ("2_b.sql", "CREATE TABLE b (id INT);\n")]);
+    migrate(&db.url, older.path(), &[]).run().code(0).stderr_has("warning: the database has migrations this image does not know: 3");
+    migrate(&db.url, older.path(), &["--strict"]).run().code(1).stderr_has("does not know: 3");
+}
+
+#[tokio::test]
+async fn postgres_that_comes_up_late_is_waited_for_and_bad_credentials_fail_at_once() {
+    let db = postgres("3").await;
+    let dir = migrations(&[("1_a.sql", "CREATE TABLE a (id INT);")]);
+    let out = migrate(&db.url, dir.path(), &[]).run();
+    out.code(0).stderr_has("not yet").stderr_has("applied 1_a.sql");
+    let started = Instant::now();
+    let wrong = db.url.replace("pg-secret", "wrong-pw");
+    let out = migrate(&wrong, dir.path(), &[]).run();
+    out.code(1).stderr_has("password authentication failed");
+    assert!(!out.stderr.contains("wrong-pw"));
+    assert!(started.elapsed() < Duration::from_secs(5), "no retries on a wrong password");
+    migrate(&db.url.replace("/app", "/nodb"), dir.path(), &[]).run().code(1).stderr_has("database \"nodb\" does not exist");
+    // The password from a mounted Secret instead of the URL.
+    let secret = dir.path().join("pw");
+    std::fs::write(&secret, "pg-secret\n").unwrap();
+    let no_password = db.url.replace(":pg-secret", "");
+    migrate(&no_password, dir.path(), &["--database-password-file", secret.to_str().unwrap()]).run().code(0).stderr_has("up to date");
+}
+
+#[tokio::test]
+async fn a_killed_runner_releases_the_lock_and_sigterm_stops_a_waiter() {
+    let db = postgres("0").await;
+    let dir = migrations(&[
+        ("1_gate.sql", "CREATE TABLE gate (slow INT); INSERT INTO gate VALUES (1);"),
+        // Slow while gate has a row: the first runner sits in it holding the lock.
+        (
+            "2_slow.sql",
+            "SELECT pg_sleep(CASE WHEN (SELECT COUNT(*) FROM gate WHERE slow = 1) > 0 THEN 60 ELSE 0 END); CREATE TABLE done (x INT);",
+        ),
+    ]);
+    let holder = migrate(&db.url, dir.path(), &[]).command().spawn().unwrap();
+    thread::sleep(Duration::from_secs(3));
+    // A waiter, stopped by SIGTERM: exit 143 promptly, holding nothing.
+    let waiter = migrate(&db.url, dir.path(), &[]).command().spawn().unwrap();
+    thread::sleep(Duration::from_secs(1));
+    assert!(std::process::Command::new("kill").args(["-TERM", &waiter.id().to_string()]).status().unwrap().success());
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{}", String::from_utf8_lossy(&out.stderr));
+    // Kill the holder without a chance to clean up: its session ends, and with it the lock.
+    let mut holder = holder;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE gate SET slow = 0").execute(&mut conn).await.unwrap();
+    let started = Instant::now();
+    let out = migrate(&db.url, dir.path(), &[]).run();
+    out.code(0).stderr_has("applied 2_slow.sql");
+    assert!(started.elapsed() < Duration::from_secs(15), "the dead holder's lock cleared quickly: {:?}", started.elapsed());
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'done'").await, 1);
+}
+
+#[tokio::test]
+async fn mariadb_lock_is_really_taken_and_a_failed_ddl_leaves_an_exact_dirty_state() {
+    let db = mariadb().await;
+    let dir = migrations(&[
+        ("1_create.sql", "CREATE TABLE counter (n INT NOT NULL);"),
+        ("2_count.sql", "INSERT INTO counter VALUES (1); DO SLEEP(1.5);"),
+    ]);
+    // GET_LOCK(name, -1) is a silent no-op on MariaDB; podinit's lock must hold.
+    let outs = concurrently(8, || migrate(&db.url, dir.path(), &[]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM counter").await, 1, "the non-idempotent migration ran once");
+    assert!(outs.iter().any(|o| o.stderr.contains("held by connection")), "waiters log who holds the lock");
+    migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("up to date");
+    let mut conn = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+    sqlx::migrate::Migrator::new(dir.path().to_path_buf()).await.unwrap().run(&mut conn).await.expect("sqlx agrees with podinit's history");
+
+    // DDL commits implicitly on MySQL: the failure leaves a dirty row, and the message says what to do.
+    std::fs::write(dir.path().join("3_bad.sql"), "CREATE TABLE t3 (id INT);\nINSERT INTO nope VALUES (1);\n").unwrap();
+    migrate(&db.url, dir.path(), &[])
+        .run()
+        .code(1)
+        .stderr_has("applying 3_bad.sql failed")
+        .stderr_has("DELETE FROM _sqlx_migrations WHERE version = 3");
+    migrate(&db.url, dir.path(), &[]).run().code(1).stderr_has("3_bad.sql failed part-way on an earlier run and is marked dirty");
+    // The operator repairs by hand; the next run resumes.
+    sqlx::query("DROP TABLE t3").execute(&mut conn).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3").execute(&mut conn).await.unwrap();
+    std::fs::write(dir.path().join("3_bad.sql"), "CREATE TABLE t3 (id INT);\n").unwrap();
+    migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("applied 3_bad.sql");
+}
+
+#[test]
+fn sqlite_on_disk() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/app.db?mode=rwc", data.path().display());
+    let dir = migrations(&[("1_a.sql", "CREATE TABLE a (id INTEGER PRIMARY KEY);"), ("2_b.sql", "INSERT INTO a VALUES (1);")]);
+    let outs = concurrently(4, || migrate(&url, dir.path(), &[]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("2 migrations applied")).count(), 1);
+    migrate(&url, dir.path(), &[]).arg("status").run().code(0).stdout_is("applied  1_a.sql\napplied  2_b.sql\n");
+    migrate(&url, dir.path(), &["--dry-run"]).run().code(0).stderr_has("up to date");
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    let dir = migrations(&[("1_a.sql", "SELECT 1;")]);
+    migrate("ftp://x/y", dir.path(), &[]).run().code(2).stderr_has("unknown scheme 'ftp'");
+    migrate("not a url", dir.path(), &[]).run().code(2).stderr_has("is not a URL");
+    migrate("sqlite://x.db", Path::new("/nonexistent"), &[]).run().code(2).stderr_has("--source /nonexistent: not a directory");
+    let bad = migrations(&[("1_a.sql", "SELECT 1;"), ("1_b.sql", "SELECT 2;")]);
+    migrate("sqlite://x.db", bad.path(), &[]).run().code(2).stderr_has("version 1 is used by both");
+    Podinit::new().args(["migrate", "--source", "/tmp"]).run().code(2).stderr_has("--database-url");
+}
