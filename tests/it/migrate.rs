@@ -67,6 +67,21 @@ async fn my_scalar(url: &str, sql: &'static str) -> i64 {
     sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.unwrap()
 }
 
+/// Polls `sql` (connecting anew each time: the server may still be starting) until it
+/// yields at least 1.
+async fn until_pg(url: &str, sql: &'static str) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(mut conn) = sqlx::PgConnection::connect(url).await
+            && sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut conn).await.is_ok_and(|n| n >= 1)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {sql}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Starts `n` runners at once and waits for all of them.
 fn concurrently(n: usize, make: impl Fn() -> Podinit) -> Vec<Outcome> {
     let children: Vec<Child> = (0..n).map(|_| make().command().spawn().unwrap()).collect();
@@ -195,7 +210,12 @@ async fn a_killed_runner_releases_the_lock_and_sigterm_stops_a_waiter() {
         ),
     ]);
     let holder = migrate(&db.url, dir.path(), &[]).command().spawn().unwrap();
-    thread::sleep(Duration::from_secs(3));
+    // The holder is inside 2_slow.sql, holding the lock.
+    until_pg(
+        &db.url,
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(CASE%' AND state = 'active' AND pid <> pg_backend_pid()",
+    )
+    .await;
     // A waiter, stopped by SIGTERM: exit 143 promptly, holding nothing.
     let waiter = migrate(&db.url, dir.path(), &[]).command().spawn().unwrap();
     thread::sleep(Duration::from_secs(1));
