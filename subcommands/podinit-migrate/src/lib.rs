@@ -267,7 +267,10 @@ async fn apply(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Res
         tracing::info!(pending = plan.pending.len(), "dry run: {} would be applied", plan.pending.len());
         return Ok(());
     }
-    lock(ctx, db).await?;
+    if lock(ctx, db, locals).await? == Locked::NotNeeded {
+        tracing::info!("up to date: another runner applied everything");
+        return Ok(());
+    }
     let result = apply_locked(ctx, db, locals, args).await;
     let unlocked = db.unlock().await;
     match (result, unlocked) {
@@ -277,9 +280,17 @@ async fn apply(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Res
     }
 }
 
-async fn lock(ctx: &Context, db: &mut Db) -> Result<(), Error> {
-    let backoff =
-        Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), attempt_timeout: Some(Duration::from_secs(10)) };
+/// How the wait for the lock ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Locked {
+    /// We hold it.
+    Held,
+    /// While we waited, the holder applied everything: nothing to lock for.
+    NotNeeded,
+}
+
+async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Error> {
+    let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), attempt_timeout: Some(Duration::from_secs(10)) };
     let db = tokio::sync::Mutex::new(db);
     retry::retry(
         ctx,
@@ -289,20 +300,22 @@ async fn lock(ctx: &Context, db: &mut Db) -> Result<(), Error> {
         |_| async {
             let mut db = db.lock().await;
             if db.try_lock().await? {
-                return Ok(());
+                return Ok(Locked::Held);
+            }
+            // Committed history is safe to read without the lock: if it has every file, the
+            // holder is done with our work and N waiters need not queue for the lock in turn.
+            if let Some(applied) = db.applied().await? {
+                let plan = plan(locals, &applied);
+                if plan.pending.is_empty() && plan.dirty.is_none() && plan.mismatched.is_empty() {
+                    return Ok(Locked::NotNeeded);
+                }
             }
             let holder = db.holder().await;
             Err(anyhow::Error::new(Busy(holder)))
         },
     )
     .await
-    .map_err(|e| {
-        if e.kind() == Kind::Timeout {
-            e.with_hint(format!("a holder that died releases the lock within {}", db::DEAD_HOLDER_BOUND))
-        } else {
-            e
-        }
-    })
+    .map_err(|e| if e.kind() == Kind::Timeout { e.with_hint(format!("a holder that died releases the lock within {}", db::DEAD_HOLDER_BOUND)) } else { e })
 }
 
 /// The lock is held by someone else.
