@@ -123,7 +123,7 @@ async fn postgres_eight_replicas_apply_each_migration_exactly_once() {
         1,
         "the concurrent index build finished valid"
     );
-    let appliers = outs.iter().filter(|o| o.stderr.contains("4 migrations applied")).count();
+    let appliers = outs.iter().filter(|o| o.stderr.contains("applied 1_create.sql in")).count();
     assert_eq!(appliers, 1, "exactly one runner applied");
     assert!(
         outs.iter().any(|o| o.stderr.contains("waiting for the migration lock: not yet: held by pid")),
@@ -277,9 +277,28 @@ fn sqlite_on_disk() {
     for out in &outs {
         out.code(0);
     }
-    assert_eq!(outs.iter().filter(|o| o.stderr.contains("2 migrations applied")).count(), 1);
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_a.sql in")).count(), 1, "exactly one runner applied");
     migrate(&url, dir.path(), &[]).arg("status").run().code(0).stdout_is("applied  1_a.sql\napplied  2_b.sql\n");
     migrate(&url, dir.path(), &["--dry-run"]).run().code(0).stderr_has("up to date");
+}
+
+#[test]
+fn a_configmap_volume_layout_and_dry_run() {
+    // A ConfigMap volume: every file is a symlink through ..data to a timestamped directory.
+    let dir = tempfile::tempdir().unwrap();
+    let stamp = dir.path().join("..2026_11_22_00_00_00.1");
+    std::fs::create_dir(&stamp).unwrap();
+    std::fs::write(stamp.join("1_a.sql"), "CREATE TABLE a (id INTEGER);").unwrap();
+    std::fs::write(stamp.join("2_b.sql"), "CREATE TABLE b (id INTEGER);").unwrap();
+    std::os::unix::fs::symlink(&stamp, dir.path().join("..data")).unwrap();
+    for name in ["1_a.sql", "2_b.sql"] {
+        std::os::unix::fs::symlink(Path::new("..data").join(name), dir.path().join(name)).unwrap();
+    }
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/app.db?mode=rwc", data.path().display());
+    migrate(&url, dir.path(), &["--dry-run"]).run().code(0).stderr_has("would apply 1_a.sql").stderr_has("would apply 2_b.sql");
+    migrate(&url, dir.path(), &[]).arg("status").run().code(1).stdout_is("pending  1_a.sql\npending  2_b.sql\n");
+    migrate(&url, dir.path(), &[]).run().code(0).stderr_has("2 migrations applied");
 }
 
 #[test]

@@ -290,7 +290,9 @@ enum Locked {
 }
 
 async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Error> {
-    let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), attempt_timeout: Some(Duration::from_secs(10)) };
+    // A poll is a few cheap statements; polling often ends the wait soon after the holder.
+    let backoff =
+        Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(250), attempt_timeout: Some(Duration::from_secs(10)) };
     let db = tokio::sync::Mutex::new(db);
     retry::retry(
         ctx,
@@ -315,7 +317,13 @@ async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Er
         },
     )
     .await
-    .map_err(|e| if e.kind() == Kind::Timeout { e.with_hint(format!("a holder that died releases the lock within {}", db::DEAD_HOLDER_BOUND)) } else { e })
+    .map_err(|e| {
+        if e.kind() == Kind::Timeout {
+            e.with_hint(format!("a holder that died releases the lock within {}", db::DEAD_HOLDER_BOUND))
+        } else {
+            e
+        }
+    })
 }
 
 /// The lock is held by someone else.
