@@ -4,7 +4,7 @@
 //! checks (TCP connects, unix sockets, IPC objects) every ≤ 100 ms, requests (HTTP, DNS,
 //! database logins) every ≤ 1 s, files on inotify events, all with jitter, per-attempt
 //! timeouts, `--timeout`, and SIGTERM honoured. The 100 ms is the measured balance between
-//! reaction latency and CPU while waiting (docs/benchmarks-wait-for.md).
+//! reaction latency and CPU while waiting (docs/benchmarks.md, `bench/wait-for`).
 //!
 //! ```yaml
 //! initContainers:
