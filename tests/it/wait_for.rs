@@ -444,6 +444,10 @@ fn exec_replaces_the_process_keeping_pid_and_exit_status() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), pid.to_string(), "the command runs as the same process");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("running /bin/sh") && !stderr.contains("exit 7"), "only the program is logged, not its arguments:\n{stderr}");
+    // --once is a probe: it never execs.
+    wait_for().args(["--once", "file:///", "--", "/bin/true"]).run().code(2).stderr_has("cannot be used with");
 }
 
 #[test]

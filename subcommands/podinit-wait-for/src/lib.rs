@@ -66,7 +66,7 @@ pub struct Args {
     pub any: bool,
 
     /// Check each target once and exit 0 (ready) or 1 (not ready): for an exec probe.
-    #[arg(long, env = "PODINIT_WAIT_FOR_ONCE", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "PODINIT_WAIT_FOR_ONCE", value_parser = BoolishValueParser::new(), conflicts_with = "command")]
     pub once: bool,
 
     /// Time limit of one check (connect, request, login); clipped to what --timeout leaves.
@@ -201,7 +201,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     report(started, &outcomes, args.any)?;
     match command {
         Some(command) => {
-            tracing::info!("running {}", args.command.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+            // The program only: its arguments may carry secrets.
+            tracing::info!("running {}", args.command[0].to_string_lossy());
             Err(command.exec())
         }
         None => Ok(()),
