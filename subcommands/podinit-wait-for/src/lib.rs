@@ -87,7 +87,7 @@ pub struct Args {
     pub http_method: String,
 
     /// Request header `NAME: VALUE` (repeatable). Values are never logged.
-    #[arg(long = "http-header", env = "PODINIT_WAIT_FOR_HTTP_HEADER", value_name = "NAME: VALUE", value_parser = parse_header)]
+    #[arg(long = "http-header", env = "PODINIT_WAIT_FOR_HTTP_HEADER", hide_env_values = true, value_name = "NAME: VALUE", value_parser = parse_header)]
     pub http_headers: Vec<(String, String)>,
 
     /// Ready only when the response body contains TEXT.

@@ -89,14 +89,23 @@ pub(crate) enum Cost {
 }
 
 impl Target {
-    /// Parses a target, or says what is wrong with it and how to write it.
+    /// Parses a target, or says what is wrong with it and how to write it. The message never
+    /// repeats a password the target carried.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        Self::parse_inner(text).map_err(|message| if text.contains('@') { message.replace(text, &redact_str(text)) } else { message })
+    }
+
+    fn parse_inner(text: &str) -> Result<Self, String> {
         let Some((scheme, _)) = text.split_once("://") else {
             return Err(format!(
                 "'{text}' has no scheme: write tcp://HOST:PORT, http(s)://…, dns://NAME, postgres://…, mysql://…, file:///PATH, unix:///PATH, posix-mq:///NAME or sysv-msg|shm|sem://KEY"
             ));
         };
         let scheme = scheme.to_ascii_lowercase();
+        let carries_credentials = matches!(scheme.as_str(), "http" | "https" | "postgres" | "postgresql" | "mysql" | "mariadb");
+        if !carries_credentials && text.contains('@') {
+            return Err(format!("{scheme}:// targets carry no user or password; remove the part before '@'"));
+        }
         match scheme.as_str() {
             "tcp" => parse_tcp(text),
             "http" | "https" => {
@@ -329,6 +338,10 @@ mod tests {
         assert!(!t.to_string().contains("pw@") && !t.to_string().contains("password=x"), "{t}");
         let err = Target::parse("postgres://app:s3cr3t@/x").unwrap_err();
         assert!(!err.contains("s3cr3t"), "{err}");
+        for bad in ["http://user:s3cr3t@", "tcp://user:s3cr3t@db", "dns://user:s3cr3t@x?type=BAD"] {
+            let err = Target::parse(bad).unwrap_err();
+            assert!(!err.contains("s3cr3t"), "{bad}: {err}");
+        }
         let mut t = ok("postgres://app@db/app");
         t.set_default_password("from-file");
         assert!(matches!(&t, Target::Db { url, .. } if url.password() == Some("from-file")));
