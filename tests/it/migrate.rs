@@ -5,44 +5,24 @@ use std::process::Child;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sqlx::Connection as _;
-use testcontainers::core::IntoContainerPort as _;
-use testcontainers::runners::AsyncRunner as _;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
-
-use crate::support::docker::db_image;
+use crate::support::services;
 use crate::support::{Outcome, Podinit};
+use sqlx::Connection as _;
 
+/// A database for one test, with the URL the runners use.
 struct Db {
-    _container: ContainerAsync<GenericImage>,
+    _server: services::Db,
     url: String,
 }
 
-async fn postgres(start_delay: &str) -> Db {
-    let container = db_image()
-        .await
-        .with_exposed_port(5432.tcp())
-        .with_entrypoint("/usr/local/bin/postgres.sh")
-        .with_env_var("PG_PASSWORD", "pg-secret")
-        .with_env_var("PG_START_DELAY", start_delay)
-        .start()
-        .await
-        .unwrap();
-    let port = container.get_host_port_ipv4(5432.tcp()).await.unwrap();
-    Db { _container: container, url: format!("postgres://postgres:pg-secret@127.0.0.1:{port}/app") }
+async fn postgres(start_delay: u32) -> Db {
+    let server = services::postgres("pg-secret", start_delay).await;
+    Db { url: server.url("postgres"), _server: server }
 }
 
 async fn mariadb() -> Db {
-    let container = db_image()
-        .await
-        .with_exposed_port(3306.tcp())
-        .with_entrypoint("/usr/local/bin/mariadb.sh")
-        .with_env_var("MY_PASSWORD", "my-secret")
-        .start()
-        .await
-        .unwrap();
-    let port = container.get_host_port_ipv4(3306.tcp()).await.unwrap();
-    Db { _container: container, url: format!("mysql://app:my-secret@127.0.0.1:{port}/app") }
+    let server = services::mariadb("my-secret", 0).await;
+    Db { url: server.url("mysql"), _server: server }
 }
 
 fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -106,7 +86,7 @@ const PG_SET: &[(&str, &str)] = &[
 
 #[tokio::test]
 async fn postgres_eight_replicas_apply_each_migration_exactly_once() {
-    let db = postgres("0").await;
+    let db = postgres(0).await;
     let dir = migrations(PG_SET);
     let outs = concurrently(8, || migrate(&db.url, dir.path(), &[]));
     for out in &outs {
@@ -145,7 +125,7 @@ async fn postgres_eight_replicas_apply_each_migration_exactly_once() {
 
 #[tokio::test]
 async fn postgres_failures_changes_and_a_database_ahead() {
-    let db = postgres("0").await;
+    let db = postgres(0).await;
     let dir =
         migrations(&[("1_a.sql", "CREATE TABLE a (id INT);\n"), ("2_b.sql", "CREATE TABLE b (id INT);\nINSERT INTO nope VALUES (1);\n")]);
     let out = migrate(&db.url, dir.path(), &[]).run();
@@ -180,7 +160,7 @@ async fn postgres_failures_changes_and_a_database_ahead() {
 
 #[tokio::test]
 async fn postgres_that_comes_up_late_is_waited_for_and_bad_credentials_fail_at_once() {
-    let db = postgres("3").await;
+    let db = postgres(3).await;
     let dir = migrations(&[("1_a.sql", "CREATE TABLE a (id INT);")]);
     let out = migrate(&db.url, dir.path(), &[]).run();
     out.code(0).stderr_has("not yet").stderr_has("applied 1_a.sql");
@@ -200,7 +180,7 @@ async fn postgres_that_comes_up_late_is_waited_for_and_bad_credentials_fail_at_o
 
 #[tokio::test]
 async fn a_killed_runner_releases_the_lock_and_sigterm_stops_a_waiter() {
-    let db = postgres("0").await;
+    let db = postgres(0).await;
     let dir = migrations(&[
         ("1_gate.sql", "CREATE TABLE gate (slow INT); INSERT INTO gate VALUES (1);"),
         // Slow while gate has a row: the first runner sits in it holding the lock.

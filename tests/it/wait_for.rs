@@ -8,10 +8,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use testcontainers::ImageExt as _;
-use testcontainers::core::IntoContainerPort as _;
 use testcontainers::runners::AsyncRunner as _;
 
-use crate::support::docker::{db_image, podinit_image, run_to_exit};
+use crate::support::docker::{podinit_image, run_to_exit};
+use crate::support::services::{mariadb, postgres};
 use crate::support::{Outcome, Podinit};
 
 fn wait_for() -> Podinit {
@@ -552,27 +552,17 @@ async fn dns_record_types_through_the_pod_resolver() {
 
 #[tokio::test]
 async fn postgres_is_ready_only_when_it_accepts_an_authenticated_session() {
-    let image = db_image().await;
-    let db = image
-        .with_exposed_port(5432.tcp())
-        .with_entrypoint("/usr/local/bin/postgres.sh")
-        .with_env_var("PG_PASSWORD", "pg-s3cret")
-        .with_env_var("PG_START_DELAY", "2")
-        .start()
-        .await
-        .unwrap();
-    let port = db.get_host_port_ipv4(5432.tcp()).await.unwrap();
-    let good = format!("postgres://postgres:pg-s3cret@127.0.0.1:{port}/app");
-    let out = wait_for().args(["--timeout", "60s", &good]).run();
+    let db = postgres("pg-s3cret", 2).await;
+    let out = wait_for().args(["--timeout", "60s", &db.url("postgres")]).run();
     out.code(0).stderr_has("ready after");
     assert!(!out.stderr.contains("pg-s3cret"), "the password reached the log:\n{}", out.stderr);
     // The password from a file (a mounted Secret), not from the URL.
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("password");
     std::fs::write(&secret, "pg-s3cret\n").unwrap();
-    let no_password = format!("postgres://postgres@127.0.0.1:{port}/app");
+    let no_password = format!("postgres://postgres@127.0.0.1:{}/app", db.port);
     wait_for().args(["--timeout", "10s", "--db-password-file", secret.to_str().unwrap(), &no_password]).run().code(0);
-    let wrong = format!("postgres://postgres:wrong-pw@127.0.0.1:{port}/app");
+    let wrong = format!("postgres://postgres:wrong-pw@127.0.0.1:{}/app", db.port);
     let out = wait_for().args(["--timeout", "2s", &wrong]).run();
     out.code(124).stderr_has("password authentication failed");
     assert!(!out.stderr.contains("wrong-pw"), "the password reached the log:\n{}", out.stderr);
@@ -580,20 +570,11 @@ async fn postgres_is_ready_only_when_it_accepts_an_authenticated_session() {
 
 #[tokio::test]
 async fn mariadb_is_ready_only_when_it_accepts_an_authenticated_session() {
-    let image = db_image().await;
-    let db = image
-        .with_exposed_port(3306.tcp())
-        .with_entrypoint("/usr/local/bin/mariadb.sh")
-        .with_env_var("MY_PASSWORD", "my-s3cret")
-        .with_env_var("MY_START_DELAY", "2")
-        .start()
-        .await
-        .unwrap();
-    let port = db.get_host_port_ipv4(3306.tcp()).await.unwrap();
-    let out = wait_for().args(["--timeout", "60s", &format!("mysql://app:my-s3cret@127.0.0.1:{port}/app")]).run();
+    let db = mariadb("my-s3cret", 2).await;
+    let out = wait_for().args(["--timeout", "60s", &db.url("mysql")]).run();
     out.code(0).stderr_has("ready after");
     assert!(!out.stderr.contains("my-s3cret"));
-    let out = wait_for().args(["--timeout", "2s", &format!("mariadb://app:nope@127.0.0.1:{port}/app")]).run();
+    let out = wait_for().args(["--timeout", "2s", &format!("mariadb://app:nope@127.0.0.1:{}/app", db.port)]).run();
     out.code(124).stderr_has("Access denied");
     assert!(!out.stderr.contains("nope@"));
 }

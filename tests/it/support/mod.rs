@@ -1,6 +1,8 @@
-//! Test support: the command builder and the Docker gate with its image builder.
+//! Test support: the command builder, the Docker gate with its image builder, and the
+//! database services.
 
 pub mod cmd;
 pub mod docker;
+pub mod services;
 
 pub use cmd::{Outcome, Podinit};
