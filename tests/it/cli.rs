@@ -141,8 +141,7 @@ fn sigterm_stops_a_wait_with_143_promptly() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
+    assert!(crate::support::cmd::sigterm(&child));
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{stderr}");

@@ -199,7 +199,7 @@ async fn a_killed_runner_releases_the_lock_and_sigterm_stops_a_waiter() {
     // A waiter, stopped by SIGTERM: exit 143 promptly, holding nothing.
     let waiter = migrate(&db.url, dir.path(), &[]).command().spawn().unwrap();
     thread::sleep(Duration::from_secs(1));
-    assert!(std::process::Command::new("kill").args(["-TERM", &waiter.id().to_string()]).status().unwrap().success());
+    assert!(crate::support::cmd::sigterm(&waiter));
     let out = waiter.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", String::from_utf8_lossy(&out.stderr));
     // Kill the holder without a chance to clean up: its session ends, and with it the lock.

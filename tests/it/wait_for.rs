@@ -498,7 +498,7 @@ fn sigterm_while_waiting_exits_143() {
     let child = wait_for().arg(format!("tcp://127.0.0.1:{}", free_port())).command().spawn().unwrap();
     thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
-    assert!(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(crate::support::cmd::sigterm(&child));
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(143), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());

@@ -141,3 +141,9 @@ impl Outcome {
 pub fn host_sysctl(rel: &str) -> String {
     std::fs::read_to_string(Path::new("/proc/sys").join(rel)).unwrap().trim_end().to_owned()
 }
+
+/// Sends SIGTERM to a child, as the kubelet does to a container it stops.
+pub fn sigterm(child: &std::process::Child) -> bool {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok()
+}
