@@ -9,6 +9,17 @@ use podinit_core::{Context, Error};
 /// Every applet podinit has, compiled in or not (a slim build leaves some out).
 pub(crate) const ALL: &[&str] = &["migrate", "sysctl", "wait-for"];
 
+/// The applets compiled into this binary, in `--list` order. A unit test checks it against
+/// the parser's subcommands, so the two cannot drift.
+pub(crate) const COMPILED: &[&str] = &[
+    #[cfg(feature = "migrate")]
+    "migrate",
+    #[cfg(feature = "sysctl")]
+    "sysctl",
+    #[cfg(feature = "wait-for")]
+    "wait-for",
+];
+
 #[cfg(not(any(feature = "migrate", feature = "sysctl", feature = "wait-for")))]
 compile_error!("enable at least one applet feature, e.g. --features sysctl");
 

@@ -42,19 +42,13 @@ pub(crate) struct Cli {
     pub(crate) applet: Option<Applet>,
 }
 
-/// Names of the applets in this build, from the parser itself.
-pub(crate) fn compiled() -> Vec<String> {
-    use clap::CommandFactory as _;
-    Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).filter(|n| n != "help").collect()
-}
-
 /// busybox-style dispatch: a binary invoked as `wait-for` (or `-wait-for`) runs as
 /// `podinit wait-for`. Any other name (`podinit`, `podinit-x86_64`) is the multiplexer.
 pub(crate) fn rewrite_argv0(mut argv: Vec<OsString>) -> Result<Vec<OsString>, Error> {
     let Some(first) = argv.first() else { return Ok(vec!["podinit".into()]) };
     let base = Path::new(first).file_name().unwrap_or(first.as_os_str()).to_string_lossy().into_owned();
     let name = base.strip_prefix('-').unwrap_or(&base);
-    if compiled().iter().any(|c| c == name) {
+    if applets::COMPILED.contains(&name) {
         argv[0] = OsString::from(name);
         argv.insert(0, "podinit".into());
     } else if applets::ALL.contains(&name) {
@@ -110,7 +104,7 @@ pub(crate) fn classify(err: &clap::Error, argv: &[OsString]) -> ParseFailure {
             }
             ParseFailure::Usage(
                 Error::new(Kind::NotFound, anyhow::anyhow!("unknown applet '{given}'"))
-                    .with_hint(format!("applets in this build: {}", compiled().join(", "))),
+                    .with_hint(format!("applets in this build: {}", applets::COMPILED.join(", "))),
             )
         }
         _ => {
@@ -164,11 +158,12 @@ mod tests {
     }
 
     #[test]
-    fn compiled_applets_are_known() {
-        let names = compiled();
-        assert!(!names.is_empty());
-        for name in &names {
-            assert!(applets::ALL.contains(&name.as_str()), "{name} is missing from applets::ALL");
+    fn compiled_applets_are_the_parsers_and_known() {
+        use clap::CommandFactory as _;
+        let parsed: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).filter(|n| n != "help").collect();
+        assert_eq!(parsed, applets::COMPILED, "applets::COMPILED must list the Applet variants, in order");
+        for name in applets::COMPILED {
+            assert!(applets::ALL.contains(name), "{name} is missing from applets::ALL");
         }
     }
 }

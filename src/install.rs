@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::Context as _;
 use podinit_core::{Error, Kind};
 
-pub(crate) fn install(dir: &Path, symlink: bool, names: &[String]) -> Result<(), Error> {
+pub(crate) fn install(dir: &Path, symlink: bool, names: &[&str]) -> Result<(), Error> {
     let exe = std::env::current_exe().context("finding this binary (/proc/self/exe)")?;
     let exe_meta = std::fs::metadata(&exe).with_context(|| format!("reading {}", exe.display()))?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating --install {}", dir.display()))?;

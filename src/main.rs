@@ -31,11 +31,11 @@ fn main() -> ExitCode {
         }
     };
     if cli.list {
-        return print_lines(&cli::compiled());
+        return print_lines(applets::COMPILED);
     }
     if let Some(dir) = &cli.install {
         logging::init("", &cli.global);
-        return match install::install(dir, cli.symlink, &cli::compiled()) {
+        return match install::install(dir, cli.symlink, applets::COMPILED) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail("", &cli.global, &err),
         };
@@ -91,7 +91,7 @@ fn fallback_global() -> GlobalArgs {
     EnvOnly::try_parse_from(["podinit"]).map(|e| e.global).unwrap_or_default()
 }
 
-fn print_lines(lines: &[String]) -> ExitCode {
+fn print_lines(lines: &[&str]) -> ExitCode {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     for line in lines {
