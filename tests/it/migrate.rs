@@ -291,3 +291,15 @@ fn bad_input_is_a_usage_error() {
     migrate("sqlite://x.db", bad.path(), &[]).run().code(2).stderr_has("version 1 is used by both");
     Podinit::new().args(["migrate", "--source", "/tmp"]).run().code(2).stderr_has("--database-url");
 }
+
+#[test]
+fn a_password_in_the_url_query_never_reaches_the_log() {
+    let dir = migrations(&[("1_a.sql", "SELECT 1;")]);
+    let out = Podinit::new()
+        .args(["migrate", "--timeout", "1s", "--source"])
+        .arg(dir.path())
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/app?password=hunter2")
+        .run();
+    out.code(124).stderr_has("connecting to postgres://app@127.0.0.1:1/app?password=***");
+    assert!(!out.stderr.contains("hunter2"), "the password reached the log:\n{}", out.stderr);
+}

@@ -12,6 +12,7 @@
 //! - [`progress`]: an indicatif bar on a terminal, periodic log lines otherwise.
 //! - [`logging`]: `podinit <applet>:`-prefixed text or JSON lines on stderr.
 //! - [`termination`]: the summary a pod shows in `kubectl describe pod`.
+//! - [`redact`]: URLs without their passwords, I/O errors in short.
 
 pub mod args;
 pub mod context;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod fs;
 pub mod logging;
 pub mod progress;
+pub mod redact;
 pub mod retry;
 pub mod termination;
 

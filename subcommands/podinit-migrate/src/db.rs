@@ -335,10 +335,7 @@ impl ApplyError {
 pub(crate) fn sql_reason(err: &sqlx::Error) -> String {
     match err {
         sqlx::Error::Database(d) => d.message().to_owned(),
-        sqlx::Error::Io(io) => {
-            let text = io.to_string();
-            text.split(" (os error").next().unwrap_or(&text).to_owned()
-        }
+        sqlx::Error::Io(io) => podinit_core::redact::io_reason(io),
         other => other.to_string(),
     }
 }

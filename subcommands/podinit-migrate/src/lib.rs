@@ -85,7 +85,7 @@ pub enum Mode {
 /// Runs `podinit migrate` to completion.
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let url = database_url(&args)?;
-    let shown = redact(&url);
+    let shown = podinit_core::redact::url(&url);
     let backend = Backend::of(&url).ok_or_else(|| {
         Error::usage(format!("--database-url {shown}: unknown scheme '{}'", url.scheme()))
             .with_hint("use postgres://, mysql:// or sqlite://")
@@ -112,18 +112,10 @@ fn database_url(args: &Args) -> Result<url::Url, Error> {
         if url.password().is_none() {
             let password = text.trim_end_matches(['\n', '\r']);
             url.set_password(Some(password))
-                .map_err(|()| Error::usage(format!("--database-url {}: cannot carry a password", redact(&url))))?;
+                .map_err(|()| Error::usage(format!("--database-url {}: cannot carry a password", podinit_core::redact::url(&url))))?;
         }
     }
     Ok(url)
-}
-
-fn redact(url: &url::Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    shown.to_string()
 }
 
 /// Connects, waiting through refused connections, DNS failures and "starting up"; a wrong

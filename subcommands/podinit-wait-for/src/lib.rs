@@ -152,7 +152,8 @@ fn parse_json_match(text: &str) -> Result<(String, String), String> {
 /// A secret from a file, without its trailing newline; the error names the file, never the content.
 fn read_secret(path: &std::path::Path) -> Result<String, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::usage(format!("--db-password-file {}: {}", path.display(), probe::io_reason(&e))).with_hint("mount the Secret at that path")
+        Error::usage(format!("--db-password-file {}: {}", path.display(), podinit_core::redact::io_reason(&e)))
+            .with_hint("mount the Secret at that path")
     })?;
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }

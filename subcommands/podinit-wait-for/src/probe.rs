@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use podinit_core::Error;
+use podinit_core::redact::io_reason;
 
 use crate::target::{Database, RecordType, SysvKind, Target};
 
@@ -233,20 +234,6 @@ fn sysv_table_has_key(table: &str, key: i32) -> bool {
         .skip(1)
         .filter_map(|line| line.split_whitespace().next()?.parse::<i64>().ok())
         .any(|k| k == i64::from(key) || k == i64::from(key.cast_unsigned()))
-}
-
-/// "connection refused" rather than "Connection refused (os error 111)".
-pub(crate) fn io_reason(err: &io::Error) -> String {
-    match err.kind() {
-        io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        io::ErrorKind::TimedOut => "timed out".into(),
-        io::ErrorKind::NotFound => "not found".into(),
-        io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let text = err.to_string();
-            text.split(" (os error").next().unwrap_or(&text).to_owned()
-        }
-    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use podinit_core::redact;
 use url::Url;
 
 /// A DNS record type `dns://` can ask for.
@@ -92,7 +93,7 @@ impl Target {
     /// Parses a target, or says what is wrong with it and how to write it. The message never
     /// repeats a password the target carried.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        Self::parse_inner(text).map_err(|message| if text.contains('@') { message.replace(text, &redact_str(text)) } else { message })
+        Self::parse_inner(text).map_err(|message| if text.contains('@') { message.replace(text, &redact::url_text(text)) } else { message })
     }
 
     fn parse_inner(text: &str) -> Result<Self, String> {
@@ -117,16 +118,16 @@ impl Target {
             }
             "dns" => parse_dns(text),
             "postgres" | "postgresql" | "mysql" | "mariadb" => {
-                let url = Url::parse(text).map_err(|e| format!("'{}' is not a valid URL: {e}", redact_str(text)))?;
+                let url = Url::parse(text).map_err(|e| format!("'{}' is not a valid URL: {e}", redact::url_text(text)))?;
                 if url.host_str().is_none_or(str::is_empty) {
-                    return Err(format!("'{}' has no host", redact_str(text)));
+                    return Err(format!("'{}' has no host", redact::url_text(text)));
                 }
                 let kind = if scheme.starts_with("postgres") { Database::Postgres } else { Database::Mysql };
                 let mut url = url;
                 if scheme == "mariadb" {
                     // sqlx speaks the MySQL protocol under the mysql scheme.
                     let rest = &text["mariadb".len()..];
-                    url = Url::parse(&format!("mysql{rest}")).map_err(|e| format!("'{}': {e}", redact_str(text)))?;
+                    url = Url::parse(&format!("mysql{rest}")).map_err(|e| format!("'{}': {e}", redact::url_text(text)))?;
                 }
                 Ok(Self::Db { kind, url })
             }
@@ -238,46 +239,12 @@ fn parse_key(raw: &str) -> Result<i32, String> {
     }
 }
 
-fn redact_str(text: &str) -> String {
-    match Url::parse(text) {
-        Ok(url) => redact(&url),
-        Err(_) => match text.split_once('@') {
-            Some((_, host)) => format!("***@{host}"),
-            None => text.to_owned(),
-        },
-    }
-}
-
-/// The URL with its password (and any `password=` query value) replaced by `***`.
-pub(crate) fn redact(url: &Url) -> String {
-    let mut shown = url.clone();
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    if shown.query_pairs().any(|(k, _)| is_secret_param(&k)) {
-        let pairs: Vec<(String, String)> = shown
-            .query_pairs()
-            .map(|(k, v)| {
-                let v = if is_secret_param(&k) { "***".to_owned() } else { v.into_owned() };
-                (k.into_owned(), v)
-            })
-            .collect();
-        shown.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    shown.to_string()
-}
-
-fn is_secret_param(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.contains("token") || k == "sslkey"
-}
-
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tcp { host, port } if host.contains(':') => write!(f, "tcp://[{host}]:{port}"),
             Self::Tcp { host, port } => write!(f, "tcp://{host}:{port}"),
-            Self::Http { url } | Self::Db { url, .. } => f.write_str(&redact(url)),
+            Self::Http { url } | Self::Db { url, .. } => f.write_str(&redact::url(url)),
             Self::Dns { name, record: RecordType::Addr } => write!(f, "dns://{name}"),
             Self::Dns { name, record } => write!(f, "dns://{name}?type={}", format!("{record:?}").to_ascii_uppercase()),
             Self::File { path } => write!(f, "file://{}", path.display()),

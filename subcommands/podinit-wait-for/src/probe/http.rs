@@ -154,7 +154,7 @@ fn request_reason(err: &reqwest::Error) -> String {
         source = next;
     }
     let text = match source.downcast_ref::<std::io::Error>() {
-        Some(io) => super::io_reason(io),
+        Some(io) => podinit_core::redact::io_reason(io),
         None => source.to_string(),
     };
     if err.is_timeout() { format!("timed out ({text})") } else { text }
