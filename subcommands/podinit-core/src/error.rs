@@ -111,6 +111,12 @@ impl Error {
         format!("{:#}", self.source)
     }
 
+    /// The message without its outermost context: for an error from [`crate::retry`] that
+    /// gave up, the last attempt's own error.
+    pub fn inner_message(&self) -> String {
+        self.source.chain().skip(1).map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    }
+
     /// The underlying chain, e.g. to look for a root cause.
     pub fn source_error(&self) -> &anyhow::Error {
         &self.source

@@ -307,6 +307,7 @@ mod tests {
         let msg = err.message();
         assert!(msg.starts_with("connecting: gave up after"), "{msg}");
         assert!(msg.ends_with(&format!("last error: refused #{}", calls.get())), "{msg}");
+        assert_eq!(err.inner_message(), format!("refused #{}", calls.get()), "the last error alone");
         let elapsed = Instant::now() - ctx.started();
         assert!(elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(4), "{elapsed:?}");
     }

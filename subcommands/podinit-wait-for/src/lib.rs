@@ -229,27 +229,14 @@ async fn wait_one(ctx: &Context, prober: &Prober, args: &Args) -> Outcome {
     };
     let max = args.max_interval.unwrap_or(max);
     let backoff = Backoff { initial: initial.min(max), max, attempt_timeout: Some(args.attempt_timeout) };
-    let last_error = std::cell::RefCell::new(None::<String>);
-    let result = retry::retry_or_wake(
-        ctx,
-        &target,
-        backoff,
-        |_| Verdict::Retry,
-        |_| async {
-            let checked = prober.check().await;
-            if let Err(err) = &checked {
-                *last_error.borrow_mut() = Some(format!("{err:#}"));
-            }
-            checked
-        },
-        || prober.changed(),
-    )
-    .await;
+    let result = retry::retry_or_wake(ctx, &target, backoff, |_| Verdict::Retry, |_| prober.check(), || prober.changed()).await;
     let elapsed = started.elapsed();
     if result.is_ok() {
         tracing::info!(target = %target, state = "ready", elapsed_ms = millis(elapsed), "{target}: ready after {}", secs(elapsed));
     }
-    Outcome { target, elapsed, result, last_error: last_error.into_inner() }
+    // Every error is retried, so a failure is the give-up error wrapping the last check's.
+    let last_error = result.as_ref().err().map(Error::inner_message);
+    Outcome { target, elapsed, result, last_error }
 }
 
 fn report(started: Instant, outcomes: &[Outcome], any: bool) -> Result<(), Error> {
