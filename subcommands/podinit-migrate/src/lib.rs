@@ -169,6 +169,13 @@ struct Plan<'a> {
     mismatched: Vec<(&'a Local, Vec<u8>)>,
 }
 
+impl Plan<'_> {
+    /// Every file applied and no failed one: nothing for this runner to do.
+    fn complete(&self) -> bool {
+        self.pending.is_empty() && self.dirty.is_none()
+    }
+}
+
 fn plan<'a>(locals: &'a [Local], applied: &[Applied]) -> Plan<'a> {
     let by_version: std::collections::BTreeMap<i64, &Applied> = applied.iter().map(|a| (a.version, a)).collect();
     Plan {
@@ -240,18 +247,17 @@ async fn validate(db: &mut Db, locals: &[Local], args: &Args) -> Result<(), Erro
 }
 
 async fn apply(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Result<(), Error> {
+    let applied = db.applied().await?;
+    let table_exists = applied.is_some();
+    let applied = applied.unwrap_or_default();
+    let plan = plan(locals, &applied);
     // Fast path: everything applied, nothing to lock.
-    if let Some(applied) = db.applied().await? {
-        let plan = plan(locals, &applied);
-        if plan.pending.is_empty() && plan.dirty.is_none() {
-            check(&plan, locals, args)?;
-            tracing::info!(applied = applied.len(), "up to date: {} migrations applied, nothing pending", applied.len());
-            return Ok(());
-        }
+    if table_exists && plan.complete() {
+        check(&plan, locals, args)?;
+        tracing::info!(applied = applied.len(), "up to date: {} migrations applied, nothing pending", applied.len());
+        return Ok(());
     }
     if args.dry_run {
-        let applied = db.applied().await?.unwrap_or_default();
-        let plan = plan(locals, &applied);
         check(&plan, locals, args)?;
         for l in &plan.pending {
             tracing::info!(version = l.version, file = %l.file, "would apply {}", l.file);
@@ -300,7 +306,7 @@ async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Er
             // holder is done with our work and N waiters need not queue for the lock in turn.
             if let Some(applied) = db.applied().await? {
                 let plan = plan(locals, &applied);
-                if plan.pending.is_empty() && plan.dirty.is_none() && plan.mismatched.is_empty() {
+                if plan.complete() && plan.mismatched.is_empty() {
                     return Ok(Locked::NotNeeded);
                 }
             }

@@ -105,10 +105,10 @@ fn collect(args: &Args) -> Result<Vec<Setting>, Error> {
     let mut settings = Vec::new();
     for path in &args.load {
         let (name, text) = read_source(path)?;
-        settings.extend(spec::parse_file(&text, &name).map_err(usage)?);
+        settings.extend(spec::parse_file(&text, &name).map_err(Error::usage)?);
     }
     for (i, arg) in args.settings.iter().enumerate() {
-        settings.push(spec::parse_arg(arg, format!("argument {}", i + 1)).map_err(usage)?);
+        settings.push(spec::parse_arg(arg, format!("argument {}", i + 1)).map_err(Error::usage)?);
     }
     if settings.is_empty() {
         let mut err = Error::usage("nothing to do: give KEY=VALUE, KEY, or --load FILE");
@@ -141,10 +141,6 @@ fn read_source(path: &std::path::Path) -> Result<(String, String), Error> {
         .with_context(|| format!("reading --load {name}"))
         .map_err(|e| Error::new(Kind::Usage, e).with_hint("mount the file (e.g. from a ConfigMap) at that path"))?;
     Ok((name, text))
-}
-
-fn usage(message: String) -> Error {
-    Error::usage(message)
 }
 
 /// Checks every setting before anything is written: a bad key or value anywhere means no

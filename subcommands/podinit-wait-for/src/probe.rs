@@ -41,7 +41,7 @@ pub(crate) struct Prober {
 enum Kind {
     Plain,
     Http(HttpCheck),
-    Dns(Option<hickory_resolver::TokioResolver>),
+    Dns(hickory_resolver::TokioResolver),
     File(file::Watcher),
 }
 
@@ -54,7 +54,7 @@ impl Prober {
                 let resolver = hickory_resolver::TokioResolver::builder_tokio()
                     .and_then(hickory_resolver::ResolverBuilder::build)
                     .map_err(|e| Error::usage(format!("{target}: reading the resolver configuration (/etc/resolv.conf): {e}")))?;
-                Kind::Dns(Some(resolver))
+                Kind::Dns(resolver)
             }
             Target::File { path } => Kind::File(file::Watcher::new(path.clone(), settings.file.clone())),
             _ => Kind::Plain,
@@ -87,7 +87,7 @@ impl Prober {
             (Target::Unix { path }, _) => unix(path).await,
             (Target::Http { url }, Kind::Http(http)) => http.check(url).await,
             (Target::Dns { name, record: RecordType::Addr }, _) => dns_addr(name).await,
-            (Target::Dns { name, record }, Kind::Dns(Some(resolver))) => dns_record(resolver, name, *record).await,
+            (Target::Dns { name, record }, Kind::Dns(resolver)) => dns_record(resolver, name, *record).await,
             (Target::Db { kind, url }, _) => database(*kind, url).await,
             (Target::File { .. }, Kind::File(watcher)) => watcher.check(),
             (Target::PosixMq { name }, _) => posix_mq(name),
