@@ -65,13 +65,7 @@ async fn until_pg(url: &str, sql: &'static str) {
 /// Starts `n` runners at once and waits for all of them.
 fn concurrently(n: usize, make: impl Fn() -> Podinit) -> Vec<Outcome> {
     let children: Vec<Child> = (0..n).map(|_| make().command().spawn().unwrap()).collect();
-    children
-        .into_iter()
-        .map(|c| {
-            let out = c.wait_with_output().unwrap();
-            Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
-        })
-        .collect()
+    children.into_iter().map(|c| Outcome::from_output(c.wait_with_output().unwrap())).collect()
 }
 
 const PG_SET: &[(&str, &str)] = &[

@@ -27,7 +27,7 @@ fn in_namespace_script(script: &str) -> Outcome {
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .unwrap();
-    Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+    Outcome::from_output(out)
 }
 
 #[test]

@@ -73,7 +73,7 @@ fn a_name_with_several_addresses_is_ready_when_any_accepts() {
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()
         .unwrap();
-    let out = Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr);
+    let out = Outcome::from_output(out);
     out.code(0).stderr_has(&format!("tcp://multi:{port}: ready after"));
 }
 
@@ -288,7 +288,7 @@ fn https_not_served_yet_keeps_waiting() {
     thread::sleep(Duration::from_millis(700));
     let _server = pki.serve(port);
     let out = waiter.wait_with_output().unwrap();
-    let out = Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr);
+    let out = Outcome::from_output(out);
     out.code(0).stderr_has("connection refused");
 }
 

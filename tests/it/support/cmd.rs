@@ -88,8 +88,7 @@ impl Podinit {
         if let Some(data) = &self.stdin {
             child.stdin.take().unwrap().write_all(data).unwrap();
         }
-        let out = child.wait_with_output().unwrap();
-        Outcome::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
+        Outcome::from_output(child.wait_with_output().unwrap())
     }
 }
 
@@ -108,6 +107,11 @@ impl Outcome {
             stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&stderr).into_owned(),
         }
+    }
+
+    /// What a finished `std::process::Command` produced (-1 when killed by a signal).
+    pub fn from_output(out: std::process::Output) -> Self {
+        Self::new(out.status.code().unwrap_or(-1), out.stdout, out.stderr)
     }
 
     /// Panics, showing the output, unless the exit status is `code`.
