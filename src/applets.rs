@@ -7,7 +7,7 @@
 use podinit_core::{Context, Error};
 
 /// Every applet podinit has, compiled in or not (a slim build leaves some out).
-pub(crate) const ALL: &[&str] = &["migrate", "sysctl", "wait-for"];
+pub(crate) const ALL: &[&str] = &["migrate", "sysctl", "vault-fetch", "wait-for"];
 
 /// The applets compiled into this binary, in `--list` order. A unit test checks it against
 /// the parser's subcommands, so the two cannot drift.
@@ -16,11 +16,13 @@ pub(crate) const COMPILED: &[&str] = &[
     "migrate",
     #[cfg(feature = "sysctl")]
     "sysctl",
+    #[cfg(feature = "vault-fetch")]
+    "vault-fetch",
     #[cfg(feature = "wait-for")]
     "wait-for",
 ];
 
-#[cfg(not(any(feature = "migrate", feature = "sysctl", feature = "wait-for")))]
+#[cfg(not(any(feature = "migrate", feature = "sysctl", feature = "vault-fetch", feature = "wait-for")))]
 compile_error!("enable at least one applet feature, e.g. --features sysctl");
 
 /// The applets compiled into this binary.
@@ -32,6 +34,8 @@ pub(crate) enum Applet {
     Migrate(podinit_migrate::Args),
     #[cfg(feature = "sysctl")]
     Sysctl(podinit_sysctl::Args),
+    #[cfg(feature = "vault-fetch")]
+    VaultFetch(podinit_vault_fetch::Args),
     #[cfg(feature = "wait-for")]
     WaitFor(podinit_wait_for::Args),
 }
@@ -44,6 +48,8 @@ impl Applet {
             Self::Migrate(_) => "migrate",
             #[cfg(feature = "sysctl")]
             Self::Sysctl(_) => "sysctl",
+            #[cfg(feature = "vault-fetch")]
+            Self::VaultFetch(_) => "vault-fetch",
             #[cfg(feature = "wait-for")]
             Self::WaitFor(_) => "wait-for",
         }
@@ -56,6 +62,8 @@ impl Applet {
             Self::Migrate(args) => podinit_migrate::run(ctx, args).await,
             #[cfg(feature = "sysctl")]
             Self::Sysctl(args) => podinit_sysctl::run(ctx, args).await,
+            #[cfg(feature = "vault-fetch")]
+            Self::VaultFetch(args) => podinit_vault_fetch::run(ctx, args).await,
             #[cfg(feature = "wait-for")]
             Self::WaitFor(args) => podinit_wait_for::run(ctx, args).await,
         }

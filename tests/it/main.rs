@@ -21,4 +21,5 @@ mod support;
 mod cli;
 mod migrate;
 mod sysctl;
+mod vault_fetch;
 mod wait_for;

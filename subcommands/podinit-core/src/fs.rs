@@ -122,7 +122,19 @@ pub fn write_atomic(dest: &Path, data: &[u8], options: FileOptions) -> anyhow::R
     Ok(true)
 }
 
-fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
+/// Reads a secret (a password, a token, an id) mounted as a file, without its trailing line
+/// ends. `flag` names the setting in the error, which never shows the file's content.
+pub fn read_secret_file(flag: &str, path: &Path) -> Result<String, crate::Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::Error::usage(format!("{flag} {}: {}", path.display(), crate::redact::io_reason(&e)))
+            .with_hint("mount the Secret at that path")
+    })?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Whether `dest` already holds exactly `data` with the mode and owner of `options`: a
+/// rerun then leaves the file (and its inode) alone.
+pub fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(dest) else { return false };
     use std::os::unix::fs::MetadataExt;
     meta.is_file()

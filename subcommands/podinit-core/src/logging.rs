@@ -37,7 +37,10 @@ pub fn init(applet: &'static str, args: &GlobalArgs) {
     let ours = if args.quiet { LogLevel::Warn.min(args.log_level) } else { args.log_level };
     let ours = level_filter(ours);
     let theirs = if args.log_level == LogLevel::Trace { LevelFilter::TRACE } else { LevelFilter::WARN.min(ours) };
-    let filter = Targets::new().with_target("podinit", ours).with_default(theirs);
+    // vaultrs and rustify log every failed call at ERROR; podinit reports them itself, once.
+    let echoes = if args.log_level == LogLevel::Trace { LevelFilter::TRACE } else { LevelFilter::OFF };
+    let filter =
+        Targets::new().with_target("podinit", ours).with_target("vaultrs", echoes).with_target("rustify", echoes).with_default(theirs);
     let _ = tracing_subscriber::registry().with(LineLayer.with_filter(filter)).try_init();
 }
 

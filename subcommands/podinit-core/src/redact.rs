@@ -55,6 +55,19 @@ pub fn io_reason(err: &std::io::Error) -> String {
     }
 }
 
+/// The deepest cause of an error chain, which is where the useful words are ("connection
+/// refused", "invalid peer certificate: UnknownIssuer"); I/O errors as in [`io_reason`].
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut source = err;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    match source.downcast_ref::<std::io::Error>() {
+        Some(io) => io_reason(io),
+        None => source.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

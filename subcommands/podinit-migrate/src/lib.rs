@@ -106,12 +106,9 @@ fn database_url(args: &Args) -> Result<url::Url, Error> {
         Error::usage(format!("--database-url (DATABASE_URL) is not a URL: {e}")).with_hint("e.g. postgres://app@db:5432/app")
     })?;
     if let Some(path) = &args.database_password_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::usage(format!("--database-password-file {}: {}", path.display(), e.kind())).with_hint("mount the Secret at that path")
-        })?;
+        let password = podinit_core::fs::read_secret_file("--database-password-file", path)?;
         if url.password().is_none() {
-            let password = text.trim_end_matches(['\n', '\r']);
-            url.set_password(Some(password))
+            url.set_password(Some(&password))
                 .map_err(|()| Error::usage(format!("--database-url {}: cannot carry a password", podinit_core::redact::url(&url))))?;
         }
     }

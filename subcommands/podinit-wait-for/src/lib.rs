@@ -150,14 +150,6 @@ fn parse_json_match(text: &str) -> Result<(String, String), String> {
 }
 
 /// A secret from a file, without its trailing newline; the error names the file, never the content.
-fn read_secret(path: &std::path::Path) -> Result<String, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::usage(format!("--db-password-file {}: {}", path.display(), podinit_core::redact::io_reason(&e)))
-            .with_hint("mount the Secret at that path")
-    })?;
-    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
-}
-
 fn non_empty(text: &str) -> Result<String, String> {
     if text.is_empty() { Err("give a non-empty text".into()) } else { Ok(text.to_owned()) }
 }
@@ -170,7 +162,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         .map(|t| Target::parse(t).map_err(|e| Error::usage(format!("bad target {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some(path) = &args.db_password_file {
-        let password = read_secret(path)?;
+        let password = podinit_core::fs::read_secret_file("--db-password-file", path)?;
         for target in &mut targets {
             target.set_default_password(&password);
         }

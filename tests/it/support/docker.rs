@@ -97,19 +97,24 @@ pub async fn run_to_exit(request: ContainerRequest<GenericImage>) -> Outcome {
 }
 
 static DB_IMAGE: OnceCell<GenericImage> = OnceCell::const_new();
+static VAULT_IMAGE: OnceCell<GenericImage> = OnceCell::const_new();
 
 /// The PostgreSQL + MariaDB test image (`images/test/db`), built if missing.
 pub async fn db_image() -> GenericImage {
+    DB_IMAGE.get_or_init(|| built("images/test/db/build")).await.clone()
+}
+
+/// The OpenBao test image (`images/test/vault`), built if missing.
+pub async fn vault_image() -> GenericImage {
+    VAULT_IMAGE.get_or_init(|| built("images/test/vault/build")).await.clone()
+}
+
+/// Runs an image build script (which prints `NAME:TAG`).
+async fn built(script: &str) -> GenericImage {
     require_docker();
-    DB_IMAGE
-        .get_or_init(|| async {
-            let out =
-                tokio::process::Command::new(repo().join("images/test/db/build")).output().await.expect("running images/test/db/build");
-            assert!(out.status.success(), "images/test/db/build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-            let name = String::from_utf8(out.stdout).unwrap();
-            let (name, tag) = name.trim().split_once(':').expect("the build script prints NAME:TAG");
-            GenericImage::new(name, tag)
-        })
-        .await
-        .clone()
+    let out = tokio::process::Command::new(repo().join(script)).output().await.unwrap_or_else(|e| panic!("running {script}: {e}"));
+    assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let name = String::from_utf8(out.stdout).unwrap();
+    let (name, tag) = name.trim().split_once(':').expect("the build script prints NAME:TAG");
+    GenericImage::new(name, tag)
 }

@@ -3,6 +3,7 @@
 
 pub mod cmd;
 pub mod docker;
+pub mod jwt;
 pub mod services;
 
 pub use cmd::{Outcome, Podinit};

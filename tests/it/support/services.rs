@@ -42,3 +42,93 @@ async fn start(script: &str, port: u16, env: &[(&str, &str)], password: &'static
     let port = container.get_host_port_ipv4(port.tcp()).await.expect("the published port");
     Db { _container: container, port, password }
 }
+
+/// A running OpenBao server; the container lives as long as this value.
+pub struct Bao {
+    container: ContainerAsync<GenericImage>,
+    /// `http://127.0.0.1:PORT`
+    pub addr: String,
+}
+
+impl Bao {
+    /// Runs the `bao` CLI inside the container with the dev root token; panics with its
+    /// output on failure. Returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        self.cli_as("root", args)
+    }
+
+    /// [`cli`](Self::cli) with another token.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new("docker")
+            .args(["exec", "-e", "BAO_ADDR=http://127.0.0.1:8200", "-e"])
+            .arg(format!("BAO_TOKEN={token}"))
+            .arg(self.container.id())
+            .arg("/bao")
+            .args(args)
+            .output()
+            .expect("docker exec");
+        assert!(
+            out.status.success(),
+            "bao {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// OpenBao in dev mode: unsealed, root token `root`, KV v2 at `secret/`.
+pub async fn openbao() -> Bao {
+    let container = super::docker::vault_image().await.with_exposed_port(8200.tcp()).start().await.expect("starting OpenBao");
+    let port = container.get_host_port_ipv4(8200.tcp()).await.expect("the published port");
+    let bao = Bao { container, addr: format!("http://127.0.0.1:{port}") };
+    wait_until_answering(&bao).await;
+    bao
+}
+
+/// OpenBao as a real server (in-memory storage), initialised with one unseal key and left
+/// **sealed**. Returns the server, the unseal key and the root token.
+pub async fn openbao_sealed() -> (Bao, String, String) {
+    let config = "storage \"inmem\" {}\nlistener \"tcp\" {\n  address = \"0.0.0.0:8200\"\n  tls_disable = true\n}\n";
+    let container = super::docker::vault_image()
+        .await
+        .with_exposed_port(8200.tcp())
+        .with_cmd(["server", "-config=/bao.hcl"])
+        .with_copy_to("/bao.hcl", config.as_bytes().to_vec())
+        .start()
+        .await
+        .expect("starting OpenBao");
+    let port = container.get_host_port_ipv4(8200.tcp()).await.expect("the published port");
+    let bao = Bao { container, addr: format!("http://127.0.0.1:{port}") };
+    let mut tries = 0;
+    let init = loop {
+        tries += 1;
+        let out = std::process::Command::new("docker")
+            .args(["exec", "-e", "BAO_ADDR=http://127.0.0.1:8200", bao.container.id(), "/bao"])
+            .args(["operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap();
+        }
+        assert!(tries < 100, "bao operator init kept failing: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let key = init["unseal_keys_b64"][0].as_str().unwrap().to_owned();
+    let root = init["root_token"].as_str().unwrap().to_owned();
+    (bao, key, root)
+}
+
+async fn wait_until_answering(bao: &Bao) {
+    for _ in 0..100 {
+        let ok = std::process::Command::new("docker")
+            .args(["exec", "-e", "BAO_ADDR=http://127.0.0.1:8200", bao.container.id(), "/bao", "status"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("OpenBao did not answer within 10 s");
+}

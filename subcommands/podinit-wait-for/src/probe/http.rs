@@ -2,16 +2,11 @@
 //! not ready), optionally a body substring or a JSON field value. TLS through rustls with
 //! the system's CA certificates, or `--ca-file`, `--tls-server-name`, `--insecure-skip-verify`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use podinit_core::Error;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use podinit_tls::{Named, TlsOptions};
 
 /// Status codes that count as ready: a list of ranges, e.g. `200-299,301`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,14 +144,7 @@ async fn read_body(mut response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
 /// The innermost cause, which says what went wrong (refused, TLS, DNS), without reqwest's
 /// "error sending request for url (…)" wrapping.
 fn request_reason(err: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = err;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    let text = match source.downcast_ref::<std::io::Error>() {
-        Some(io) => podinit_core::redact::io_reason(io),
-        None => source.to_string(),
-    };
+    let text = podinit_core::redact::root_cause(err);
     if err.is_timeout() { format!("timed out ({text})") } else { text }
 }
 
@@ -178,121 +166,12 @@ fn json_matches(found: &serde_json::Value, want: &str) -> bool {
 }
 
 fn tls_config(settings: &HttpSettings) -> Result<rustls::ClientConfig, Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::usage(format!("setting up TLS: {e}")))?;
-    if settings.insecure {
-        return Ok(builder.dangerous().with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider))).with_no_client_auth());
-    }
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(path) = &settings.ca_file {
-        let shown = path.display();
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(Iterator::collect)
-            .map_err(|e| Error::usage(format!("--ca-file {shown}: {e}")).with_hint("mount the CA certificate (PEM) at that path"))?;
-        if certs.is_empty() {
-            return Err(Error::usage(format!("--ca-file {shown} holds no PEM certificate")));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| Error::usage(format!("--ca-file {shown}: {e}")))?;
-        }
-    } else {
-        let found = rustls_native_certs::load_native_certs();
-        let (added, _) = roots.add_parsable_certificates(found.certs);
-        tracing::debug!(certificates = added, "system CA certificates loaded");
-    }
-    if let Some(name) = &settings.server_name {
-        let name = ServerName::try_from(name.clone())
-            .map_err(|_| Error::usage(format!("--tls-server-name '{name}' is not a DNS name or IP address")))?;
-        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(|e| {
-            Error::usage(format!("setting up TLS verification: {e}"))
-                .with_hint("with --tls-server-name, give --ca-file or mount system CA certificates")
-        })?;
-        return Ok(builder.dangerous().with_custom_certificate_verifier(Arc::new(VerifyAs { inner, name })).with_no_client_auth());
-    }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-/// Verifies the server's certificate for another name than the URL's host.
-#[derive(Debug)]
-struct VerifyAs {
-    inner: Arc<rustls::client::WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
-
-impl ServerCertVerifier for VerifyAs {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner.verify_server_cert(end_entity, intermediates, &self.name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
-/// `--insecure-skip-verify`: any certificate, but the handshake signatures still verify.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    podinit_tls::client_config(&TlsOptions {
+        ca_files: settings.ca_file.iter().map(|path| Named::new("--ca-file", path.clone())).collect(),
+        server_name: settings.server_name.as_ref().map(|name| Named::new("--tls-server-name", name.clone())),
+        insecure: settings.insecure,
+        ..TlsOptions::default()
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,556 @@
+//! `podinit vault-fetch`: log in to Vault or OpenBao and pre-populate secrets as files.
+//!
+//! Parse every `SECRET` and read every local input (token, JWT, role and secret ids) first,
+//! so bad input fails before any request. Log in (unless given a token), then for each secret
+//! find its mount and KV version (`sys/internal/ui/mounts`) and read it, all concurrently,
+//! each call retried through the retry helper while the server is unreachable, sealed or on
+//! standby, and failing at once on permission denied, an unknown role or a missing secret.
+//! Only when every secret is in memory are the files rendered and written as one set
+//! ([`output::write_set`]). A token podinit obtained is revoked at the end unless a secret
+//! came with a lease that would die with it; a token given by the caller is never revoked.
+//!
+//! ```yaml
+//! initContainers:
+//!   - name: secrets
+//!     image: podinit
+//!     args: ["vault-fetch", "--auth", "kubernetes", "--role", "web", "--out", "/secrets",
+//!            "secret/web/db", "secret/web/api#token=api-token", "--timeout", "2m"]
+//!     env: [{ name: VAULT_ADDR, value: "https://vault.vault:8200" }]
+//!     volumeMounts: [{ name: secrets, mountPath: /secrets }]
+//! ```
+
+mod client;
+mod env;
+mod output;
+mod spec;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use podinit_core::fs::FileOptions;
+use podinit_core::retry::{self, Backoff};
+use podinit_core::{Context, Error, Kind};
+use podinit_tls::{Named, TlsOptions};
+use serde_json::{Map, Value};
+use vaultrs::client::VaultClient;
+
+use crate::client::{Connection, Engine, Login, Mount};
+pub use crate::output::Format;
+use crate::spec::SecretSpec;
+
+/// Log in to Vault or OpenBao and write secrets as files (e.g. into a shared emptyDir).
+///
+/// Waits (up to --timeout) while the server is unreachable, sealed or on standby; fails at
+/// once (exit 1) on permission denied, an unknown role, a missing secret or key. The files
+/// of all secrets appear together or not at all; unchanged files are left alone. Exit 0 when
+/// every secret was written, 1 on a refusal, 2 for bad input, 124 on timeout.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+SECRET is PATH[?version=N][#KEY][=FILE]:
+  secret/app/db              whole secret: --out/db/<key> files (like a Secret volume)
+  secret/app/db#password     one key: --out/password
+  secret/app/db#password=pw  one key into --out/pw
+  secret/data/app/db         the KV v2 API path is accepted too
+  database/creds/app         any other engine: a plain read (its lease keeps the token alive)
+
+Variables (BAO_* first, then VAULT_*; an empty value counts as unset): ADDR, TOKEN, NAMESPACE,
+CACERT, CACERT_BYTES, CAPATH, CLIENT_CERT, CLIENT_KEY, TLS_SERVER_NAME, SKIP_VERIFY (true/false
+only), ROLE, ROLE_ID, SECRET_ID, TOKEN_FILE, AUTH_METHOD. A flag beats a variable.
+
+Examples:
+  podinit vault-fetch --auth kubernetes --role web --out /secrets secret/web/db
+  VAULT_TOKEN=... podinit vault-fetch --out /secrets --format env secret/web/config
+  podinit vault-fetch --auth approle --role-id-file /approle/role-id --secret-id-file /approle/secret-id \\
+      --out /secrets --mode 0440 'secret/web/db#password=db-password'")]
+pub struct Args {
+    /// Secrets to fetch (see below).
+    #[arg(value_name = "SECRET", required = true)]
+    pub secrets: Vec<String>,
+
+    /// Directory to write into (the shared emptyDir); created if missing.
+    #[arg(long, env = "PODINIT_VAULT_OUT", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Output of a whole secret.
+    #[arg(long, env = "PODINIT_VAULT_FORMAT", value_enum, default_value_t = Format::Files)]
+    pub format: Format,
+
+    /// Server address [env: BAO_ADDR, VAULT_ADDR].
+    #[arg(long, short = 'a', value_name = "URL")]
+    pub address: Option<String>,
+
+    /// How to log in [env: BAO_AUTH_METHOD, VAULT_AUTH_METHOD; default: token].
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthMethod>,
+
+    /// Role to log in as (kubernetes, jwt) [env: BAO_ROLE, VAULT_ROLE].
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+
+    /// Where the auth method is mounted [default: the method's name, e.g. kubernetes].
+    #[arg(long, env = "PODINIT_VAULT_AUTH_MOUNT", value_name = "PATH")]
+    pub auth_mount: Option<String>,
+
+    /// The JWT for kubernetes or jwt auth.
+    #[arg(
+        long,
+        env = "PODINIT_VAULT_JWT_FILE",
+        value_name = "FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub jwt_file: PathBuf,
+
+    /// AppRole role id [env: BAO_ROLE_ID, VAULT_ROLE_ID].
+    #[arg(long, env = "PODINIT_VAULT_ROLE_ID_FILE", value_name = "FILE")]
+    pub role_id_file: Option<PathBuf>,
+
+    /// AppRole secret id [env: BAO_SECRET_ID, VAULT_SECRET_ID].
+    #[arg(long, env = "PODINIT_VAULT_SECRET_ID_FILE", value_name = "FILE")]
+    pub secret_id_file: Option<PathBuf>,
+
+    /// Token for --auth token [env: BAO_TOKEN_FILE, VAULT_TOKEN_FILE; or the token itself in
+    /// BAO_TOKEN, VAULT_TOKEN]. Never revoked by podinit.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Namespace of the secrets (Vault Enterprise, OpenBao) [env: BAO_NAMESPACE, VAULT_NAMESPACE].
+    #[arg(long, value_name = "NS")]
+    pub namespace: Option<String>,
+
+    /// Namespace to log in to [default: --namespace].
+    #[arg(long, env = "PODINIT_VAULT_AUTH_NAMESPACE", value_name = "NS")]
+    pub auth_namespace: Option<String>,
+
+    /// KV version of the secrets' mounts, instead of asking the server.
+    #[arg(long, env = "PODINIT_VAULT_KV_VERSION", value_name = "1|2", value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub kv_version: Option<u8>,
+
+    /// Mount path of the secrets (e.g. `team/kv`), with --kv-version [default: the first
+    /// path segment].
+    #[arg(long, env = "PODINIT_VAULT_MOUNT", value_name = "PATH", requires = "kv_version")]
+    pub mount: Option<String>,
+
+    /// Mode of written files (octal).
+    #[arg(long, env = "PODINIT_VAULT_MODE", value_name = "OCTAL", default_value = "0400", value_parser = parse_mode)]
+    pub mode: u32,
+
+    /// Mode of directories podinit creates (octal).
+    #[arg(long, env = "PODINIT_VAULT_DIR_MODE", value_name = "OCTAL", default_value = "0755", value_parser = parse_mode)]
+    pub dir_mode: u32,
+
+    /// Owner of written files and created directories (needs CAP_CHOWN).
+    #[arg(long, env = "PODINIT_VAULT_UID", value_name = "UID")]
+    pub uid: Option<u32>,
+
+    /// Group of written files and created directories (needs CAP_CHOWN unless it is one of
+    /// podinit's groups).
+    #[arg(long, env = "PODINIT_VAULT_GID", value_name = "GID")]
+    pub gid: Option<u32>,
+
+    /// CA certificate (PEM) to trust instead of the system's [env: BAO_CACERT, VAULT_CACERT].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Directory of CA certificates [env: BAO_CAPATH, VAULT_CAPATH].
+    #[arg(long, value_name = "DIR")]
+    pub ca_path: Option<PathBuf>,
+
+    /// Client certificate for mutual TLS [env: BAO_CLIENT_CERT, VAULT_CLIENT_CERT].
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+
+    /// Client key for mutual TLS [env: BAO_CLIENT_KEY, VAULT_CLIENT_KEY].
+    #[arg(long, value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+
+    /// Verify the server certificate for this name [env: BAO_TLS_SERVER_NAME, VAULT_TLS_SERVER_NAME].
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+
+    /// Do not verify the server certificate [env: BAO_SKIP_VERIFY, VAULT_SKIP_VERIFY].
+    #[arg(long)]
+    pub tls_skip_verify: bool,
+
+    /// Secrets read at once.
+    #[arg(long, env = "PODINIT_VAULT_CONCURRENCY", value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+
+    /// Time limit of one request.
+    #[arg(long, env = "PODINIT_VAULT_ATTEMPT_TIMEOUT", value_name = "DURATION", default_value = "10s", value_parser = podinit_core::args::parse_duration)]
+    pub attempt_timeout: Duration,
+}
+
+/// `--auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMethod {
+    /// A token from BAO_TOKEN/VAULT_TOKEN or --token-file.
+    Token,
+    /// The pod's service account token, at --jwt-file.
+    Kubernetes,
+    /// Role id and secret id.
+    Approle,
+    /// A JWT at --jwt-file (e.g. a projected service account token with a Vault audience).
+    Jwt,
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("'{text}' is not an octal file mode (e.g. 0400)"))
+}
+
+/// Everything read from the command line, the environment and local files, before any request.
+struct Plan {
+    specs: Vec<SecretSpec>,
+    conn: Connection,
+    namespace: Option<String>,
+    auth_namespace: Option<String>,
+    auth: Auth,
+}
+
+enum Auth {
+    /// A token from the caller: used, never revoked.
+    Given(String),
+    /// Log in, and revoke what the login gave unless a lease needs it.
+    Login(Login),
+}
+
+/// Runs `podinit vault-fetch` to completion.
+pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+    let started = Instant::now();
+    let plan = plan(&args)?;
+    let namespace = plan.namespace.as_deref();
+    let (token, obtained) = match &plan.auth {
+        Auth::Given(token) => (token.clone(), false),
+        Auth::Login(login) => {
+            let auth_client = client::client(&plan.conn, plan.auth_namespace.as_deref().or(namespace), "")?;
+            let what = login.describe();
+            let (token, ttl) = retry::retry(ctx, &what, backoff(&args), client::classify, |_| login.attempt(&auth_client))
+                .await
+                .map_err(|e| explain_login(e, login))?;
+            tracing::info!(ttl_s = ttl, "logged in ({what}); token valid for {}", humantime::format_duration(Duration::from_secs(ttl)));
+            (token, true)
+        }
+    };
+    let vault = client::client(&plan.conn, namespace, &token)?;
+    let fetched = fetch_all(ctx, &vault, &plan.specs, &args).await;
+    let leased: Vec<&str> = match &fetched {
+        Ok(secrets) => secrets.iter().filter(|s| s.leased).map(|s| s.spec.path.as_str()).collect(),
+        Err(_) => Vec::new(),
+    };
+    let written = fetched.and_then(|secrets| write(&args, &secrets));
+    if obtained {
+        finish_token(&vault, &leased).await;
+    }
+    let written = written?;
+    let elapsed = started.elapsed();
+    tracing::info!(
+        secrets = plan.specs.len(),
+        changed = written.changed.len(),
+        unchanged = written.unchanged,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "{} secret(s) → {}: {} file(s) written, {} unchanged, in {}",
+        plan.specs.len(),
+        args.out.display(),
+        written.changed.len(),
+        written.unchanged,
+        humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64))
+    );
+    for path in &written.changed {
+        tracing::debug!(file = %path.display(), "wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn backoff(args: &Args) -> Backoff {
+    Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5), attempt_timeout: Some(args.attempt_timeout) }
+}
+
+fn plan(args: &Args) -> Result<Plan, Error> {
+    let specs = args
+        .secrets
+        .iter()
+        .map(|s| SecretSpec::parse(s).map_err(|e| Error::usage(format!("bad SECRET {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(spec) = specs.iter().find(|s| s.version.is_some())
+        && args.kv_version == Some(1)
+    {
+        return Err(Error::usage(format!("'{}': ?version= needs KV v2, but --kv-version is 1", spec.text)));
+    }
+    let address = flag_or_env(&args.address, "--address", "ADDR")
+        .ok_or_else(|| Error::usage("no server address").with_hint("set VAULT_ADDR (or BAO_ADDR), or give --address https://vault:8200"))?;
+    let address =
+        url::Url::parse(&address.value).ok().filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()).ok_or_else(|| {
+            Error::usage(format!("{} '{}' is not an http(s) URL", address.name, address.value))
+                .with_hint("e.g. https://vault.vault.svc:8200")
+        })?;
+    let skip_verify = args.tls_skip_verify || env::get_bool("SKIP_VERIFY")?.unwrap_or(false);
+    if skip_verify {
+        tracing::warn!("TLS verification is off: anyone on the path can read the secrets");
+    }
+    let client_identity = match (
+        flag_or_env_path(&args.client_cert, "--client-cert", "CLIENT_CERT"),
+        flag_or_env_path(&args.client_key, "--client-key", "CLIENT_KEY"),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => return Err(Error::usage("a client certificate needs both a certificate and a key (--client-cert and --client-key)")),
+    };
+    let tls = podinit_tls::client_config(&TlsOptions {
+        ca_files: flag_or_env_path(&args.ca_cert, "--ca-cert", "CACERT").into_iter().collect(),
+        ca_dirs: flag_or_env_path(&args.ca_path, "--ca-path", "CAPATH").into_iter().collect(),
+        ca_pem: env::get("CACERT_BYTES").map(|(var, value)| Named::new(var, value)),
+        client_identity,
+        server_name: flag_or_env(&args.tls_server_name, "--tls-server-name", "TLS_SERVER_NAME"),
+        insecure: skip_verify,
+    })?;
+    let namespace = flag_or_env(&args.namespace, "--namespace", "NAMESPACE").map(|n| n.value);
+    let auth = auth(args)?;
+    Ok(Plan {
+        specs,
+        conn: Connection { address, tls, attempt_timeout: args.attempt_timeout },
+        auth_namespace: args.auth_namespace.clone().or_else(|| namespace.clone()),
+        namespace,
+        auth,
+    })
+}
+
+/// The flag when given, else `BAO_<var>`, else `VAULT_<var>`; named as it was given.
+fn flag_or_env(flag: &Option<String>, name: &str, var: &str) -> Option<Named<String>> {
+    match flag {
+        Some(value) => Some(Named::new(name, value.clone())),
+        None => env::get(var).map(|(var, value)| Named::new(var, value)),
+    }
+}
+
+fn flag_or_env_path(flag: &Option<PathBuf>, name: &str, var: &str) -> Option<Named<PathBuf>> {
+    match flag {
+        Some(path) => Some(Named::new(name, path.clone())),
+        None => env::get(var).map(|(var, value)| Named::new(var, PathBuf::from(value))),
+    }
+}
+
+fn auth(args: &Args) -> Result<Auth, Error> {
+    let method = match args.auth {
+        Some(method) => method,
+        None => match env::get("AUTH_METHOD") {
+            None => AuthMethod::Token,
+            Some((var, value)) => <AuthMethod as clap::ValueEnum>::from_str(&value, true).map_err(|_| {
+                Error::usage(format!("{var}='{value}' is not an auth method")).with_hint("use token, kubernetes, approle or jwt")
+            })?,
+        },
+    };
+    let mount = |default: &str| args.auth_mount.clone().unwrap_or_else(|| default.to_owned()).trim_matches('/').to_owned();
+    let role = flag_or_env(&args.role, "--role", "ROLE").map(|r| r.value);
+    let secret_from = |file: &Option<PathBuf>, flag: &str, var: &str| -> Result<Option<String>, Error> {
+        match file {
+            Some(path) => podinit_core::fs::read_secret_file(flag, path).map(Some),
+            None => Ok(env::get(var).map(|(_, value)| value)),
+        }
+    };
+    let jwt = || podinit_core::fs::read_secret_file("--jwt-file", &args.jwt_file);
+    Ok(match method {
+        AuthMethod::Token => {
+            let file = flag_or_env_path(&args.token_file, "--token-file", "TOKEN_FILE");
+            let token = match file {
+                Some(file) => podinit_core::fs::read_secret_file(&file.name, &file.value)?,
+                None => env::get("TOKEN").map(|(_, token)| token).ok_or_else(|| {
+                    Error::usage("no token for --auth token")
+                        .with_hint("set VAULT_TOKEN from a Secret, give --token-file, or log in with --auth kubernetes --role ROLE")
+                })?,
+            };
+            if token.is_empty() {
+                return Err(Error::usage("the token is empty"));
+            }
+            Auth::Given(token)
+        }
+        AuthMethod::Kubernetes => {
+            let role = role.ok_or_else(|| Error::usage("--auth kubernetes needs --role (or VAULT_ROLE)"))?;
+            Auth::Login(Login::Kubernetes { mount: mount("kubernetes"), role, jwt: jwt()? })
+        }
+        AuthMethod::Jwt => Auth::Login(Login::Jwt { mount: mount("jwt"), role, jwt: jwt()? }),
+        AuthMethod::Approle => {
+            let role_id = secret_from(&args.role_id_file, "--role-id-file", "ROLE_ID")?
+                .ok_or_else(|| Error::usage("--auth approle needs --role-id-file (or VAULT_ROLE_ID)"))?;
+            let secret_id = secret_from(&args.secret_id_file, "--secret-id-file", "SECRET_ID")?.unwrap_or_default();
+            Auth::Login(Login::AppRole { mount: mount("approle"), role_id, secret_id })
+        }
+    })
+}
+
+/// A login error with the operator's next step.
+fn explain_login(err: Error, login: &Login) -> Error {
+    let hint = match (client::api_code(&err), login) {
+        (Some(400 | 403), Login::Kubernetes { .. }) => {
+            "check the role's bound_service_account_names/namespaces and audience, and the auth method's kubernetes_host"
+        }
+        (Some(400 | 403), Login::AppRole { .. }) => "check the role id and secret id (a secret id may have expired or been used up)",
+        (Some(400 | 403), Login::Jwt { .. }) => "check the role's bound_audiences and bound_claims and the JWT's issuer",
+        _ => return err,
+    };
+    err.with_hint(hint)
+}
+
+/// One fetched secret.
+struct Fetched<'a> {
+    spec: &'a SecretSpec,
+    data: Map<String, Value>,
+    leased: bool,
+}
+
+/// Fetches the first secret alone (so an unreachable or sealed server is waited for by one
+/// retry loop, not by N noisy ones), then the rest concurrently.
+async fn fetch_all<'a>(ctx: &Context, vault: &VaultClient, specs: &'a [SecretSpec], args: &Args) -> Result<Vec<Fetched<'a>>, Error> {
+    let Some((first, rest)) = specs.split_first() else { return Ok(Vec::new()) };
+    let mut fetched = vec![fetch_one(ctx, vault, first, args).await?];
+    let results: Vec<Result<Fetched<'a>, Error>> = futures_util::stream::iter(rest)
+        .map(|spec| fetch_one(ctx, vault, spec, args))
+        .buffered(usize::from(args.concurrency))
+        .collect()
+        .await;
+    for result in results {
+        fetched.push(result?);
+    }
+    Ok(fetched)
+}
+
+async fn fetch_one<'a>(ctx: &Context, vault: &VaultClient, spec: &'a SecretSpec, args: &Args) -> Result<Fetched<'a>, Error> {
+    let mount = match args.kv_version {
+        Some(version) => Mount {
+            path: match &args.mount {
+                Some(mount) => format!("{}/", mount.trim_matches('/')),
+                None => format!("{}/", spec.path.split('/').next().unwrap_or_default()),
+            },
+            engine: if version == 2 { Engine::Kv2 } else { Engine::Kv1 },
+        },
+        None => retry::retry(ctx, &format!("finding the mount of {}", spec.path), backoff(args), client::classify, |_| {
+            client::mount_of(vault, &spec.path)
+        })
+        .await
+        .map_err(|e| {
+            let (first, rest) = spec.path.split_once('/').unwrap_or((&spec.path, ""));
+            let hint = format!(
+                "the token has no capability on {0}: grant 'read' on {first}/data/{rest} (KV v2 at {first}/) or {0} (KV v1); \
+                 --kv-version (and --mount) skip this lookup",
+                spec.path
+            );
+            if client::api_code(&e) == Some(403) { e.with_hint(hint) } else { e }
+        })?,
+    };
+    let api_path = api_path(spec, &mount)?;
+    let version = if mount.engine == Engine::Kv2 { spec.version } else { None };
+    let what = format!("reading {}", spec.path);
+    let body = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::read(vault, &api_path, version))
+        .await
+        .map_err(|e| explain_read(e, spec, &api_path))?;
+    let leased = body.get("lease_id").and_then(Value::as_str).is_some_and(|id| !id.is_empty());
+    let data = match mount.engine {
+        Engine::Kv2 => body.pointer("/data/data").cloned(),
+        _ => body.get("data").cloned(),
+    };
+    match data {
+        Some(Value::Object(data)) => Ok(Fetched { spec, data, leased }),
+        _ => Err(Error::new(
+            Kind::Failed,
+            anyhow::anyhow!("{}: the secret has no data (the latest version may be deleted or destroyed)", spec.path),
+        )),
+    }
+}
+
+/// The API path of `spec` on `mount`: KV v2 reads go through `<mount>data/<rest>`.
+fn api_path(spec: &SecretSpec, mount: &Mount) -> Result<String, Error> {
+    let Some(rest) = format!("{}/", spec.path).strip_prefix(&mount.path).map(|r| r.trim_end_matches('/').to_owned()) else {
+        return Err(Error::usage(format!("'{}' is not under the mount {}", spec.text, mount.path)));
+    };
+    if spec.version.is_some() && mount.engine != Engine::Kv2 {
+        return Err(Error::usage(format!("'{}': ?version= needs a KV v2 mount; {} is not one", spec.text, mount.path)));
+    }
+    Ok(match mount.engine {
+        Engine::Kv2 => {
+            let rest = rest.strip_prefix("data/").unwrap_or(&rest);
+            if rest.is_empty() || rest == "data" {
+                return Err(Error::usage(format!("'{}' names the mount {}, not a secret in it", spec.text, mount.path)));
+            }
+            format!("{}data/{rest}", mount.path)
+        }
+        Engine::Kv1 | Engine::Other(_) => spec.path.clone(),
+    })
+}
+
+fn explain_read(err: Error, spec: &SecretSpec, api_path: &str) -> Error {
+    match client::api_code(&err) {
+        Some(404) => Error::new(Kind::Failed, anyhow::anyhow!("{}: no secret at this path (read {api_path})", spec.path))
+            .with_hint("check the path and the mount; a deleted KV v2 version reads as missing"),
+        Some(403) => err.with_hint(format!("the token's policies need 'read' on {api_path}")),
+        _ => err,
+    }
+}
+
+fn write(args: &Args, secrets: &[Fetched<'_>]) -> Result<output::Written, Error> {
+    let mut planned = Vec::new();
+    for secret in secrets {
+        planned.extend(output::render(secret.spec, &secret.data, args.format)?);
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| {
+        Error::new(Kind::Failed, anyhow::anyhow!("creating --out {}: {}", args.out.display(), podinit_core::redact::io_reason(&e)))
+            .with_hint("mount a writable volume (an emptyDir) there")
+    })?;
+    output::write_set(&args.out, &planned, FileOptions { mode: args.mode, uid: args.uid, gid: args.gid }, args.dir_mode)
+}
+
+/// Revokes the token podinit obtained, unless a leased secret depends on it.
+async fn finish_token(vault: &VaultClient, leased: &[&str]) {
+    if !leased.is_empty() {
+        tracing::warn!(
+            "keeping the token: {} carr{} a lease that would end with it; the lease ends when the token's TTL does",
+            leased.join(", "),
+            if leased.len() == 1 { "ies" } else { "y" }
+        );
+        return;
+    }
+    if !client::has_token(vault) {
+        return;
+    }
+    match tokio::time::timeout(Duration::from_secs(5), client::revoke_self(vault)).await {
+        Ok(Ok(())) => tracing::debug!("revoked the token podinit logged in with"),
+        Ok(Err(e)) => tracing::warn!("could not revoke the token podinit logged in with: {e}"),
+        Err(_) => tracing::warn!("could not revoke the token podinit logged in with: no answer within 5s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(path: &str, engine: Engine) -> Mount {
+        Mount { path: path.into(), engine }
+    }
+
+    #[test]
+    fn api_paths() {
+        let spec = |t| SecretSpec::parse(t).unwrap();
+        assert_eq!(api_path(&spec("secret/app/db"), &kv("secret/", Engine::Kv2)).unwrap(), "secret/data/app/db");
+        assert_eq!(api_path(&spec("secret/data/app/db"), &kv("secret/", Engine::Kv2)).unwrap(), "secret/data/app/db");
+        // A segment that merely contains "data" is not rewritten.
+        assert_eq!(api_path(&spec("secret/database/db"), &kv("secret/", Engine::Kv2)).unwrap(), "secret/data/database/db");
+        assert_eq!(api_path(&spec("team/kv/app"), &kv("team/kv/", Engine::Kv2)).unwrap(), "team/kv/data/app");
+        assert_eq!(api_path(&spec("kv1/app"), &kv("kv1/", Engine::Kv1)).unwrap(), "kv1/app");
+        assert_eq!(
+            api_path(&spec("database/creds/app"), &kv("database/", Engine::Other("database".into()))).unwrap(),
+            "database/creds/app"
+        );
+        assert!(api_path(&spec("secret"), &kv("secret/", Engine::Kv2)).is_err());
+        assert!(api_path(&spec("kv1/app?version=2"), &kv("kv1/", Engine::Kv1)).is_err());
+        assert!(api_path(&spec("other/app"), &kv("secret/", Engine::Kv2)).is_err());
+    }
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0400"), Ok(0o400));
+        assert_eq!(parse_mode("440"), Ok(0o440));
+        assert!(parse_mode("0800").is_err());
+        assert!(parse_mode("rw").is_err());
+    }
+}
