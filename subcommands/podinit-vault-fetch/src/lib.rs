@@ -25,6 +25,7 @@ mod output;
 mod spec;
 
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
@@ -401,12 +402,14 @@ struct Fetched<'a> {
 }
 
 /// Fetches the first secret alone (so an unreachable or sealed server is waited for by one
-/// retry loop, not by N noisy ones), then the rest concurrently.
+/// retry loop, not by N noisy ones, and its mount is known to the rest), then the rest
+/// concurrently.
 async fn fetch_all<'a>(ctx: &Context, vault: &VaultClient, specs: &'a [SecretSpec], args: &Args) -> Result<Vec<Fetched<'a>>, Error> {
     let Some((first, rest)) = specs.split_first() else { return Ok(Vec::new()) };
-    let mut fetched = vec![fetch_one(ctx, vault, first, args).await?];
+    let mounts = MountCache::default();
+    let mut fetched = vec![fetch_one(ctx, vault, first, args, &mounts).await?];
     let results: Vec<Result<Fetched<'a>, Error>> = futures_util::stream::iter(rest)
-        .map(|spec| fetch_one(ctx, vault, spec, args))
+        .map(|spec| fetch_one(ctx, vault, spec, args, &mounts))
         .buffered(usize::from(args.concurrency))
         .collect()
         .await;
@@ -416,7 +419,16 @@ async fn fetch_all<'a>(ctx: &Context, vault: &VaultClient, specs: &'a [SecretSpe
     Ok(fetched)
 }
 
-async fn fetch_one<'a>(ctx: &Context, vault: &VaultClient, spec: &'a SecretSpec, args: &Args) -> Result<Fetched<'a>, Error> {
+/// Mounts already looked up: a secret under one of them needs no lookup of its own.
+type MountCache = Mutex<Vec<Mount>>;
+
+async fn fetch_one<'a>(
+    ctx: &Context,
+    vault: &VaultClient,
+    spec: &'a SecretSpec,
+    args: &Args,
+    mounts: &MountCache,
+) -> Result<Fetched<'a>, Error> {
     let mount = match args.kv_version {
         Some(version) => Mount {
             path: match &args.mount {
@@ -425,19 +437,7 @@ async fn fetch_one<'a>(ctx: &Context, vault: &VaultClient, spec: &'a SecretSpec,
             },
             engine: if version == 2 { Engine::Kv2 } else { Engine::Kv1 },
         },
-        None => retry::retry(ctx, &format!("finding the mount of {}", spec.path), backoff(args), client::classify, |_| {
-            client::mount_of(vault, &spec.path)
-        })
-        .await
-        .map_err(|e| {
-            let (first, rest) = spec.path.split_once('/').unwrap_or((&spec.path, ""));
-            let hint = format!(
-                "the token has no capability on {0}: grant 'read' on {first}/data/{rest} (KV v2 at {first}/) or {0} (KV v1); \
-                 --kv-version (and --mount) skip this lookup",
-                spec.path
-            );
-            if client::api_code(&e) == Some(403) { e.with_hint(hint) } else { e }
-        })?,
+        None => mount_of(ctx, vault, spec, args, mounts).await?,
     };
     let api_path = api_path(spec, &mount)?;
     let version = if mount.engine == Engine::Kv2 { spec.version } else { None };
@@ -457,6 +457,26 @@ async fn fetch_one<'a>(ctx: &Context, vault: &VaultClient, spec: &'a SecretSpec,
             anyhow::anyhow!("{}: the secret has no data (the latest version may be deleted or destroyed)", spec.path),
         )),
     }
+}
+
+/// The mount `spec` is on: from the cache, else asked (and remembered).
+async fn mount_of(ctx: &Context, vault: &VaultClient, spec: &SecretSpec, args: &Args, mounts: &MountCache) -> Result<Mount, Error> {
+    let under = format!("{}/", spec.path);
+    if let Some(known) = mounts.lock().unwrap_or_else(PoisonError::into_inner).iter().find(|m| under.starts_with(&m.path)) {
+        return Ok(known.clone());
+    }
+    let what = format!("finding the mount of {}", spec.path);
+    let mount = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::mount_of(vault, &spec.path)).await.map_err(|e| {
+        let (first, rest) = spec.path.split_once('/').unwrap_or((&spec.path, ""));
+        let hint = format!(
+            "the token has no capability on {0}: grant 'read' on {first}/data/{rest} (KV v2 at {first}/) or {0} (KV v1); \
+             --kv-version (and --mount) skip this lookup",
+            spec.path
+        );
+        if client::api_code(&e) == Some(403) { e.with_hint(hint) } else { e }
+    })?;
+    mounts.lock().unwrap_or_else(PoisonError::into_inner).push(mount.clone());
+    Ok(mount)
 }
 
 /// The API path of `spec` on `mount`: KV v2 reads go through `<mount>data/<rest>`.
