@@ -29,8 +29,10 @@ use vaultrs::error::ClientError;
 pub(crate) enum CallError {
     /// The server answered with an error status.
     Api { code: u16, errors: Vec<String> },
-    /// No answer (connection refused, reset, TLS, DNS, timeout).
+    /// No answer (connection refused, reset, DNS, timeout).
     Transport(String),
+    /// The server's certificate is not trusted: waiting will not change that.
+    Certificate(String),
     /// An answer podinit cannot use.
     Unexpected(String),
 }
@@ -55,7 +57,7 @@ impl fmt::Display for CallError {
                 };
                 if detail.is_empty() || detail == meaning { write!(f, "{code} {meaning}") } else { write!(f, "{code} {meaning}: {detail}") }
             }
-            Self::Transport(reason) | Self::Unexpected(reason) => f.write_str(reason),
+            Self::Transport(reason) | Self::Certificate(reason) | Self::Unexpected(reason) => f.write_str(reason),
         }
     }
 }
@@ -71,11 +73,27 @@ impl From<ClientError> for CallError {
                 e @ (rustify::errors::ClientError::ResponseParseError { .. }
                 | rustify::errors::ClientError::ResponseConversionError { .. }
                 | rustify::errors::ClientError::DataParseError { .. }) => Self::Unexpected(podinit_core::redact::root_cause(&e)),
+                other if is_certificate_problem(&other) => Self::Certificate(transport_reason(&other)),
                 other => Self::Transport(transport_reason(&other)),
             },
             other => Self::Unexpected(podinit_core::redact::root_cause(&other)),
         }
     }
+}
+
+/// Whether a rustls certificate error is somewhere in the chain (as itself, or inside the
+/// `io::Error` the TLS connector wraps it in).
+fn is_certificate_problem(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        let tls =
+            e.downcast_ref::<rustls::Error>().or_else(|| e.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
+        if matches!(tls, Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 /// `127.0.0.1:8200: connection refused`, `vault:8200: timed out`.
@@ -118,7 +136,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
     match err.downcast_ref::<CallError>() {
         Some(CallError::Transport(_)) => Verdict::Retry,
         Some(CallError::Api { code, .. }) if *code >= 500 || matches!(code, 412 | 429 | 472 | 473) => Verdict::Retry,
-        Some(CallError::Api { .. } | CallError::Unexpected(_)) => Verdict::Fatal(Kind::Failed),
+        Some(CallError::Api { .. } | CallError::Certificate(_) | CallError::Unexpected(_)) => Verdict::Fatal(Kind::Failed),
         // The retry helper's own "attempt timed out".
         None => Verdict::Retry,
     }
@@ -129,6 +147,15 @@ pub(crate) fn api_code(err: &Error) -> Option<u16> {
     match err.source_error().downcast_ref::<CallError>() {
         Some(CallError::Api { code, .. }) => Some(*code),
         _ => None,
+    }
+}
+
+/// Adds what to do to an untrusted-certificate error; other errors pass through.
+pub(crate) fn certificate_hint(err: Error) -> Error {
+    match err.source_error().downcast_ref::<CallError>() {
+        Some(CallError::Certificate(_)) => err
+            .with_hint("trust the server's CA with --ca-cert (VAULT_CACERT); add --tls-server-name if its certificate names another host"),
+        _ => err,
     }
 }
 

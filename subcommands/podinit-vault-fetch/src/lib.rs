@@ -220,6 +220,10 @@ enum Auth {
 
 /// Runs `podinit vault-fetch` to completion.
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+    fetch_and_write(ctx, args).await.map_err(client::certificate_hint)
+}
+
+async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
     let started = Instant::now();
     let plan = plan(&args)?;
     let namespace = plan.namespace.as_deref();
