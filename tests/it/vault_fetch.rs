@@ -223,6 +223,25 @@ async fn a_sealed_server_is_waited_for_until_unsealed() {
 }
 
 /// Accessors of live tokens: a token podinit logged in with must not outlive the run.
+#[tokio::test]
+async fn an_untrusted_certificate_fails_at_once_and_the_right_ca_is_trusted() {
+    let (bao, ca) = services::openbao_tls().await;
+    bao.cli(&["kv", "put", "secret/app/db", "password=s3cret-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let started = Instant::now();
+    let run = fetch(&bao, &out).env("VAULT_TOKEN", "root").arg("secret/app/db").run();
+    run.code(1).stderr_has("invalid peer certificate").stderr_has("hint: trust the server's CA with --ca-cert");
+    assert!(started.elapsed() < Duration::from_secs(10), "waiting cannot fix an untrusted certificate");
+    assert!(!out.exists());
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let run = fetch(&bao, &out).env("VAULT_TOKEN", "root").env("VAULT_CACERT", &ca_file).arg("secret/app/db").run();
+    run.code(0);
+    no_secret_in(&run);
+    assert_eq!(read(out.join("db/password")), "s3cret-pw");
+}
+
 fn token_count(bao: &Bao) -> usize {
     bao.cli(&["list", "-format=json", "auth/token/accessors"]).matches('"').count() / 2
 }

@@ -81,14 +81,17 @@ impl From<ClientError> for CallError {
     }
 }
 
-/// Whether a rustls certificate error is somewhere in the chain (as itself, or inside the
-/// `io::Error` the TLS connector wraps it in).
+/// Whether a rustls certificate error is somewhere in the chain: as itself, inside the
+/// `io::Error` the TLS connector wraps it in, or (when a layer in between keeps only its
+/// text) by rustls's own wording.
 fn is_certificate_problem(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(err);
     while let Some(e) = source {
         let tls =
             e.downcast_ref::<rustls::Error>().or_else(|| e.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
-        if matches!(tls, Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented)) {
+        if matches!(tls, Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented))
+            || e.to_string().contains("invalid peer certificate")
+        {
             return true;
         }
         source = e.source();

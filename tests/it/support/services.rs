@@ -46,11 +46,21 @@ async fn start(script: &str, port: u16, env: &[(&str, &str)], password: &'static
 /// A running OpenBao server; the container lives as long as this value.
 pub struct Bao {
     container: ContainerAsync<GenericImage>,
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https` with [`openbao_tls`])
     pub addr: String,
+    tls: bool,
 }
 
 impl Bao {
+    /// `docker exec` settings for the `bao` CLI inside the container.
+    fn inner_env(&self) -> [&'static str; 4] {
+        if self.tls {
+            ["-e", "BAO_ADDR=https://127.0.0.1:8200", "-e", "BAO_CACERT=/tls/vault-ca.pem"]
+        } else {
+            ["-e", "BAO_ADDR=http://127.0.0.1:8200", "-e", "BAO_SKIP_VERIFY=false"]
+        }
+    }
+
     /// Runs the `bao` CLI inside the container with the dev root token; panics with its
     /// output on failure. Returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
@@ -60,7 +70,9 @@ impl Bao {
     /// [`cli`](Self::cli) with another token.
     pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
         let out = std::process::Command::new("docker")
-            .args(["exec", "-e", "BAO_ADDR=http://127.0.0.1:8200", "-e"])
+            .arg("exec")
+            .args(self.inner_env())
+            .arg("-e")
             .arg(format!("BAO_TOKEN={token}"))
             .arg(self.container.id())
             .arg("/bao")
@@ -81,9 +93,32 @@ impl Bao {
 pub async fn openbao() -> Bao {
     let container = super::docker::vault_image().await.with_exposed_port(8200.tcp()).start().await.expect("starting OpenBao");
     let port = container.get_host_port_ipv4(8200.tcp()).await.expect("the published port");
-    let bao = Bao { container, addr: format!("http://127.0.0.1:{port}") };
+    let bao = Bao { container, addr: format!("http://127.0.0.1:{port}"), tls: false };
     wait_until_answering(&bao).await;
     bao
+}
+
+/// OpenBao in dev-TLS mode: a CA and a certificate for 127.0.0.1 generated at start. Returns
+/// the server (address `https://127.0.0.1:PORT`) and the CA certificate (PEM).
+pub async fn openbao_tls() -> (Bao, Vec<u8>) {
+    let container = super::docker::vault_image()
+        .await
+        .with_exposed_port(8200.tcp())
+        .with_cmd(["server", "-dev", "-dev-tls", "-dev-tls-cert-dir=/tls", "-dev-root-token-id=root", "-dev-listen-address=0.0.0.0:8200"])
+        .with_copy_to("/tls/.keep", Vec::new())
+        .start()
+        .await
+        .expect("starting OpenBao");
+    let port = container.get_host_port_ipv4(8200.tcp()).await.expect("the published port");
+    let bao = Bao { container, addr: format!("https://127.0.0.1:{port}"), tls: true };
+    wait_until_answering(&bao).await;
+    let ca = std::process::Command::new("docker").args(["cp", &format!("{}:/tls/vault-ca.pem", bao.container.id()), "-"]).output().unwrap();
+    assert!(ca.status.success(), "copying the CA out: {}", String::from_utf8_lossy(&ca.stderr));
+    let mut archive = tar::Archive::new(&ca.stdout[..]);
+    let mut entry = archive.entries().unwrap().next().unwrap().unwrap();
+    let mut pem = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut pem).unwrap();
+    (bao, pem)
 }
 
 /// OpenBao as a real server (in-memory storage), initialised with one unseal key and left
@@ -99,7 +134,7 @@ pub async fn openbao_sealed() -> (Bao, String, String) {
         .await
         .expect("starting OpenBao");
     let port = container.get_host_port_ipv4(8200.tcp()).await.expect("the published port");
-    let bao = Bao { container, addr: format!("http://127.0.0.1:{port}") };
+    let bao = Bao { container, addr: format!("http://127.0.0.1:{port}"), tls: false };
     let mut tries = 0;
     let init = loop {
         tries += 1;
@@ -122,7 +157,9 @@ pub async fn openbao_sealed() -> (Bao, String, String) {
 async fn wait_until_answering(bao: &Bao) {
     for _ in 0..100 {
         let ok = std::process::Command::new("docker")
-            .args(["exec", "-e", "BAO_ADDR=http://127.0.0.1:8200", bao.container.id(), "/bao", "status"])
+            .arg("exec")
+            .args(bao.inner_env())
+            .args([bao.container.id(), "/bao", "status"])
             .output()
             .is_ok_and(|o| o.status.success());
         if ok {
