@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     };
     let name = applet.name();
     logging::init(name, &cli.global);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match runtime(applet.multi_threaded()) {
         Ok(rt) => rt,
         Err(io) => return fail(name, &cli.global, &Error::new(Kind::Failed, anyhow::Error::new(io).context("starting the runtime"))),
     };
@@ -70,6 +70,17 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(name, &cli.global, &err),
     }
+}
+
+/// A thread per core for applets that want it (only builds with such an applet link the
+/// multi-threaded scheduler); one thread otherwise.
+fn runtime(multi_threaded: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    #[cfg(feature = "s3-get")]
+    if multi_threaded {
+        return tokio::runtime::Builder::new_multi_thread().enable_all().build();
+    }
+    let _ = multi_threaded;
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 
 /// Reports `err` on stderr and in the termination message; returns its exit status.

@@ -10,7 +10,7 @@
 //! - `PODINIT_STATIC_BIN`: the static binary to put in images (else built on demand into
 //!   `target/static`).
 //!
-//! Service images (PostgreSQL, MariaDB) are built by the scripts under `images/test/`,
+//! Service images (PostgreSQL, MariaDB, OpenBao, Garage) are built by the scripts under `images/test/`,
 //! which the harness calls; each is cached by a hash of its build context.
 
 #![allow(unreachable_pub, reason = "test support items are pub for the test modules; the crate is a test binary")]
@@ -20,6 +20,7 @@ mod support;
 
 mod cli;
 mod migrate;
+mod s3_get;
 mod sysctl;
 mod vault_fetch;
 mod wait_for;

@@ -110,7 +110,7 @@ pub async fn vault_image() -> GenericImage {
 }
 
 /// Runs an image build script (which prints `NAME:TAG`).
-async fn built(script: &str) -> GenericImage {
+pub async fn built(script: &str) -> GenericImage {
     require_docker();
     let out = tokio::process::Command::new(repo().join(script)).output().await.unwrap_or_else(|e| panic!("running {script}: {e}"));
     assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));

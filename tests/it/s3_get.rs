@@ -1,0 +1,350 @@
+//! `podinit s3-get` against a real Garage store in a container (images/test/s3), with faults
+//! put in the path by a proxy of the test's own (support::s3::Proxy).
+
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::types::ChecksumAlgorithm;
+
+use crate::support::s3::{self, Garage, PUBLIC_BUCKET, Proxy};
+use crate::support::{Outcome, Podinit};
+
+const MIB: usize = 1 << 20;
+
+fn read(path: impl AsRef<Path>) -> Vec<u8> {
+    let path = path.as_ref();
+    std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn ino(path: impl AsRef<Path>) -> u64 {
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Names in `dir` (hidden ones included), sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    out.sort();
+    out
+}
+
+fn get(garage: &Garage, endpoint: &str, args: &[&str]) -> Outcome {
+    garage.podinit(endpoint).args(["--timeout", "60s"]).args(args).run()
+}
+
+#[tokio::test]
+async fn single_part_multipart_and_checksummed_objects_are_verified_and_reruns_cost_one_head() {
+    let garage = s3::garage().await;
+    let proxy = Proxy::start(garage.port);
+    let small = s3::data(3 * MIB + 17, 1);
+    let multi = s3::data(21 * MIB + 5, 2);
+    let crc = s3::data(2 * MIB, 3);
+    garage.put("m/small.bin", &small, None).await;
+    let etag = garage.put_multipart("m/multi.bin", &multi, 5 * MIB).await;
+    assert!(etag.ends_with("-5\""), "a multipart ETag: {etag}");
+    garage.put("m/crc.bin", &crc, Some(ChecksumAlgorithm::Crc32C)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+
+    let run = get(&garage, &proxy.endpoint(), &["s3://test/m/small.bin", &format!("{}/", d.display())]);
+    run.code(0).stderr_has("verified: MD5 (ETag)");
+    assert_eq!(read(d.join("small.bin")), small);
+    // Ranges of 4 MiB across parts of 5 MiB: the multipart ETag is still checked.
+    let run =
+        get(&garage, &proxy.endpoint(), &["--part-size", "4MiB", "s3://test/m/multi.bin", &d.join("model.bin").display().to_string()]);
+    run.code(0).stderr_has("verified: multipart ETag (5 parts)");
+    assert_eq!(read(d.join("model.bin")), multi);
+    let run = get(&garage, &proxy.endpoint(), &["s3://test/m/crc.bin", &format!("{}/", d.display())]);
+    run.code(0).stderr_has("verified: CRC32C checksum");
+    assert_eq!(read(d.join("crc.bin")), crc);
+    assert_eq!(std::fs::metadata(d.join("crc.bin")).unwrap().mode() & 0o7777, 0o644);
+    // Every full-object checksum the store keeps, computed across 1 MiB ranges.
+    for (alg, name) in
+        [(ChecksumAlgorithm::Crc64Nvme, "CRC64NVME"), (ChecksumAlgorithm::Crc32, "CRC32"), (ChecksumAlgorithm::Sha256, "SHA-256")]
+    {
+        garage.put("m/sum.bin", &crc, Some(alg)).await;
+        let run = get(&garage, &proxy.endpoint(), &["--part-size", "1MiB", "s3://test/m/sum.bin", &d.join(name).display().to_string()]);
+        run.code(0).stderr_has(&format!("verified: {name} checksum"));
+        assert_eq!(read(d.join(name)), crc);
+    }
+
+    // A rerun when the file is current: one HEAD, no GET, the same inode.
+    let before = ino(d.join("model.bin"));
+    proxy.take_requests();
+    proxy.take_response_bytes();
+    let run = get(&garage, &proxy.endpoint(), &["s3://test/m/multi.bin", &d.join("model.bin").display().to_string()]);
+    run.code(0).stderr_has("is current");
+    assert_eq!(proxy.take_requests(), 1, "only a HEAD");
+    assert!(proxy.take_response_bytes() < 4096);
+    assert_eq!(ino(d.join("model.bin")), before);
+
+    // A file changed locally is downloaded again.
+    std::fs::OpenOptions::new().append(true).open(d.join("model.bin")).unwrap().write_all(b"x").unwrap();
+    get(&garage, &proxy.endpoint(), &["s3://test/m/multi.bin", &d.join("model.bin").display().to_string()]).code(0);
+    assert_eq!(read(d.join("model.bin")), multi);
+
+    // A pinned digest that does not match: exit 1, the old file stays, nothing else appears.
+    for name in ["CRC64NVME", "CRC32", "SHA-256"] {
+        std::fs::remove_file(d.join(name)).unwrap();
+        std::fs::remove_file(d.join(format!(".{name}.podinit-s3.json"))).unwrap();
+    }
+    let listing = names(d);
+    let run =
+        get(&garage, &proxy.endpoint(), &["--force", "--sha256", &"ab".repeat(32), "s3://test/m/small.bin", &format!("{}/", d.display())]);
+    run.code(1).stderr_has("SHA-256 mismatch");
+    assert_eq!(read(d.join("small.bin")), small);
+    assert_eq!(names(d), listing, "no temp file is left behind");
+    let sha = {
+        use sha2::Digest as _;
+        format!("{:x}", sha2::Sha256::digest(&small))
+    };
+    get(&garage, &proxy.endpoint(), &["--force", "--sha256", &sha, "s3://test/m/small.bin", &format!("{}/", d.display())])
+        .code(0)
+        .stderr_has("MD5 (ETag) and --sha256");
+}
+
+#[tokio::test]
+async fn refusals_and_bad_input_fail_clearly_and_write_nothing() {
+    let garage = s3::garage().await;
+    garage.put("r/a.bin", b"abc", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dest = d.join("out").display().to_string();
+    let ep = garage.endpoint();
+
+    get(&garage, &ep, &["s3://test/r/missing.bin", &dest]).code(1).stderr_has("404").stderr_has("no object has the key 'r/missing.bin'");
+    get(&garage, &ep, &["s3://nobucket/r/a.bin", &dest]).code(1).stderr_has("404");
+    let run = garage.podinit(&ep).env("AWS_SECRET_ACCESS_KEY", "0".repeat(64)).args(["s3://test/r/a.bin", &dest]).run();
+    run.code(1).stderr_has("403");
+    assert!(!run.stderr.contains(&"0".repeat(64)) && !run.stderr.contains(s3::SECRET), "no secret in the output");
+    get(&garage, &ep, &["s3://test/r/a.bin", &d.display().to_string()]).code(2).stderr_has("is a directory");
+    get(&garage, &ep, &["test/r/a.bin", &dest]).code(2).stderr_has("not an s3:// URL");
+    get(&garage, &ep, &["s3://test/r/a.bin", &dest, "--sha256", "xyz"]).code(2);
+    assert!(names(d).is_empty(), "nothing written: {:?}", names(d));
+
+    // Nothing listens: retried until the deadline, then 124 with the last error.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let run = garage.podinit(&format!("http://127.0.0.1:{closed}")).args(["--timeout", "3s", "s3://test/r/a.bin", &dest]).run();
+    run.code(124).stderr_has("gave up");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(names(d).is_empty());
+}
+
+#[tokio::test]
+async fn a_cut_connection_is_retried_and_a_replaced_object_starts_over() {
+    let garage = s3::garage().await;
+    let old = s3::data(12 * MIB, 4);
+    let new = s3::data(12 * MIB, 5);
+    garage.put("c/obj.bin", &old, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("obj.bin");
+
+    // Connections cut after 5 MiB of responses: the broken ranges are fetched again.
+    let proxy = Proxy::start(garage.port);
+    proxy.faults.cut_after.store(5 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
+    let run =
+        get(&garage, &proxy.endpoint(), &["--part-size", "1MiB", "--concurrency", "4", "s3://test/c/obj.bin", &dest.display().to_string()]);
+    run.code(0).stderr_has("retrying");
+    assert_eq!(read(&dest), old);
+
+    // Replaced while a slow download is under way: If-Match notices, the download starts over
+    // and ends with the new object.
+    let slow = Proxy::start(garage.port);
+    slow.faults.rate.store(4 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
+    let child = garage
+        .podinit(&slow.endpoint())
+        .args(["--timeout", "60s", "--force", "--part-size", "1MiB", "--concurrency", "2", "s3://test/c/obj.bin"])
+        .arg(&dest)
+        .command()
+        .spawn()
+        .unwrap();
+    while slow.take_response_bytes() == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    garage.put("c/obj.bin", &new, None).await;
+    slow.faults.rate.store(0, std::sync::atomic::Ordering::Relaxed);
+    let run = Outcome::from_output(child.wait_with_output().unwrap());
+    run.code(0).stderr_has("changed during the download");
+    assert_eq!(read(&dest), new);
+}
+
+#[tokio::test]
+async fn a_byte_corrupted_on_the_way_is_caught_and_nothing_is_written() {
+    let garage = s3::garage().await;
+    let single = s3::data(6 * MIB, 10);
+    let multi = s3::data(12 * MIB, 11);
+    garage.put("v/single.bin", &single, None).await;
+    garage.put_multipart("v/multi.bin", &multi, 5 * MIB).await;
+    let dir = tempfile::tempdir().unwrap();
+    for (key, hash) in [("v/single.bin", "MD5 mismatch"), ("v/multi.bin", "multipart ETag mismatch")] {
+        let proxy = Proxy::start(garage.port);
+        proxy.faults.corrupt_after.store(3 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
+        let run =
+            get(&garage, &proxy.endpoint(), &["--part-size", "1MiB", &format!("s3://test/{key}"), &format!("{}/", dir.path().display())]);
+        run.code(1).stderr_has("verification failed").stderr_has(hash);
+        assert!(names(dir.path()).is_empty(), "{key}: nothing written: {:?}", names(dir.path()));
+    }
+}
+
+#[tokio::test]
+async fn a_killed_download_resumes_from_the_ranges_on_disk() {
+    let garage = s3::garage().await;
+    let body = s3::data(24 * MIB, 6);
+    garage.put_multipart("k/big.bin", &body, 8 * MIB).await;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("big.bin");
+    let state = dir.path().join(".big.bin.podinit-partial.json");
+
+    let slow = Proxy::start(garage.port);
+    slow.faults.rate.store(6 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
+    let mut child = garage
+        .podinit(&slow.endpoint())
+        .args(["--timeout", "60s", "--part-size", "1MiB", "--concurrency", "2", "s3://test/k/big.bin"])
+        .arg(&dest)
+        .command()
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !state.exists() {
+        assert!(Instant::now() < deadline, "no progress was recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!dest.exists(), "a killed download leaves no file at DEST");
+
+    let proxy = Proxy::start(garage.port);
+    let run = get(&garage, &proxy.endpoint(), &["s3://test/k/big.bin", &dest.display().to_string()]);
+    run.code(0).stderr_has("resuming s3://test/k/big.bin").stderr_has("resumed from an earlier run").stderr_has("multipart ETag (3 parts)");
+    let fetched = proxy.take_response_bytes();
+    assert!(fetched < body.len() as u64, "only the missing ranges are fetched ({fetched} bytes)");
+    assert_eq!(read(&dest), body);
+    assert_eq!(names(dir.path()), [".big.bin.podinit-s3.json", "big.bin"], "no partial state is left");
+}
+
+#[tokio::test]
+async fn a_prefix_with_filters_is_mirrored_and_escaping_keys_are_refused() {
+    let garage = s3::garage().await;
+    let big = s3::data(5 * MIB, 7);
+    garage.put("p/a.txt", b"a", None).await;
+    garage.put("p/sub/b.txt", b"bb", Some(ChecksumAlgorithm::Crc32)).await;
+    garage.put("p/skip.tmp", b"tmp", None).await;
+    garage.put("p/big/weights.bin", &big, None).await;
+    garage.put("other/x.txt", b"x", None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let proxy = Proxy::start(garage.port);
+
+    let run = get(&garage, &proxy.endpoint(), &["--part-size", "1MiB", "--exclude", "*.tmp", "s3://test/p/", &format!("{}/", d.display())]);
+    run.code(0).stderr_has("3 object(s) downloaded");
+    assert_eq!(names(&d), [".podinit-s3.json", "a.txt", "big", "sub"]);
+    assert_eq!(read(d.join("sub/b.txt")), b"bb");
+    assert_eq!(read(d.join("big/weights.bin")), big);
+    get(&garage, &proxy.endpoint(), &["--include", "sub/*", "s3://test/p/", &d.display().to_string()])
+        .code(0)
+        .stderr_has("nothing to download");
+
+    // A rerun costs the listing alone.
+    proxy.take_requests();
+    get(&garage, &proxy.endpoint(), &["--exclude", "*.tmp", "s3://test/p/", &d.display().to_string()])
+        .code(0)
+        .stderr_has("nothing to download");
+    assert_eq!(proxy.take_requests(), 1);
+
+    // A key that climbs out of the destination refuses the whole run before anything is written.
+    garage.put("p/new.txt", b"n", None).await;
+    garage.put("p/../escape.txt", b"evil", None).await;
+    let run = get(&garage, &proxy.endpoint(), &["s3://test/p/", &d.display().to_string()]);
+    run.code(1).stderr_has("refused");
+    assert!(!d.join("new.txt").exists(), "nothing is written when a key is refused");
+    assert!(!dir.path().join("escape.txt").exists());
+}
+
+/// A tar archive; `raw` entries are written with their names as given (no checks), for
+/// archives an attacker made.
+fn tar_archive(files: &[(&str, &[u8])], symlinks: &[(&str, &str)], raw: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        builder.append_data(&mut header, path, *data).unwrap();
+    }
+    for (path, target) in symlinks {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder.append_link(&mut header, path, target).unwrap();
+    }
+    for (path, data) in raw {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append(&header, *data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test]
+async fn archives_are_extracted_while_streaming_and_escaping_entries_refused() {
+    let garage = s3::garage().await;
+    let weights = s3::data(3 * MIB, 8);
+    let good = tar_archive(&[("geo/City.mmdb", &weights), ("geo/README", b"hello")], &[("geo/latest", "City.mmdb")], &[]);
+    garage.put("a/geo.tar.gz", &gzip(&good), None).await;
+    garage.put("a/geo.tar.zst", &zstd::encode_all(&good[..], 3).unwrap(), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("geo-gz");
+    let ep = garage.endpoint();
+
+    get(&garage, &ep, &["--extract", "s3://test/a/geo.tar.gz", &d.display().to_string()]).code(0).stderr_has("verified: MD5 (ETag)");
+    assert_eq!(read(d.join("geo/City.mmdb")), weights);
+    assert_eq!(std::fs::read_link(d.join("geo/latest")).unwrap(), Path::new("City.mmdb"));
+    get(&garage, &ep, &["--extract", "s3://test/a/geo.tar.gz", &d.display().to_string()]).code(0).stderr_has("nothing to download");
+    let z = dir.path().join("geo-zst");
+    get(&garage, &ep, &["--extract", "--part-size", "1MiB", "s3://test/a/geo.tar.zst", &z.display().to_string()]).code(0);
+    assert_eq!(read(z.join("geo/City.mmdb")), weights);
+
+    for (name, archive) in [
+        ("a/dotdot.tar", tar_archive(&[("ok.txt", b"ok")], &[], &[("../evil.txt", b"evil")])),
+        ("a/abs.tar", tar_archive(&[("ok.txt", b"ok")], &[], &[("/tmp/podinit-evil.txt", b"evil")])),
+        ("a/link.tar", tar_archive(&[("ok.txt", b"ok")], &[("etc", "/etc")], &[])),
+        ("a/uplink.tar", tar_archive(&[("ok.txt", b"ok")], &[("d/up", "../../..")], &[])),
+    ] {
+        garage.put(name, &archive, None).await;
+        let out = dir.path().join("evil");
+        let run = get(&garage, &ep, &["--extract", &format!("s3://test/{name}"), &out.display().to_string()]);
+        run.code(1).stderr_has("refused");
+        assert_eq!(names(&out), Vec::<String>::new(), "{name}: nothing extracted");
+        assert!(!dir.path().join("evil.txt").exists() && !Path::new("/tmp/podinit-evil.txt").exists());
+    }
+}
+
+#[tokio::test]
+async fn a_public_bucket_is_read_without_credentials() {
+    let garage = s3::garage().await;
+    let body = s3::data(MIB + 3, 9);
+    // Garage serves a website bucket by host name: with path-style URLs on
+    // http://localhost:PORT, bucket "localhost" key "K" is requested as /localhost/K, which the
+    // website endpoint reads as key "localhost/K" of the bucket named by the host.
+    garage.put_in(PUBLIC_BUCKET, "localhost/public.bin", &body, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = Podinit::new()
+        .args(["s3-get", "--timeout", "30s", "--no-sign-request", "--region", "garage", "--endpoint-url"])
+        .arg(format!("http://localhost:{}", garage.web_port))
+        .arg(format!("s3://{PUBLIC_BUCKET}/public.bin"))
+        .arg(dir.path().join("public.bin"))
+        .run();
+    run.code(0);
+    assert_eq!(read(dir.path().join("public.bin")), body);
+}
