@@ -7,7 +7,7 @@ use crate::support::{Podinit, cmd::bin};
 
 #[test]
 fn list_prints_the_applets_one_per_line() {
-    Podinit::new().arg("--list").run().code(0).stdout_is("migrate\nsysctl\nvault-fetch\nwait-for\n");
+    Podinit::new().arg("--list").run().code(0).stdout_is("migrate\ns3-get\nsysctl\nvault-fetch\nwait-for\n");
 }
 
 #[test]
@@ -38,7 +38,7 @@ fn unknown_applet_exits_127_and_names_it() {
     let out = Podinit::new().args(["frobnicate", "x"]).run();
     out.code(127)
         .stderr_has("podinit: error: unknown applet 'frobnicate'\n")
-        .stderr_has("podinit: hint: applets in this build: migrate, sysctl, vault-fetch, wait-for");
+        .stderr_has("podinit: hint: applets in this build: migrate, s3-get, sysctl, vault-fetch, wait-for");
 }
 
 #[test]
