@@ -93,9 +93,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|err| format!("'{text}' is not a duration ({err}): write e.g. 90s, 5m or 1h30m"))
 }
 
+/// Parses a file mode in octal, such as `0644`, `0o440` or `600`.
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("'{text}' is not an octal file mode (e.g. 0644)"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("0400"), Ok(0o400));
+        assert_eq!(parse_mode("440"), Ok(0o440));
+        assert_eq!(parse_mode("0o644"), Ok(0o644));
+        assert!(parse_mode("0800").is_err());
+        assert!(parse_mode("rw").is_err());
+        assert!(parse_mode("17777").is_err());
+    }
 
     #[test]
     fn durations() {

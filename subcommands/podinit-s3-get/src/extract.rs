@@ -21,7 +21,7 @@ use podinit_core::retry;
 use podinit_core::{Context, Error, Kind};
 
 use crate::client::{self, CallError};
-use crate::object::{Remote, backoff, next_chunk};
+use crate::object::{Remote, backoff, next_chunk, range_get};
 use crate::spec::{self, ArchiveFormat};
 use crate::verify::Hasher;
 
@@ -123,19 +123,9 @@ async fn fetch_into_memory(
     retry::retry(ctx, &what, backoff(), client::classify, |_| {
         let range = range.clone();
         async move {
-            let out = s3
-                .get_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1))
-                .if_match(&remote.etag)
-                .set_version_id(remote.version_id.clone())
-                .send()
-                .await
-                .map_err(CallError::from)?;
+            let mut body = range_get(s3, url, remote, &range).await?;
             let want = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
             let mut buf = Vec::with_capacity(want);
-            let mut body = out.body;
             while let Some(chunk) = next_chunk(&mut body, stall).await? {
                 anyhow::ensure!(buf.len() + chunk.len() <= want, CallError::Transport("the store sent more than asked for".into()));
                 buf.extend_from_slice(&chunk);

@@ -110,7 +110,7 @@ pub struct Args {
     pub sha256: Option<String>,
 
     /// Mode of written files (octal).
-    #[arg(long, env = "PODINIT_S3_MODE", value_name = "OCTAL", default_value = "0644", value_parser = parse_mode)]
+    #[arg(long, env = "PODINIT_S3_MODE", value_name = "OCTAL", default_value = "0644", value_parser = podinit_core::args::parse_mode)]
     pub mode: u32,
 
     /// Owner of written files (needs CAP_CHOWN).
@@ -140,13 +140,6 @@ pub struct Args {
     /// Download even when DEST is current.
     #[arg(long, env = "PODINIT_S3_FORCE")]
     pub force: bool,
-}
-
-fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("'{text}' is not an octal file mode (e.g. 0644)"))
 }
 
 fn parse_part_size(text: &str) -> Result<u64, String> {

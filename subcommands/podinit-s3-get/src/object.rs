@@ -33,6 +33,24 @@ use crate::spec::{self, Etag, S3Url};
 use crate::state::Partial;
 use crate::verify::{self, Expected, Hasher, Multipart};
 
+/// What a HEAD or GET response says the bytes must hash to (the two outputs are different
+/// types with the same accessors).
+macro_rules! expected {
+    ($out:expr, $etag:expr, $pinned:expr) => {
+        Expected {
+            etag: Some(Etag::parse($etag)),
+            etag_not_md5: matches!($out.server_side_encryption(), Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
+                || $out.sse_customer_algorithm().is_some(),
+            part_size: None,
+            crc64nvme: $out.checksum_crc64_nvme().map(str::to_owned),
+            crc32c: $out.checksum_crc32_c().map(str::to_owned),
+            crc32: $out.checksum_crc32().map(str::to_owned),
+            sha256: $out.checksum_sha256().map(str::to_owned),
+            pinned_sha256: $pinned,
+        }
+    };
+}
+
 /// What the store says about an object.
 #[derive(Clone, Debug)]
 pub(crate) struct Remote {
@@ -86,17 +104,7 @@ pub(crate) async fn head(ctx: &Context, s3: &Client, url: &S3Url, pinned_sha256:
         .await
         .map_err(|e| client::explain(e, url))?;
     let etag = out.e_tag().unwrap_or_default().to_owned();
-    let expected = Expected {
-        etag: Some(Etag::parse(&etag)),
-        etag_not_md5: matches!(out.server_side_encryption(), Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
-            || out.sse_customer_algorithm().is_some(),
-        part_size: None,
-        crc64nvme: out.checksum_crc64_nvme().map(str::to_owned),
-        crc32c: out.checksum_crc32_c().map(str::to_owned),
-        crc32: out.checksum_crc32().map(str::to_owned),
-        sha256: out.checksum_sha256().map(str::to_owned),
-        pinned_sha256: pinned_sha256.map(str::to_owned),
-    };
+    let expected = expected!(out, &etag, pinned_sha256.map(str::to_owned));
     Ok(Remote {
         size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
         etag,
@@ -283,17 +291,7 @@ async fn fetch_range(
     retry::retry(ctx, &what, backoff(), client::classify, |_| {
         let range = range.clone();
         async move {
-            let out = s3
-                .get_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .range(format!("bytes={}-{}", range.start, range.end - 1))
-                .if_match(&remote.etag)
-                .set_version_id(remote.version_id.clone())
-                .send()
-                .await
-                .map_err(CallError::from)?;
-            let mut body = out.body;
+            let mut body = range_get(s3, url, remote, &range).await?;
             let mut at = range.start;
             while let Some(chunk) = next_chunk(&mut body, stall).await? {
                 let end = at + chunk.len() as u64;
@@ -315,6 +313,26 @@ async fn fetch_range(
     })
     .await
     .map_err(|e| client::explain(e, url))
+}
+
+/// GET of one range of exactly the version being downloaded (`If-Match`, version id).
+pub(crate) async fn range_get(
+    s3: &Client,
+    url: &S3Url,
+    remote: &Remote,
+    range: &Range<u64>,
+) -> anyhow::Result<aws_sdk_s3::primitives::ByteStream> {
+    let out = s3
+        .get_object()
+        .bucket(&url.bucket)
+        .key(&url.key)
+        .range(format!("bytes={}-{}", range.start, range.end - 1))
+        .if_match(&remote.etag)
+        .set_version_id(remote.version_id.clone())
+        .send()
+        .await
+        .map_err(CallError::from)?;
+    Ok(out.body)
 }
 
 /// The next piece of a body, or a transport error when nothing came for `stall`.
@@ -538,17 +556,7 @@ pub(crate) async fn fetch_small(
         let out =
             s3.get_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await.map_err(CallError::from)?;
         let etag = out.e_tag().unwrap_or_default().to_owned();
-        let expected = Expected {
-            etag: Some(Etag::parse(&etag)),
-            etag_not_md5: matches!(out.server_side_encryption(), Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
-                || out.sse_customer_algorithm().is_some(),
-            part_size: None,
-            crc64nvme: out.checksum_crc64_nvme().map(str::to_owned),
-            crc32c: out.checksum_crc32_c().map(str::to_owned),
-            crc32: out.checksum_crc32().map(str::to_owned),
-            sha256: out.checksum_sha256().map(str::to_owned),
-            pinned_sha256: None,
-        };
+        let expected = expected!(out, &etag, None);
         let version = out.version_id().filter(|v| *v != "null").map(str::to_owned);
         let modified = out.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
         let mut hasher = Hasher::new(expected.plan());

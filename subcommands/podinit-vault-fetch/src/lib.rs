@@ -133,11 +133,11 @@ pub struct Args {
     pub mount: Option<String>,
 
     /// Mode of written files (octal).
-    #[arg(long, env = "PODINIT_VAULT_MODE", value_name = "OCTAL", default_value = "0400", value_parser = parse_mode)]
+    #[arg(long, env = "PODINIT_VAULT_MODE", value_name = "OCTAL", default_value = "0400", value_parser = podinit_core::args::parse_mode)]
     pub mode: u32,
 
     /// Mode of directories podinit creates (octal).
-    #[arg(long, env = "PODINIT_VAULT_DIR_MODE", value_name = "OCTAL", default_value = "0755", value_parser = parse_mode)]
+    #[arg(long, env = "PODINIT_VAULT_DIR_MODE", value_name = "OCTAL", default_value = "0755", value_parser = podinit_core::args::parse_mode)]
     pub dir_mode: u32,
 
     /// Owner of written files and created directories (needs CAP_CHOWN).
@@ -193,13 +193,6 @@ pub enum AuthMethod {
     Approle,
     /// A JWT at --jwt-file (e.g. a projected service account token with a Vault audience).
     Jwt,
-}
-
-fn parse_mode(text: &str) -> Result<u32, String> {
-    u32::from_str_radix(text.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o7777)
-        .ok_or_else(|| format!("'{text}' is not an octal file mode (e.g. 0400)"))
 }
 
 /// Everything read from the command line, the environment and local files, before any request.
@@ -568,13 +561,5 @@ mod tests {
         assert!(api_path(&spec("secret"), &kv("secret/", Engine::Kv2)).is_err());
         assert!(api_path(&spec("kv1/app?version=2"), &kv("kv1/", Engine::Kv1)).is_err());
         assert!(api_path(&spec("other/app"), &kv("secret/", Engine::Kv2)).is_err());
-    }
-
-    #[test]
-    fn modes() {
-        assert_eq!(parse_mode("0400"), Ok(0o400));
-        assert_eq!(parse_mode("440"), Ok(0o440));
-        assert!(parse_mode("0800").is_err());
-        assert!(parse_mode("rw").is_err());
     }
 }
