@@ -331,6 +331,50 @@ async fn archives_are_extracted_while_streaming_and_escaping_entries_refused() {
 }
 
 #[tokio::test]
+async fn the_shipped_image_fetches_into_a_volume_as_a_non_root_init_container() {
+    use testcontainers::ImageExt as _;
+    use testcontainers::core::Mount;
+    let network = format!("podinit-s3-{}", std::process::id());
+    let made = std::process::Command::new("docker").args(["network", "create", &network]).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let store = format!("{network}-garage");
+    let garage = s3::garage_on(Some((&network, &store))).await;
+    let body = s3::data(9 * MIB, 12);
+    garage.put_multipart("img/model.bin", &body, 5 * MIB).await;
+    // The emptyDir: writable by the image's user (65532).
+    let volume = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(volume.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let image = crate::support::docker::podinit_image().await;
+    let pod = |args: &[&str]| {
+        image
+            .clone()
+            .with_cmd(args.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>())
+            .with_network(network.clone())
+            .with_mount(Mount::bind_mount(volume.path().to_string_lossy(), "/models"))
+            .with_env_var("AWS_ACCESS_KEY_ID", s3::KEY_ID)
+            .with_env_var("AWS_SECRET_ACCESS_KEY", s3::SECRET)
+            .with_env_var("AWS_REGION", "garage")
+            .with_env_var("AWS_EC2_METADATA_DISABLED", "true")
+            .with_env_var("AWS_ENDPOINT_URL", format!("http://{store}:3900"))
+    };
+    let run = crate::support::docker::run_to_exit(pod(&["s3-get", "--timeout", "60s", "s3://test/img/model.bin", "/models/"])).await;
+    run.code(0).stderr_has("verified: multipart ETag (2 parts)");
+    assert_eq!(read(volume.path().join("model.bin")), body);
+    assert_eq!(std::fs::metadata(volume.path().join("model.bin")).unwrap().uid(), 65532, "written by the image's non-root user");
+    // A restarted pod finds the file current.
+    let again = crate::support::docker::run_to_exit(pod(&["s3-get", "s3://test/img/model.bin", "/models/"])).await;
+    again.code(0).stderr_has("is current");
+    // The image carries the CA bundle TLS needs and names its user.
+    for (file, text) in [("/etc/ssl/certs/ca-certificates.crt", "BEGIN CERTIFICATE"), ("/etc/passwd", "nonroot:x:65532:")] {
+        let url = format!("file://{file}");
+        let found = crate::support::docker::run_to_exit(pod(&["wait-for", "--once", "--file-contains", text, &url])).await;
+        found.code(0);
+    }
+    drop(garage);
+    let _ = std::process::Command::new("docker").args(["network", "rm", &network]).output();
+}
+
+#[tokio::test]
 async fn a_public_bucket_is_read_without_credentials() {
     let garage = s3::garage().await;
     let body = s3::data(MIB + 3, 9);

@@ -61,19 +61,27 @@ pub fn static_binary() -> PathBuf {
 
 static IMAGE: OnceCell<GenericImage> = OnceCell::const_new();
 
+/// The build host's CA bundle (Debian's ca-certificates), copied into the image.
+const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 /// The podinit image (`images/podinit`), built once per content hash.
 pub async fn podinit_image() -> GenericImage {
     require_docker();
     IMAGE
         .get_or_init(|| async {
             let bin = static_binary();
-            let dockerfile = repo().join("images/podinit/Dockerfile");
+            let dir = repo().join("images/podinit");
+            let ca = PathBuf::from(CA_BUNDLE);
             let mut hash = Sha256::new();
-            hash.update(std::fs::read(&bin).expect("reading the static binary"));
-            hash.update(std::fs::read(&dockerfile).expect("reading the Dockerfile"));
+            for file in [bin.clone(), dir.join("Dockerfile"), dir.join("passwd"), dir.join("group"), ca.clone()] {
+                hash.update(std::fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display())));
+            }
             let tag = format!("{:x}", hash.finalize())[..16].to_owned();
             GenericBuildableImage::new("podinit-test", &tag)
-                .with_dockerfile(dockerfile)
+                .with_dockerfile(dir.join("Dockerfile"))
+                .with_file(dir.join("passwd"), "passwd")
+                .with_file(dir.join("group"), "group")
+                .with_file(ca, "ca-certificates.crt")
                 .with_file(bin, "podinit")
                 .build_image_with(BuildImageOptions::new().with_skip_if_exists(true))
                 .await

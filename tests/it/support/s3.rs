@@ -111,11 +111,21 @@ impl Garage {
 
 /// Garage with the key and buckets above, answering.
 pub async fn garage() -> Garage {
+    garage_on(None).await
+}
+
+/// [`garage`], also reachable from containers on `network` as `NAME:3900`.
+pub async fn garage_on(network: Option<(&str, &str)>) -> Garage {
     let image = IMAGE.get_or_init(|| super::docker::built("images/test/s3/build")).await.clone();
-    let container = image
+    let mut request: testcontainers::ContainerRequest<GenericImage> = image
         .with_wait_for(WaitFor::message_on_stdout("podinit-test-s3: ready"))
         .with_exposed_port(3900.tcp())
         .with_exposed_port(3902.tcp())
+        .into();
+    if let Some((network, name)) = network {
+        request = request.with_network(network).with_container_name(name);
+    }
+    let container = request
         .with_env_var("S3_KEY_ID", KEY_ID)
         .with_env_var("S3_SECRET", SECRET)
         .with_env_var("S3_BUCKET", BUCKET)
