@@ -261,6 +261,10 @@ async fn a_prefix_with_filters_is_mirrored_and_escaping_keys_are_refused() {
     run.code(1).stderr_has("refused");
     assert!(!d.join("new.txt").exists(), "nothing is written when a key is refused");
     assert!(!dir.path().join("escape.txt").exists());
+    // Left out by name, the rest goes ahead.
+    get(&garage, &proxy.endpoint(), &["--exclude", "../*", "s3://test/p/", &d.display().to_string()]).code(0);
+    assert_eq!(read(d.join("new.txt")), b"n");
+    assert!(!dir.path().join("escape.txt").exists());
 }
 
 /// A tar archive; `raw` entries are written with their names as given (no checks), for

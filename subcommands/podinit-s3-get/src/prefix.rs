@@ -48,14 +48,16 @@ pub(crate) async fn get_prefix(
     super::ensure_dir(dir)?;
     let mut objects = Vec::new();
     for (key, size, etag) in listed {
+        // Filters see the key as the store has it (relative to the prefix), so an escaping key
+        // can be left out with --exclude.
+        if !filter.takes(key.strip_prefix(url.key.as_str()).unwrap_or(&key)) {
+            continue;
+        }
         let relative = spec::relative_path(&url.key, &key).map_err(|reason| {
             Error::new(Kind::Failed, anyhow::anyhow!("{url}: {reason}; refused, nothing was downloaded"))
                 .with_hint("leave the key out with --exclude, or rename it on the store")
         })?;
         let relative_text = relative.to_string_lossy().into_owned();
-        if !filter.takes(&relative_text) {
-            continue;
-        }
         let path = podinit_core::fs::resolve_inside(dir, &relative)
             .map_err(|e| Error::new(Kind::Failed, e.context(format!("{url}: key '{key}'"))).with_hint("nothing was downloaded"))?;
         objects.push(Listed { key, size, etag, relative: relative_text, path });
