@@ -50,7 +50,7 @@ pub fn static_binary() -> PathBuf {
         .current_dir(repo())
         .args(["build", "--release", "--locked", "--target", "x86_64-unknown-linux-gnu", "--bin", "podinit"])
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static -C relocation-model=static")
         .status()
         .expect("running cargo build for the static binary");
     assert!(status.success(), "building the static binary failed");
