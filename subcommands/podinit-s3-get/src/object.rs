@@ -84,25 +84,30 @@ pub(crate) struct Downloaded {
     pub(crate) sha256: Option<String>,
 }
 
+/// For transfers: no limit on an attempt (a body may take long), `--stall-timeout` instead.
 pub(crate) fn backoff() -> Backoff {
     Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), attempt_timeout: None }
+}
+
+/// For HEADs: an answer without a body is due within 30 s.
+fn metadata_backoff() -> Backoff {
+    Backoff { attempt_timeout: Some(Duration::from_secs(30)), ..backoff() }
 }
 
 /// HEAD: size, ETag, version, checksums.
 pub(crate) async fn head(ctx: &Context, s3: &Client, url: &S3Url, pinned_sha256: Option<&str>) -> Result<Remote, Error> {
     let what = format!("HEAD {url}");
-    let out =
-        retry::retry(ctx, &what, Backoff { attempt_timeout: Some(Duration::from_secs(30)), ..backoff() }, client::classify, |_| async {
-            s3.head_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .checksum_mode(ChecksumMode::Enabled)
-                .send()
-                .await
-                .map_err(|e| anyhow::Error::new(CallError::from(e)))
-        })
-        .await
-        .map_err(|e| client::explain(e, url))?;
+    let out = retry::retry(ctx, &what, metadata_backoff(), client::classify, |_| async {
+        s3.head_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| anyhow::Error::new(CallError::from(e)))
+    })
+    .await
+    .map_err(|e| client::explain(e, url))?;
     let etag = out.e_tag().unwrap_or_default().to_owned();
     let expected = expected!(out, &etag, pinned_sha256.map(str::to_owned));
     Ok(Remote {
@@ -121,18 +126,17 @@ pub(crate) async fn learn_part_size(ctx: &Context, s3: &Client, url: &S3Url, rem
         return;
     }
     let what = format!("HEAD {url} part 1");
-    let out =
-        retry::retry(ctx, &what, Backoff { attempt_timeout: Some(Duration::from_secs(30)), ..backoff() }, client::classify, |_| async {
-            s3.head_object()
-                .bucket(&url.bucket)
-                .key(&url.key)
-                .part_number(1)
-                .if_match(&remote.etag)
-                .send()
-                .await
-                .map_err(|e| anyhow::Error::new(CallError::from(e)))
-        })
-        .await;
+    let out = retry::retry(ctx, &what, metadata_backoff(), client::classify, |_| async {
+        s3.head_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .part_number(1)
+            .if_match(&remote.etag)
+            .send()
+            .await
+            .map_err(|e| anyhow::Error::new(CallError::from(e)))
+    })
+    .await;
     match out {
         Ok(out) => {
             let part_1 = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
