@@ -31,7 +31,6 @@ use podinit_core::fs::FileOptions;
 use podinit_core::progress::{Unit, bytes};
 use podinit_core::{Context, Error, Kind};
 
-use crate::client::CallError;
 pub use crate::spec::ArchiveFormat;
 use crate::spec::S3Url;
 use crate::state::{Manifest, Partial, Record};
@@ -249,7 +248,7 @@ async fn get_object(
     force: bool,
 ) -> Result<(), Error> {
     let started = Instant::now();
-    let mut remote = object::head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
+    let remote = object::head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
     let source = url.to_string();
     let manifest_path = Manifest::beside(dest);
     let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -266,23 +265,7 @@ async fn get_object(
         ensure_dir(dir)?;
     }
     let progress = ctx.progress(format!("{url}"), Some(remote.size), Unit::Bytes);
-    let mut restarts = 0;
-    let done = loop {
-        object::learn_part_size(ctx, s3, url, &mut remote).await;
-        match object::download(ctx, s3, url, &remote, dest, opts, &progress).await {
-            Err(err) if matches!(client::call_error(&err), Some(CallError::Changed)) && restarts < 3 => {
-                restarts += 1;
-                Partial::discard(dest);
-                let old = remote.etag.clone();
-                remote = object::head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
-                tracing::warn!("{url} changed during the download (ETag {old} → {}); starting over", remote.etag);
-            }
-            Err(err) if matches!(client::call_error(&err), Some(CallError::Changed)) => {
-                return Err(err.with_hint("the object keeps changing; rerun once its writer is done"));
-            }
-            other => break other?,
-        }
-    };
+    let (remote, done) = object::download_latest(ctx, s3, url, remote, dest, opts, &progress, 3).await?;
     drop(progress);
     let mut manifest = Manifest { source, ..Manifest::default() };
     manifest.files.insert(name, Record::of(dest, &remote.etag, remote.version_id.as_deref(), done.sha256.clone())?);
@@ -307,8 +290,7 @@ async fn get_extract(
     let source = format!("{url} (extracted)");
     let manifest_path = Manifest::inside(dir);
     let manifest = Manifest::load(&manifest_path, &source);
-    let current = !manifest.files.is_empty()
-        && manifest.files.iter().all(|(name, r)| r.etag == remote.etag && r.is_current(&dir.join(name), &remote.etag, r.size));
+    let current = !manifest.files.is_empty() && manifest.files.iter().all(|(name, r)| r.is_current(&dir.join(name), &remote.etag, r.size));
     if current && !force {
         tracing::info!("{} holds {url} (ETag {}), extracted: nothing to download", dir.display(), remote.etag);
         return Ok(());

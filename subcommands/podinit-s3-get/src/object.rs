@@ -279,6 +279,39 @@ pub(crate) async fn download(
     Ok(Downloaded { fetched, resumed, verified, sha256 })
 }
 
+/// [`download`] of the object as it is now: when it changes underway (412), the partial file
+/// is dropped, the object looked up again and the download started over, at most `restarts`
+/// times. Returns the version that was written.
+#[expect(clippy::too_many_arguments, reason = "two call sites; a struct would only rename them")]
+pub(crate) async fn download_latest(
+    ctx: &Context,
+    s3: &Client,
+    url: &S3Url,
+    mut remote: Remote,
+    dest: &Path,
+    opts: &Options,
+    progress: &Progress,
+    restarts: u32,
+) -> Result<(Remote, Downloaded), Error> {
+    let mut restarted = 0;
+    loop {
+        learn_part_size(ctx, s3, url, &mut remote).await;
+        match download(ctx, s3, url, &remote, dest, opts, progress).await {
+            Err(err) if matches!(client::call_error(&err), Some(CallError::Changed)) => {
+                if restarted == restarts {
+                    return Err(err.with_hint("the object keeps changing; rerun once its writer is done"));
+                }
+                restarted += 1;
+                Partial::discard(dest);
+                let old = remote.etag.clone();
+                remote = head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
+                tracing::warn!("{url} changed during the download (ETag {old} → {}); starting over", remote.etag);
+            }
+            other => return other.map(|done| (remote, done)),
+        }
+    }
+}
+
 /// One range, retried on its own; written at its offset.
 #[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
 async fn fetch_range(

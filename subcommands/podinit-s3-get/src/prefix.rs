@@ -116,7 +116,11 @@ pub(crate) async fn get_prefix(
             if let Some(parent) = o.path.parent() {
                 super::ensure_dir(parent)?;
             }
-            let result = get_large(ctx, s3, &object_url, &o.path, opts, &progress).await;
+            let result = match object::head(ctx, s3, &object_url, None).await {
+                // A large object of a prefix starts over once if it changes underway.
+                Ok(remote) => object::download_latest(ctx, s3, &object_url, remote, &o.path, opts, &progress, 1).await,
+                Err(err) => Err(err),
+            };
             match result {
                 Ok((remote, done)) => {
                     checks.add(&done.verified);
@@ -141,31 +145,6 @@ pub(crate) async fn get_prefix(
         &format!("verified: {}", checks.text()),
     );
     Ok(())
-}
-
-/// One large object of a prefix: HEAD for its checksums, then the ranged path; restarts once
-/// if it changes underway.
-async fn get_large(
-    ctx: &Context,
-    s3: &Client,
-    url: &S3Url,
-    dest: &Path,
-    opts: &Options,
-    progress: &podinit_core::progress::Progress,
-) -> Result<(object::Remote, object::Downloaded), Error> {
-    let mut restarted = false;
-    loop {
-        let mut remote = object::head(ctx, s3, url, None).await?;
-        object::learn_part_size(ctx, s3, url, &mut remote).await;
-        match object::download(ctx, s3, url, &remote, dest, opts, progress).await {
-            Err(err) if matches!(client::call_error(&err), Some(CallError::Changed)) && !restarted => {
-                restarted = true;
-                crate::state::Partial::discard(dest);
-                tracing::warn!("{url} changed during the download; starting over");
-            }
-            other => return other.map(|done| (remote, done)),
-        }
-    }
 }
 
 /// The listing: (key, size, ETag) of every object under the prefix, directory markers left out.
