@@ -38,6 +38,12 @@ pub(crate) struct Cli {
     #[arg(short = 's', long, requires = "install", help_heading = "Multi-call")]
     pub(crate) symlink: bool,
 
+    /// Run the steps listed in this YAML file (e.g. from a ConfigMap) in order, stopping at
+    /// the first failure. On the command line, separate steps with `&&` instead:
+    /// `podinit sysctl vm.max_map_count=262144 '&&' wait-for tcp://db:5432`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["list", "install"], help_heading = "Multi-call")]
+    pub(crate) steps: Option<PathBuf>,
+
     #[command(subcommand)]
     pub(crate) applet: Option<Applet>,
 }

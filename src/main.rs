@@ -6,7 +6,9 @@
 mod applets;
 mod cli;
 mod install;
+mod steps;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -21,14 +23,14 @@ fn main() -> ExitCode {
         Ok(argv) => cli::reorder_install(argv),
         Err(err) => return fail("", &GlobalArgs::default(), &err),
     };
-    let cli = match cli::Cli::try_parse_from(&argv) {
+    match steps::split(&argv) {
+        Ok(Some(steps)) => return run_steps(&steps),
+        Ok(None) => {}
+        Err(err) => return fail("", &fallback_global(), &err),
+    }
+    let cli = match parse(&argv) {
         Ok(cli) => cli,
-        Err(err) => {
-            return match cli::classify(&err, &argv) {
-                cli::ParseFailure::Printed(code) => ExitCode::from(code),
-                cli::ParseFailure::Usage(usage) => fail(cli::applet_in(&argv), &fallback_global(), &usage),
-            };
-        }
+        Err(code) => return code,
     };
     if cli.list {
         return print_lines(applets::COMPILED);
@@ -40,35 +42,113 @@ fn main() -> ExitCode {
             Err(err) => fail("", &cli.global, &err),
         };
     }
+    if let Some(file) = &cli.steps {
+        if let Some(applet) = &cli.applet {
+            let err = Error::usage(format!("--steps and the applet '{}' both name what to run", applet.name()))
+                .with_hint("list the applet as a step in the file, or drop --steps");
+            return fail("", &cli.global, &err);
+        }
+        return match steps::from_file(file, &argv) {
+            Ok(steps) => run_steps(&steps),
+            Err(err) => fail("", &cli.global, &err),
+        };
+    }
     let Some(applet) = cli.applet else {
         // Unreachable with arg_required_else_help, but a usage error all the same.
         return fail("", &cli.global, &Error::usage("no applet given"));
     };
-    let name = applet.name();
-    logging::init(name, &cli.global);
-    let runtime = match runtime(applet.multi_threaded()) {
+    run(vec![(None, applet, cli.global)])
+}
+
+/// Parses one command line; on failure, reports it and returns the exit status.
+fn parse(argv: &[OsString]) -> Result<cli::Cli, ExitCode> {
+    cli::Cli::try_parse_from(argv).map_err(|err| match cli::classify(&err, argv) {
+        cli::ParseFailure::Printed(code) => ExitCode::from(code),
+        cli::ParseFailure::Usage(usage) => fail(cli::applet_in(argv), &fallback_global(), &usage),
+    })
+}
+
+/// Parses every step, then runs them. A step that does not parse fails the run before any
+/// step has run, naming the step.
+fn run_steps(steps: &[steps::Step]) -> ExitCode {
+    let mut plan = Vec::with_capacity(steps.len());
+    for step in steps {
+        let in_step = |err: Error| {
+            let applet = cli::applet_in(&step.argv);
+            fail(applet, &fallback_global(), &err.context(step.label()))
+        };
+        let cli = match cli::Cli::try_parse_from(&step.argv) {
+            Ok(cli) => cli,
+            Err(err) => {
+                return match cli::classify(&err, &step.argv) {
+                    cli::ParseFailure::Printed(code) => ExitCode::from(code),
+                    cli::ParseFailure::Usage(usage) => in_step(usage),
+                };
+            }
+        };
+        let applet = match cli.applet {
+            Some(applet) if !cli.list && cli.install.is_none() && cli.steps.is_none() => applet,
+            _ => return in_step(Error::usage("a step is an applet and its arguments, not --list, --install or --steps")),
+        };
+        plan.push((Some(step), applet, cli.global));
+    }
+    run(plan)
+}
+
+/// Runs the applets in order on one runtime; the first failure ends the run with its exit
+/// status. With more than one step, each is logged and a failure names its step.
+fn run(plan: Vec<(Option<&steps::Step>, applets::Applet, GlobalArgs)>) -> ExitCode {
+    let Some((_, first, first_global)) = plan.first() else { return ExitCode::SUCCESS };
+    logging::init(first.name(), first_global);
+    let runtime = match runtime(plan.iter().any(|(_, applet, _)| applet.multi_threaded())) {
         Ok(rt) => rt,
-        Err(io) => return fail(name, &cli.global, &Error::new(Kind::Failed, anyhow::Error::new(io).context("starting the runtime"))),
+        Err(io) => {
+            let err = Error::new(Kind::Failed, anyhow::Error::new(io).context("starting the runtime"));
+            return fail(first.name(), first_global, &err);
+        }
     };
     let outcome = runtime.block_on(async {
-        let ctx = Context::new(name, &cli.global);
-        let run = applet.run(&ctx);
-        tokio::pin!(run);
-        tokio::select! {
-            outcome = &mut run => outcome,
-            signal = ctx.shutdown_requested() => {
-                tracing::warn!("{signal} received: stopping");
-                // The applet sees the signal too; give it a moment to clean up.
-                let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut run).await;
-                Err(podinit_core::context::interrupted(signal))
+        for (step, applet, global) in plan {
+            let name = applet.name();
+            logging::set_applet(name);
+            let started = std::time::Instant::now();
+            if let Some(step) = step {
+                tracing::info!("{} started", step.label());
+            }
+            if let Err(err) = run_applet(applet, &global).await {
+                let err = match step {
+                    Some(step) => err.context(step.label()),
+                    None => err,
+                };
+                return Err((name, global, err));
+            }
+            if let Some(step) = step {
+                tracing::info!("{} done in {:.1?}", step.label(), started.elapsed());
             }
         }
+        Ok(())
     });
     // Do not wait for blocking tasks an interrupted applet may have left behind.
     runtime.shutdown_background();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(name, &cli.global, &err),
+        Err((name, global, err)) => fail(name, &global, &err),
+    }
+}
+
+/// Runs one applet to completion, or until SIGTERM/SIGINT plus a grace period for cleanup.
+async fn run_applet(applet: applets::Applet, global: &GlobalArgs) -> Result<(), Error> {
+    let ctx = Context::new(applet.name(), global);
+    let run = applet.run(&ctx);
+    tokio::pin!(run);
+    tokio::select! {
+        outcome = &mut run => outcome,
+        signal = ctx.shutdown_requested() => {
+            tracing::warn!("{signal} received: stopping");
+            // The applet sees the signal too; give it a moment to clean up.
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, &mut run).await;
+            Err(podinit_core::context::interrupted(signal))
+        }
     }
 }
 

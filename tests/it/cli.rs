@@ -156,3 +156,114 @@ fn deadline_ends_a_wait_with_124_naming_the_last_error() {
     out.code(124).stderr_has("gave up after").stderr_has("last error: kernel.pid_max is");
     assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
 }
+
+#[test]
+fn steps_on_the_command_line_run_in_order_and_stop_at_the_first_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let (term, ready, marker) = (dir.path().join("termination-log"), dir.path().join("ready"), dir.path().join("marker"));
+    std::fs::write(&ready, "").unwrap();
+    let file = |p: &std::path::Path| format!("file://{}", p.display());
+    // All pass: the last step execs its command, `&&` after `--` included.
+    let out = Podinit::new()
+        .args([
+            "--timeout",
+            "5s",
+            "sysctl",
+            "kernel.ostype",
+            "&&",
+            "wait-for",
+            &file(&ready),
+            "--",
+            "sh",
+            "-c",
+            "echo \"$0\" > \"$1\"",
+            "&&",
+        ])
+        .arg(marker.as_os_str())
+        .run();
+    out.code(0).stdout_is("kernel.ostype = Linux\n");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "&&\n");
+    assert!(
+        out.stderr.contains("podinit sysctl: step 1/2 started") && out.stderr.contains("podinit wait-for: step 2/2 started"),
+        "{}",
+        out.stderr
+    );
+    std::fs::remove_file(&marker).unwrap();
+
+    // The second step fails: its exit status (124), its name in the error and the
+    // termination message, and the third step never runs.
+    let missing = dir.path().join("missing");
+    let out = Podinit::new()
+        .args(["--termination-log".as_ref(), term.as_os_str()])
+        .args([
+            "sysctl",
+            "kernel.ostype",
+            "&&",
+            "wait-for",
+            "--timeout",
+            "300ms",
+            &file(&missing),
+            "&&",
+            "wait-for",
+            &file(&ready),
+            "--",
+            "touch",
+        ])
+        .arg(marker.as_os_str())
+        .run();
+    out.code(124).stderr_has("podinit wait-for: error: step 2/3: 1 of 1 target not ready");
+    assert!(!out.stderr.contains("step 3/3"), "{}", out.stderr);
+    assert!(!marker.exists(), "the step after the failed one ran");
+    let text = std::fs::read_to_string(&term).unwrap();
+    assert!(text.starts_with("podinit wait-for: step 2/3: 1 of 1 target not ready"), "{text}");
+    assert!(text.contains("(exit 124)"), "{text}");
+}
+
+#[test]
+fn every_step_is_checked_before_the_first_runs() {
+    // The first step would wait 5 s; the typo in the second fails the run at once.
+    let started = Instant::now();
+    let out = Podinit::new().args(["wait-for", "--timeout", "5s", "tcp://127.0.0.1:1", "&&", "sysctl", "--bogus"]).run();
+    out.code(2).stderr_has("podinit sysctl: error: step 2/2: unexpected argument '--bogus' found");
+    assert!(!out.stderr.contains("started"), "{}", out.stderr);
+    assert!(started.elapsed() < Duration::from_secs(4), "the first step ran");
+    // An unknown applet in a step keeps its own exit status.
+    Podinit::new().args(["sysctl", "kernel.ostype", "&&", "nope"]).run().code(127).stderr_has("step 2/2: unknown applet 'nope'");
+    Podinit::new().args(["sysctl", "kernel.ostype", "&&"]).run().code(2).stderr_has("step 2 of the command line is empty");
+}
+
+#[test]
+fn steps_from_a_yaml_file_as_a_configmap_mounts_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let steps = dir.path().join("steps.yaml");
+    std::fs::write(
+        &steps,
+        "# podinit steps\nsteps:\n  - name: kernel\n    args: [sysctl, kernel.ostype]\n  - [wait-for, --timeout, 1s, 'tcp://127.0.0.1:1']\n  - [sysctl, kernel.osrelease]\n",
+    )
+    .unwrap();
+    let out = Podinit::new().args(["--log-format".as_ref(), "json".as_ref(), "--steps".as_ref(), steps.as_os_str()]).run();
+    out.code(124);
+    assert_eq!(out.stdout, "kernel.ostype = Linux\n", "the third step did not run");
+    let last = out.json_lines().pop().unwrap();
+    assert_eq!(last["applet"], "wait-for");
+    assert!(last["message"].as_str().unwrap().starts_with("step 2/3: "), "{last}");
+    let first = &out.json_lines()[0];
+    assert_eq!(first["message"], "step 1/3 \"kernel\" started");
+
+    std::fs::write(&steps, "steps:\n  - [sysctl, kernel.ostype]\n  - sysctl kernel.osrelease\n").unwrap();
+    Podinit::new()
+        .args(["--steps".as_ref(), steps.as_os_str()])
+        .run()
+        .code(2)
+        .stderr_has("step 2: is 'sysctl kernel.osrelease', not a list of arguments");
+    Podinit::new()
+        .args(["--steps", "/nonexistent/steps.yaml"])
+        .run()
+        .code(2)
+        .stderr_has("cannot read the steps file /nonexistent/steps.yaml");
+    Podinit::new()
+        .args(["--steps".as_ref(), steps.as_os_str(), "sysctl".as_ref()])
+        .run()
+        .code(2)
+        .stderr_has("--steps and the applet 'sysctl'");
+}

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -26,12 +26,16 @@ struct Settings {
     format: LogFormat,
 }
 
-static SETTINGS: OnceLock<Settings> = OnceLock::new();
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 
-/// Installs the process-wide logger for `applet`. Later calls do nothing.
+/// The applet whose name prefixes each line: changes between the steps of one run.
+static APPLET: RwLock<&'static str> = RwLock::new("");
+
+/// Installs the process-wide logger for `applet`. Later calls only change the applet named
+/// in the prefix (the next step of a multi-step run); level and format stay as first set.
 pub fn init(applet: &'static str, args: &GlobalArgs) {
-    let settings = Settings { applet, format: args.log_format };
-    if SETTINGS.set(settings).is_err() {
+    set_applet(applet);
+    if FORMAT.set(args.log_format).is_err() {
         return;
     }
     let ours = if args.quiet { LogLevel::Warn.min(args.log_level) } else { args.log_level };
@@ -54,8 +58,14 @@ fn level_filter(level: LogLevel) -> LevelFilter {
     }
 }
 
+/// Names `applet` in the prefix of the lines that follow.
+pub fn set_applet(applet: &'static str) {
+    *APPLET.write().unwrap_or_else(std::sync::PoisonError::into_inner) = applet;
+}
+
 fn settings() -> Settings {
-    SETTINGS.get().copied().unwrap_or(Settings { applet: "", format: LogFormat::Text })
+    let applet = *APPLET.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Settings { applet, format: FORMAT.get().copied().unwrap_or_default() }
 }
 
 /// Reports an applet's failure: an `error:` line, then one `hint:` line per hint.
