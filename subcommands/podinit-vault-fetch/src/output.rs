@@ -201,8 +201,11 @@ fn make_dirs(out: &Path, dir: &Path, options: FileOptions, mode: u32, created: &
             .create(&current)
             .map_err(|e| anyhow::anyhow!("creating {}: {}", current.display(), podinit_core::redact::io_reason(&e)))?;
         created.push(current.clone());
-        // The umask may have narrowed the mode.
-        std::fs::set_permissions(&current, std::fs::Permissions::from_mode(mode))?;
+        // The umask may have narrowed the mode. The setgid bit a directory inherits from a
+        // setgid parent (an emptyDir with `fsGroup`) is kept: without it the files below get
+        // podinit's group instead of the pod's, and an app in that group cannot read them.
+        let inherited = std::fs::metadata(&current)?.permissions().mode() & 0o2000;
+        std::fs::set_permissions(&current, std::fs::Permissions::from_mode(mode | inherited))?;
         if options.uid.is_some() || options.gid.is_some() {
             std::os::unix::fs::chown(&current, options.uid, options.gid)
                 .map_err(|e| anyhow::anyhow!("setting the owner of {}: {}", current.display(), podinit_core::redact::io_reason(&e)))?;
@@ -294,5 +297,18 @@ mod tests {
         assert_eq!(std::fs::read(out.path().join("two")).unwrap(), b"2");
         let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers.len(), 3, "{leftovers:?}");
+    }
+
+    #[test]
+    fn directories_keep_the_setgid_bit_of_an_fsgroup_volume() {
+        let out = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(out.path(), std::fs::Permissions::from_mode(0o2777)).unwrap();
+        let options = FileOptions { mode: 0o440, uid: None, gid: None };
+        write_set(out.path(), &[Planned { rel: "db/password".into(), bytes: b"pw".to_vec() }], options, 0o755).unwrap();
+        assert_eq!(std::fs::metadata(out.path().join("db")).unwrap().mode() & 0o7777, 0o2755);
+        // Without setgid on the volume, none is added.
+        let plain = tempfile::tempdir().unwrap();
+        write_set(plain.path(), &[Planned { rel: "db/password".into(), bytes: b"pw".to_vec() }], options, 0o755).unwrap();
+        assert_eq!(std::fs::metadata(plain.path().join("db")).unwrap().mode() & 0o7777, 0o755);
     }
 }
