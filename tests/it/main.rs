@@ -20,6 +20,7 @@ mod support;
 
 mod cli;
 mod migrate;
+mod pods;
 mod s3_get;
 mod sysctl;
 mod vault_fetch;

@@ -54,12 +54,6 @@ fn files(dir: &Path) -> Vec<String> {
     out
 }
 
-/// A policy `app-read`: read on `secret/app/*` (KV v2) and `kv1/app/*`.
-fn policy(bao: &Bao) {
-    let hcl = "path \"secret/data/app/*\" { capabilities = [\"read\"] }\npath \"kv1/app/*\" { capabilities = [\"read\"] }\n";
-    bao.cli(&["write", "sys/policy/app-read", &format!("policy={hcl}")]);
-}
-
 #[tokio::test]
 async fn kv_v1_and_v2_in_every_format_with_modes_owners_and_unchanged_reruns() {
     let bao = services::openbao().await;
@@ -250,7 +244,7 @@ fn token_count(bao: &Bao) -> usize {
 async fn approle_login_and_the_token_is_revoked_after_use() {
     let bao = services::openbao().await;
     bao.cli(&["kv", "put", "secret/app/db", "password=s3cret-pw"]);
-    policy(&bao);
+    bao.app_read_policy();
     bao.cli(&["auth", "enable", "approle"]);
     bao.cli(&["write", "auth/approle/role/app", "token_policies=app-read", "token_ttl=10m"]);
     let role_id = bao.cli(&["read", "-field=role_id", "auth/approle/role/app/role-id"]);
@@ -296,23 +290,11 @@ async fn approle_login_and_the_token_is_revoked_after_use() {
 async fn kubernetes_login_with_a_service_account_token() {
     let bao = services::openbao().await;
     bao.cli(&["kv", "put", "secret/app/db", "password=s3cret-pw"]);
-    policy(&bao);
+    bao.app_read_policy();
     let key = SigningKey::generate();
     let jwt = key.sign(&service_account_claims("shop", "web"));
     let reviewer = TokenReviewer::start(jwt.clone(), "shop", "web").await;
-    bao.cli(&["auth", "enable", "kubernetes"]);
-    let host = format!("kubernetes_host={}", reviewer.url());
-    let pem = format!("pem_keys={}", key.public_pem());
-    let ca = format!("kubernetes_ca_cert={}", key.certificate_pem());
-    bao.cli(&["write", "auth/kubernetes/config", &host, &pem, &ca, "disable_local_ca_jwt=true"]);
-    bao.cli(&[
-        "write",
-        "auth/kubernetes/role/web",
-        "bound_service_account_names=web",
-        "bound_service_account_namespaces=shop",
-        "token_policies=app-read",
-        "token_ttl=10m",
-    ]);
+    bao.kubernetes_auth(&key, &reviewer);
 
     let before = token_count(&bao);
     let out = tempfile::tempdir().unwrap();
@@ -359,7 +341,7 @@ async fn kubernetes_login_with_a_service_account_token() {
 #[tokio::test]
 async fn jwt_login_and_a_hundred_secrets_at_once() {
     let bao = services::openbao().await;
-    policy(&bao);
+    bao.app_read_policy();
     let key = SigningKey::generate();
     bao.cli(&["auth", "enable", "jwt"]);
     let pem = format!("jwt_validation_pubkeys={}", key.public_pem());

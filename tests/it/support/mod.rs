@@ -4,6 +4,7 @@
 pub mod cmd;
 pub mod docker;
 pub mod jwt;
+pub mod pod;
 pub mod s3;
 pub mod services;
 

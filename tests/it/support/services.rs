@@ -6,6 +6,7 @@ use testcontainers::runners::AsyncRunner as _;
 use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt as _};
 
 use super::docker::db_image;
+use super::jwt::{SigningKey, TokenReviewer};
 
 /// A running database; the container lives as long as this value.
 pub struct Db {
@@ -24,17 +25,26 @@ impl Db {
 
 /// PostgreSQL 15 (user `postgres`, database `app`), accepting sessions after `start_delay` s.
 pub async fn postgres(password: &'static str, start_delay: u32) -> Db {
-    start("postgres.sh", 5432, &[("PG_PASSWORD", password), ("PG_START_DELAY", &start_delay.to_string())], password).await
+    postgres_on(password, start_delay, None).await
+}
+
+/// [`postgres`], also reachable from containers on `network` as `NAME:5432`.
+pub async fn postgres_on(password: &'static str, start_delay: u32, network: Option<(&str, &str)>) -> Db {
+    let env = [("PG_PASSWORD", password), ("PG_START_DELAY", &start_delay.to_string())];
+    start("postgres.sh", 5432, &env, password, network).await
 }
 
 /// MariaDB 10.11 (user `app`, database `app`), accepting sessions after `start_delay` s.
 pub async fn mariadb(password: &'static str, start_delay: u32) -> Db {
-    start("mariadb.sh", 3306, &[("MY_PASSWORD", password), ("MY_START_DELAY", &start_delay.to_string())], password).await
+    start("mariadb.sh", 3306, &[("MY_PASSWORD", password), ("MY_START_DELAY", &start_delay.to_string())], password, None).await
 }
 
-async fn start(script: &str, port: u16, env: &[(&str, &str)], password: &'static str) -> Db {
+async fn start(script: &str, port: u16, env: &[(&str, &str)], password: &'static str, network: Option<(&str, &str)>) -> Db {
     let mut request: ContainerRequest<GenericImage> =
         db_image().await.with_exposed_port(port.tcp()).with_entrypoint(&format!("/usr/local/bin/{script}")).into();
+    if let Some((network, name)) = network {
+        request = request.with_network(network).with_container_name(name);
+    }
     for (key, value) in env {
         request = request.with_env_var(*key, *value);
     }
@@ -67,6 +77,30 @@ impl Bao {
         self.cli_as("root", args)
     }
 
+    /// A policy `app-read`: read on `secret/app/*` (KV v2) and `kv1/app/*`.
+    pub fn app_read_policy(&self) {
+        let hcl = "path \"secret/data/app/*\" { capabilities = [\"read\"] }\npath \"kv1/app/*\" { capabilities = [\"read\"] }\n";
+        self.cli(&["write", "sys/policy/app-read", &format!("policy={hcl}")]);
+    }
+
+    /// Kubernetes auth at `auth/kubernetes`, reviewing tokens with `reviewer` (tokens signed by
+    /// `key`), and a role `web` for service account `web` in namespace `shop` with `app-read`.
+    pub fn kubernetes_auth(&self, key: &SigningKey, reviewer: &TokenReviewer) {
+        self.cli(&["auth", "enable", "kubernetes"]);
+        let host = format!("kubernetes_host={}", reviewer.url());
+        let pem = format!("pem_keys={}", key.public_pem());
+        let ca = format!("kubernetes_ca_cert={}", key.certificate_pem());
+        self.cli(&["write", "auth/kubernetes/config", &host, &pem, &ca, "disable_local_ca_jwt=true"]);
+        self.cli(&[
+            "write",
+            "auth/kubernetes/role/web",
+            "bound_service_account_names=web",
+            "bound_service_account_namespaces=shop",
+            "token_policies=app-read",
+            "token_ttl=10m",
+        ]);
+    }
+
     /// [`cli`](Self::cli) with another token.
     pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
         let out = std::process::Command::new("docker")
@@ -91,7 +125,16 @@ impl Bao {
 
 /// OpenBao in dev mode: unsealed, root token `root`, KV v2 at `secret/`.
 pub async fn openbao() -> Bao {
-    let container = super::docker::vault_image().await.with_exposed_port(8200.tcp()).start().await.expect("starting OpenBao");
+    openbao_on(None).await
+}
+
+/// [`openbao`], also reachable from containers on `network` as `NAME:8200`.
+pub async fn openbao_on(network: Option<(&str, &str)>) -> Bao {
+    let mut request: ContainerRequest<GenericImage> = super::docker::vault_image().await.with_exposed_port(8200.tcp()).into();
+    if let Some((network, name)) = network {
+        request = request.with_network(network).with_container_name(name);
+    }
+    let container = request.start().await.expect("starting OpenBao");
     let port = container.get_host_port_ipv4(8200.tcp()).await.expect("the published port");
     let bao = Bao { container, addr: format!("http://127.0.0.1:{port}"), tls: false };
     wait_until_answering(&bao).await;

@@ -1,0 +1,231 @@
+//! The classic init-container pods, end to end: the shipped image as init containers in a
+//! simulated pod (shared network and IPC namespaces, an emptyDir, init containers in order
+//! before the app containers, the restricted securityContext with a read-only root; see
+//! `support::pod`), against real services reached by their short names through the kubelet's
+//! search domains and `ndots:5`. The same pods as Kubernetes manifests are in docs/examples/.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::support::docker::{db_image, podinit_image, static_binary};
+use crate::support::jwt::{SigningKey, TokenReviewer, service_account_claims};
+use crate::support::pod::{Container, Network, Pod};
+use crate::support::{cmd::host_sysctl, s3, services};
+
+#[tokio::test]
+async fn elasticsearch_style_kernel_settings_before_the_app_starts() {
+    let (podinit, app) = (podinit_image().await, db_image().await);
+    let node_wide: u64 = host_sysctl("vm/max_map_count").parse().unwrap();
+    let host_somaxconn = host_sysctl("net/core/somaxconn");
+    // The node is already tuned higher than this pod asks (say, by a DaemonSet): never lowered.
+    let asked = node_wide / 2;
+    let mut pod = Pod::start("pod-es", None, None).await;
+    let init =
+        Container::new("sysctl", &podinit).privileged().args(["sysctl", "net.core.somaxconn=8192", &format!("vm.max_map_count={asked}")]);
+    let done = pod.init(init).await;
+    done.outcome.code(0).stderr_has(&format!("vm.max_map_count: kept {node_wide}, higher than {asked}"));
+    let app = Container::new("elasticsearch", &app)
+        .user("1000:1000")
+        .command("sh")
+        .args(["-c", "cat /proc/sys/net/core/somaxconn /proc/sys/vm/max_map_count"]);
+    let ran = pod.start_app(app).await.wait().await;
+    // The pod-scoped key is set in the pod's network namespace, which the app shares.
+    ran.outcome.code(0).stdout_is(&format!("8192\n{node_wide}\n"));
+    assert_eq!(host_sysctl("vm/max_map_count"), node_wide.to_string(), "the node-wide key changed");
+    assert_eq!(host_sysctl("net/core/somaxconn"), host_somaxconn, "the pod's key leaked to the host");
+
+    // Without `privileged: true` /proc/sys is read-only: the init container fails with 77, the
+    // termination message says what to do, and the app never starts.
+    let mut pod = Pod::start("pod-es-unprivileged", None, None).await;
+    let init = Container::new("sysctl", &podinit).user("0:0").args(["sysctl", "net.core.somaxconn=8192"]);
+    let failed = pod.init(init).await;
+    failed.outcome.code(77);
+    assert!(failed.termination_message.starts_with("podinit sysctl: "), "{}", failed.termination_message);
+    assert!(failed.termination_message.contains("privileged"), "{}", failed.termination_message);
+}
+
+#[tokio::test]
+async fn secrets_from_vault_are_files_a_non_root_app_reads() {
+    let network = Network::create("pods-vault").await;
+    let bao = services::openbao_on(Some((&network.name, &network.service("vault")))).await;
+    bao.cli(&["kv", "put", "secret/app/db", "username=shop", "password=pw-from-vault"]);
+    bao.app_read_policy();
+    let key = SigningKey::generate();
+    let jwt = key.sign(&service_account_claims("shop", "web"));
+    let reviewer = TokenReviewer::start(jwt.clone(), "shop", "web").await;
+    bao.kubernetes_auth(&key, &reviewer);
+    let token = key.token_file("token", &jwt);
+
+    // The steps come from a ConfigMap: wait for Vault to be unsealed, then fetch.
+    let config = tempfile::tempdir().unwrap();
+    let steps = config.path().join("steps.yaml");
+    write(
+        &steps,
+        "steps:\n  - name: vault is up\n    args: [wait-for, --timeout, 60s, 'http://vault:8200/v1/sys/health']\n  - name: secrets\n    args: [vault-fetch, --auth, kubernetes, --role, web, --out, /secrets, --mode, '0440', secret/app/db]\n",
+    );
+    // fsGroup 2000: the emptyDir is group 2000 and setgid; every container is in group 2000.
+    let mut pod = Pod::start("pod-vault", Some(&network), Some(2000)).await;
+    let init = Container::new("secrets", &podinit_image().await)
+        .group(2000)
+        .env("VAULT_ADDR", "http://vault:8200")
+        .mount(&token, "/var/run/secrets/kubernetes.io/serviceaccount/token")
+        .mount(config.path(), "/etc/podinit")
+        .empty_dir("/secrets")
+        .args(["--steps", "/etc/podinit/steps.yaml"]);
+    let done = pod.init(init).await;
+    done.outcome.code(0).stderr_has("step 2/2 \"secrets\" done");
+    assert!(!done.outcome.stderr.contains("pw-from-vault") && !done.outcome.stderr.contains(&jwt[..40]), "{}", done.outcome.stderr);
+    let file = pod.empty_dir.path().join("db/password");
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid(), meta.gid()), (0o440, 65532, 2000));
+
+    let app = Container::new("app", &db_image().await)
+        .user("1000:1000")
+        .group(2000)
+        .empty_dir("/secrets")
+        .command("sh")
+        .args(["-c", "cat /secrets/db/username; echo; cat /secrets/db/password"]);
+    pod.start_app(app).await.wait().await.outcome.code(0).stdout_is("shop\npw-from-vault");
+    drop(reviewer);
+}
+
+#[tokio::test]
+async fn a_large_file_from_s3_is_not_downloaded_again_after_a_restart() {
+    let network = Network::create("pods-s3").await;
+    let garage = s3::garage_on(Some((&network.name, &network.service("s3")))).await;
+    let body = s3::data(12 << 20, 21);
+    garage.put_multipart("models/model.bin", &body, 5 << 20).await;
+    let mut pod = Pod::start("pod-s3", Some(&network), None).await;
+    let init = Container::new("model", &podinit_image().await)
+        .env("AWS_ACCESS_KEY_ID", s3::KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", s3::SECRET)
+        .env("AWS_REGION", "garage")
+        .env("AWS_ENDPOINT_URL", "http://s3:3900")
+        .empty_dir("/models")
+        // Two steps on the command line: the store is up, then the download.
+        .args(["--timeout", "2m", "wait-for", "tcp://s3:3900", "&&", "s3-get", "s3://test/models/model.bin", "/models/"]);
+    pod.init(init.clone()).await.outcome.code(0).stderr_has("verified: multipart ETag (3 parts)");
+    let app =
+        Container::new("server", &db_image().await).user("1000:1000").empty_dir("/models").command("sha256sum").args(["/models/model.bin"]);
+    let sum = pod.start_app(app.clone()).await.wait().await;
+    sum.outcome.code(0);
+    assert_eq!(sum.outcome.stdout.split_whitespace().next().unwrap(), format!("{:x}", Sha256::digest(&body)));
+    let file = pod.empty_dir.path().join("model.bin");
+    let before = std::fs::metadata(&file).unwrap();
+
+    // The pod restarts: the init container runs again, finds the file current, downloads nothing.
+    pod.restart();
+    pod.init(init).await.outcome.code(0).stderr_has("is current");
+    let after = std::fs::metadata(&file).unwrap();
+    assert_eq!((after.ino(), after.mtime_nsec()), (before.ino(), before.mtime_nsec()), "the file was written again");
+    pod.start_app(app).await.wait().await.outcome.code(0);
+}
+
+#[tokio::test]
+async fn three_replicas_migrate_one_database_at_once() {
+    let network = Network::create("pods-migrate").await;
+    let db = services::postgres_on("pods-pw", 3, Some((&network.name, &network.service("postgres")))).await;
+    // A ConfigMap volume: the files are symlinks into a timestamped directory.
+    let config = tempfile::tempdir().unwrap();
+    let data = config.path().join("..2026_11_30_data");
+    std::fs::create_dir(&data).unwrap();
+    let files = [
+        ("1_items.sql", "CREATE TABLE items (name text PRIMARY KEY);\n"),
+        ("2_seed.sql", "INSERT INTO items VALUES ('seed');\nSELECT pg_sleep(2);\n"),
+        ("3_price.sql", "ALTER TABLE items ADD COLUMN price integer;\n"),
+    ];
+    for (name, sql) in files {
+        write(&data.join(name), sql);
+        std::os::unix::fs::symlink(format!("..data/{name}"), config.path().join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink("..2026_11_30_data", config.path().join("..data")).unwrap();
+    let secret = tempfile::tempdir().unwrap();
+    write(&secret.path().join("password"), "pods-pw\n");
+
+    let image = podinit_image().await;
+    let replica = |name: &str| {
+        Container::new(name, &image).mount(config.path(), "/migrations").mount(secret.path(), "/var/run/secrets/db").args([
+            "migrate",
+            "--timeout",
+            "2m",
+            "--database-url",
+            "postgres://postgres@postgres:5432/app",
+            "--database-password-file",
+            "/var/run/secrets/db/password",
+            "--source",
+            "/migrations",
+        ])
+    };
+    let (mut a, mut b, mut c) = tokio::join!(
+        Pod::start("pod-migrate-a", Some(&network), None),
+        Pod::start("pod-migrate-b", Some(&network), None),
+        Pod::start("pod-migrate-c", Some(&network), None),
+    );
+    let runs = tokio::join!(a.init(replica("migrate")), b.init(replica("migrate")), c.init(replica("migrate")));
+    let logs: Vec<&str> = [&runs.0, &runs.1, &runs.2].iter().map(|r| r.outcome.code(0).stderr.as_str()).collect();
+    for (name, _) in files {
+        let appliers = logs.iter().filter(|l| l.contains(&format!("applied {name} in"))).count();
+        assert_eq!(appliers, 1, "{name} applied by {appliers} replicas:\n{}", logs.join("\n---\n"));
+    }
+    assert!(!logs.iter().any(|l| l.contains("pods-pw")), "the password reached a log");
+
+    let pool = sqlx::PgPool::connect(&db.url("postgres")).await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM items").fetch_one(&pool).await.unwrap();
+    assert_eq!(rows, 1, "the seed row was inserted more than once");
+    let history: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success").fetch_one(&pool).await.unwrap();
+    assert_eq!(history, 3);
+}
+
+/// Receives messages from the SysV queue with key 0x504f44 until `END`, then removes it.
+const CONSUMER: &str = r#"
+my $id = msgget(0x504f44, 0) // die "no queue: $!\n";
+my $n = 0;
+while (1) {
+    msgrcv($id, my $buf, 1024, 0, 0) or die "msgrcv: $!\n";
+    my (undef, $text) = unpack("l! a*", $buf);
+    if ($text eq "END") { print "received $n messages and END\n"; last }
+    $n++;
+}
+msgctl($id, 0, 0);
+"#;
+
+/// Creates the queue, sends 100 messages and a final `END`, and exits.
+const PRODUCER: &str = r#"
+my $id = msgget(0x504f44, 01666) // die "msgget: $!\n";
+msgsnd($id, pack("l! a*", 1, "job $_"), 0) or die "msgsnd: $!\n" for 1..100;
+msgsnd($id, pack("l! a*", 1, "END"), 0) or die "msgsnd: $!\n";
+"#;
+
+#[tokio::test]
+async fn a_consumer_started_before_its_producer_receives_every_message() {
+    let app = db_image().await;
+    let mut pod = Pod::start("pod-ipc", None, None).await;
+    // The app image carries podinit (COPY --from the podinit image) as its command wrapper.
+    let consumer = Container::new("consumer", &app)
+        .user("1000:1000")
+        .mount(&static_binary(), "/usr/local/bin/podinit")
+        .command("podinit")
+        .args(["wait-for", "--timeout", "60s", "sysv-msg://0x504f44", "--", "perl", "-e", CONSUMER]);
+    let consumer = pod.start_app(consumer).await;
+    // The consumer is up and waiting before the producer exists.
+    let mut waited = String::new();
+    for _ in 0..100 {
+        waited = consumer.logs().await;
+        if waited.contains("not yet") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(waited.contains("sysv-msg://0x504f44: not yet"), "{waited}");
+    let producer = Container::new("producer", &app).user("2000:2000").command("perl").args(["-e", PRODUCER]);
+    pod.start_app(producer).await.wait().await.outcome.code(0);
+    let received = consumer.wait().await;
+    received.outcome.code(0).stdout_is("received 100 messages and END\n");
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
