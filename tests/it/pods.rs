@@ -11,7 +11,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::support::docker::{db_image, podinit_image, static_binary};
 use crate::support::jwt::{SigningKey, TokenReviewer, service_account_claims};
-use crate::support::pod::{Container, Network, Pod};
+use crate::support::pod::{Container, Manifest, Network, Pod};
 use crate::support::{cmd::host_sysctl, s3, services};
 
 #[tokio::test]
@@ -58,22 +58,20 @@ async fn secrets_from_vault_are_files_a_non_root_app_reads() {
     bao.kubernetes_auth(&key, &reviewer);
     let token = key.token_file("token", &jwt);
 
-    // The steps come from a ConfigMap: wait for Vault to be unsealed, then fetch.
+    // The steps come from the ConfigMap of docs/examples/vault-secrets.yaml: wait for Vault to
+    // be unsealed, then fetch.
+    let manifest = Manifest::load("vault-secrets.yaml");
     let config = tempfile::tempdir().unwrap();
-    let steps = config.path().join("steps.yaml");
-    write(
-        &steps,
-        "steps:\n  - name: vault is up\n    args: [wait-for, --timeout, 60s, 'http://vault:8200/v1/sys/health']\n  - name: secrets\n    args: [vault-fetch, --auth, kubernetes, --role, web, --out, /secrets, --mode, '0440', secret/app/db]\n",
-    );
+    write(&config.path().join("steps.yaml"), &manifest.config_map("web-podinit", "steps.yaml"));
     // fsGroup 2000: the emptyDir is group 2000 and setgid; every container is in group 2000.
     let mut pod = Pod::start("pod-vault", Some(&network), Some(2000)).await;
     let init = Container::new("secrets", &podinit_image().await)
         .group(2000)
-        .env("VAULT_ADDR", "http://vault:8200")
+        .envs(manifest.env("secrets"))
         .mount(&token, "/var/run/secrets/kubernetes.io/serviceaccount/token")
         .mount(config.path(), "/etc/podinit")
         .empty_dir("/secrets")
-        .args(["--steps", "/etc/podinit/steps.yaml"]);
+        .args(manifest.command_line("secrets"));
     let done = pod.init(init).await;
     done.outcome.code(0).stderr_has("step 2/2 \"secrets\" done");
     assert!(!done.outcome.stderr.contains("pw-from-vault") && !done.outcome.stderr.contains(&jwt[..40]), "{}", done.outcome.stderr);
@@ -98,14 +96,15 @@ async fn a_large_file_from_s3_is_not_downloaded_again_after_a_restart() {
     let body = s3::data(12 << 20, 21);
     garage.put_multipart("models/model.bin", &body, 5 << 20).await;
     let mut pod = Pod::start("pod-s3", Some(&network), None).await;
+    // docs/examples/s3-model.yaml: two steps on the command line, the store is up, then the
+    // download; the credentials come from a Secret there.
+    let manifest = Manifest::load("s3-model.yaml");
     let init = Container::new("model", &podinit_image().await)
+        .envs(manifest.env("model"))
         .env("AWS_ACCESS_KEY_ID", s3::KEY_ID)
         .env("AWS_SECRET_ACCESS_KEY", s3::SECRET)
-        .env("AWS_REGION", "garage")
-        .env("AWS_ENDPOINT_URL", "http://s3:3900")
         .empty_dir("/models")
-        // Two steps on the command line: the store is up, then the download.
-        .args(["--timeout", "2m", "wait-for", "tcp://s3:3900", "&&", "s3-get", "s3://test/models/model.bin", "/models/"]);
+        .args(manifest.command_line("model"));
     pod.init(init.clone()).await.outcome.code(0).stderr_has("verified: multipart ETag (3 parts)");
     let app =
         Container::new("server", &db_image().await).user("1000:1000").empty_dir("/models").command("sha256sum").args(["/models/model.bin"]);
@@ -131,32 +130,29 @@ async fn three_replicas_migrate_one_database_at_once() {
     let config = tempfile::tempdir().unwrap();
     let data = config.path().join("..2026_11_30_data");
     std::fs::create_dir(&data).unwrap();
-    let files = [
-        ("1_items.sql", "CREATE TABLE items (name text PRIMARY KEY);\n"),
-        ("2_seed.sql", "INSERT INTO items VALUES ('seed');\nSELECT pg_sleep(2);\n"),
-        ("3_price.sql", "ALTER TABLE items ADD COLUMN price integer;\n"),
-    ];
-    for (name, sql) in files {
-        write(&data.join(name), sql);
+    let manifest = Manifest::load("migrations.yaml");
+    let files = ["1_items.sql", "2_seed.sql", "3_price.sql"];
+    for name in files {
+        let mut sql = manifest.config_map("shop-migrations", name);
+        if name == "2_seed.sql" {
+            sql.push_str("SELECT pg_sleep(2);\n");
+        }
+        write(&data.join(name), &sql);
         std::os::unix::fs::symlink(format!("..data/{name}"), config.path().join(name)).unwrap();
     }
     std::os::unix::fs::symlink("..2026_11_30_data", config.path().join("..data")).unwrap();
     let secret = tempfile::tempdir().unwrap();
     write(&secret.path().join("password"), "pods-pw\n");
 
+    // The init container of docs/examples/migrations.yaml (its files, plus a pause in the seed
+    // so that the three runs overlap for sure).
+    let command_line = Manifest::load("migrations.yaml").command_line("migrate");
     let image = podinit_image().await;
     let replica = |name: &str| {
-        Container::new(name, &image).mount(config.path(), "/migrations").mount(secret.path(), "/var/run/secrets/db").args([
-            "migrate",
-            "--timeout",
-            "2m",
-            "--database-url",
-            "postgres://postgres@postgres:5432/app",
-            "--database-password-file",
-            "/var/run/secrets/db/password",
-            "--source",
-            "/migrations",
-        ])
+        Container::new(name, &image)
+            .mount(config.path(), "/migrations")
+            .mount(secret.path(), "/var/run/secrets/db")
+            .args(command_line.clone())
     };
     let (mut a, mut b, mut c) = tokio::join!(
         Pod::start("pod-migrate-a", Some(&network), None),
@@ -165,7 +161,7 @@ async fn three_replicas_migrate_one_database_at_once() {
     );
     let runs = tokio::join!(a.init(replica("migrate")), b.init(replica("migrate")), c.init(replica("migrate")));
     let logs: Vec<&str> = [&runs.0, &runs.1, &runs.2].iter().map(|r| r.outcome.code(0).stderr.as_str()).collect();
-    for (name, _) in files {
+    for name in files {
         let appliers = logs.iter().filter(|l| l.contains(&format!("applied {name} in"))).count();
         assert_eq!(appliers, 1, "{name} applied by {appliers} replicas:\n{}", logs.join("\n---\n"));
     }
@@ -178,36 +174,25 @@ async fn three_replicas_migrate_one_database_at_once() {
     assert_eq!(history, 3);
 }
 
-/// Receives messages from the SysV queue with key 0x504f44 until `END`, then removes it.
-const CONSUMER: &str = r#"
-my $id = msgget(0x504f44, 0) // die "no queue: $!\n";
-my $n = 0;
-while (1) {
-    msgrcv($id, my $buf, 1024, 0, 0) or die "msgrcv: $!\n";
-    my (undef, $text) = unpack("l! a*", $buf);
-    if ($text eq "END") { print "received $n messages and END\n"; last }
-    $n++;
-}
-msgctl($id, 0, 0);
-"#;
-
-/// Creates the queue, sends 100 messages and a final `END`, and exits.
-const PRODUCER: &str = r#"
-my $id = msgget(0x504f44, 01666) // die "msgget: $!\n";
-msgsnd($id, pack("l! a*", 1, "job $_"), 0) or die "msgsnd: $!\n" for 1..100;
-msgsnd($id, pack("l! a*", 1, "END"), 0) or die "msgsnd: $!\n";
-"#;
-
 #[tokio::test]
 async fn a_consumer_started_before_its_producer_receives_every_message() {
+    // docs/examples/ipc.yaml: its scripts and command lines.
+    let manifest = Manifest::load("ipc.yaml");
+    let scripts = tempfile::tempdir().unwrap();
+    for name in ["consumer.pl", "producer.pl"] {
+        write(&scripts.path().join(name), &manifest.config_map("ipc-scripts", name));
+    }
+    std::fs::set_permissions(scripts.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (consumer_line, producer_line) = (manifest.command_line("consumer"), manifest.command_line("producer"));
     let app = db_image().await;
     let mut pod = Pod::start("pod-ipc", None, None).await;
     // The app image carries podinit (COPY --from the podinit image) as its command wrapper.
     let consumer = Container::new("consumer", &app)
         .user("1000:1000")
         .mount(&static_binary(), "/usr/local/bin/podinit")
-        .command("podinit")
-        .args(["wait-for", "--timeout", "60s", "sysv-msg://0x504f44", "--", "perl", "-e", CONSUMER]);
+        .mount(scripts.path(), "/scripts")
+        .command(&consumer_line[0])
+        .args(consumer_line[1..].iter().cloned());
     let consumer = pod.start_app(consumer).await;
     // The consumer is up and waiting before the producer exists.
     let mut waited = String::new();
@@ -219,7 +204,11 @@ async fn a_consumer_started_before_its_producer_receives_every_message() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(waited.contains("sysv-msg://0x504f44: not yet"), "{waited}");
-    let producer = Container::new("producer", &app).user("2000:2000").command("perl").args(["-e", PRODUCER]);
+    let producer = Container::new("producer", &app)
+        .user("2000:2000")
+        .mount(scripts.path(), "/scripts")
+        .command(&producer_line[0])
+        .args(producer_line[1..].iter().cloned());
     pod.start_app(producer).await.wait().await.outcome.code(0);
     let received = consumer.wait().await;
     received.outcome.code(0).stdout_is("received 100 messages and END\n");
@@ -228,4 +217,33 @@ async fn a_consumer_started_before_its_producer_receives_every_message() {
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+#[tokio::test]
+async fn a_native_sidecar_producer_holds_the_consumer_back_until_its_queue_exists() {
+    // docs/examples/ipc-native-sidecar.yaml with the scripts of ipc.yaml: the producer is a
+    // sidecar whose startup probe is `podinit wait-for --once`; the consumer, unwrapped, starts
+    // only once the probe succeeds.
+    let manifest = Manifest::load("ipc-native-sidecar.yaml");
+    let scripts = tempfile::tempdir().unwrap();
+    let ipc = Manifest::load("ipc.yaml");
+    for name in ["consumer.pl", "producer.pl"] {
+        write(&scripts.path().join(name), &ipc.config_map("ipc-scripts", name));
+    }
+    let probe = manifest.startup_probe("producer");
+    assert_eq!(probe[..2], ["podinit", "wait-for"]);
+    let (producer_line, consumer_line) = (manifest.command_line("producer"), manifest.command_line("consumer"));
+    let app = db_image().await;
+    let mut pod = Pod::start("pod-ipc-sidecar", None, None).await;
+    let with_podinit = |name: &str, user: &str, line: &[String]| {
+        Container::new(name, &app)
+            .user(user)
+            .mount(&static_binary(), "/usr/local/bin/podinit")
+            .mount(scripts.path(), "/scripts")
+            .command(&line[0])
+            .args(line[1..].iter().cloned())
+    };
+    let _producer = pod.start_sidecar(with_podinit("producer", "2000:2000", &producer_line), &probe, 60).await;
+    let consumer = pod.start_app(with_podinit("consumer", "1000:1000", &consumer_line)).await;
+    consumer.wait().await.outcome.code(0).stdout_is("received 100 messages and END\n");
 }

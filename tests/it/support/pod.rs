@@ -82,6 +82,11 @@ impl Container {
         self
     }
 
+    pub fn envs(mut self, vars: Vec<(String, String)>) -> Self {
+        self.env.extend(vars);
+        self
+    }
+
     /// A volume from the host (a ConfigMap, Secret or projected token), read-only.
     pub fn mount(mut self, host: &Path, path: &str) -> Self {
         self.mounts.push((host.to_owned(), path.to_owned(), true));
@@ -235,12 +240,33 @@ impl Pod {
         finished
     }
 
+    /// Starts a native sidecar (an init container with `restartPolicy: Always`) and returns
+    /// once its startup probe `probe` (run in the container every second, as an exec probe)
+    /// succeeds; panics after `attempts` failures, as the pod would never start.
+    pub async fn start_sidecar(&mut self, container: Container, probe: &[String], attempts: u32) -> Running {
+        assert!(!self.apps_started, "init containers run before the app containers");
+        let running = self.run_detached(container).await;
+        for _ in 0..attempts {
+            let mut exec = vec!["exec", &running.id];
+            exec.extend(probe.iter().map(String::as_str));
+            if docker_unchecked(&exec).await.status.success() {
+                return running;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        panic!("the startup probe {probe:?} never succeeded:\n{}", running.logs().await)
+    }
+
     /// Starts an app container in the background.
     pub async fn start_app(&mut self, container: Container) -> Running {
         if let Some(failed) = &self.init_failed {
             panic!("app container {} started although init container {failed} failed", container.name);
         }
         self.apps_started = true;
+        self.run_detached(container).await
+    }
+
+    async fn run_detached(&mut self, container: Container) -> Running {
         let term = self.termination_log(&container.name);
         let mut args = vec!["run".to_owned(), "-d".to_owned()];
         args.extend(container.docker_args(self, &term));
@@ -327,4 +353,62 @@ async fn docker(args: &[&str]) -> Outcome {
     let out = docker_unchecked(args).await;
     assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     Outcome::from_output(out)
+}
+
+/// A manifest under docs/examples/, so a simulation runs what the docs tell users to deploy.
+pub struct Manifest {
+    file: &'static str,
+    docs: Vec<yaml_rust2::Yaml>,
+}
+
+impl Manifest {
+    pub fn load(file: &'static str) -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples").join(file);
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+        Self { file, docs }
+    }
+
+    /// `data[key]` of the ConfigMap `name`.
+    pub fn config_map(&self, name: &str, key: &str) -> String {
+        let map = self.docs.iter().find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str() == Some(name));
+        let map = map.unwrap_or_else(|| panic!("{}: no ConfigMap {name}", self.file));
+        map["data"][key].as_str().unwrap_or_else(|| panic!("{}: ConfigMap {name} has no {key}", self.file)).to_owned()
+    }
+
+    /// `command` followed by `args` of the container (init or app) named `name`.
+    pub fn command_line(&self, name: &str) -> Vec<String> {
+        let container = self.container(name);
+        let strings =
+            |v: &yaml_rust2::Yaml| v.as_vec().map(|l| l.iter().map(|s| s.as_str().expect("a string").to_owned()).collect::<Vec<_>>());
+        let mut line = strings(&container["command"]).unwrap_or_default();
+        line.extend(strings(&container["args"]).unwrap_or_default());
+        line
+    }
+
+    /// The exec command of the container's startup probe.
+    pub fn startup_probe(&self, name: &str) -> Vec<String> {
+        let command = &self.container(name)["startupProbe"]["exec"]["command"];
+        let list = command.as_vec().unwrap_or_else(|| panic!("{}: {name} has no exec startup probe", self.file));
+        list.iter().map(|s| s.as_str().expect("a string").to_owned()).collect()
+    }
+
+    /// The plain `value` environment variables of the container `name`.
+    pub fn env(&self, name: &str) -> Vec<(String, String)> {
+        let container = self.container(name);
+        let Some(list) = container["env"].as_vec() else { return Vec::new() };
+        list.iter().filter_map(|e| Some((e["name"].as_str()?.to_owned(), e["value"].as_str()?.to_owned()))).collect()
+    }
+
+    fn container(&self, name: &str) -> &yaml_rust2::Yaml {
+        for doc in &self.docs {
+            let spec = if doc["kind"].as_str() == Some("Pod") { &doc["spec"] } else { &doc["spec"]["template"]["spec"] };
+            for list in ["initContainers", "containers"] {
+                if let Some(found) = spec[list].as_vec().and_then(|l| l.iter().find(|c| c["name"].as_str() == Some(name))) {
+                    return found;
+                }
+            }
+        }
+        panic!("{}: no container {name}", self.file)
+    }
 }
