@@ -171,6 +171,7 @@ async fn dns_record(resolver: &hickory_resolver::TokioResolver, name: &str, reco
 /// A session is ready when the server authenticates us and answers a ping: more than an
 /// open port (PostgreSQL listens before it accepts sessions, "the database system is
 /// starting up").
+#[cfg(feature = "databases")]
 async fn database(kind: Database, url: &url::Url) -> anyhow::Result<()> {
     match kind {
         Database::Postgres => session::<sqlx::PgConnection>(url).await,
@@ -178,6 +179,13 @@ async fn database(kind: Database, url: &url::Url) -> anyhow::Result<()> {
     }
 }
 
+/// Without the `databases` feature, database targets are refused when parsed.
+#[cfg(not(feature = "databases"))]
+async fn database(_: Database, _: &url::Url) -> anyhow::Result<()> {
+    bail!("database targets are not compiled into this build")
+}
+
+#[cfg(feature = "databases")]
 async fn session<C: sqlx::Connection>(url: &url::Url) -> anyhow::Result<()> {
     let options: C::Options = url.as_str().parse().map_err(|e| anyhow!("the URL is not usable: {}", db_reason(&e)))?;
     let mut conn = C::connect_with(&options).await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
@@ -187,6 +195,7 @@ async fn session<C: sqlx::Connection>(url: &url::Url) -> anyhow::Result<()> {
 }
 
 /// sqlx's message, which names the server's complaint but never the password.
+#[cfg(feature = "databases")]
 fn db_reason(err: &sqlx::Error) -> String {
     match err {
         sqlx::Error::Database(db) => db.message().to_owned(),

@@ -117,6 +117,10 @@ impl Target {
                 Ok(Self::Http { url })
             }
             "dns" => parse_dns(text),
+            "postgres" | "postgresql" | "mysql" | "mariadb" if !cfg!(feature = "databases") => Err(format!(
+                "'{}': database targets are not compiled into this build; use the full podinit image, or wait for the port with tcp://HOST:PORT",
+                redact::url_text(text)
+            )),
             "postgres" | "postgresql" | "mysql" | "mariadb" => {
                 let url = Url::parse(text).map_err(|e| format!("'{}' is not a valid URL: {e}", redact::url_text(text)))?;
                 if url.host_str().is_none_or(str::is_empty) {
@@ -285,6 +289,13 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(feature = "databases"))]
+    fn database_targets_are_refused_without_the_feature_and_keep_their_password_hidden() {
+        let err = Target::parse("postgres://app:s3cr3t@db/app").unwrap_err();
+        assert!(err.contains("not compiled into this build") && !err.contains("s3cr3t"), "{err}");
+    }
+
+    #[test]
     fn http_and_dns_targets() {
         assert!(matches!(ok("https://api.example/healthz?x=1"), Target::Http { .. }));
         assert!(Target::parse("http://").is_err());
@@ -296,6 +307,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "databases")]
     fn database_targets_hide_their_password() {
         let t = ok("postgres://app:s3cr3t@db:5432/app?sslmode=disable");
         assert!(matches!(t, Target::Db { kind: Database::Postgres, .. }));
