@@ -9,7 +9,7 @@ mkdir -p /var/lib/garage/meta /var/lib/garage/data
 cat >"$conf" <<TOML
 metadata_dir = "/var/lib/garage/meta"
 data_dir = "/var/lib/garage/data"
-db_engine = "sqlite"
+db_engine = "lmdb"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:3901"
 rpc_public_addr = "127.0.0.1:3901"

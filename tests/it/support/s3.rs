@@ -146,6 +146,9 @@ pub async fn garage_on(network: Option<(&str, &str)>) -> Garage {
         .endpoint_url(format!("http://127.0.0.1:{port}"))
         .force_path_style(true)
         .credentials_provider(aws_sdk_s3::config::Credentials::new(KEY_ID, SECRET, None, None, "test"))
+        // A store that stops answering fails the test within minutes instead of hanging it.
+        .timeout_config(aws_sdk_s3::config::timeout::TimeoutConfig::builder().operation_attempt_timeout(Duration::from_secs(30)).build())
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(3))
         .build();
     // Plain uploads carry no checksum (the SDK would add CRC32 to every PUT), as older
     // uploaders and other stores' objects have none.
