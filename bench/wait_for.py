@@ -7,6 +7,8 @@ machine noise hits all of them alike. CPU: each waiter waits on a target that ne
 ready for CPU_SECONDS; user+system time of the child is read from getrusage.
 """
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import random
@@ -56,6 +58,18 @@ def unix_waiters(path):
 
 def mq_waiters(name):
     return {"podinit": [PODINIT, "wait-for", f"posix-mq:///{name}"]}
+
+
+def sysv_waiters(key):
+    return {"podinit": [PODINIT, "wait-for", f"sysv-msg://{key:#x}"]}
+
+
+LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+if not hasattr(LIBC, "mq_open"):  # glibc < 2.34 keeps the mq_* calls in librt
+    LIBC = ctypes.CDLL(ctypes.util.find_library("rt"), use_errno=True)
+LIBC.mq_open.restype = ctypes.c_int
+LIBC.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_void_p]
+IPC_CREAT, IPC_RMID = 0o1000, 0
 
 
 def run_once(argv, make_ready, cleanup):
@@ -165,24 +179,40 @@ def main():
         unix_results.setdefault("podinit", []).append(run_once(unix_waiters(path)["podinit"], listen_unix, close_unix))
     cases.append(("unix socket", unix_results))
 
+    # IPC objects are made with the syscalls themselves (ctypes), so no /dev/mqueue mount is
+    # needed and the rows cannot be silently skipped.
     mq_results = {}
-    mq_dir = "/dev/mqueue"
-    if os.path.isdir(mq_dir) and not os.path.ismount(mq_dir):
-        subprocess.run(["mount", "-t", "mqueue", "none", mq_dir], check=False)
-    if os.path.ismount(mq_dir):
-        # Create queues through the mqueue filesystem: a file written there is a queue.
-        for i in range(TRIALS):
-            name = f"podinit-bench-{os.getpid()}-{i}"
+    for i in range(TRIALS):
+        name = f"podinit-bench-{os.getpid()}-{i}"
 
-            def make_mq(name=name):
-                open(os.path.join(mq_dir, name), "w").close()
-                return name
+        def make_mq(name=name):
+            fd = LIBC.mq_open(f"/{name}".encode(), os.O_CREAT | os.O_RDWR, 0o600, None)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), f"mq_open /{name}")
+            LIBC.mq_close(fd)
+            return name
 
-            def rm_mq(name):
-                os.unlink(os.path.join(mq_dir, name))
+        def rm_mq(name):
+            LIBC.mq_unlink(f"/{name}".encode())
 
-            mq_results.setdefault("podinit", []).append(run_once(mq_waiters(name)["podinit"], make_mq, rm_mq))
-        cases.append(("POSIX message queue", mq_results))
+        mq_results.setdefault("podinit", []).append(run_once(mq_waiters(name)["podinit"], make_mq, rm_mq))
+    cases.append(("POSIX message queue", mq_results))
+
+    sysv_results = {}
+    for i in range(TRIALS):
+        key = 0x50440000 + (os.getpid() & 0xFFF) * 64 + i
+
+        def make_msg(key=key):
+            qid = LIBC.msgget(key, IPC_CREAT | 0o600)
+            if qid < 0:
+                raise OSError(ctypes.get_errno(), f"msgget {key:#x}")
+            return qid
+
+        def rm_msg(qid):
+            LIBC.msgctl(qid, IPC_RMID, None)
+
+        sysv_results.setdefault("podinit", []).append(run_once(sysv_waiters(key)["podinit"], make_msg, rm_msg))
+    cases.append(("SysV message queue", sysv_results))
 
     print(f"## wait-for: reaction latency (target ready → waiter exits), {TRIALS} trials each\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}.\n")
