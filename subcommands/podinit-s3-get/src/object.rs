@@ -614,7 +614,9 @@ pub(crate) async fn fetch_small(
         if let Some(modified) = modified {
             let _ = file.file().set_modified(modified);
         }
-        file.commit()?;
+        // fsync of the file and its directory off the runtime's threads: with many small
+        // objects at once the syncs overlap, and the filesystem can commit them together.
+        tokio::task::spawn_blocking(move || file.commit()).await.map_err(|e| anyhow::anyhow!("committing {}: {e}", dest.display()))??;
         Ok((etag, version, verified))
     })
     .await
