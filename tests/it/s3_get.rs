@@ -265,6 +265,14 @@ async fn a_prefix_with_filters_is_mirrored_and_escaping_keys_are_refused() {
     get(&garage, &proxy.endpoint(), &["--exclude", "../*", "s3://test/p/", &d.display().to_string()]).code(0);
     assert_eq!(read(d.join("new.txt")), b"n");
     assert!(!dir.path().join("escape.txt").exists());
+
+    // A multipart object small enough for one GET (under two --part-size) is still checked
+    // against its multipart ETag while it streams.
+    let mid = s3::data(11 * MIB, 8);
+    garage.put_multipart("q/mid.bin", &mid, 5 * MIB).await;
+    let q = dir.path().join("q");
+    get(&garage, &proxy.endpoint(), &["s3://test/q/", &format!("{}/", q.display())]).code(0).stderr_has("1 by multipart ETag (3 parts)");
+    assert_eq!(read(q.join("mid.bin")), mid);
 }
 
 /// A tar archive; `raw` entries are written with their names as given (no checks), for

@@ -121,28 +121,34 @@ pub(crate) async fn head(ctx: &Context, s3: &Client, url: &S3Url, pinned_sha256:
 
 /// The part size of a multipart upload (`HEAD ?partNumber=1`), when its parts are uniform.
 pub(crate) async fn learn_part_size(ctx: &Context, s3: &Client, url: &S3Url, remote: &mut Remote) {
-    let Some(Etag::Multipart { parts, .. }) = remote.expected.etag else { return };
-    if !remote.expected.wants_part_size() {
-        return;
+    if remote.expected.wants_part_size() {
+        remote.expected.part_size = part_size(ctx, s3, url, &remote.etag, remote.size).await;
     }
+}
+
+/// The size of every part but the last of the multipart object `etag`, from the length of part
+/// 1 (`HEAD ?partNumber=1`); `None` for another kind of ETag, parts of mixed sizes, or when the
+/// store does not say.
+pub(crate) async fn part_size(ctx: &Context, s3: &Client, url: &S3Url, etag: &str, size: u64) -> Option<u64> {
+    let Etag::Multipart { parts, .. } = Etag::parse(etag) else { return None };
     let what = format!("HEAD {url} part 1");
     let out = retry::retry(ctx, &what, metadata_backoff(), client::classify, |_| async {
         s3.head_object()
             .bucket(&url.bucket)
             .key(&url.key)
             .part_number(1)
-            .if_match(&remote.etag)
+            .if_match(etag)
             .send()
             .await
             .map_err(|e| anyhow::Error::new(CallError::from(e)))
     })
     .await;
     match out {
-        Ok(out) => {
-            let part_1 = u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0);
-            remote.expected.part_size = spec::uniform_part_size(remote.size, parts, part_1);
+        Ok(out) => spec::uniform_part_size(size, parts, u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0)),
+        Err(e) => {
+            tracing::debug!("cannot learn the part size of {url}: {e}");
+            None
         }
-        Err(e) => tracing::debug!("cannot learn the part size of {url}: {e}"),
     }
 }
 
@@ -586,14 +592,23 @@ pub(crate) async fn fetch_small(
     url: &S3Url,
     dest: &Path,
     opts: &Options,
+    listed: (&str, u64),
     progress: &Progress,
 ) -> Result<(String, Option<String>, String), Error> {
+    // A multipart object (aws cli uploads from 8 MiB in parts) is checked against its ETag
+    // while it streams when the part size is known: one HEAD of part 1 learns it.
+    let (listed_etag, listed_size) = listed;
+    let part_size = part_size(ctx, s3, url, listed_etag, listed_size).await;
     let what = format!("GET {url}");
     retry::retry(ctx, &what, backoff(), client::classify, |_| async {
         let out =
             s3.get_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await.map_err(CallError::from)?;
         let etag = out.e_tag().unwrap_or_default().to_owned();
-        let expected = expected!(out, &etag, None);
+        let mut expected = expected!(out, &etag, None);
+        // The part size belongs to the listed object; a replaced one is checked without it.
+        if etag == listed_etag {
+            expected.part_size = part_size;
+        }
         let version = out.version_id().filter(|v| *v != "null").map(str::to_owned);
         let modified = out.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
         let mut hasher = Hasher::new(expected.plan());

@@ -92,7 +92,7 @@ pub(crate) async fn get_prefix(
                 if let Some(parent) = o.path.parent() {
                     super::ensure_dir(parent)?;
                 }
-                let result = object::fetch_small(ctx, s3, &object_url, &o.path, opts, progress).await;
+                let result = object::fetch_small(ctx, s3, &object_url, &o.path, opts, (&o.etag, o.size), progress).await;
                 result.map(|(etag, version, verified)| (o, etag, version, verified))
             });
         }

@@ -86,7 +86,7 @@ impl Expected {
             (Some(Etag::Md5(digest)), false) => plan.md5 = Some(*digest),
             (Some(Etag::Multipart { digest, parts }), false) => match self.part_size {
                 Some(size) => plan.multipart = Some((*digest, *parts, size)),
-                None => plan.etag_note = Some("multipart ETag not checked: the parts are not of one size"),
+                None => plan.etag_note = Some("multipart ETag not checked: the part size is unknown or the parts differ in size"),
             },
             (Some(_), true) => plan.etag_note = Some("ETag not checked: it is not an MD5 under SSE-KMS/SSE-C"),
             (Some(Etag::Opaque) | None, _) => plan.etag_note = Some("the store sent no checksum podinit can check"),
