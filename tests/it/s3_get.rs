@@ -326,6 +326,14 @@ async fn archives_are_extracted_while_streaming_and_escaping_entries_refused() {
     let z = dir.path().join("geo-zst");
     get(&garage, &ep, &["--extract", "--part-size", "1MiB", "s3://test/a/geo.tar.zst", &z.display().to_string()]).code(0);
     assert_eq!(read(z.join("geo/City.mmdb")), weights);
+    // A multipart upload is checked against its multipart ETag while it is unpacked.
+    let model = s3::data(11 * MIB, 10);
+    garage.put_multipart("a/model.tar", &tar_archive(&[("model/w.bin", &model)], &[], &[]), 5 * MIB).await;
+    let m = dir.path().join("model");
+    get(&garage, &ep, &["--extract", "s3://test/a/model.tar", &m.display().to_string()])
+        .code(0)
+        .stderr_has("verified: multipart ETag (3 parts)");
+    assert_eq!(read(m.join("model/w.bin")), model);
 
     for (name, archive) in [
         ("a/dotdot.tar", tar_archive(&[("ok.txt", b"ok")], &[], &[("../evil.txt", b"evil")])),

@@ -285,7 +285,7 @@ async fn get_extract(
     force: bool,
 ) -> Result<(), Error> {
     let started = Instant::now();
-    let remote = object::head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
+    let mut remote = object::head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
     ensure_dir(dir)?;
     let source = format!("{url} (extracted)");
     let manifest_path = Manifest::inside(dir);
@@ -295,6 +295,8 @@ async fn get_extract(
         tracing::info!("{} holds {url} (ETag {}), extracted: nothing to download", dir.display(), remote.etag);
         return Ok(());
     }
+    // A multipart archive is checked against its ETag part by part as it streams.
+    object::learn_part_size(ctx, s3, url, &mut remote).await;
     let progress = ctx.progress(format!("{url}"), Some(remote.size), Unit::Bytes);
     let extracted = extract::extract(ctx, s3, url, &remote, format, dir, opts.concurrency.max(1), opts.stall, &progress).await?;
     drop(progress);
