@@ -106,9 +106,22 @@ impl Error {
         &self.hints
     }
 
-    /// The whole cause chain on one line: `outer: inner: root cause`.
+    /// The whole cause chain on one line: `outer: inner: root cause`. A cause that spans
+    /// lines (the AWS SDK lists every credential provider it tried, one per line) is joined
+    /// with `; `, so the error line and the termination message stay one line.
     pub fn message(&self) -> String {
-        format!("{:#}", self.source)
+        let text = format!("{:#}", self.source);
+        if !text.contains('\n') {
+            return text;
+        }
+        let mut joined = String::with_capacity(text.len());
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if !joined.is_empty() {
+                joined.push_str(if joined.ends_with(':') { " " } else { "; " });
+            }
+            joined.push_str(line);
+        }
+        joined
     }
 
     /// The message without its outermost context: for an error from [`crate::retry`] that
@@ -183,6 +196,8 @@ mod tests {
         let err: Error = Err::<(), _>(std::io::Error::other("disk on fire")).context("writing /out/x").unwrap_err().into();
         assert_eq!(err.kind(), Kind::Failed);
         assert_eq!(err.message(), "writing /out/x: disk on fire");
+        let listed = Error::new(Kind::Failed, anyhow::anyhow!("no credentials. Attempted:\n  Environment: not set\n\n  Profile: none\n"));
+        assert_eq!(listed.message(), "no credentials. Attempted: Environment: not set; Profile: none");
     }
 
     #[test]
