@@ -1,7 +1,7 @@
 //! Files podinit produces appear complete or not at all, and never outside their destination.
 //!
 //! Every file is written to a hidden temp file in the destination directory (so the rename
-//! stays on one filesystem, e.g. one `emptyDir`), fsynced, given its mode and owner, renamed
+//! stays on one filesystem, e.g. one `emptyDir`), given its mode and owner, fsynced, renamed
 //! into place, and the directory is fsynced. An [`AtomicFile`] dropped before
 //! [`AtomicFile::commit`] removes its temp file. [`resolve_inside`] turns an untrusted
 //! relative path (a secret key, an object key, an archive entry) into a path that cannot
@@ -73,23 +73,29 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// Makes the file appear at its destination, complete: fsync, mode, owner, rename,
-    /// fsync of the directory.
+    /// Makes the file appear at its destination, complete (see [`publish`]).
     pub fn commit(mut self) -> anyhow::Result<()> {
-        let dest = self.dest.display().to_string();
-        self.file.flush().with_context(|| format!("writing {dest}"))?;
-        self.file
-            .set_permissions(std::fs::Permissions::from_mode(self.options.mode))
-            .with_context(|| format!("setting mode {:o} on {dest}", self.options.mode))?;
-        if self.options.uid.is_some() || self.options.gid.is_some() {
-            std::os::unix::fs::fchown(&self.file, self.options.uid, self.options.gid)
-                .with_context(|| format!("setting owner {}:{} on {dest}", fmt_id(self.options.uid), fmt_id(self.options.gid)))?;
-        }
-        self.file.sync_all().with_context(|| format!("syncing {dest}"))?;
-        std::fs::rename(&self.temp, &self.dest).with_context(|| format!("renaming into place {dest}"))?;
+        self.file.flush().with_context(|| format!("writing {}", self.dest.display()))?;
+        publish(&self.file, &self.temp, &self.dest, self.options)?;
         self.committed = true;
-        sync_dir(self.dest.parent().unwrap_or(Path::new("."))).with_context(|| format!("syncing the directory of {dest}"))
+        Ok(())
     }
+}
+
+/// Makes the written temp file `temp` (in the directory of `dest`) appear as `dest`, complete:
+/// mode, owner, fsync, rename, fsync of the directory. [`AtomicFile::commit`] ends with it; so
+/// does a download written at offsets into a file of its own (s3-get's resumable partial file).
+pub fn publish(file: &File, temp: &Path, dest: &Path, options: FileOptions) -> anyhow::Result<()> {
+    let shown = dest.display();
+    file.set_permissions(std::fs::Permissions::from_mode(options.mode))
+        .with_context(|| format!("setting mode {:o} on {shown}", options.mode))?;
+    if options.uid.is_some() || options.gid.is_some() {
+        std::os::unix::fs::fchown(file, options.uid, options.gid)
+            .with_context(|| format!("setting owner {}:{} on {shown}", fmt_id(options.uid), fmt_id(options.gid)))?;
+    }
+    file.sync_all().with_context(|| format!("syncing {shown}"))?;
+    std::fs::rename(temp, dest).with_context(|| format!("renaming into place {shown}"))?;
+    sync_dir(dest.parent().unwrap_or(Path::new("."))).with_context(|| format!("syncing the directory of {shown}"))
 }
 
 impl Write for AtomicFile {

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -23,7 +23,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::types::{ChecksumMode, ServerSideEncryption};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
-use podinit_core::fs::{AtomicFile, FileOptions, sync_dir};
+use podinit_core::fs::{AtomicFile, FileOptions};
 use podinit_core::progress::Progress;
 use podinit_core::retry::{self, Backoff};
 use podinit_core::{Context, Error, Kind};
@@ -33,22 +33,32 @@ use crate::spec::{self, Etag, S3Url};
 use crate::state::Partial;
 use crate::verify::{self, Expected, Hasher, Multipart};
 
-/// What a HEAD or GET response says the bytes must hash to (the two outputs are different
-/// types with the same accessors).
-macro_rules! expected {
-    ($out:expr, $etag:expr, $pinned:expr) => {
-        Expected {
-            etag: Some(Etag::parse($etag)),
-            etag_not_md5: matches!($out.server_side_encryption(), Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
-                || $out.sse_customer_algorithm().is_some(),
-            part_size: None,
-            crc64nvme: $out.checksum_crc64_nvme().map(str::to_owned),
-            crc32c: $out.checksum_crc32_c().map(str::to_owned),
-            crc32: $out.checksum_crc32().map(str::to_owned),
-            sha256: $out.checksum_sha256().map(str::to_owned),
-            pinned_sha256: $pinned,
+/// What a HEAD or a whole-object GET response says about the object: size, ETag, version,
+/// and what the bytes must hash to (the two outputs are different types with the same
+/// accessors).
+macro_rules! remote {
+    ($out:expr, $pinned:expr) => {{
+        let etag = $out.e_tag().unwrap_or_default().to_owned();
+        Remote {
+            size: u64::try_from($out.content_length().unwrap_or(0)).unwrap_or(0),
+            version_id: $out.version_id().filter(|v| *v != "null").map(str::to_owned),
+            last_modified: $out.last_modified().and_then(|t| SystemTime::try_from(*t).ok()),
+            expected: Expected {
+                etag: Some(Etag::parse(&etag)),
+                etag_not_md5: matches!(
+                    $out.server_side_encryption(),
+                    Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
+                ) || $out.sse_customer_algorithm().is_some(),
+                part_size: None,
+                crc64nvme: $out.checksum_crc64_nvme().map(str::to_owned),
+                crc32c: $out.checksum_crc32_c().map(str::to_owned),
+                crc32: $out.checksum_crc32().map(str::to_owned),
+                sha256: $out.checksum_sha256().map(str::to_owned),
+                pinned_sha256: $pinned,
+            },
+            etag,
         }
-    };
+    }};
 }
 
 /// What the store says about an object.
@@ -108,15 +118,7 @@ pub(crate) async fn head(ctx: &Context, s3: &Client, url: &S3Url, pinned_sha256:
     })
     .await
     .map_err(|e| client::explain(e, url))?;
-    let etag = out.e_tag().unwrap_or_default().to_owned();
-    let expected = expected!(out, &etag, pinned_sha256.map(str::to_owned));
-    Ok(Remote {
-        size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
-        etag,
-        version_id: out.version_id().filter(|v| *v != "null").map(str::to_owned),
-        last_modified: out.last_modified().and_then(|t| SystemTime::try_from(*t).ok()),
-        expected,
-    })
+    Ok(remote!(out, pinned_sha256.map(str::to_owned)))
 }
 
 /// The part size of a multipart upload (`HEAD ?partNumber=1`), when its parts are uniform.
@@ -406,20 +408,13 @@ fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
     }
 }
 
-/// The temp file becomes `dest`: mode, owner, mtime = the object's LastModified, fsync,
-/// rename, fsync of the directory.
+/// The temp file becomes `dest`, its mtime the object's LastModified (see
+/// [`podinit_core::fs::publish`]).
 fn commit(file: &File, temp: &Path, dest: &Path, opts: &FileOptions, modified: Option<SystemTime>) -> Result<(), Error> {
-    let shown = dest.display();
-    file.set_permissions(std::fs::Permissions::from_mode(opts.mode)).with_context(|| format!("setting mode {:o} on {shown}", opts.mode))?;
-    if opts.uid.is_some() || opts.gid.is_some() {
-        std::os::unix::fs::fchown(file, opts.uid, opts.gid).with_context(|| format!("setting the owner of {shown}"))?;
-    }
     if let Some(modified) = modified {
         let _ = file.set_modified(modified);
     }
-    file.sync_all().with_context(|| format!("syncing {shown}"))?;
-    std::fs::rename(temp, dest).with_context(|| format!("renaming into place {shown}"))?;
-    sync_dir(dest.parent().unwrap_or(Path::new("."))).with_context(|| format!("syncing the directory of {shown}"))?;
+    podinit_core::fs::publish(file, temp, dest, *opts)?;
     Ok(())
 }
 
@@ -603,15 +598,12 @@ pub(crate) async fn fetch_small(
     retry::retry(ctx, &what, backoff(), client::classify, |_| async {
         let out =
             s3.get_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await.map_err(CallError::from)?;
-        let etag = out.e_tag().unwrap_or_default().to_owned();
-        let mut expected = expected!(out, &etag, None);
+        let mut remote = remote!(out, None);
         // The part size belongs to the listed object; a replaced one is checked without it.
-        if etag == listed_etag {
-            expected.part_size = part_size;
+        if remote.etag == listed_etag {
+            remote.expected.part_size = part_size;
         }
-        let version = out.version_id().filter(|v| *v != "null").map(str::to_owned);
-        let modified = out.last_modified().and_then(|t| SystemTime::try_from(*t).ok());
-        let mut hasher = Hasher::new(expected.plan());
+        let mut hasher = Hasher::new(remote.expected.plan());
         let mut file = AtomicFile::create(dest, opts.file)?;
         let mut body = out.body;
         let mut counted = 0u64;
@@ -626,13 +618,13 @@ pub(crate) async fn fetch_small(
             anyhow::ensure!(counted == len, CallError::Transport(format!("the body ended after {counted} of {len} bytes")));
         }
         let verified = hasher.finish().map_err(|m| CallError::Mismatch(format!("verification failed: {m}")))?;
-        if let Some(modified) = modified {
+        if let Some(modified) = remote.last_modified {
             let _ = file.file().set_modified(modified);
         }
         // fsync of the file and its directory off the runtime's threads: with many small
         // objects at once the syncs overlap, and the filesystem can commit them together.
         tokio::task::spawn_blocking(move || file.commit()).await.map_err(|e| anyhow::anyhow!("committing {}: {e}", dest.display()))??;
-        Ok((etag, version, verified))
+        Ok((remote.etag, remote.version_id, verified))
     })
     .await
     .map_err(|e| client::explain(e, url))
