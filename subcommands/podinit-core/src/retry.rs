@@ -4,7 +4,11 @@
 //! Each attempt gets a timeout clipped to the time left; between attempts it sleeps an
 //! exponentially growing, jittered delay through [`Context::sleep`], so SIGTERM ends the
 //! wait at once (exit 143) and a passed deadline ends it with [`Kind::Timeout`] (exit 124)
-//! naming the last error. Applets decide which errors are worth retrying with a classifier.
+//! naming the last error. Applets decide which errors are worth retrying with a classifier,
+//! which sees only errors of the operation itself: an attempt that runs out of its own time
+//! limit is the helper's [`AttemptTimedOut`], always retried, never shown to the classifier.
+//! A classifier names what is transient and calls everything else fatal, so a local bug or
+//! an error nobody foresaw ends the run at once (exit 1) instead of spinning until `--timeout`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,6 +17,19 @@ use tokio::time::Instant;
 
 use crate::context::{Context, interrupted};
 use crate::error::{Error, Kind};
+
+/// The error of an attempt that ran out of its own time limit ([`Backoff::attempt_timeout`],
+/// clipped to the deadline). The helper owns it: it is retried whatever the classifier says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptTimedOut(pub Duration);
+
+impl std::fmt::Display for AttemptTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "attempt timed out after {}", humantime::format_duration(round_ms(self.0)))
+    }
+}
+
+impl std::error::Error for AttemptTimedOut {}
 
 /// Whether a failed attempt is worth repeating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,7 +175,9 @@ where
             }
             Err(err) => err,
         };
-        if let Verdict::Fatal(kind) = classify(&err) {
+        if !err.is::<AttemptTimedOut>()
+            && let Verdict::Fatal(kind) = classify(&err)
+        {
             return Err(Error::from(err).with_kind(kind).context(what.to_owned()));
         }
         let text = format!("{err:#}");
@@ -197,7 +216,7 @@ where
         None => op(attempt).await,
         Some(limit) => match tokio::time::timeout(limit, op(attempt)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(anyhow::anyhow!("attempt timed out after {}", humantime::format_duration(round_ms(limit)))),
+            Err(_) => Err(anyhow::Error::new(AttemptTimedOut(limit))),
         },
     }
 }
@@ -319,7 +338,9 @@ mod tests {
             &ctx,
             "hanging",
             Backoff::default(),
-            |_| Verdict::Retry,
+            // The helper's own attempt timeout is retried even by a classifier that knows
+            // nothing: it never sees it.
+            |_| Verdict::Fatal(Kind::Failed),
             |attempt| async move {
                 assert!(attempt.timeout.unwrap() <= Duration::from_secs(2));
                 std::future::pending::<anyhow::Result<()>>().await

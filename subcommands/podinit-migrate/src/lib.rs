@@ -141,7 +141,9 @@ impl std::fmt::Display for ConnectError {
 impl std::error::Error for ConnectError {}
 
 fn classify_connect(err: &anyhow::Error) -> Verdict {
-    let Some(ConnectError(err)) = err.downcast_ref::<ConnectError>() else { return Verdict::Retry };
+    // Anything but a connection error (the retry helper's own attempt timeout never gets
+    // here) is a bug or a surprise: fail at once rather than wait out --timeout.
+    let Some(ConnectError(err)) = err.downcast_ref::<ConnectError>() else { return Verdict::Fatal(Kind::Failed) };
     match err {
         // Protocol: a proxy (docker-proxy, a Service without endpoints) accepting before the
         // server listens answers the SSL request with nothing; the last error names it if it
@@ -409,4 +411,19 @@ fn print(text: &str) -> Result<(), Error> {
         .lock()
         .write_all(text.as_bytes())
         .map_err(|e| Error::new(Kind::Failed, anyhow::Error::new(e).context("writing to stdout")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_what_waiting_can_fix_is_retried() {
+        let connect = |e: sqlx::Error| anyhow::Error::new(ConnectError(e));
+        assert_eq!(classify_connect(&connect(sqlx::Error::Io(std::io::ErrorKind::ConnectionRefused.into()))), Verdict::Retry);
+        assert_eq!(classify_connect(&connect(sqlx::Error::Configuration("bad".into()))), Verdict::Fatal(Kind::Usage));
+        assert_eq!(classify_connect(&connect(sqlx::Error::RowNotFound)), Verdict::Fatal(Kind::Failed));
+        // An error that is not a connection error (a bug, a surprise) ends the run at once.
+        assert_eq!(classify_connect(&anyhow::anyhow!("something unforeseen")), Verdict::Fatal(Kind::Failed));
+    }
 }
