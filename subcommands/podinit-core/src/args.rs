@@ -90,8 +90,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.bytes().all(|b| b.is_ascii_digit()) {
         return Err(format!("'{text}' has no unit: write {text}s for seconds (or ms, m, h)"));
     }
-    humantime::parse_duration(text).map_err(|err| format!("'{text}' is not a duration ({err}): write e.g. 90s, 5m or 1h30m"))
+    let duration =
+        humantime::parse_duration(text).map_err(|err| format!("'{text}' is not a duration ({err}): write e.g. 90s, 5m or 1h30m"))?;
+    if duration > MAX_DURATION {
+        return Err(format!("'{text}' is longer than {}: leave the option out for no limit", humantime::format_duration(MAX_DURATION)));
+    }
+    Ok(duration)
 }
+
+/// The longest duration accepted: far beyond any init container's life, and small enough
+/// that adding it to a clock reading cannot overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Parses a file mode in octal, such as `0644`, `0o440` or `600`.
 pub fn parse_mode(text: &str) -> Result<u32, String> {
@@ -123,5 +132,8 @@ mod tests {
         assert!(parse_duration("30").unwrap_err().contains("30s"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("300000000000y").unwrap_err().contains("no limit"), "overflowing years are refused, not a panic");
+        assert!(parse_duration("11y").is_err());
+        assert_eq!(parse_duration("3650d"), Ok(MAX_DURATION));
     }
 }

@@ -48,7 +48,7 @@ impl Context {
                 ProgressArg::Off => ProgressMode::Off,
             }
         };
-        Self { applet, started, timeout: args.timeout, deadline: args.timeout.map(|t| started + t), shutdown, progress }
+        Self { applet, started, timeout: args.timeout, deadline: args.timeout.and_then(|t| started.checked_add(t)), shutdown, progress }
     }
 
     /// A context with no signal listener, for tests: `shutdown` can trigger it instead.
