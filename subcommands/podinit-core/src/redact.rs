@@ -35,10 +35,21 @@ pub fn url_text(text: &str) -> String {
     }
 }
 
+/// Whether a query parameter's value is to be hidden. Over-masking is harmless, a leak is
+/// not: a name is secret when, lowercased and without `-`/`_`, it contains one of
+/// [`SECRET_WORDS`] (`api_key`, `X-Amz-Signature`, `access_token`, `client_secret`, …) or is
+/// one of the short names in [`SECRET_NAMES`] (`sig`, `key`, `auth`, …).
 fn is_secret_param(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.contains("password") || k.contains("secret") || k.contains("token") || k == "sslkey"
+    let k: String = key.chars().filter(|c| !matches!(c, '-' | '_' | '.')).map(|c| c.to_ascii_lowercase()).collect();
+    SECRET_WORDS.iter().any(|w| k.contains(w)) || SECRET_NAMES.contains(&k.as_str())
 }
+
+/// Parts of a parameter name that mark its value secret wherever they appear.
+const SECRET_WORDS: &[&str] =
+    &["pass", "pwd", "secret", "token", "key", "auth", "signature", "credential", "session", "cookie", "jwt", "bearer", "private"];
+
+/// Short names that are secret only as a whole (as parts they are too common: `design`).
+const SECRET_NAMES: &[&str] = &["sig", "code", "otp", "pin", "hmac", "nonce", "sas", "sv", "se"];
 
 /// "connection refused" rather than "Connection refused (os error 111)".
 pub fn io_reason(err: &std::io::Error) -> String {
@@ -82,6 +93,47 @@ mod tests {
         assert_eq!(url(&u("http://example.org/healthz")), "http://example.org/healthz");
         assert_eq!(url_text("postgres://app:s3cr3t@"), "***@");
         assert!(!url_text("http://user:s3cr3t@host/").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn the_usual_secret_parameter_names_are_masked() {
+        let secret = [
+            "api_key",
+            "apikey",
+            "api-key",
+            "key",
+            "access_token",
+            "token",
+            "auth",
+            "sig",
+            "signature",
+            "X-Amz-Signature",
+            "X-Amz-Credential",
+            "X-Amz-Security-Token",
+            "password",
+            "passwd",
+            "pwd",
+            "secret",
+            "client_secret",
+            "sslkey",
+            "private_key",
+            "session_id",
+            "jwt",
+            "code",
+            "AWSAccessKeyId",
+            "Signature",
+            "authorization",
+            "sv",
+        ];
+        for name in secret {
+            let shown = url(&url::Url::parse(&format!("https://h/p?{name}=hunter2&x=1")).unwrap());
+            assert!(!shown.contains("hunter2"), "{name}: {shown}");
+            assert!(shown.contains("x=1"), "{name}: {shown}");
+        }
+        for name in ["sslmode", "region", "versionId", "partNumber", "application_name", "timeout", "prefix", "list-type", "design"] {
+            let shown = url(&url::Url::parse(&format!("https://h/p?{name}=visible")).unwrap());
+            assert!(shown.contains("visible"), "{name} is not a secret: {shown}");
+        }
     }
 
     #[test]
