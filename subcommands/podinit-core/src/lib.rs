@@ -13,6 +13,7 @@
 //! - [`logging`]: `podinit <applet>:`-prefixed text or JSON lines on stderr.
 //! - [`termination`]: the summary a pod shows in `kubectl describe pod`.
 //! - [`redact`]: URLs without their passwords, I/O errors in short.
+//! - [`redirect`]: which HTTP redirects are followed, and where credentials may go.
 
 pub mod args;
 pub mod context;
@@ -21,6 +22,7 @@ pub mod fs;
 pub mod logging;
 pub mod progress;
 pub mod redact;
+pub mod redirect;
 pub mod retry;
 pub mod termination;
 

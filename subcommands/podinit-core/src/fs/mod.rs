@@ -4,8 +4,13 @@
 //! stays on one filesystem, e.g. one `emptyDir`), given its mode and owner, fsynced, renamed
 //! into place, and the directory is fsynced. An [`AtomicFile`] dropped before
 //! [`AtomicFile::commit`] removes its temp file. [`resolve_inside`] turns an untrusted
-//! relative path (a secret key, an object key, an archive entry) into a path that cannot
-//! leave its root, through `..` or through a symlink.
+//! relative path (an object key) into a path that cannot leave its root, through `..` or
+//! through a symlink.
+//!
+//! - [`root`]: directories walked without following links, for writing below a root an
+//!   attacker may have planted links in, and judging the links podinit creates.
+//! - [`set`]: a set of files that appears and changes as one (the kubelet's AtomicWriter
+//!   layout), for vault-fetch's secrets and extracted archives.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -15,6 +20,12 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context as _, bail};
+
+pub mod root;
+pub mod set;
+
+/// The longest file name Linux file systems take (`NAME_MAX`).
+pub const NAME_MAX: usize = 255;
 
 /// Mode and owner of a produced file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,11 +59,8 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 impl AtomicFile {
     /// Starts writing `dest`; the temp file lives beside it as `.NAME.podinit-PID-N`.
     pub fn create(dest: &Path, options: FileOptions) -> anyhow::Result<Self> {
-        let (dir, name) = split(dest)?;
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".podinit-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-        let temp = dir.join(temp_name);
+        let (dir, _) = split(dest)?;
+        let temp = hidden_sibling(dest, &format!(".podinit-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
         let file = OpenOptions::new()
             .write(true)
             .read(true)
@@ -126,6 +134,34 @@ pub fn write_atomic(dest: &Path, data: &[u8], options: FileOptions) -> anyhow::R
     file.write_all(data).with_context(|| format!("writing {}", dest.display()))?;
     file.commit()?;
     Ok(true)
+}
+
+/// A failed write below `dest` as the operator should read it: the error (which names the
+/// path) and, for a full or read-only volume or a permission problem, what to do.
+pub fn explain_write(err: impl Into<anyhow::Error>, dest: &Path) -> crate::Error {
+    let err = err.into();
+    let errno = err.chain().find_map(|e| e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error));
+    let hint = match errno {
+        Some(libc::ENOSPC | libc::EDQUOT) => Some(format!(
+            "the volume at {} is full: give it room for the whole result (the emptyDir's sizeLimit or the PVC's size); nothing was published",
+            dest.display()
+        )),
+        Some(libc::EROFS) => Some(format!("{} is read-only: mount a writable volume (an emptyDir) there", dest.display())),
+        Some(libc::EACCES | libc::EPERM) => Some(format!(
+            "podinit (uid {}) may not write in {}: set the pod's fsGroup, or run this init container as the volume's owner",
+            nix::unistd::geteuid(),
+            dest.display()
+        )),
+        _ => None,
+    };
+    let err = match err.downcast::<crate::Error>() {
+        Ok(inner) => inner,
+        Err(other) => crate::Error::new(crate::Kind::Failed, other),
+    };
+    match hint {
+        Some(hint) => err.with_hint(hint),
+        None => err,
+    }
 }
 
 /// Reads a secret (a password, a token, an id) mounted as a file, without its trailing line
@@ -207,6 +243,32 @@ pub fn resolve_inside(root: &Path, untrusted: &Path) -> anyhow::Result<PathBuf> 
     Ok(result)
 }
 
+/// `dir/.NAME<suffix>` for `dir/NAME`: a hidden name of podinit's own beside a file (a temp
+/// file, a manifest, a partial download). When NAME is too long for the suffix to fit in
+/// [`NAME_MAX`], it is shortened and a hash of the whole name keeps two long names apart.
+pub fn hidden_sibling(dest: &Path, suffix: &str) -> PathBuf {
+    use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+    let name = dest.file_name().map(std::ffi::OsStr::as_bytes).unwrap_or_default();
+    let mut out = Vec::with_capacity(NAME_MAX);
+    out.push(b'.');
+    if 1 + name.len() + suffix.len() <= NAME_MAX {
+        out.extend_from_slice(name);
+    } else {
+        // FNV-1a: not a security measure, only apart names for distinct long names.
+        let hash = name.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3));
+        let tag = format!("~{hash:016x}");
+        let mut keep = NAME_MAX - 1 - suffix.len() - tag.len();
+        // Cut on a character boundary when the name is UTF-8.
+        while keep > 0 && std::str::from_utf8(&name[..keep]).is_err() && std::str::from_utf8(name).is_ok() {
+            keep -= 1;
+        }
+        out.extend_from_slice(&name[..keep]);
+        out.extend_from_slice(tag.as_bytes());
+    }
+    out.extend_from_slice(suffix.as_bytes());
+    dest.with_file_name(OsString::from_vec(out))
+}
+
 fn split(dest: &Path) -> anyhow::Result<(&Path, &std::ffi::OsStr)> {
     let name = dest.file_name().with_context(|| format!("'{}' names no file", dest.display()))?;
     let dir = match dest.parent() {
@@ -263,6 +325,24 @@ mod tests {
         }
         assert_eq!(std::fs::read(&dest).unwrap(), b"old complete file");
         assert!(leftovers(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn hidden_names_fit_name_max() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(hidden_sibling(Path::new("/m/model.bin"), ".json"), Path::new("/m/.model.bin.json"));
+        let long = "é".repeat(122);
+        let a = dir.path().join(format!("{long}a"));
+        let b = dir.path().join(format!("{long}b"));
+        assert_eq!(a.file_name().unwrap().len(), 245);
+        let (ha, hb) = (hidden_sibling(&a, ".podinit-partial.json"), hidden_sibling(&b, ".podinit-partial.json"));
+        assert!(ha.file_name().unwrap().len() <= NAME_MAX && ha != hb);
+        assert!(ha.file_name().unwrap().to_str().is_some(), "cut on a character boundary");
+        assert!(ha.file_name().unwrap().as_bytes().ends_with(b".podinit-partial.json"));
+        // A valid 245-byte name can be written atomically.
+        assert!(write_atomic(&a, b"x", FileOptions::default()).unwrap());
+        assert_eq!(std::fs::read(&a).unwrap(), b"x");
     }
 
     #[test]
