@@ -33,6 +33,8 @@ pub(crate) enum CallError {
     Transport(String),
     /// The server's certificate is not trusted: waiting will not change that.
     Certificate(String),
+    /// The server redirected where the token must not go (see `podinit_core::redirect`).
+    Redirect(String),
     /// An answer podinit cannot use.
     Unexpected(String),
 }
@@ -57,7 +59,7 @@ impl fmt::Display for CallError {
                 };
                 if detail.is_empty() || detail == meaning { write!(f, "{code} {meaning}") } else { write!(f, "{code} {meaning}: {detail}") }
             }
-            Self::Transport(reason) | Self::Certificate(reason) | Self::Unexpected(reason) => f.write_str(reason),
+            Self::Transport(reason) | Self::Certificate(reason) | Self::Redirect(reason) | Self::Unexpected(reason) => f.write_str(reason),
         }
     }
 }
@@ -74,6 +76,7 @@ impl From<ClientError> for CallError {
                 | rustify::errors::ClientError::ResponseConversionError { .. }
                 | rustify::errors::ClientError::DataParseError { .. }) => Self::Unexpected(podinit_core::redact::root_cause(&e)),
                 other if is_certificate_problem(&other) => Self::Certificate(transport_reason(&other)),
+                other if refused_redirect(&other) => Self::Redirect(podinit_core::redact::root_cause(&other)),
                 other => Self::Transport(transport_reason(&other)),
             },
             other => Self::Unexpected(podinit_core::redact::root_cause(&other)),
@@ -92,6 +95,18 @@ fn is_certificate_problem(err: &(dyn std::error::Error + 'static)) -> bool {
         if matches!(tls, Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented))
             || e.to_string().contains("invalid peer certificate")
         {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Whether the redirect policy stopped the request.
+fn refused_redirect(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if e.downcast_ref::<reqwest::Error>().is_some_and(reqwest::Error::is_redirect) {
             return true;
         }
         source = e.source();
@@ -134,14 +149,15 @@ fn tidy(message: &str) -> String {
 
 /// Which failures are worth another attempt: no answer, 5xx (503 = sealed), 429 (standby),
 /// 412 (a replica not caught up), 472/473. Everything else (403 permission denied, 400
-/// invalid role, 404 no secret) fails at once: waiting cannot fix a policy.
+/// invalid role, 404 no secret, a refused redirect, an error podinit does not know) fails at
+/// once: waiting cannot fix a policy or a bug.
 pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
     match err.downcast_ref::<CallError>() {
         Some(CallError::Transport(_)) => Verdict::Retry,
         Some(CallError::Api { code, .. }) if *code >= 500 || matches!(code, 412 | 429 | 472 | 473) => Verdict::Retry,
-        Some(CallError::Api { .. } | CallError::Certificate(_) | CallError::Unexpected(_)) => Verdict::Fatal(Kind::Failed),
-        // The retry helper's own "attempt timed out".
-        None => Verdict::Retry,
+        Some(CallError::Api { .. } | CallError::Certificate(_) | CallError::Redirect(_) | CallError::Unexpected(_)) | None => {
+            Verdict::Fatal(Kind::Failed)
+        }
     }
 }
 
@@ -153,11 +169,15 @@ pub(crate) fn api_code(err: &Error) -> Option<u16> {
     }
 }
 
-/// Adds what to do to an untrusted-certificate error; other errors pass through.
-pub(crate) fn certificate_hint(err: Error) -> Error {
+/// Adds what to do to an untrusted-certificate or refused-redirect error; other errors pass
+/// through.
+pub(crate) fn transport_hint(err: Error) -> Error {
     match err.source_error().downcast_ref::<CallError>() {
         Some(CallError::Certificate(_)) => err
             .with_hint("trust the server's CA with --ca-cert (VAULT_CACERT); add --tls-server-name if its certificate names another host"),
+        Some(CallError::Redirect(_)) => err.with_hint(
+            "the token goes only to the address given or, over https, to the node Vault redirects to: use https, or point VAULT_ADDR at the active node",
+        ),
         _ => err,
     }
 }
@@ -175,7 +195,12 @@ pub(crate) fn client(conn: &Connection, namespace: Option<&str>, token: &str) ->
         .tls_backend_preconfigured(conn.tls.clone())
         .connect_timeout(conn.attempt_timeout)
         .timeout(conn.attempt_timeout)
-        .redirect(reqwest::redirect::Policy::limited(5))
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            match podinit_core::redirect::Policy::VAULT.check(attempt.previous(), attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => attempt.error(refusal),
+            }
+        }))
         .user_agent(concat!("podinit-vault-fetch/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::usage(format!("setting up the HTTP client: {e}")))?;
@@ -319,7 +344,9 @@ mod tests {
         }
         assert_eq!(classify(&anyhow!(CallError::Transport("connection refused".into()))), Verdict::Retry);
         assert_eq!(classify(&anyhow!(CallError::Unexpected("bad json".into()))), Verdict::Fatal(Kind::Failed));
-        assert_eq!(classify(&anyhow!("attempt timed out after 10s")), Verdict::Retry);
+        assert_eq!(classify(&anyhow!(CallError::Redirect("refusing a redirect from https to http".into()))), Verdict::Fatal(Kind::Failed));
+        // An error nobody classified (a local bug) is fatal, not waited out.
+        assert_eq!(classify(&anyhow!("something unforeseen")), Verdict::Fatal(Kind::Failed));
     }
 
     #[test]

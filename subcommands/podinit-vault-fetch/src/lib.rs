@@ -213,7 +213,7 @@ enum Auth {
 
 /// Runs `podinit vault-fetch` to completion.
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
-    fetch_and_write(ctx, args).await.map_err(client::certificate_hint)
+    fetch_and_write(ctx, args).await.map_err(client::transport_hint)
 }
 
 async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
@@ -238,7 +238,10 @@ async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
         Ok(secrets) => secrets.iter().filter(|s| s.leased).map(|s| s.spec.path.as_str()).collect(),
         Err(_) => Vec::new(),
     };
-    let written = fetched.and_then(|secrets| write(&args, &secrets));
+    let written = match fetched {
+        Ok(secrets) => write(ctx, &args, &secrets).await,
+        Err(err) => Err(err),
+    };
     if obtained {
         finish_token(&vault, &leased).await;
     }
@@ -505,16 +508,12 @@ fn explain_read(err: Error, spec: &SecretSpec, api_path: &str) -> Error {
     }
 }
 
-fn write(args: &Args, secrets: &[Fetched<'_>]) -> Result<output::Written, Error> {
+async fn write(ctx: &Context, args: &Args, secrets: &[Fetched<'_>]) -> Result<output::Written, Error> {
     let mut planned = Vec::new();
     for secret in secrets {
         planned.extend(output::render(secret.spec, &secret.data, args.format)?);
     }
-    std::fs::create_dir_all(&args.out).map_err(|e| {
-        Error::new(Kind::Failed, anyhow::anyhow!("creating --out {}: {}", args.out.display(), podinit_core::redact::io_reason(&e)))
-            .with_hint("mount a writable volume (an emptyDir) there")
-    })?;
-    output::write_set(&args.out, &planned, FileOptions { mode: args.mode, uid: args.uid, gid: args.gid }, args.dir_mode)
+    output::write_set(ctx, &args.out, &planned, FileOptions { mode: args.mode, uid: args.uid, gid: args.gid }, args.dir_mode).await
 }
 
 /// Revokes the token podinit obtained, unless a leased secret depends on it.

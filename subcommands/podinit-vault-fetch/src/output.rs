@@ -3,12 +3,14 @@
 //! not at all.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write as _;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::io::{Read as _, Write as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
-use podinit_core::Error;
-use podinit_core::fs::{AtomicFile, FileOptions};
+use podinit_core::fs::FileOptions;
+use podinit_core::fs::root::{Dir, Kind as FileKind, components};
+use podinit_core::fs::set::DataSet;
+use podinit_core::{Context, Error, Kind};
 use serde_json::{Map, Value};
 
 use crate::spec::{SecretSpec, is_file_name};
@@ -34,7 +36,7 @@ pub(crate) struct Planned {
 
 /// The files for one secret. Errors name the secret and the key, never a value.
 pub(crate) fn render(spec: &SecretSpec, data: &Map<String, Value>, format: Format) -> Result<Vec<Planned>, Error> {
-    let fail = |message: String| Error::new(podinit_core::Kind::Failed, anyhow::anyhow!(message));
+    let fail = |message: String| Error::new(Kind::Failed, anyhow::anyhow!(message));
     if let Some(key) = &spec.key {
         let Some(value) = data.get(key) else {
             let keys: Vec<&str> = data.keys().map(String::as_str).collect();
@@ -121,97 +123,127 @@ pub(crate) struct Written {
     pub(crate) unchanged: usize,
 }
 
-/// Writes every planned file under `out`, all or nothing: each changed file is staged as a
-/// temp file beside its destination first; only when all are staged are they renamed into
-/// place. A failure while staging removes the temp files and any directory created for
-/// them, so the old state stays. Files already holding the same bytes, mode and owner are
-/// left alone (same inode).
-pub(crate) fn write_set(out: &Path, planned: &[Planned], options: FileOptions, dir_mode: u32) -> Result<Written, Error> {
-    let mut dests = BTreeSet::new();
-    let mut resolved = Vec::with_capacity(planned.len());
+/// Writes every planned file under `out` as one set ([`DataSet`]: the kubelet's AtomicWriter
+/// layout): a new version in a directory of its own, synced, then switched to in one rename,
+/// so readers see the old secrets or the new ones, never a mix, and a killed run leaves the
+/// old set (its temp directory is removed by the next run). When every file already holds
+/// the same bytes, mode and owner and no file left the set, nothing is written (same inodes).
+pub(crate) async fn write_set(
+    ctx: &Context,
+    out: &Path,
+    planned: &[Planned],
+    options: FileOptions,
+    dir_mode: u32,
+) -> Result<Written, Error> {
+    let mut seen = BTreeSet::new();
     for file in planned {
-        let dest = podinit_core::fs::resolve_inside(out, &file.rel)
-            .map_err(|e| Error::new(podinit_core::Kind::Failed, e.context(format!("refusing to write {}", file.rel.display()))))?;
-        if !dests.insert(dest.clone()) {
+        let parts =
+            components(&file.rel).map_err(|e| Error::new(Kind::Failed, e.context(format!("refusing to write {}", file.rel.display()))))?;
+        if parts[0].as_encoded_bytes().starts_with(b"..") {
+            return Err(Error::usage(format!("{}: names starting with '..' are reserved for the layout of --out", file.rel.display())));
+        }
+        if !seen.insert(parts.iter().collect::<PathBuf>()) {
             return Err(Error::usage(format!("two secrets would write {}; give one of them '=FILE'", file.rel.display())));
         }
-        resolved.push((dest, file));
     }
-    let mut created_dirs = Vec::new();
-    let staged = stage(out, &resolved, options, dir_mode, &mut created_dirs);
-    let staged = match staged {
-        Ok(staged) => staged,
-        Err(err) => {
-            for dir in created_dirs.iter().rev() {
-                let _ = std::fs::remove_dir(dir);
-            }
-            return Err(err);
+    let set = DataSet::open(ctx, out, dir_mode).await?;
+    let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, out);
+    let current = set.current().map_err(explain)?;
+    let mut changed = Vec::new();
+    for file in planned {
+        if !current.as_ref().is_some_and(|dir| holds(dir, file, options)) {
+            changed.push(file.rel.clone());
         }
-    };
-    let unchanged = resolved.len() - staged.len();
-    let mut changed = Vec::with_capacity(staged.len());
-    for file in staged {
-        let rel = file.dest().strip_prefix(out).unwrap_or(file.dest()).to_owned();
-        file.commit().map_err(|e| Error::new(podinit_core::Kind::Failed, e))?;
-        changed.push(rel);
     }
+    let unchanged = planned.len() - changed.len();
+    let left = match &current {
+        Some(dir) => files_below(dir, Path::new("")).map_err(explain)?.into_iter().filter(|rel| !seen.contains(rel)).count(),
+        None => 0,
+    };
+    if changed.is_empty() && left == 0 && current.is_some() {
+        set.ensure_visible().map_err(explain)?;
+        return Ok(Written { changed, unchanged });
+    }
+    let staged = set.stage(dir_mode, options.uid, options.gid).map_err(explain)?;
+    for file in planned {
+        let root = staged.dir().try_clone().map_err(|e| explain(e.into()))?.shown_as(out);
+        write_one(&root, file, options, dir_mode).map_err(explain)?;
+    }
+    staged.commit().map_err(explain)?;
     Ok(Written { changed, unchanged })
 }
 
-fn stage(
-    out: &Path,
-    files: &[(PathBuf, &Planned)],
-    options: FileOptions,
-    dir_mode: u32,
-    created_dirs: &mut Vec<PathBuf>,
-) -> Result<Vec<AtomicFile>, Error> {
-    let io = |e: anyhow::Error| Error::new(podinit_core::Kind::Failed, e);
-    let mut staged = Vec::new();
-    for (dest, file) in files {
-        if let Some(parent) = dest.parent() {
-            make_dirs(out, parent, options, dir_mode, created_dirs).map_err(io)?;
-        }
-        if std::fs::symlink_metadata(dest).is_ok_and(|m| m.is_dir()) {
-            return Err(io(anyhow::anyhow!("{} is a directory; a file cannot replace it", dest.display())));
-        }
-        if podinit_core::fs::unchanged(dest, &file.bytes, options) {
-            continue;
-        }
-        let mut temp = AtomicFile::create(dest, options).map_err(io)?;
-        temp.write_all(&file.bytes)
-            .map_err(|e| io(anyhow::anyhow!("writing {}: {}", dest.display(), podinit_core::redact::io_reason(&e))))?;
-        staged.push(temp);
-    }
-    Ok(staged)
+/// Whether `dir` (the current set) holds `file` with the same bytes, mode and owner.
+fn holds(dir: &Dir, file: &Planned, options: FileOptions) -> bool {
+    let Ok(parts) = components(&file.rel) else { return false };
+    let Some((name, parent)) = parts.split_last() else { return false };
+    let Ok(Some(stat)) = dir.open_dir(parent).and_then(|d| Ok(d.stat(name)?)) else { return false };
+    stat.st_mode & 0o170_000 == 0o100_000
+        && stat.st_mode & 0o7777 == options.mode
+        && options.uid.is_none_or(|u| u == stat.st_uid)
+        && options.gid.is_none_or(|g| g == stat.st_gid)
+        && u64::try_from(stat.st_size).is_ok_and(|size| size == file.bytes.len() as u64)
+        && dir.open_dir(parent).ok().and_then(|d| d.open_file(name).ok()).is_some_and(|mut f| {
+            let mut old = Vec::with_capacity(file.bytes.len());
+            f.read_to_end(&mut old).is_ok() && old == file.bytes
+        })
 }
 
-/// Creates the directories between `out` and `dir`, recording the ones it made.
-fn make_dirs(out: &Path, dir: &Path, options: FileOptions, mode: u32, created: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let rel = dir.strip_prefix(out).unwrap_or(Path::new(""));
-    let mut current = out.to_owned();
-    for part in rel.components() {
-        current.push(part);
-        match std::fs::symlink_metadata(&current) {
-            Ok(meta) if meta.is_dir() => continue,
-            Ok(_) => anyhow::bail!("{} exists and is not a directory", current.display()),
-            Err(_) => {}
+/// The files below `dir`, relative to the set's root.
+fn files_below(dir: &Dir, rel: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for name in dir.names()? {
+        if rel.as_os_str().is_empty() && name.as_encoded_bytes().starts_with(b"..") {
+            continue;
         }
-        std::fs::DirBuilder::new()
-            .mode(mode)
-            .create(&current)
-            .map_err(|e| anyhow::anyhow!("creating {}: {}", current.display(), podinit_core::redact::io_reason(&e)))?;
-        created.push(current.clone());
-        // The umask may have narrowed the mode. The setgid bit a directory inherits from a
-        // setgid parent (an emptyDir with `fsGroup`) is kept: without it the files below get
-        // podinit's group instead of the pod's, and an app in that group cannot read them.
-        let inherited = std::fs::metadata(&current)?.permissions().mode() & 0o2000;
-        std::fs::set_permissions(&current, std::fs::Permissions::from_mode(mode | inherited))?;
-        if options.uid.is_some() || options.gid.is_some() {
-            std::os::unix::fs::chown(&current, options.uid, options.gid)
-                .map_err(|e| anyhow::anyhow!("setting the owner of {}: {}", current.display(), podinit_core::redact::io_reason(&e)))?;
+        match dir.stat(&name)?.map(|s| FileKind::of(&s)) {
+            Some(FileKind::Dir) => files.extend(files_below(&dir.sub(&name)?, &rel.join(&name))?),
+            Some(_) => files.push(rel.join(&name)),
+            None => {}
         }
     }
-    Ok(())
+    Ok(files)
+}
+
+/// Writes one file into the new version, creating its directories (with `dir_mode`, keeping
+/// an inherited setgid bit, and the owner of `options`).
+fn write_one(root: &Dir, file: &Planned, options: FileOptions, dir_mode: u32) -> anyhow::Result<()> {
+    let parts = components(&file.rel)?;
+    let Some((name, parent)) = parts.split_last() else { anyhow::bail!("'{}' names no file", file.rel.display()) };
+    let mut dir = root.try_clone()?;
+    for part in parent {
+        dir = match dir.sub(part) {
+            Ok(sub) => sub,
+            Err(_) => {
+                let sub = dir.mkdir(part, dir_mode)?;
+                chown(&sub, options, sub.path())?;
+                sub
+            }
+        };
+    }
+    let mut out = dir.create_file(name)?;
+    out.write_all(&file.bytes).map_err(|e| anyhow::Error::new(e).context(format!("writing {}", dir.path().join(name).display())))?;
+    out.set_permissions(std::fs::Permissions::from_mode(options.mode))?;
+    chown(&out, options, &dir.path().join(name))
+}
+
+fn chown(fd: &impl std::os::fd::AsFd, options: FileOptions, shown: &Path) -> anyhow::Result<()> {
+    if options.uid.is_none() && options.gid.is_none() {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(fd, options.uid, options.gid).map_err(|e| {
+        let reason = podinit_core::redact::io_reason(&e);
+        anyhow::Error::new(e).context(format!(
+            "setting the owner {}:{} of {}: {reason}",
+            fmt_id(options.uid),
+            fmt_id(options.gid),
+            shown.display()
+        ))
+    })
+}
+
+fn fmt_id(id: Option<u32>) -> String {
+    id.map_or_else(|| "-".to_owned(), |i| i.to_string())
 }
 
 #[cfg(test)]
@@ -272,43 +304,46 @@ mod tests {
         assert!(err.message().contains("both become the variable a_b"));
     }
 
-    #[test]
-    fn the_set_is_all_or_nothing_and_reruns_keep_inodes() {
+    fn ctx() -> Context {
+        Context::for_tests(&podinit_core::GlobalArgs::default()).0
+    }
+
+    #[tokio::test]
+    async fn the_set_is_all_or_nothing_and_reruns_keep_inodes() {
         let out = tempfile::tempdir().unwrap();
         let options = FileOptions { mode: 0o400, uid: None, gid: None };
         let good = vec![Planned { rel: "a/one".into(), bytes: b"1".to_vec() }, Planned { rel: "two".into(), bytes: b"2".to_vec() }];
-        let written = write_set(out.path(), &good, options, 0o755).unwrap();
+        let written = write_set(&ctx(), out.path(), &good, options, 0o755).await.unwrap();
         assert_eq!(written.changed.len(), 2);
         let inode = std::fs::metadata(out.path().join("a/one")).unwrap().ino();
         assert_eq!(std::fs::metadata(out.path().join("a/one")).unwrap().mode() & 0o777, 0o400);
-        let again = write_set(out.path(), &good, options, 0o755).unwrap();
+        let again = write_set(&ctx(), out.path(), &good, options, 0o755).await.unwrap();
         assert_eq!(again, Written { changed: vec![], unchanged: 2 });
         assert_eq!(std::fs::metadata(out.path().join("a/one")).unwrap().ino(), inode);
 
-        // The third file cannot be staged (its parent is a file): nothing new appears.
-        std::fs::File::create(out.path().join("blocker")).unwrap();
-        let bad = vec![
-            Planned { rel: "new/x".into(), bytes: b"x".to_vec() },
-            Planned { rel: "two".into(), bytes: b"changed".to_vec() },
-            Planned { rel: "blocker/y".into(), bytes: b"y".to_vec() },
-        ];
-        assert!(write_set(out.path(), &bad, options, 0o755).is_err());
-        assert!(!out.path().join("new").exists());
-        assert_eq!(std::fs::read(out.path().join("two")).unwrap(), b"2");
-        let leftovers: Vec<_> = std::fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(leftovers.len(), 3, "{leftovers:?}");
+        // Two files of one set may not share a path: refused before anything is written.
+        let twice = vec![Planned { rel: "x".into(), bytes: b"1".to_vec() }, Planned { rel: "./x".into(), bytes: b"2".to_vec() }];
+        assert_eq!(write_set(&ctx(), out.path(), &twice, options, 0o755).await.unwrap_err().kind(), Kind::Usage);
+        // A changed set replaces the old one whole: `a/one` leaves, `two` changes.
+        let next = vec![Planned { rel: "two".into(), bytes: b"22".to_vec() }];
+        let written = write_set(&ctx(), out.path(), &next, options, 0o755).await.unwrap();
+        assert_eq!(written.changed, [PathBuf::from("two")]);
+        assert!(std::fs::symlink_metadata(out.path().join("a")).is_err());
+        assert_eq!(std::fs::read(out.path().join("two")).unwrap(), b"22");
     }
 
-    #[test]
-    fn directories_keep_the_setgid_bit_of_an_fsgroup_volume() {
+    #[tokio::test]
+    async fn directories_keep_the_setgid_bit_of_an_fsgroup_volume() {
         let out = tempfile::tempdir().unwrap();
         std::fs::set_permissions(out.path(), std::fs::Permissions::from_mode(0o2777)).unwrap();
         let options = FileOptions { mode: 0o440, uid: None, gid: None };
-        write_set(out.path(), &[Planned { rel: "db/password".into(), bytes: b"pw".to_vec() }], options, 0o755).unwrap();
+        let planned = [Planned { rel: "db/password".into(), bytes: b"pw".to_vec() }];
+        write_set(&ctx(), out.path(), &planned, options, 0o755).await.unwrap();
         assert_eq!(std::fs::metadata(out.path().join("db")).unwrap().mode() & 0o7777, 0o2755);
+        assert_eq!(std::fs::metadata(out.path()).unwrap().mode() & 0o7777, 0o2777, "the volume's own mode is kept");
         // Without setgid on the volume, none is added.
         let plain = tempfile::tempdir().unwrap();
-        write_set(plain.path(), &[Planned { rel: "db/password".into(), bytes: b"pw".to_vec() }], options, 0o755).unwrap();
+        write_set(&ctx(), plain.path(), &planned, options, 0o755).await.unwrap();
         assert_eq!(std::fs::metadata(plain.path().join("db")).unwrap().mode() & 0o7777, 0o755);
     }
 }
