@@ -1,8 +1,13 @@
 //! `-- COMMAND ARGS…`: replace podinit with the app once targets are ready (execve: same PID,
 //! the app's signals and exit status). The command is resolved before waiting, so a typo
 //! fails at once (127/126) instead of after the wait.
+//!
+//! The exec goes through std's `CommandExt::exec`, which, before `execve`, empties the signal
+//! mask and puts SIGPIPE back to its default: the Rust runtime ignores SIGPIPE, and an
+//! ignored signal survives exec, so an app exec'd with `execv` directly would never die of
+//! a broken pipe (`yes | head` would spin forever).
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +19,7 @@ use podinit_core::{Error, Kind};
 #[derive(Debug)]
 pub(crate) struct Command {
     program: PathBuf,
-    argv: Vec<CString>,
+    argv: Vec<OsString>,
 }
 
 impl Command {
@@ -36,24 +41,25 @@ impl Command {
             Err(Errno::ENOENT) => return Err(Error::new(Kind::NotFound, anyhow::anyhow!("command '{shown}' not found"))),
             Err(err) => return Err(not_executable(&shown, err.desc())),
         }
-        let argv = argv
-            .iter()
-            .map(|a| CString::new(a.as_bytes()).map_err(|_| Error::usage(format!("an argument of '{shown}' contains a NUL byte"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { program, argv })
+        if argv.iter().any(|a| a.as_bytes().contains(&0)) {
+            return Err(Error::usage(format!("an argument of '{shown}' contains a NUL byte")));
+        }
+        Ok(Self { program, argv: argv.to_vec() })
     }
 
     /// Replaces this process. Returns only on failure.
     pub(crate) fn exec(self) -> Error {
-        let program = match CString::new(self.program.as_os_str().as_bytes()) {
-            Ok(p) => p,
-            Err(_) => return Error::usage("the command path contains a NUL byte"),
-        };
+        use std::os::unix::process::CommandExt as _;
         let shown = self.program.display().to_string();
-        let Err(err) = nix::unistd::execv(&program, &self.argv);
-        match err {
-            Errno::ENOENT => Error::new(Kind::NotFound, anyhow::anyhow!("command '{shown}' not found")),
-            other => not_executable(&shown, other.desc()),
+        let mut command = std::process::Command::new(&self.program);
+        if let Some((first, rest)) = self.argv.split_first() {
+            command.arg0(first).args(rest);
+        }
+        let err = command.exec();
+        match err.raw_os_error().map(Errno::from_raw) {
+            Some(Errno::ENOENT) => Error::new(Kind::NotFound, anyhow::anyhow!("command '{shown}' not found")),
+            Some(other) => not_executable(&shown, other.desc()),
+            None => not_executable(&shown, &err.to_string()),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail};
 use podinit_core::Error;
+use podinit_core::redirect::Credentials;
 use podinit_tls::{Named, TlsOptions};
 
 /// Status codes that count as ready: a list of ranges, e.g. `200-299,301`.
@@ -84,7 +85,20 @@ impl HttpCheck {
             value.set_sensitive(true);
             headers.append(name, value);
         }
-        let redirect = if settings.follow_redirects { reqwest::redirect::Policy::limited(10) } else { reqwest::redirect::Policy::none() };
+        // Redirects are followed (never down to http); with --http-header values only to the
+        // origin of the target, so a header such as an API key never reaches another host.
+        let policy = podinit_core::redirect::Policy {
+            max: 10,
+            credentials: if settings.headers.is_empty() { Credentials::None } else { Credentials::SameOrigin },
+        };
+        let redirect = if settings.follow_redirects {
+            reqwest::redirect::Policy::custom(move |attempt| match policy.check(attempt.previous(), attempt.url()) {
+                Ok(()) => attempt.follow(),
+                Err(refusal) => attempt.error(refusal),
+            })
+        } else {
+            reqwest::redirect::Policy::none()
+        };
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(tls_config(settings)?)
             .redirect(redirect)
