@@ -8,7 +8,18 @@
 use std::io::{self, Read as _, Write as _};
 use std::path::PathBuf;
 
-use crate::spec::Key;
+use crate::spec::{Key, Namespaces};
+
+/// This process's namespaces, as [`Namespaces::decide`] judges them.
+pub(crate) fn namespaces() -> Namespaces {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = |ns: &str| std::fs::metadata(format!("/proc/self/ns/{ns}")).ok().map(|m| m.ino());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok().and_then(|release| {
+        let mut numbers = release.trim().split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+        Some((numbers.next()?, numbers.next()?))
+    });
+    Namespaces::decide(ino("net"), ino("ipc"), ino("uts"), kernel)
+}
 
 /// The sysctl tree: `/proc/sys` (another root only for tests).
 #[derive(Clone, Debug)]

@@ -25,7 +25,7 @@ use podinit_core::retry::{self, Backoff, Verdict};
 use podinit_core::{Context, Error, Kind};
 
 use crate::kernel::{Fault, Tree};
-use crate::spec::{Plan, Scope, Setting};
+use crate::spec::{Namespaces, Plan, Setting};
 
 /// Set kernel parameters, never lowering node-wide limits.
 ///
@@ -82,13 +82,14 @@ pub struct Args {
 
 /// Runs `podinit sysctl` to completion.
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
-    let settings = collect(&args)?;
+    let settings = collect(ctx, &args).await?;
     let tree = Tree::new(&args.root);
     let work = preflight(&tree, &args, settings)?;
+    let namespaces = kernel::namespaces();
     if args.check {
-        return check(ctx, &tree, &args, &work).await;
+        return check(ctx, &tree, &args, namespaces, &work).await;
     }
-    apply(&tree, &args, &work)
+    apply(&tree, &args, namespaces, &work)
 }
 
 /// A setting whose key exists and whose value fits it.
@@ -101,10 +102,10 @@ struct Work {
     skip: bool,
 }
 
-fn collect(args: &Args) -> Result<Vec<Setting>, Error> {
+async fn collect(ctx: &Context, args: &Args) -> Result<Vec<Setting>, Error> {
     let mut settings = Vec::new();
     for path in &args.load {
-        let (name, text) = read_source(path)?;
+        let (name, text) = read_source(ctx, path).await?;
         settings.extend(spec::parse_file(&text, &name).map_err(Error::usage)?);
     }
     for (i, arg) in args.settings.iter().enumerate() {
@@ -129,10 +130,23 @@ fn collect(args: &Args) -> Result<Vec<Setting>, Error> {
     Ok(deduped)
 }
 
-fn read_source(path: &std::path::Path) -> Result<(String, String), Error> {
+async fn read_source(ctx: &Context, path: &std::path::Path) -> Result<(String, String), Error> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("reading settings from stdin").map_err(|e| Error::new(Kind::Usage, e))?;
+        // Async, so SIGTERM and --timeout end a wait for a writer that never closes stdin.
+        use tokio::io::AsyncReadExt as _;
+        let mut stdin = tokio::io::stdin();
+        let read = stdin.read_to_string(&mut text);
+        let stop = async {
+            match ctx.remaining() {
+                Some(left) => ctx.sleep(left).await.err().unwrap_or_else(|| ctx.timeout_error()),
+                None => podinit_core::context::interrupted(ctx.shutdown_requested().await),
+            }
+        };
+        tokio::select! {
+            read = read => { read.context("reading settings from stdin").map_err(|e| Error::new(Kind::Usage, e))?; }
+            err = stop => return Err(err.context("reading settings from stdin")),
+        }
         return Ok(("stdin".into(), text));
     }
     let name = path.display().to_string();
@@ -207,13 +221,13 @@ impl Action {
     }
 }
 
-fn apply(tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
+fn apply(tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Result<(), Error> {
     let mut counts = [0usize; 6];
     let mut failures: Vec<(String, Kind)> = Vec::new();
     let mut stdout = std::io::stdout().lock();
     for w in work {
         let key = &w.setting.key;
-        let scope = key.scope();
+        let scope = namespaces.scope(key);
         if w.skip {
             tracing::info!(key = %key, scope = scope.as_str(), action = "skipped", "{key}: skipped: unknown key ({})", w.setting.origin);
             counts[Action::Skipped as usize] += 1;
@@ -233,7 +247,7 @@ fn apply(tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
             }
             continue;
         };
-        let action = match set_one(tree, args, w, wanted) {
+        let action = match set_one(tree, args, namespaces, w, wanted) {
             Ok(action) => action,
             Err(fault) if w.setting.ignore_failure => {
                 tracing::warn!(key = %key, action = "skipped", error = %fault.message(), "{key}: skipped: {} (ignored: '-' line)", fault.message());
@@ -275,55 +289,71 @@ impl KeyFault {
     }
 }
 
-fn set_one(tree: &Tree, args: &Args, w: &Work, wanted: &str) -> Result<Action, KeyFault> {
+fn set_one(tree: &Tree, args: &Args, namespaces: Namespaces, w: &Work, wanted: &str) -> Result<Action, KeyFault> {
     let key = &w.setting.key;
-    let scope = key.scope();
-    let node_note = if scope == Scope::Node { " (node-wide: stays after this pod ends)" } else { "" };
+    let scope = namespaces.scope(key);
+    let limit = key.is_limit();
+    let node_note = scope.note();
     let plan = match &w.current {
-        Some(cur) => spec::plan(scope, cur, wanted, args.allow_lower),
-        None => Plan::Write,
+        Some(cur) => spec::plan(scope, limit, cur, wanted, args.allow_lower),
+        None => Plan::Write(wanted.to_owned()),
     };
     let old = w.current.as_deref().map_or_else(|| "(write-only)".to_owned(), spec::normalize);
-    let new = spec::normalize(wanted);
-    match plan {
+    let asked = spec::normalize(wanted);
+    let value = match plan {
         Plan::Unchanged => {
             tracing::info!(key = %key, scope = scope.as_str(), action = "unchanged", value = %old, "{key}: unchanged {old}");
             return Ok(Action::Unchanged);
         }
         Plan::KeepHigher => {
-            tracing::info!(key = %key, scope = scope.as_str(), action = "kept", value = %old, wanted = %new,
-                "{key}: kept {old}, higher than {new} (node-wide: other pods may rely on it; --allow-lower forces {new})");
+            tracing::info!(key = %key, scope = scope.as_str(), action = "kept", value = %old, wanted = %asked,
+                "{key}: kept {old}, not lower than {asked}{node_note}: other pods may rely on it; --allow-lower forces {asked}");
             return Ok(Action::Kept);
         }
-        Plan::Write if args.dry_run => {
-            tracing::info!(key = %key, scope = scope.as_str(), action = "would-change", old = %old, new = %new, "{key}: would change {old} → {new}{node_note}");
-            return Ok(Action::WouldChange);
-        }
-        Plan::Write => {}
+        Plan::Write(value) => value,
+    };
+    let new = spec::normalize(&value);
+    let merged = if new == asked { String::new() } else { format!(" (asked {asked}; fields already higher are kept)") };
+    if args.dry_run {
+        tracing::info!(key = %key, scope = scope.as_str(), action = "would-change", old = %old, new = %new, "{key}: would change {old} → {new}{merged}{node_note}");
+        return Ok(Action::WouldChange);
     }
-    if let Err(fault) = tree.write(key, wanted) {
+    let satisfied = |now: &str| !matches!(spec::plan(scope, limit, now, wanted, args.allow_lower), Plan::Write(_));
+    if let Err(fault) = tree.write(key, &value) {
+        let now = tree.read(key);
         // Another pod may have raced us to the same value: then all is well.
-        if let (Fault::NotPermitted(_), Ok(now)) = (&fault, tree.read(key))
-            && spec::plan(scope, &now, wanted, args.allow_lower) != Plan::Write
+        if let (Fault::NotPermitted(_), Ok(now)) = (&fault, &now)
+            && satisfied(now)
         {
             tracing::info!(key = %key, scope = scope.as_str(), action = "unchanged", value = %now, "{key}: unchanged {now} (set meanwhile by someone else)");
             return Ok(Action::Unchanged);
         }
+        // A failed write may still have changed the key (a short write takes the first
+        // fields): put the old value back.
+        let restored = restore(tree, key, w.current.as_deref(), now.ok().as_deref());
         let kind = if matches!(fault, Fault::NotPermitted(_)) { Kind::NotPermitted } else { Kind::Failed };
-        return Err(KeyFault(kind, format!("writing {new}: {fault}")));
+        return Err(KeyFault(kind, format!("writing {new}: {fault}{restored}")));
     }
-    let after = tree.read(key).map_err(|f| KeyFault(Kind::Failed, format!("reading back after the write: {f}")));
-    match after {
-        Ok(now) if w.current.is_none() || spec::plan(scope, &now, wanted, args.allow_lower) != Plan::Write => {
-            tracing::info!(key = %key, scope = scope.as_str(), action = "changed", old = %old, new = %new, "{key}: changed {old} → {new}{node_note}");
-            Ok(Action::Changed)
+    let after = tree.read(key).map_err(|f| KeyFault(Kind::Failed, format!("reading back after the write: {f}")))?;
+    if w.current.is_none() || spec::same_value(&after, &value) || satisfied(&after) {
+        tracing::info!(key = %key, scope = scope.as_str(), action = "changed", old = %old, new = %new, "{key}: changed {old} → {new}{merged}{node_note}");
+        return Ok(Action::Changed);
+    }
+    let restored = restore(tree, key, w.current.as_deref(), Some(&after));
+    Err(KeyFault(Kind::Failed, format!("the kernel took {new} but reads back {}{restored}", spec::normalize(&after))))
+}
+
+/// Puts `old` back when the key now reads something else; says what happened.
+fn restore(tree: &Tree, key: &spec::Key, old: Option<&str>, now: Option<&str>) -> &'static str {
+    match (old, now) {
+        (Some(old), Some(now)) if !spec::same_value(old, now) => {
+            if tree.write(key, old).is_ok() {
+                "; the old value was restored"
+            } else {
+                "; the old value could not be restored"
+            }
         }
-        Ok(now) => {
-            let restored = w.current.as_deref().is_some_and(|old| tree.write(key, old).is_ok());
-            let restored = if restored { "; the old value was restored" } else { "" };
-            Err(KeyFault(Kind::Failed, format!("the kernel took {new} but reads back {}{restored}", spec::normalize(&now))))
-        }
-        Err(fault) => Err(fault),
+        _ => "",
     }
 }
 
@@ -349,18 +379,15 @@ fn summarize(counts: &[usize; 6]) {
 }
 
 /// `--check`: compare without writing; with `--wait`, keep comparing until satisfied.
-async fn check(ctx: &Context, tree: &Tree, args: &Args, work: &[Work]) -> Result<(), Error> {
+async fn check(ctx: &Context, tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Result<(), Error> {
     let once = || -> anyhow::Result<()> {
         let mut unsatisfied = Vec::new();
         for w in work.iter().filter(|w| !w.skip) {
             let (key, Some(wanted)) = (&w.setting.key, &w.setting.value) else { continue };
             let now = tree.read(key).map_err(|f| anyhow::anyhow!("reading {key}: {f}"))?;
-            if spec::plan(key.scope(), &now, wanted, args.allow_lower) == Plan::Write {
-                let how = if key.scope() == Scope::Node && !args.allow_lower && spec::integers(wanted).is_some_and(|v| v.len() == 1) {
-                    "at least "
-                } else {
-                    ""
-                };
+            let (scope, limit) = (namespaces.scope(key), key.is_limit());
+            if !spec::satisfies(scope, limit, &now, wanted, args.allow_lower) {
+                let how = if scope.is_node() && limit && !args.allow_lower { "at least " } else { "" };
                 unsatisfied.push(format!("{key} is {}, wants {how}{}", spec::normalize(&now), spec::normalize(wanted)));
             } else {
                 tracing::debug!(key = %key, action = "satisfied", "{key}: satisfied by {}", spec::normalize(&now));
