@@ -2,6 +2,7 @@
 //! put in the path by a proxy of the test's own (support::s3::Proxy).
 
 use std::io::Write as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -27,6 +28,11 @@ fn names(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     out.sort();
     out
+}
+
+/// Names in an extraction's destination, without the set's lock (which a failed run leaves).
+fn visible_names(dir: &Path) -> Vec<String> {
+    names(dir).into_iter().filter(|n| n != "..podinit.lock").collect()
 }
 
 fn get(garage: &Garage, endpoint: &str, args: &[&str]) -> Outcome {
@@ -345,7 +351,7 @@ async fn archives_are_extracted_while_streaming_and_escaping_entries_refused() {
         let out = dir.path().join("evil");
         let run = get(&garage, &ep, &["--extract", &format!("s3://test/{name}"), &out.display().to_string()]);
         run.code(1).stderr_has("refused");
-        assert_eq!(names(&out), Vec::<String>::new(), "{name}: nothing extracted");
+        assert_eq!(visible_names(&out), Vec::<String>::new(), "{name}: nothing extracted");
         assert!(!dir.path().join("evil.txt").exists() && !Path::new("/tmp/podinit-evil.txt").exists());
     }
 }
@@ -411,4 +417,176 @@ async fn a_public_bucket_is_read_without_credentials() {
         .run();
     run.code(0);
     assert_eq!(read(dir.path().join("public.bin")), body);
+}
+
+/// One entry of a hand-made tar archive: any name (bytes), type, mode, link target or content.
+struct Raw<'a> {
+    name: &'a [u8],
+    kind: tar::EntryType,
+    mode: u32,
+    body: &'a [u8],
+}
+
+fn raw(name: &str, kind: tar::EntryType, mode: u32, body: &'static str) -> Raw<'static> {
+    Raw { name: Box::leak(name.to_owned().into_boxed_str()).as_bytes(), kind, mode, body: body.as_bytes() }
+}
+
+/// A tar archive written header by header, so names and links can be what a hostile or an
+/// odd archive has (the tar crate's builder refuses some).
+fn raw_tar(entries: &[Raw<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut header = tar::Header::new_gnu();
+        header.as_old_mut().name[..e.name.len()].copy_from_slice(e.name);
+        header.set_entry_type(e.kind);
+        header.set_mode(e.mode);
+        header.set_mtime(1_700_000_000);
+        let body: &[u8] = if e.kind == tar::EntryType::Regular { e.body } else { b"" };
+        if matches!(e.kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+            header.as_old_mut().linkname[..e.body.len()].copy_from_slice(e.body);
+        }
+        header.set_size(body.len() as u64);
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(body);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+    out.resize(out.len() + 1024, 0);
+    out
+}
+
+use tar::EntryType::{Directory as DIR, Regular as FILE, Symlink as LINK};
+
+#[tokio::test]
+async fn archive_links_are_judged_by_where_they_really_lead() {
+    let garage = s3::garage().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ep = garage.endpoint();
+    for (name, entries) in [
+        // Each link alone looks inside; written through `d -> .`, the second lands at the
+        // top and points at /etc.
+        ("chain.tar", vec![raw("d", LINK, 0o777, "."), raw("d/d/d/d/d/d/esc", LINK, 0o777, "../../../../../../etc")]),
+        // Judged by the text, `x -> d/..` stays inside; through `d -> .` it is the parent.
+        ("dotdot.tar", vec![raw("ok", FILE, 0o644, "ok"), raw("d", LINK, 0o777, "."), raw("x", LINK, 0o777, "d/..")]),
+        // A link aimed out only once a later entry exists.
+        ("later.tar", vec![raw("a/l", LINK, 0o777, "../b/.."), raw("b", LINK, 0o777, ".")]),
+    ] {
+        garage.put(&format!("links/{name}"), &raw_tar(&entries), None).await;
+        let out = dir.path().join(name);
+        let run = get(&garage, &ep, &["--extract", &format!("s3://test/links/{name}"), &out.display().to_string()]);
+        run.code(1).stderr_has("refused");
+        assert_eq!(visible_names(&out), Vec::<String>::new(), "{name}: nothing extracted");
+    }
+}
+
+#[tokio::test]
+async fn archives_lose_setuid_bits_and_read_only_directories_extract_without_root() {
+    let garage = s3::garage().await;
+    let v1 = raw_tar(&[
+        raw("bin", DIR, 0o555, ""),
+        raw("bin/suid", FILE, 0o4755, "#!/bin/sh\n"),
+        raw("bin/sgid", FILE, 0o2711, "x"),
+        raw("tmp", DIR, 0o1777, ""),
+        raw("tmp/f", FILE, 0o644, "f"),
+    ]);
+    garage.put("modes/v1.tar", &v1, None).await;
+    garage.put("modes/v2.tar", &raw_tar(&[raw("bin", DIR, 0o555, ""), raw("bin/tool", FILE, 0o755, "v2")]), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("vol");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::chown(&out, Some(65532), Some(65532)).unwrap();
+    // As the image's user, as a restricted init container runs.
+    let non_root = |key: &str| {
+        garage
+            .podinit(&garage.endpoint())
+            .wrapped(&["/usr/bin/setpriv", "--reuid", "65532", "--regid", "65532", "--clear-groups"])
+            .args(["--timeout", "60s", "--extract", &format!("s3://test/modes/{key}"), &out.display().to_string()])
+            .run()
+    };
+    non_root("v1.tar").code(0);
+    let mode = |p: &str| std::fs::symlink_metadata(out.join(p)).unwrap().mode() & 0o7777;
+    assert_eq!((mode("bin/suid"), mode("bin/sgid"), mode("tmp")), (0o755, 0o711, 0o777), "setuid, setgid and sticky stripped");
+    assert_eq!(mode("bin/"), 0o555, "the directory's own mode, applied after its entries");
+    assert_eq!(std::fs::metadata(out.join("bin/suid")).unwrap().uid(), 65532);
+    // The next version replaces the read-only tree, still without root.
+    non_root("v2.tar").code(0);
+    assert_eq!(read(out.join("bin/tool")), b"v2");
+    assert!(!out.join("bin/suid").exists() && !out.join("tmp").exists());
+}
+
+#[tokio::test]
+async fn archive_versions_replace_each_other_whole_and_odd_entries_rerun_as_current() {
+    let garage = s3::garage().await;
+    let proxy = Proxy::start(garage.port);
+    let ep = proxy.endpoint();
+    // v1: a top-level link, a dangling link, a name that is not UTF-8, a file `data`, a link
+    // `conf` and a file `a.txt`.
+    let v1 = raw_tar(&[
+        raw("v2", DIR, 0o755, ""),
+        raw("v2/model", FILE, 0o644, "model v2"),
+        raw("current", LINK, 0o777, "v2"),
+        raw("dangling", LINK, 0o777, "not/there"),
+        Raw { name: b"caf\xe9.txt", kind: FILE, mode: 0o644, body: b"latin-1 name" },
+        raw("data", FILE, 0o644, "a file"),
+        raw("conf", LINK, 0o777, "v2"),
+        raw("a.txt", FILE, 0o644, "a"),
+    ]);
+    garage.put("sets/app.tar", &v1, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("app");
+    let d = out.display().to_string();
+    get(&garage, &ep, &["--extract", "s3://test/sets/app.tar", &d]).code(0);
+    assert_eq!(read(out.join("current/model")), b"model v2");
+    assert_eq!(read(out.join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))), b"latin-1 name");
+    // A rerun of the same object is one HEAD and changes nothing.
+    let before = ino(out.join("data"));
+    proxy.take_requests();
+    get(&garage, &ep, &["--extract", "s3://test/sets/app.tar", &d]).code(0).stderr_has("nothing to download");
+    assert_eq!(proxy.take_requests(), 1, "only a HEAD");
+    assert_eq!(ino(out.join("data")), before);
+    // A file edited in place (mtime put back) is noticed: extracted again.
+    let file = out.join("a.txt");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, "b").unwrap();
+    std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+    get(&garage, &ep, &["--extract", "s3://test/sets/app.tar", &d]).code(0).stderr_has("entries");
+    assert_eq!(read(out.join("a.txt")), b"a");
+
+    // v2: `data` becomes a directory, `conf` a directory, `a.txt` is gone.
+    let v2 = raw_tar(&[
+        raw("data", DIR, 0o755, ""),
+        raw("data/x", FILE, 0o644, "x"),
+        raw("conf", DIR, 0o755, ""),
+        raw("conf/y", FILE, 0o644, "y"),
+    ]);
+    garage.put("sets/app.tar", &v2, None).await;
+    get(&garage, &ep, &["--extract", "s3://test/sets/app.tar", &d]).code(0);
+    assert_eq!(read(out.join("data/x")), b"x");
+    assert_eq!(read(out.join("conf/y")), b"y");
+    for gone in ["a.txt", "current", "dangling", "v2"] {
+        assert!(std::fs::symlink_metadata(out.join(gone)).is_err(), "{gone} left with the old version");
+    }
+    let listing = names(&out);
+    assert_eq!(listing.iter().filter(|n| n.starts_with("..2")).count(), 1, "one data directory: {listing:?}");
+}
+
+#[tokio::test]
+async fn extracted_files_are_synced_before_the_set_switches() {
+    let garage = s3::garage().await;
+    let files: Vec<(String, Vec<u8>)> = (0..5).map(|i| (format!("f{i}"), vec![b'a' + i as u8; 1000])).collect();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+    garage.put("sync/five.tar", &tar_archive(&refs, &[], &[]), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let out = dir.path().join("out");
+    let run = garage
+        .podinit(&garage.endpoint())
+        .wrapped(&["/usr/bin/strace", "-f", "-qq", "-e", "trace=fsync,fdatasync,renameat,renameat2,rename", "-o", trace.to_str().unwrap()])
+        .args(["--timeout", "60s", "--extract", "s3://test/sync/five.tar", out.to_str().unwrap()])
+        .run();
+    run.code(0);
+    let calls = std::fs::read_to_string(&trace).unwrap();
+    let switch = calls.lines().position(|l| l.contains("..data_tmp") && l.contains("rename")).expect("the set switches by rename");
+    let synced = calls.lines().take(switch).filter(|l| l.contains("fdatasync(")).count();
+    assert!(synced >= 5, "each of the 5 files synced before the switch, saw {synced}:\n{calls}");
 }

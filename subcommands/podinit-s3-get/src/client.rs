@@ -151,13 +151,10 @@ pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
     match err.downcast_ref::<CallError>() {
         Some(CallError::Transport(_)) => Verdict::Retry,
         Some(CallError::Status { status, .. }) if *status >= 500 || matches!(status, 408 | 429) => Verdict::Retry,
-        Some(CallError::Status { .. } | CallError::Changed | CallError::Credentials(_) | CallError::Mismatch(_) | CallError::Other(_)) => {
-            Verdict::Fatal(Kind::Failed)
-        }
-        // The retry helper's own "attempt timed out" is worth another attempt; local errors
-        // (a full disk, a directory in the way) are not.
-        None if err.to_string().starts_with("attempt timed out") => Verdict::Retry,
-        None => Verdict::Fatal(Kind::Failed),
+        // Refusals, and errors that are not the store's (a full disk, a directory in the way, a
+        // bug): waiting cannot fix them. The retry helper's own attempt timeout never gets here.
+        Some(CallError::Status { .. } | CallError::Changed | CallError::Credentials(_) | CallError::Mismatch(_) | CallError::Other(_))
+        | None => Verdict::Fatal(Kind::Failed),
     }
 }
 
@@ -166,10 +163,31 @@ pub(crate) fn call_error(err: &Error) -> Option<&CallError> {
     err.source_error().downcast_ref::<CallError>()
 }
 
+/// The code a 404 to a HEAD (which has no body to say why) gets once a HEAD of the bucket
+/// found the bucket missing: see [`missing_bucket`].
+pub(crate) const NO_BUCKET: &str = "NoSuchBucket (HEAD of the bucket)";
+
+/// A 404 to a HEAD of an object says nothing about why (a HEAD response has no body): asks
+/// the store whether the bucket exists, so the error names what is missing.
+pub(crate) async fn missing_bucket(s3: &Client, err: Error, url: &S3Url) -> Error {
+    let Some(CallError::Status { status: 404, code, .. }) = call_error(&err) else { return err };
+    if !code.is_empty() {
+        return err;
+    }
+    match s3.head_bucket().bucket(&url.bucket).send().await.map_err(CallError::from) {
+        Err(CallError::Status { status: 404, .. }) => Error::new(
+            Kind::Failed,
+            anyhow::Error::new(CallError::Status { status: 404, code: NO_BUCKET.to_owned(), message: String::new(), region: None })
+                .context(format!("HEAD {url}")),
+        ),
+        _ => err,
+    }
+}
+
 /// Turns a refusal into the message an operator acts on.
 pub(crate) fn explain(err: Error, url: &S3Url) -> Error {
     let hint = match call_error(&err) {
-        Some(CallError::Status { status: 404, code, .. }) if code == "NoSuchBucket" => {
+        Some(CallError::Status { status: 404, code, .. }) if code == "NoSuchBucket" || code == NO_BUCKET => {
             return err.with_hint(format!("the bucket '{}' does not exist at this endpoint; check the name, --endpoint-url and --region", url.bucket));
         }
         Some(CallError::Status { status: 404, .. }) => {

@@ -22,12 +22,14 @@ mod object;
 mod prefix;
 mod spec;
 mod state;
+mod unpack;
 mod verify;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use podinit_core::fs::FileOptions;
+use podinit_core::fs::set::DataSet;
 use podinit_core::progress::{Unit, bytes};
 use podinit_core::{Context, Error, Kind};
 
@@ -286,25 +288,18 @@ async fn get_extract(
 ) -> Result<(), Error> {
     let started = Instant::now();
     let mut remote = object::head(ctx, s3, url, opts.pinned_sha256.as_deref()).await?;
-    ensure_dir(dir)?;
-    let source = format!("{url} (extracted)");
-    let manifest_path = Manifest::inside(dir);
-    let manifest = Manifest::load(&manifest_path, &source);
-    let current = !manifest.files.is_empty() && manifest.files.iter().all(|(name, r)| r.is_current(&dir.join(name), &remote.etag, r.size));
-    if current && !force {
+    // The lock makes replicas sharing a volume extract once; the others find it current.
+    let set = DataSet::open(ctx, dir, 0o755).await?;
+    if !force && extract::is_current(&set, url, &remote.etag) {
+        set.ensure_visible().map_err(|e| podinit_core::fs::explain_write(e, dir))?;
         tracing::info!("{} holds {url} (ETag {}), extracted: nothing to download", dir.display(), remote.etag);
         return Ok(());
     }
     // A multipart archive is checked against its ETag part by part as it streams.
     object::learn_part_size(ctx, s3, url, &mut remote).await;
     let progress = ctx.progress(format!("{url}"), Some(remote.size), Unit::Bytes);
-    let extracted = extract::extract(ctx, s3, url, &remote, format, dir, opts.concurrency.max(1), opts.stall, &progress).await?;
+    let extracted = extract::extract(ctx, s3, url, &remote, format, &set, opts.concurrency.max(1), opts.stall, &progress).await?;
     drop(progress);
-    let mut manifest = Manifest { source, ..Manifest::default() };
-    for name in &extracted.top {
-        manifest.files.insert(name.clone(), Record::of(&dir.join(name), &remote.etag, remote.version_id.as_deref(), None)?);
-    }
-    manifest.save(&manifest_path)?;
     summary(
         started,
         remote.size,

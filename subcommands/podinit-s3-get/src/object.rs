@@ -50,6 +50,11 @@ macro_rules! remote {
                     Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse)
                 ) || $out.sse_customer_algorithm().is_some(),
                 part_size: None,
+                checksum_type: match $out.checksum_type() {
+                    Some(aws_sdk_s3::types::ChecksumType::FullObject) => Some(verify::ChecksumType::FullObject),
+                    Some(aws_sdk_s3::types::ChecksumType::Composite) => Some(verify::ChecksumType::Composite),
+                    _ => None,
+                },
                 crc64nvme: $out.checksum_crc64_nvme().map(str::to_owned),
                 crc32c: $out.checksum_crc32_c().map(str::to_owned),
                 crc32: $out.checksum_crc32().map(str::to_owned),
@@ -116,8 +121,11 @@ pub(crate) async fn head(ctx: &Context, s3: &Client, url: &S3Url, pinned_sha256:
             .await
             .map_err(|e| anyhow::Error::new(CallError::from(e)))
     })
-    .await
-    .map_err(|e| client::explain(e, url))?;
+    .await;
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return Err(client::explain(client::missing_bucket(s3, e, url).await, url)),
+    };
     Ok(remote!(out, pinned_sha256.map(str::to_owned)))
 }
 
@@ -176,8 +184,7 @@ pub(crate) async fn download(
     });
     let (file, range_size, mut done) = match resumable {
         Some(partial) => {
-            let file =
-                OpenOptions::new().read(true).write(true).open(&data_path).with_context(|| format!("opening {}", data_path.display()))?;
+            let file = open_partial(&data_path, false)?;
             let mut done = vec![false; spec::ranges(remote.size, partial.range_size).len()];
             for i in partial.done {
                 if let Some(slot) = done.get_mut(i) {
@@ -188,16 +195,20 @@ pub(crate) async fn download(
         }
         None => {
             Partial::discard(dest);
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&data_path)
-                .with_context(|| format!("creating {}", data_path.display()))?;
-            preallocate(&file, remote.size)
-                .with_context(|| format!("reserving {} for {}", podinit_core::progress::bytes(remote.size), dest.display()))?;
+            let file = open_partial(&data_path, true)?;
+            if let Err(e) = preallocate(&file, remote.size) {
+                Partial::discard(dest);
+                return Err(Error::new(
+                    Kind::Failed,
+                    anyhow::anyhow!(
+                        "reserving {} for {}: {}",
+                        podinit_core::progress::bytes(remote.size),
+                        dest.display(),
+                        podinit_core::redact::io_reason(&e)
+                    ),
+                )
+                .with_hint("the volume needs room for the whole object: raise the emptyDir sizeLimit or the PVC's size"));
+            }
             let ranges = spec::ranges(remote.size, opts.part_size).len();
             (file, opts.part_size, vec![false; ranges])
         }
@@ -397,6 +408,31 @@ fn watermark(ranges: &[Range<u64>], done: &[bool]) -> u64 {
     }
 }
 
+/// The data file of an unfinished download: created new, or (resuming) opened as it was
+/// left. Never through a link: a link planted at that name, with a forged state file, must not
+/// redirect the writes of a privileged container elsewhere.
+fn open_partial(path: &Path, create: bool) -> Result<File, Error> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create {
+        options.create_new(true).mode(0o600);
+    }
+    let doing = if create { "creating" } else { "opening" };
+    let file = options.open(path).map_err(|e| {
+        let why = if e.raw_os_error() == Some(libc::ELOOP) {
+            "a symbolic link is in the way".to_owned()
+        } else {
+            podinit_core::redact::io_reason(&e)
+        };
+        Error::new(Kind::Failed, anyhow::anyhow!("{doing} {}: {why}", path.display()))
+    })?;
+    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(Error::new(Kind::Failed, anyhow::anyhow!("{} is not a regular file", path.display())));
+    }
+    Ok(file)
+}
+
 /// Reserves the space up front (fail early on a full emptyDir); falls back to a sparse length
 /// where the filesystem cannot allocate.
 fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
@@ -579,6 +615,14 @@ fn record(file: &File, dest: &Path, state: &Partial) {
     }
 }
 
+/// Asks the store for the object's checksums (`x-amz-checksum-mode: ENABLED`) with the header
+/// alone, not the SDK's `checksum_mode`: that one also turns on the SDK's own validation,
+/// which hashes every byte a second time and logs a warning for every composite (multipart)
+/// checksum. podinit verifies the bytes itself (see `verify.rs`).
+fn ask_for_checksums(request: &mut aws_smithy_runtime_api::http::Request) {
+    request.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
+}
+
 /// One GET into an [`AtomicFile`], hashed as it streams; for the many small objects of a
 /// prefix. Returns the ETag of what was written and what was verified.
 pub(crate) async fn fetch_small(
@@ -596,8 +640,15 @@ pub(crate) async fn fetch_small(
     let part_size = part_size(ctx, s3, url, listed_etag, listed_size).await;
     let what = format!("GET {url}");
     retry::retry(ctx, &what, backoff(), client::classify, |_| async {
-        let out =
-            s3.get_object().bucket(&url.bucket).key(&url.key).checksum_mode(ChecksumMode::Enabled).send().await.map_err(CallError::from)?;
+        let out = s3
+            .get_object()
+            .bucket(&url.bucket)
+            .key(&url.key)
+            .customize()
+            .mutate_request(ask_for_checksums)
+            .send()
+            .await
+            .map_err(CallError::from)?;
         let mut remote = remote!(out, None);
         // The part size belongs to the listed object; a replaced one is checked without it.
         if remote.etag == listed_etag {

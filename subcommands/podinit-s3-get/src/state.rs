@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use podinit_core::fs::{FileOptions, write_atomic};
+use podinit_core::fs::{FileOptions, hidden_sibling, write_atomic};
 use serde::{Deserialize, Serialize};
 
 /// One downloaded file and the object it came from.
@@ -25,6 +25,9 @@ pub(crate) struct Record {
     pub(crate) size: u64,
     pub(crate) ino: u64,
     pub(crate) mtime_ns: i64,
+    /// Absent in manifests of older versions: such a record is never current (one download).
+    #[serde(default)]
+    pub(crate) ctime_ns: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) sha256: Option<String>,
 }
@@ -32,13 +35,14 @@ pub(crate) struct Record {
 impl Record {
     /// Describes `path` as it is now, holding the object with `etag`.
     pub(crate) fn of(path: &Path, etag: &str, version_id: Option<&str>, sha256: Option<String>) -> anyhow::Result<Self> {
-        let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let meta = std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Self {
             etag: etag.to_owned(),
             version_id: version_id.map(str::to_owned),
             size: meta.size(),
             ino: meta.ino(),
             mtime_ns: mtime_ns(&meta),
+            ctime_ns: Some(ctime_ns(&meta)),
             sha256,
         })
     }
@@ -47,12 +51,22 @@ impl Record {
     pub(crate) fn is_current(&self, path: &Path, etag: &str, size: u64) -> bool {
         self.etag == etag
             && self.size == size
-            && std::fs::symlink_metadata(path).is_ok_and(|m| m.size() == self.size && m.ino() == self.ino && mtime_ns(&m) == self.mtime_ns)
+            && std::fs::symlink_metadata(path).is_ok_and(|m| {
+                m.is_file()
+                    && m.size() == self.size
+                    && m.ino() == self.ino
+                    && mtime_ns(&m) == self.mtime_ns
+                    && Some(ctime_ns(&m)) == self.ctime_ns
+            })
     }
 }
 
 fn mtime_ns(meta: &std::fs::Metadata) -> i64 {
     meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec())
+}
+
+fn ctime_ns(meta: &std::fs::Metadata) -> i64 {
+    meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec())
 }
 
 /// The records of one destination, keyed by path relative to the manifest's directory.
@@ -126,15 +140,11 @@ impl Partial {
     }
 }
 
-/// `dir/.NAME<suffix>` for `dir/NAME`.
-fn hidden_sibling(dest: &Path, suffix: &str) -> PathBuf {
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    dest.with_file_name(format!(".{name}{suffix}"))
-}
-
 #[cfg(test)]
 mod tests {
     #![expect(clippy::disallowed_methods, reason = "fixtures are written plainly")]
+
+    use std::os::unix::fs::FileExt as _;
 
     use super::*;
 
@@ -150,6 +160,13 @@ mod tests {
         std::fs::write(dir.path().join("other"), b"12345").unwrap();
         std::fs::rename(dir.path().join("other"), &file).unwrap();
         assert!(!record.is_current(&file, "\"e1\"", 5), "replaced locally (another inode)");
+        // Edited in place, same size, mtime put back: only ctime tells.
+        let record = Record::of(&file, "\"e1\"", None, None).unwrap();
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::OpenOptions::new().write(true).open(&file).unwrap().write_all_at(b"X", 0).unwrap();
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+        assert!(!record.is_current(&file, "\"e1\"", 5), "edited in place with the mtime restored");
     }
 
     #[test]

@@ -21,12 +21,23 @@ pub(crate) struct Expected {
     pub(crate) etag_not_md5: bool,
     /// The part size of a multipart upload, when known and uniform.
     pub(crate) part_size: Option<u64>,
+    /// What `x-amz-checksum-type` says of the checksum values, when the store sends it.
+    pub(crate) checksum_type: Option<ChecksumType>,
     pub(crate) crc64nvme: Option<String>,
     pub(crate) crc32c: Option<String>,
     pub(crate) crc32: Option<String>,
     pub(crate) sha256: Option<String>,
     /// `--sha256`, lowercase hex.
     pub(crate) pinned_sha256: Option<String>,
+}
+
+/// `x-amz-checksum-type`: how the checksum values were computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChecksumType {
+    /// Over the whole object: checkable.
+    FullObject,
+    /// A checksum of the parts' checksums: says nothing about the bytes without the parts.
+    Composite,
 }
 
 /// The checks to run.
@@ -72,8 +83,14 @@ impl Expected {
             (Algorithm::Crc32, &self.crc32),
             (Algorithm::Sha256, &self.sha256),
         ];
-        // Composite (per-part) values end in `-N`; they are not a checksum of the whole object.
-        candidates.into_iter().find_map(|(alg, value)| value.as_ref().filter(|v| !v.contains('-')).map(|v| (alg, v.clone())))
+        // The store's word first; without it, composite (per-part) values are known by their
+        // `-N` suffix. Either way a composite value is not a checksum of the whole object.
+        let usable = |value: &String| match self.checksum_type {
+            Some(ChecksumType::FullObject) => true,
+            Some(ChecksumType::Composite) => false,
+            None => !value.contains('-'),
+        };
+        candidates.into_iter().find_map(|(alg, value)| value.as_ref().filter(|v| usable(v)).map(|v| (alg, v.clone())))
     }
 
     pub(crate) fn plan(&self) -> Plan {
@@ -346,6 +363,22 @@ mod tests {
         assert_eq!(feed(e.plan(), data, 4), Ok("CRC32 checksum".to_owned()));
         let e = Expected { crc32: Some(b64(&[0, 0, 0, 0])), ..Expected::default() };
         assert!(feed(e.plan(), data, 4).unwrap_err().starts_with("CRC32 mismatch"));
+    }
+
+    #[test]
+    fn the_stores_checksum_type_beats_the_suffix() {
+        let data = b"hello world";
+        // A store that writes composite values without `-N` but says COMPOSITE: not checked
+        // against the whole object (that would reject every correct download).
+        let composite = Expected { crc32: Some(b64(&[1, 2, 3, 4])), checksum_type: Some(ChecksumType::Composite), ..Expected::default() };
+        assert_eq!(composite.plan().store, None);
+        assert!(feed(composite.plan(), data, 4).is_ok());
+        let full = Expected {
+            crc32: Some(b64(&crc32fast::hash(data).to_be_bytes())),
+            checksum_type: Some(ChecksumType::FullObject),
+            ..Expected::default()
+        };
+        assert_eq!(feed(full.plan(), data, 4), Ok("CRC32 checksum".to_owned()));
     }
 
     #[test]

@@ -1,0 +1,353 @@
+//! Writing an archive's entries into a fresh directory, safely: what an archive may and may
+//! not do to the volume it is unpacked into.
+//!
+//! - Every entry is written below the root through [`Dir`] walks that never follow a link, so
+//!   no entry lands outside, whatever links earlier entries made (`d -> .`, then
+//!   `d/d/d/esc -> ../../../etc` is refused: `d` is a link in the way). Absolute paths and `..`
+//!   are refused; top-level names starting with `..` are the data-directory layout's.
+//! - Symbolic links are created as they come, then judged at the end, against the finished
+//!   tree, by where they really lead ([`Dir::check_link`]): one that leaves the root fails
+//!   the whole extraction. Hard links must name an entry inside.
+//! - Modes keep only the permission bits: setuid, setgid and sticky are stripped (an archive
+//!   must not plant a setuid file in a volume the app runs from). A setgid bit a directory
+//!   inherits from an `fsGroup` volume is kept. Owners are not restored.
+//! - Directory modes and times are applied last, deepest first, as tar does: a `0555`
+//!   directory is still writable while its entries are written, also without root.
+//! - Device nodes and FIFOs are skipped with a warning.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context as _, bail};
+use podinit_core::fs::root::{Dir, Kind, components};
+use sha2::Digest as _;
+
+/// Mode of directories an archive implies but does not list.
+const IMPLIED_DIR_MODE: u32 = 0o755;
+
+/// Unpacks entries into a directory of its own (see the module docs).
+pub(crate) struct Unpacker {
+    root: Dir,
+    /// Links created, to judge once the tree is complete.
+    links: Vec<PathBuf>,
+    /// Directories listed by the archive: mode and mtime to apply at the end.
+    dirs: Vec<(PathBuf, u32, Option<SystemTime>)>,
+    /// The parent directory of the last entry (entries come grouped by directory).
+    last_parent: Option<(PathBuf, Dir)>,
+    entries: u64,
+}
+
+impl Unpacker {
+    pub(crate) fn new(root: Dir) -> Self {
+        Self { root, links: Vec::new(), dirs: Vec::new(), last_parent: None, entries: 0 }
+    }
+
+    /// Unpacks a tar stream.
+    pub(crate) fn tar(&mut self, stream: impl Read) -> anyhow::Result<()> {
+        let mut archive = tar::Archive::new(stream);
+        for entry in archive.entries().context("reading the archive")? {
+            let mut entry = entry.context("reading an archive entry")?;
+            let path = entry.path().context("an entry with an unreadable name")?.into_owned();
+            let header = entry.header();
+            let kind = header.entry_type();
+            let mode = header.mode().unwrap_or(0o644) & 0o777;
+            let mtime = header.mtime().ok().map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+            use tar::EntryType as T;
+            let what = match kind {
+                T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
+                T::Directory => Entry::Dir,
+                T::Regular | T::Continuous | T::GNUSparse => Entry::File,
+                T::Symlink => Entry::Symlink(entry.link_name().context("reading a link target")?.unwrap_or_default().into_owned()),
+                T::Link => Entry::HardLink(entry.link_name().context("reading a link target")?.unwrap_or_default().into_owned()),
+                T::Char | T::Block | T::Fifo => {
+                    tracing::warn!("skipping '{}': device nodes and FIFOs are not extracted", path.display());
+                    continue;
+                }
+                other => {
+                    tracing::warn!("skipping '{}': entries of type {:?} are not extracted", path.display(), other.as_byte() as char);
+                    continue;
+                }
+            };
+            self.entry(&path, what, mode, mtime, &mut entry)?;
+        }
+        Ok(())
+    }
+
+    /// Writes one entry; `data` is its content (for a file).
+    fn entry(&mut self, path: &Path, what: Entry, mode: u32, mtime: Option<SystemTime>, data: &mut dyn Read) -> anyhow::Result<()> {
+        let shown = path.display();
+        if matches!(what, Entry::Dir) && path.components().all(|c| matches!(c, std::path::Component::CurDir)) {
+            return Ok(()); // `./`: the root itself
+        }
+        let parts = components(path).map_err(|e| anyhow::anyhow!("entry {e}: refused (it would land outside the destination)"))?;
+        if parts[0].as_bytes().starts_with(b"..") {
+            bail!("entry '{shown}': top-level names starting with '..' are reserved for the data directory layout; refused");
+        }
+        let (name, parent) = parts.split_last().unwrap_or((&parts[0], &[]));
+        let dir = self.parent(parent).map_err(|e| anyhow::anyhow!("entry '{shown}': {e:#}: refused"))?;
+        let rel: PathBuf = parts.iter().collect();
+        match what {
+            Entry::Dir => {
+                match dir.stat(name).with_context(|| format!("reading '{shown}'"))?.map(|s| Kind::of(&s)) {
+                    Some(Kind::Dir) => {}
+                    Some(_) => {
+                        dir.remove_all(name)?;
+                        dir.mkdir(name, 0o700)?;
+                    }
+                    None => {
+                        dir.mkdir(name, 0o700)?;
+                    }
+                }
+                self.dirs.push((rel, mode, mtime));
+            }
+            Entry::File => {
+                make_room(&dir, name, &shown)?;
+                let mut file = dir.create_file(name)?;
+                std::io::copy(data, &mut file).map_err(|e| written(e, &dir, name))?;
+                file.set_permissions(std::fs::Permissions::from_mode(mode)).with_context(|| format!("setting the mode of '{shown}'"))?;
+                if let Some(mtime) = mtime {
+                    let _ = file.set_modified(mtime);
+                }
+            }
+            Entry::Symlink(target) => {
+                if target.as_os_str().is_empty() || target.is_absolute() {
+                    bail!("link '{shown}' points at '{}', outside the destination: refused", target.display());
+                }
+                make_room(&dir, name, &shown)?;
+                dir.symlink(name, target.as_os_str())?;
+                self.links.push(rel);
+            }
+            Entry::HardLink(target) => {
+                let from = components(&target).map_err(|e| anyhow::anyhow!("hard link '{shown}' to {e}: refused"))?;
+                let (from_name, from_parent) = from.split_last().unwrap_or((&from[0], &[]));
+                let from_dir = self.root.open_dir(from_parent).with_context(|| format!("hard link '{shown}'"))?;
+                make_room(&dir, name, &shown)?;
+                dir.hard_link(name, &from_dir, from_name)?;
+            }
+        }
+        self.entries += 1;
+        Ok(())
+    }
+
+    /// The directory `parent` (created when the archive implies it), from the cache when the
+    /// last entry was in it too.
+    fn parent(&mut self, parent: &[&OsStr]) -> anyhow::Result<Dir> {
+        let rel: PathBuf = parent.iter().collect();
+        if let Some((cached, dir)) = &self.last_parent
+            && *cached == rel
+        {
+            return Ok(dir.try_clone()?);
+        }
+        let dir = self.root.create_dir_all(parent, IMPLIED_DIR_MODE)?;
+        self.last_parent = Some((rel, dir.try_clone()?));
+        Ok(dir)
+    }
+
+    /// Judges every link against the finished tree, then applies directory modes and times,
+    /// deepest first. Returns the number of entries written.
+    pub(crate) fn finish(mut self) -> anyhow::Result<u64> {
+        self.last_parent = None;
+        for link in &self.links {
+            let parts = components(link)?;
+            let (name, parent) = parts.split_last().unwrap_or((&parts[0], &[]));
+            let Ok(dir) = self.root.open_dir(parent) else { continue };
+            // A later entry may have replaced the link.
+            if dir.stat(name)?.is_some_and(|s| Kind::of(&s) == Kind::Symlink) {
+                self.root.check_link(&parts).map_err(|e| anyhow::anyhow!("{e:#}: refused, nothing was extracted"))?;
+            }
+        }
+        self.dirs.sort_by_key(|(rel, ..)| std::cmp::Reverse(rel.components().count()));
+        for (rel, mode, mtime) in &self.dirs {
+            let dir = self.root.open_dir(&components(rel)?)?;
+            dir.set_mode(*mode)?;
+            if let Some(mtime) = mtime {
+                let when = nix::sys::time::TimeSpec::from(mtime.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
+                let _ = nix::sys::stat::futimens(&dir, &when, &when);
+            }
+        }
+        Ok(self.entries)
+    }
+}
+
+enum Entry {
+    Dir,
+    File,
+    Symlink(PathBuf),
+    HardLink(PathBuf),
+}
+
+/// Removes what an earlier entry of the same name left (a later entry wins, as in tar), but
+/// never a directory: an entry cannot replace one.
+fn make_room(dir: &Dir, name: &OsStr, shown: &impl std::fmt::Display) -> anyhow::Result<()> {
+    match dir.stat(name).with_context(|| format!("reading '{shown}'"))?.map(|s| Kind::of(&s)) {
+        None => Ok(()),
+        Some(Kind::Dir) => bail!("entry '{shown}' would replace a directory of the same archive: refused"),
+        Some(_) => dir.remove_all(name),
+    }
+}
+
+/// A write error naming the file (ENOSPC stays the cause, for the caller's hint).
+fn written(err: std::io::Error, dir: &Dir, name: &OsStr) -> anyhow::Error {
+    let reason = podinit_core::redact::io_reason(&err);
+    anyhow::Error::new(err).context(format!("writing {}: {reason}", dir.path().join(name).display()))
+}
+
+/// A digest of the tree below `root` as it is on disk (names, types, modes, sizes, inodes,
+/// mtimes and ctimes): any change made after it was taken, even one that puts an mtime
+/// back, changes it. Top-level names starting with `..` (podinit's own) are left out.
+pub(crate) fn fingerprint(root: &Dir) -> anyhow::Result<String> {
+    let mut hash = sha2::Sha256::new();
+    walk(root, Path::new(""), &mut |rel, stat| {
+        hash.update(rel.as_os_str().as_bytes());
+        hash.update([0]);
+        for n in [
+            u64::from(stat.st_mode),
+            u64::try_from(stat.st_size).unwrap_or(0),
+            stat.st_ino,
+            u64::try_from(stat.st_mtime).unwrap_or(0),
+            u64::try_from(stat.st_mtime_nsec).unwrap_or(0),
+            u64::try_from(stat.st_ctime).unwrap_or(0),
+            u64::try_from(stat.st_ctime_nsec).unwrap_or(0),
+        ] {
+            hash.update(n.to_le_bytes());
+        }
+    })?;
+    Ok(crate::spec::hex(&hash.finalize()))
+}
+
+fn walk(dir: &Dir, rel: &Path, visit: &mut dyn FnMut(&Path, &nix::sys::stat::FileStat)) -> anyhow::Result<()> {
+    for name in dir.names()? {
+        if rel.as_os_str().is_empty() && name.as_bytes().starts_with(b"..") {
+            continue;
+        }
+        let Some(stat) = dir.stat(&name)? else { continue };
+        let here = rel.join(&name);
+        visit(&here, &stat);
+        if Kind::of(&stat) == Kind::Dir {
+            walk(&dir.sub(&name)?, &here, visit)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![expect(clippy::disallowed_methods, reason = "fixtures are read plainly")]
+
+    use std::os::unix::fs::MetadataExt as _;
+
+    use super::*;
+
+    /// A tar archive of `(path, kind, mode, link target or content)`, with paths written as
+    /// given (the tar crate's builder would refuse the hostile ones).
+    fn archive(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (path, kind, mode, text) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_mode(*mode);
+            let body: &[u8] = if *kind == tar::EntryType::Regular { text.as_bytes() } else { b"" };
+            if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
+                header.as_old_mut().linkname[..text.len()].copy_from_slice(text.as_bytes());
+            }
+            header.set_size(body.len() as u64);
+            header.set_cksum();
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(body);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    fn unpack(entries: &[(&str, tar::EntryType, u32, &str)]) -> (tempfile::TempDir, anyhow::Result<u64>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let mut unpacker = Unpacker::new(Dir::open(&root).unwrap());
+        let result = unpacker.tar(&archive(entries)[..]).and_then(|()| unpacker.finish());
+        (tmp, result)
+    }
+
+    use tar::EntryType::{Directory as D, Link as H, Regular as F, Symlink as L};
+
+    #[test]
+    fn chained_links_cannot_climb_out() {
+        // `d -> .` is harmless alone; an entry written through it is not.
+        let (tmp, result) = unpack(&[("d", L, 0o777, "."), ("d/d/d/d/d/d/esc", L, 0o777, "../../../../../../etc")]);
+        let err = result.unwrap_err();
+        assert!(format!("{err:#}").contains("symbolic link"), "{err:#}");
+        assert!(std::fs::symlink_metadata(tmp.path().join("root/esc")).is_err());
+        // Written where it is, `x -> d/..` reads as inside but leads to the root's parent.
+        let (_tmp, result) = unpack(&[("d", L, 0o777, "."), ("x", L, 0o777, "d/..")]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("leads outside"));
+        // And a link made harmless-looking first, then aimed out by a later one.
+        let (_tmp, result) = unpack(&[("a/l", L, 0o777, "../b/.."), ("b", L, 0o777, ".")]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn escaping_paths_and_links_are_refused() {
+        for bad in [
+            &[("../x", F, 0o644, "x")][..],
+            &[("/etc/x", F, 0o644, "x")],
+            &[("a", L, 0o777, "/etc")],
+            &[("a/b", L, 0o777, "../../x")],
+            &[("h", H, 0o644, "../outside")],
+            &[("..data", D, 0o755, "")],
+        ] {
+            let (_tmp, result) = unpack(bad);
+            assert!(result.is_err(), "{bad:?} must be refused");
+        }
+        let (tmp, result) = unpack(&[
+            ("a/b/c", F, 0o644, "c"),
+            ("a/up", L, 0o777, "../a/b/c"),
+            ("a/dangling", L, 0o777, "b/none"),
+            ("h", H, 0o644, "a/b/c"),
+        ]);
+        assert_eq!(result.unwrap(), 4);
+        assert_eq!(std::fs::read_to_string(tmp.path().join("root/a/up")).unwrap(), "c");
+        assert_eq!(std::fs::read_to_string(tmp.path().join("root/h")).unwrap(), "c");
+    }
+
+    #[test]
+    fn special_bits_are_stripped_and_directory_modes_come_last() {
+        let (tmp, result) =
+            unpack(&[("ro", D, 0o555, ""), ("ro/suid", F, 0o4755, "x"), ("ro/sgid", F, 0o2755, "y"), ("sticky", D, 0o1777, "")]);
+        result.unwrap();
+        let mode = |p: &str| std::fs::symlink_metadata(tmp.path().join("root").join(p)).unwrap().mode() & 0o7777;
+        assert_eq!(mode("ro/suid"), 0o755);
+        assert_eq!(mode("ro/sgid"), 0o755);
+        assert_eq!(mode("sticky"), 0o777);
+        assert_eq!(mode("ro"), 0o555, "applied after its entries were written");
+        std::fs::set_permissions(tmp.path().join("root/ro"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn later_entries_win_but_never_over_a_directory() {
+        let (tmp, result) = unpack(&[("f", F, 0o644, "one"), ("f", F, 0o644, "two")]);
+        result.unwrap();
+        assert_eq!(std::fs::read_to_string(tmp.path().join("root/f")).unwrap(), "two");
+        let (_tmp, result) = unpack(&[("d/x", F, 0o644, "x"), ("d", F, 0o644, "file over a directory")]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn fingerprints_see_edits_that_restore_mtime() {
+        let (tmp, result) = unpack(&[("a/b", F, 0o644, "12345")]);
+        result.unwrap();
+        let root = Dir::open(&tmp.path().join("root")).unwrap();
+        let before = fingerprint(&root).unwrap();
+        assert_eq!(fingerprint(&root).unwrap(), before);
+        let file = tmp.path().join("root/a/b");
+        let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+        std::fs::write(&file, "54321").unwrap();
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(mtime).unwrap();
+        assert_ne!(fingerprint(&root).unwrap(), before);
+    }
+}
