@@ -8,6 +8,7 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
+use podinit_core::args::LogFormat;
 use podinit_core::{Error, GlobalArgs, Kind};
 
 use crate::applets::{self, Applet};
@@ -140,6 +141,33 @@ pub(crate) fn classify(err: &clap::Error, argv: &[OsString]) -> ParseFailure {
     }
 }
 
+/// The settings that say how to report a command line that did not parse, found one by one:
+/// `--termination-log` and `--log-format` (before `--`), else their `PODINIT_…` variables.
+/// One bad global flag or variable (`--timeout 300000000000y`) makes clap refuse them all,
+/// yet the usage error must still reach the termination message the pod asked for.
+pub(crate) fn lenient_global(argv: &[OsString]) -> GlobalArgs {
+    let flag = |name: &str| -> Option<OsString> {
+        let mut args = argv.iter().skip(1).take_while(|a| *a != "--");
+        let mut found = None;
+        while let Some(arg) = args.next() {
+            if arg == name {
+                found = args.next().cloned();
+            } else if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix(name)).and_then(|r| r.strip_prefix('=')) {
+                found = Some(value.into());
+            }
+        }
+        found
+    };
+    #[expect(clippy::disallowed_methods, reason = "clap refused the settings as a whole; these two are read alone")]
+    let env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty());
+    let termination_log = flag("--termination-log").or_else(|| env("PODINIT_TERMINATION_LOG")).map(PathBuf::from);
+    let log_format = flag("--log-format")
+        .or_else(|| env("PODINIT_LOG_FORMAT"))
+        .and_then(|v| <LogFormat as clap::ValueEnum>::from_str(&v.to_string_lossy(), true).ok())
+        .unwrap_or_default();
+    GlobalArgs { termination_log, log_format, ..GlobalArgs::default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +183,17 @@ mod tests {
         assert_eq!(rewrite_argv0(argv(&["./podinit", "sysctl"])).unwrap(), argv(&["./podinit", "sysctl"]));
         assert_eq!(rewrite_argv0(argv(&["podinit-x86_64", "sysctl"])).unwrap(), argv(&["podinit-x86_64", "sysctl"]));
         assert_eq!(rewrite_argv0(argv(&[])).unwrap(), argv(&["podinit"]));
+    }
+
+    #[test]
+    fn a_command_line_that_does_not_parse_still_says_where_to_report() {
+        let g =
+            lenient_global(&argv(&["podinit", "--timeout", "300000000000y", "--termination-log", "/t/m", "sysctl", "--log-format=json"]));
+        assert_eq!(g.termination_log.as_deref(), Some(Path::new("/t/m")));
+        assert_eq!(g.log_format, LogFormat::Json);
+        // After `--` it is the exec'd command's.
+        let g = lenient_global(&argv(&["podinit", "wait-for", "x", "--", "app", "--termination-log", "/no"]));
+        assert_eq!(g.termination_log, None);
     }
 
     #[test]

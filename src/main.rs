@@ -171,15 +171,10 @@ fn fail(applet: &'static str, global: &GlobalArgs, err: &Error) -> ExitCode {
     ExitCode::from(err.kind().exit_code())
 }
 
-/// Global settings when the command line itself did not parse: the environment still
-/// says where the termination message goes and how to log.
+/// Global settings when the command line itself did not parse: what of them still parses
+/// (see [`cli::lenient_global`]) says where the termination message goes and how to log.
 fn fallback_global() -> GlobalArgs {
-    #[derive(clap::Parser)]
-    struct EnvOnly {
-        #[command(flatten)]
-        global: GlobalArgs,
-    }
-    EnvOnly::try_parse_from(["podinit"]).map(|e| e.global).unwrap_or_default()
+    cli::lenient_global(&std::env::args_os().collect::<Vec<_>>())
 }
 
 fn print_lines(lines: &[&str]) -> ExitCode {

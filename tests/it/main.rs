@@ -19,6 +19,7 @@
 mod support;
 
 mod cli;
+mod faults;
 mod migrate;
 mod pods;
 mod s3_get;

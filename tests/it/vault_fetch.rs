@@ -34,11 +34,15 @@ fn mode(path: impl AsRef<Path>) -> u32 {
     std::fs::metadata(path).unwrap().mode() & 0o7777
 }
 
-/// Every file under `dir`, relative, sorted.
+/// Every file under `dir` as an app sees it (through the set's links; the `..` names of the
+/// layout left out), relative, sorted.
 fn files(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
+            if path.file_name().unwrap().as_encoded_bytes().starts_with(b"..") {
+                continue;
+            }
             if path.is_dir() {
                 walk(root, &path, out);
             } else {

@@ -12,6 +12,7 @@ use testcontainers::runners::AsyncRunner as _;
 
 use crate::support::docker::{podinit_image, run_to_exit};
 use crate::support::services::{mariadb, postgres};
+use crate::support::web::Pki;
 use crate::support::{Outcome, Podinit};
 
 fn wait_for() -> Podinit {
@@ -169,88 +170,9 @@ fn http_headers_are_sent_but_never_logged() {
     server.join().unwrap();
 }
 
-/// A private CA and a server certificate it signed for `podinit.test`, made with openssl.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let openssl = |args: &[&str]| {
-            let out = std::process::Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=podinit test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=podinit.test", "-keyout", "server.key", "-out", "server.csr"]);
-        std::fs::write(dir.path().join("ext"), "subjectAltName=DNS:podinit.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-            .unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "1",
-            "-extfile",
-            "ext",
-            "-out",
-            "server.pem",
-        ]);
-        Self { dir }
-    }
-
-    fn ca(&self) -> std::path::PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-
-    /// `openssl s_server` on `port`, answering every request with 200.
-    fn serve(&self, port: u16) -> TlsServer {
-        let child = std::process::Command::new("openssl")
-            .args(["s_server", "-quiet", "-www", "-accept", &port.to_string(), "-cert", "server.pem", "-key", "server.key"])
-            .current_dir(self.dir.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        TlsServer { child }
-    }
-}
-
-struct TlsServer {
-    child: std::process::Child,
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn https_with_a_private_ca_server_name_override_and_skip_verify() {
-    let pki = Pki::new();
+    let pki = Pki::new("DNS:podinit.test");
     let port = free_port();
     let _server = pki.serve(port);
     let url = format!("https://127.0.0.1:{port}/");
@@ -269,7 +191,7 @@ fn https_with_a_private_ca_server_name_override_and_skip_verify() {
 
 #[test]
 fn https_not_served_yet_keeps_waiting() {
-    let pki = Pki::new();
+    let pki = Pki::new("DNS:podinit.test");
     let port = free_port();
     let ca = pki.ca();
     let waiter = wait_for()

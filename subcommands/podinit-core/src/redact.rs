@@ -59,6 +59,8 @@ pub fn io_reason(err: &std::io::Error) -> String {
         ErrorKind::TimedOut => "timed out".into(),
         ErrorKind::NotFound => "not found".into(),
         ErrorKind::PermissionDenied => "permission denied".into(),
+        ErrorKind::StorageFull => "no space left on device".into(),
+        ErrorKind::ReadOnlyFilesystem => "read-only file system".into(),
         _ => {
             let text = err.to_string();
             text.split(" (os error").next().unwrap_or(&text).to_owned()

@@ -171,7 +171,8 @@ pub(crate) const NO_BUCKET: &str = "NoSuchBucket (HEAD of the bucket)";
 /// the store whether the bucket exists, so the error names what is missing.
 pub(crate) async fn missing_bucket(s3: &Client, err: Error, url: &S3Url) -> Error {
     let Some(CallError::Status { status: 404, code, .. }) = call_error(&err) else { return err };
-    if !code.is_empty() {
+    // Without a body the SDK names the status alone ("NotFound"), whatever is missing.
+    if !(code.is_empty() || code == "NotFound") {
         return err;
     }
     match s3.head_bucket().bucket(&url.bucket).send().await.map_err(CallError::from) {

@@ -113,7 +113,7 @@ async fn unpack_streamed(
     progress.set_total(remote.size);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency.max(1));
     let hasher = Hasher::new(remote.expected.plan());
-    let dest = root.path().parent().unwrap_or(root.path()).to_owned();
+    let dest = root.path().to_owned();
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader { rx, current: bytes::Bytes::new(), hasher };
         unpack(reader, format, root)

@@ -180,7 +180,9 @@ pub(crate) async fn download(
             && p.etag == remote.etag
             && p.size == remote.size
             && p.range_size > 0
-            && std::fs::metadata(&data_path).is_ok_and(|m| m.len() == remote.size)
+            // Not through a link: one planted there (with a forged state file) is discarded,
+            // never written through.
+            && std::fs::symlink_metadata(&data_path).is_ok_and(|m| m.is_file() && m.len() == remote.size)
     });
     let (file, range_size, mut done) = match resumable {
         Some(partial) => {
@@ -198,16 +200,8 @@ pub(crate) async fn download(
             let file = open_partial(&data_path, true)?;
             if let Err(e) = preallocate(&file, remote.size) {
                 Partial::discard(dest);
-                return Err(Error::new(
-                    Kind::Failed,
-                    anyhow::anyhow!(
-                        "reserving {} for {}: {}",
-                        podinit_core::progress::bytes(remote.size),
-                        dest.display(),
-                        podinit_core::redact::io_reason(&e)
-                    ),
-                )
-                .with_hint("the volume needs room for the whole object: raise the emptyDir sizeLimit or the PVC's size"));
+                let doing = format!("reserving {} for {}", podinit_core::progress::bytes(remote.size), dest.display());
+                return Err(podinit_core::fs::explain_write(podinit_core::fs::io_error(e, doing), dest.parent().unwrap_or(dest)));
             }
             let ranges = spec::ranges(remote.size, opts.part_size).len();
             (file, opts.part_size, vec![false; ranges])

@@ -192,8 +192,7 @@ fn make_room(dir: &Dir, name: &OsStr, shown: &impl std::fmt::Display) -> anyhow:
 
 /// A write error naming the file (ENOSPC stays the cause, for the caller's hint).
 fn written(err: std::io::Error, dir: &Dir, name: &OsStr) -> anyhow::Error {
-    let reason = podinit_core::redact::io_reason(&err);
-    anyhow::Error::new(err).context(format!("writing {}: {reason}", dir.path().join(name).display()))
+    podinit_core::fs::io_error(err, format!("writing {}", dir.path().join(name).display()))
 }
 
 /// A digest of the tree below `root` as it is on disk (names, types, modes, sizes, inodes,

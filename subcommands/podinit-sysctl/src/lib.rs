@@ -293,7 +293,7 @@ fn set_one(tree: &Tree, args: &Args, namespaces: Namespaces, w: &Work, wanted: &
     let key = &w.setting.key;
     let scope = namespaces.scope(key);
     let limit = key.is_limit();
-    let node_note = scope.note();
+    let node_note = if scope.is_node() { format!(" ({}, stays after this pod ends)", scope.why()) } else { String::new() };
     let plan = match &w.current {
         Some(cur) => spec::plan(scope, limit, cur, wanted, args.allow_lower),
         None => Plan::Write(wanted.to_owned()),
@@ -307,7 +307,7 @@ fn set_one(tree: &Tree, args: &Args, namespaces: Namespaces, w: &Work, wanted: &
         }
         Plan::KeepHigher => {
             tracing::info!(key = %key, scope = scope.as_str(), action = "kept", value = %old, wanted = %asked,
-                "{key}: kept {old}, not lower than {asked}{node_note}: other pods may rely on it; --allow-lower forces {asked}");
+                "{key}: kept {old}, not lower than {asked} ({}: other pods may rely on it; --allow-lower forces {asked})", scope.why());
             return Ok(Action::Kept);
         }
         Plan::Write(value) => value,

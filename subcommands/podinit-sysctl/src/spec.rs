@@ -225,13 +225,13 @@ impl Scope {
         self != Self::Pod
     }
 
-    /// What a log line says about a node-wide key.
-    pub(crate) fn note(self) -> &'static str {
+    /// Why a key is node-wide, for log lines.
+    pub(crate) fn why(self) -> &'static str {
         match self {
-            Self::Pod => "",
-            Self::Node => " (node-wide: stays after this pod ends)",
-            Self::SharedNet => " (node-wide: this pod shares the node's network namespace, hostNetwork)",
-            Self::SharedIpc => " (node-wide: this pod shares the node's IPC namespace, hostIPC)",
+            Self::Pod => "pod-scoped",
+            Self::Node => "node-wide",
+            Self::SharedNet => "node-wide: this pod shares the node's network namespace (hostNetwork)",
+            Self::SharedIpc => "node-wide: this pod shares the node's IPC namespace (hostIPC)",
         }
     }
 }

@@ -222,7 +222,7 @@ fn write_one(root: &Dir, file: &Planned, options: FileOptions, dir_mode: u32) ->
         };
     }
     let mut out = dir.create_file(name)?;
-    out.write_all(&file.bytes).map_err(|e| anyhow::Error::new(e).context(format!("writing {}", dir.path().join(name).display())))?;
+    out.write_all(&file.bytes).map_err(|e| podinit_core::fs::io_error(e, format!("writing {}", dir.path().join(name).display())))?;
     out.set_permissions(std::fs::Permissions::from_mode(options.mode))?;
     chown(&out, options, &dir.path().join(name))
 }
@@ -232,13 +232,7 @@ fn chown(fd: &impl std::os::fd::AsFd, options: FileOptions, shown: &Path) -> any
         return Ok(());
     }
     std::os::unix::fs::fchown(fd, options.uid, options.gid).map_err(|e| {
-        let reason = podinit_core::redact::io_reason(&e);
-        anyhow::Error::new(e).context(format!(
-            "setting the owner {}:{} of {}: {reason}",
-            fmt_id(options.uid),
-            fmt_id(options.gid),
-            shown.display()
-        ))
+        podinit_core::fs::io_error(e, format!("setting the owner {}:{} of {}", fmt_id(options.uid), fmt_id(options.gid), shown.display()))
     })
 }
 

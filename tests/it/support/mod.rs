@@ -3,9 +3,11 @@
 
 pub mod cmd;
 pub mod docker;
+pub mod fault;
 pub mod jwt;
 pub mod pod;
 pub mod s3;
 pub mod services;
+pub mod web;
 
 pub use cmd::{Outcome, Podinit};

@@ -1,10 +1,7 @@
 //! A real S3 store for tests: Garage in a container (images/test/s3), a client of the test's
-//! own to put objects the way uploaders do (single part, multipart, with checksums), and a TCP
-//! proxy that counts requests and bytes, slows the download down or cuts it, to put faults in
-//! the path between podinit and the store.
+//! own to put objects the way uploaders do (single part, multipart, with checksums); faults go
+//! in the path through `support::fault::Proxy`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::Client;
@@ -13,10 +10,10 @@ use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPa
 use testcontainers::core::{IntoContainerPort as _, WaitFor};
 use testcontainers::runners::AsyncRunner as _;
 use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::OnceCell;
 
 use super::Podinit;
+pub use super::fault::Proxy;
 
 pub const KEY_ID: &str = "GK0123456789abcdef01234567";
 pub const SECRET: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
@@ -72,6 +69,55 @@ impl Garage {
             .send()
             .await
             .unwrap_or_else(|e| panic!("put {key}: {e:?}"));
+        out.e_tag().unwrap().to_owned()
+    }
+
+    /// Puts `data` as a multipart upload whose parts carry checksums of `alg`, so the object's
+    /// checksum is COMPOSITE (a checksum of the parts' checksums, `…-N`), as the aws cli makes.
+    pub async fn put_multipart_checksummed(&self, key: &str, data: &[u8], part: usize, alg: ChecksumAlgorithm) -> String {
+        let client = &self.checksummed;
+        let upload = client
+            .create_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .checksum_algorithm(alg.clone())
+            .send()
+            .await
+            .expect("create multipart upload");
+        let id = upload.upload_id().unwrap();
+        let mut parts = Vec::new();
+        for (i, chunk) in data.chunks(part).enumerate() {
+            let n = i32::try_from(i + 1).unwrap();
+            let out = client
+                .upload_part()
+                .bucket(BUCKET)
+                .key(key)
+                .upload_id(id)
+                .part_number(n)
+                .checksum_algorithm(alg.clone())
+                .body(ByteStream::from(chunk.to_vec()))
+                .send()
+                .await
+                .expect("upload part");
+            parts.push(
+                CompletedPart::builder()
+                    .part_number(n)
+                    .e_tag(out.e_tag().unwrap())
+                    .set_checksum_crc32(out.checksum_crc32().map(str::to_owned))
+                    .set_checksum_crc32_c(out.checksum_crc32_c().map(str::to_owned))
+                    .set_checksum_sha256(out.checksum_sha256().map(str::to_owned))
+                    .build(),
+            );
+        }
+        let out = client
+            .complete_multipart_upload()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .send()
+            .await
+            .expect("complete multipart upload");
         out.e_tag().unwrap().to_owned()
     }
 
@@ -167,117 +213,4 @@ pub fn data(len: usize, seed: u8) -> Vec<u8> {
             x.to_le_bytes()[0]
         })
         .collect()
-}
-
-/// What the proxy does to traffic from the store back to the client.
-#[derive(Default)]
-pub struct Faults {
-    /// Bytes per second, 0 for no limit.
-    pub rate: AtomicU64,
-    /// Close every connection once this many response bytes have passed (0: never); the cut
-    /// happens once, then traffic flows.
-    pub cut_after: AtomicU64,
-    cut_done: AtomicBool,
-    /// Flip one byte of the responses once this many response bytes have passed (0: never);
-    /// once.
-    pub corrupt_after: AtomicU64,
-    corrupt_done: AtomicBool,
-}
-
-/// A TCP proxy on 127.0.0.1 in front of the store, on a thread of its own (the tests block
-/// on podinit's process).
-pub struct Proxy {
-    pub port: u16,
-    pub faults: Arc<Faults>,
-    requests: Arc<AtomicU64>,
-    response_bytes: Arc<AtomicU64>,
-}
-
-impl Proxy {
-    pub fn start(upstream: u16) -> Self {
-        let faults = Arc::new(Faults::default());
-        let requests = Arc::new(AtomicU64::new(0));
-        let response_bytes = Arc::new(AtomicU64::new(0));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (f, r, b) = (faults.clone(), requests.clone(), response_bytes.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let Ok((client, _)) = listener.accept().await else { continue };
-                    let (f, r, b) = (f.clone(), r.clone(), b.clone());
-                    tokio::spawn(async move {
-                        let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else { return };
-                        let (mut cr, mut cw) = client.into_split();
-                        let (mut sr, mut sw) = server.into_split();
-                        let up = tokio::spawn(async move {
-                            let mut buf = vec![0u8; 16 << 10];
-                            let mut tail = Vec::new();
-                            while let Ok(n) = cr.read(&mut buf).await {
-                                if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
-                                    break;
-                                }
-                                tail.extend_from_slice(&buf[..n]);
-                                r.fetch_add(count_request_heads(&mut tail), Ordering::Relaxed);
-                            }
-                        });
-                        let mut buf = vec![0u8; 64 << 10];
-                        loop {
-                            let rate = f.rate.load(Ordering::Relaxed);
-                            let limit = if rate > 0 { (rate / 20).clamp(1, buf.len() as u64) as usize } else { buf.len() };
-                            let Ok(n) = sr.read(&mut buf[..limit]).await else { break };
-                            if n == 0 {
-                                break;
-                            }
-                            let total = b.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-                            let cut = f.cut_after.load(Ordering::Relaxed);
-                            if cut > 0 && total >= cut && !f.cut_done.swap(true, Ordering::Relaxed) {
-                                break;
-                            }
-                            let corrupt = f.corrupt_after.load(Ordering::Relaxed);
-                            if corrupt > 0 && total >= corrupt && !f.corrupt_done.swap(true, Ordering::Relaxed) {
-                                buf[n - 1] ^= 0x5a;
-                            }
-                            if cw.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                            if rate > 0 {
-                                tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
-                            }
-                        }
-                        up.abort();
-                    });
-                }
-            });
-        });
-        Self { port, faults, requests, response_bytes }
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// HTTP requests seen so far (and the count is reset).
-    pub fn take_requests(&self) -> u64 {
-        self.requests.swap(0, Ordering::Relaxed)
-    }
-
-    /// Response bytes seen so far (and the count is reset).
-    pub fn take_response_bytes(&self) -> u64 {
-        self.response_bytes.swap(0, Ordering::Relaxed)
-    }
-}
-
-/// Counts complete request heads in `tail` (requests without bodies: GET, HEAD), keeping
-/// an unfinished head for the next read.
-fn count_request_heads(tail: &mut Vec<u8>) -> u64 {
-    let mut n = 0;
-    while let Some(end) = tail.windows(4).position(|w| w == b"\r\n\r\n") {
-        n += 1;
-        tail.drain(..end + 4);
-    }
-    n
 }

@@ -136,11 +136,43 @@ pub fn write_atomic(dest: &Path, data: &[u8], options: FileOptions) -> anyhow::R
     Ok(true)
 }
 
+/// An I/O error with what podinit was doing: shown as `writing /data/x: no space left on
+/// device` (the cause said once, in short), the OS error kept for [`explain_write`].
+#[derive(Debug)]
+pub struct IoError {
+    doing: String,
+    source: io::Error,
+}
+
+impl std::fmt::Display for IoError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.doing, crate::redact::io_reason(&self.source))
+    }
+}
+
+impl std::error::Error for IoError {}
+
+/// The [`IoError`] of `doing` (`"writing /data/x"`).
+pub fn io_error(source: impl Into<io::Error>, doing: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(IoError { doing: doing.to_string(), source: source.into() })
+}
+
+impl IoError {
+    /// The OS error number, if any.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        self.source.raw_os_error()
+    }
+}
+
 /// A failed write below `dest` as the operator should read it: the error (which names the
 /// path) and, for a full or read-only volume or a permission problem, what to do.
 pub fn explain_write(err: impl Into<anyhow::Error>, dest: &Path) -> crate::Error {
     let err = err.into();
-    let errno = err.chain().find_map(|e| e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error));
+    let errno = err.chain().find_map(|e| {
+        e.downcast_ref::<IoError>()
+            .and_then(IoError::raw_os_error)
+            .or_else(|| e.downcast_ref::<io::Error>().and_then(io::Error::raw_os_error))
+    });
     let hint = match errno {
         Some(libc::ENOSPC | libc::EDQUOT) => Some(format!(
             "the volume at {} is full: give it room for the whole result (the emptyDir's sizeLimit or the PVC's size); nothing was published",

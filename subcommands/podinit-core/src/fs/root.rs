@@ -343,12 +343,9 @@ fn walk_error(dir: &Dir, part: &OsStr, err: io::Error) -> anyhow::Error {
     }
 }
 
-/// `creating /data/x: no space left on device`, with the error kept as the cause (so callers
-/// can still tell ENOSPC apart).
+/// `creating /data/x: no space left on device`.
 fn io_error(err: impl Into<io::Error>, path: &Path, doing: &str) -> anyhow::Error {
-    let io = err.into();
-    let reason = crate::redact::io_reason(&io);
-    anyhow::Error::new(io).context(format!("{doing} {}: {reason}", path.display()))
+    super::io_error(err, format!("{doing} {}", path.display()))
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl DataSet {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .create(path)
-                .map_err(|e| super::explain_write(anyhow::Error::new(e).context(format!("creating {}", path.display())), path))?;
+                .map_err(|e| super::explain_write(super::io_error(e, format!("creating {}", path.display())), path))?;
         }
         let dir = Dir::open(path).map_err(|e| failed(anyhow::anyhow!("opening {}: {}", path.display(), crate::redact::io_reason(&e))))?;
         if created {
@@ -224,10 +224,7 @@ async fn lock(ctx: &Context, dir: &Path) -> Result<Flock<File>, Error> {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| {
-                let reason = crate::redact::io_reason(&e);
-                super::explain_write(anyhow::Error::new(e).context(format!("creating the lock {}: {reason}", path.display())), dir)
-            })?;
+            .map_err(|e| super::explain_write(super::io_error(e, format!("creating the lock {}", path.display())), dir))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
