@@ -5,6 +5,8 @@
 //! (`systempaths=unconfined` + `CAP_SYS_ADMIN`, what a privileged init container gets).
 //! Node-wide keys are only read, checked, or "set" to values the never-lower rule keeps.
 
+use std::path::Path;
+
 use testcontainers::core::Mount;
 use testcontainers::{ContainerRequest, GenericImage, ImageExt as _};
 
@@ -45,7 +47,11 @@ fn sets_pod_scoped_keys_exactly_and_verifies() {
             "net.ipv4.tcp_rmem",
         ])
         .run();
-    out.code(0).stdout_is("net.core.somaxconn = 1234\nnet.ipv4.tcp_rmem = 4096\t131072\t6291456\n");
+    // Writes echo `key = value` (the value the kernel holds), then the two reads.
+    out.code(0).stdout_is(
+        "net.core.somaxconn = 1234\nnet.ipv4.tcp_rmem = 4096\t131072\t6291456\nkernel.msgmax = 16384\n\
+         net.core.somaxconn = 1234\nnet.ipv4.tcp_rmem = 4096\t131072\t6291456\n",
+    );
     let lines = out.json_lines();
     let actions: Vec<(&str, &str)> = lines.iter().filter_map(|l| Some((l["key"].as_str()?, l["action"].as_str()?))).collect();
     assert_eq!(actions, [("net.core.somaxconn", "changed"), ("net.ipv4.tcp_rmem", "changed"), ("kernel.msgmax", "changed")]);
@@ -69,17 +75,17 @@ fn lowering_pod_scoped_keys_is_allowed() {
 fn interface_names_with_dots_work_in_both_notations() {
     // An interface named like a VLAN (eth0.100), made in a fresh network namespace.
     let out = in_namespace_script(
-        "ip link add eth0.100 type veth peer name peer0 && \"$0\" sysctl net.ipv4.conf.eth0/100.rp_filter=2 && \"$0\" sysctl -n net/ipv4/conf/eth0.100/rp_filter",
+        "ip link add eth0.100 type veth peer name peer0 && \"$0\" sysctl -q net.ipv4.conf.eth0/100.rp_filter=2 && \"$0\" sysctl -n net/ipv4/conf/eth0.100/rp_filter",
     );
-    out.code(0).stdout_is("2\n").stderr_has("net.ipv4.conf.eth0/100.rp_filter: changed");
+    out.code(0).stdout_is("2\n");
 }
 
 #[test]
 fn sysctl_d_file_from_stdin_with_comments_and_optional_keys() {
     let conf =
         "# tuned for the app\n; another comment\n\nnet.core.somaxconn = 2048\n-net.ipv4.conf.nosuchif.rp_filter = 1\nkernel.shmmni=8192\n";
-    let out = in_fresh_namespaces().args(["sysctl", "-p", "-", "net.core.somaxconn"]).stdin(conf).run();
-    out.code(0).stdout_is("net.core.somaxconn = 2048\n");
+    let out = in_fresh_namespaces().args(["sysctl", "-p", "-"]).stdin(conf).run();
+    out.code(0).stdout_is("net.core.somaxconn = 2048\nkernel.shmmni = 8192\n");
     out.stderr_has("net.ipv4.conf.nosuchif.rp_filter: skipped: unknown key (stdin:5)").stderr_has("kernel.shmmni: changed");
     out.stderr_has("3 keys: 2 changed, 1 skipped");
 }
@@ -152,7 +158,7 @@ async fn container_with_writable_proc_sys_sets_pod_scoped_keys() {
         run_to_exit(privileged(image, &["sysctl", "net.core.somaxconn=777", "kernel.shmmni=2048", "net.core.somaxconn", "kernel.shmmni"]))
             .await;
     out.code(0)
-        .stdout_is("net.core.somaxconn = 777\nkernel.shmmni = 2048\n")
+        .stdout_is("net.core.somaxconn = 777\nkernel.shmmni = 2048\nnet.core.somaxconn = 777\nkernel.shmmni = 2048\n")
         .stderr_has("podinit sysctl: net.core.somaxconn: changed 4096 → 777");
     assert_eq!(host_sysctl("net/core/somaxconn"), before, "the container's netns is its own");
 }
@@ -210,7 +216,7 @@ async fn image_links_run_applets_as_non_root() {
 #[test]
 fn a_value_the_kernel_refuses_fails_with_exit_1_and_the_rest_still_applies() {
     let out = in_namespace_script("\"$0\" sysctl net.core.somaxconn=-5 kernel.msgmax=12345; echo rc=$?; cat /proc/sys/kernel/msgmax");
-    out.code(0).stdout_is("rc=1\n12345\n");
+    out.code(0).stdout_is("kernel.msgmax = 12345\nrc=1\n12345\n");
     out.stderr_has("net.core.somaxconn: failed: writing -5: the kernel rejected the value").stderr_has("1 of 2 keys failed");
 }
 
@@ -335,4 +341,94 @@ fn quiet_keeps_stderr_empty_and_global_flags_go_after_the_applet_too() {
     let out = in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=300", "--log-format", "json"]).run();
     out.code(0);
     assert_eq!(out.json_lines()[0]["action"], "changed");
+}
+
+/// The same shell script run three times, each in fresh mount, net, IPC and UTS namespaces,
+/// with `sysctl` on PATH being procps', busybox's, then podinit's link. The sysctl.d
+/// directories and /etc/sysctl.conf are covered by tmpfs and bind mounts holding the test's
+/// files, so `-p` and `--system` read those and nothing of the host.
+fn three_ways(script: &str) -> [Outcome; 3] {
+    let dir = tempfile::tempdir().unwrap();
+    let bins = [
+        ("procps", Path::new("/usr/sbin/sysctl").to_owned()),
+        ("busybox", Path::new("/bin/busybox").to_owned()),
+        ("podinit", crate::support::cmd::bin()),
+    ];
+    let conf = dir.path().join("sysctl.conf");
+    std::fs::write(&conf, "# from /etc/sysctl.conf\nkernel.msgmnb = 32768\n").unwrap();
+    std::fs::write(dir.path().join("etc.conf"), "net.core.somaxconn = 1500\n").unwrap();
+    std::fs::write(dir.path().join("lib-hidden.conf"), "net.core.somaxconn = 9999\n").unwrap();
+    std::fs::write(dir.path().join("lib-early.conf"), "kernel.msgmax = 9000\n-nosuch.key = 1\n").unwrap();
+    let setup = format!(
+        "for d in /etc/sysctl.d /run/sysctl.d /usr/local/lib/sysctl.d /usr/lib/sysctl.d /lib/sysctl.d; do [ -d $d ] && mount -t tmpfs tmpfs $d; done; \
+         mkdir -p /usr/lib/sysctl.d /etc/sysctl.d && cp {d}/etc.conf /etc/sysctl.d/10-a.conf && cp {d}/lib-hidden.conf /usr/lib/sysctl.d/10-a.conf && \
+         cp {d}/lib-early.conf /usr/lib/sysctl.d/05-b.conf; [ -f /etc/sysctl.conf ] && mount --bind {d}/sysctl.conf /etc/sysctl.conf; cd {d}; ",
+        d = dir.path().display()
+    );
+    bins.map(|(name, bin)| {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(&path).unwrap();
+        let _ = std::fs::remove_file(path.join("sysctl"));
+        std::os::unix::fs::symlink(&bin, path.join("sysctl")).unwrap();
+        let out = std::process::Command::new("/usr/bin/unshare")
+            .args(["--mount", "--net", "--ipc", "--uts", "--", "/bin/sh", "-c", &format!("{setup}{script}")])
+            .env_clear()
+            .env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", path.display()))
+            .output()
+            .unwrap();
+        Outcome::from_output(out)
+    })
+}
+
+#[test]
+fn drop_in_forms_print_what_procps_and_busybox_print() {
+    // (form, also compared with busybox)
+    let forms: &[(&str, bool)] = &[
+        ("sysctl net.core.somaxconn", true),
+        ("sysctl -n net.core.somaxconn", true),
+        ("sysctl -N net.core.somaxconn", false),
+        ("sysctl net/core/somaxconn", true),
+        ("sysctl net.ipv4.tcp_rmem kernel.ostype", true),
+        ("sysctl -w net.core.somaxconn=1024", true),
+        ("sysctl net.core.somaxconn=1024", true),
+        ("sysctl -w net.core.somaxconn=1024 kernel.msgmax=12345 && sysctl -n kernel.msgmax", true),
+        ("sysctl -qw net.core.somaxconn=1025 && sysctl net.core.somaxconn", true),
+        ("sysctl -wq net.core.somaxconn=1025 && sysctl -n net.core.somaxconn", true),
+        ("sysctl -w net/core/somaxconn=1026", true),
+        ("sysctl -n -w net.core.somaxconn=1030", true),
+        ("sysctl -ew net.core.somaxconn=1027", true),
+        ("sysctl -e nosuch.key; echo done", false),
+        ("sysctl -p ./etc.conf", true),
+        ("sysctl -p", true),
+        ("sysctl -q -p ./etc.conf && sysctl -n net.core.somaxconn", false),
+        ("sysctl --system && sysctl -n net.core.somaxconn kernel.msgmax kernel.msgmnb", false),
+        ("sysctl -a | cut -d' ' -f1", false),
+        ("sysctl -aN | head -3", false),
+    ];
+    for (form, busybox) in forms {
+        let [procps, bb, ours] = three_ways(form);
+        procps.code(0);
+        ours.code(0);
+        assert_eq!(
+            ours.stdout, procps.stdout,
+            "{form}: stdout differs from procps'\nprocps:\n{}\npodinit:\n{}",
+            procps.stdout, ours.stderr
+        );
+        if *busybox {
+            assert_eq!(ours.stdout, bb.stdout, "{form}: stdout differs from busybox's\nbusybox stderr:\n{}", bb.stderr);
+        }
+        assert!(!ours.stdout.contains("podinit"), "{form}: podinit's log stays on stderr");
+    }
+}
+
+#[test]
+fn drop_in_refusals_are_one_line_and_write_nothing() {
+    for (form, says) in [
+        ("sysctl -w net.core.somaxconn", "-w: 'net.core.somaxconn' is not KEY=VALUE"),
+        ("sysctl nosuch.key", "unknown key 'nosuch.key'"),
+        ("sysctl -p ./missing.conf", "missing.conf"),
+    ] {
+        let [_, _, ours] = three_ways(&format!("{form}; echo rc=$?; sysctl -n net.core.somaxconn"));
+        ours.code(0).stdout_is("rc=2\n4096\n").stderr_has(says);
+    }
 }

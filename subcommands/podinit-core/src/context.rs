@@ -24,6 +24,7 @@ pub struct Context {
     deadline: Option<Instant>,
     shutdown: watch::Receiver<Option<&'static str>>,
     progress: ProgressMode,
+    quiet: bool,
 }
 
 impl Context {
@@ -48,7 +49,15 @@ impl Context {
                 ProgressArg::Off => ProgressMode::Off,
             }
         };
-        Self { applet, started, timeout: args.timeout, deadline: args.timeout.and_then(|t| started.checked_add(t)), shutdown, progress }
+        Self {
+            applet,
+            started,
+            timeout: args.timeout,
+            deadline: args.timeout.and_then(|t| started.checked_add(t)),
+            shutdown,
+            progress,
+            quiet: args.quiet,
+        }
     }
 
     /// A context with no signal listener, for tests: `shutdown` can trigger it instead.
@@ -61,6 +70,12 @@ impl Context {
     /// The applet's name, as in `podinit <applet>:`.
     pub fn applet(&self) -> &'static str {
         self.applet
+    }
+
+    /// `-q`: only warnings and errors (an applet with output of its own may quiet that too:
+    /// sysctl's echo of writes, as procps' `-q`).
+    pub fn quiet(&self) -> bool {
+        self.quiet
     }
 
     /// When the process started (the deadline counts from here).

@@ -92,10 +92,26 @@ impl Tree {
         Ok(text)
     }
 
-    /// Whether the key exists (a write-only key exists but cannot be read).
-    pub(crate) fn exists(&self, key: &Key) -> Result<(), Fault> {
-        let meta = std::fs::metadata(self.path(key))?;
-        if meta.is_dir() { Err(Fault::Directory) } else { Ok(()) }
+    /// The value as the kernel gives it, trailing newline and all (for printing as procps).
+    pub(crate) fn read_raw(&self, key: &Key) -> Result<String, Fault> {
+        self.read_path(&self.path(key))
+    }
+
+    pub(crate) fn read_path(&self, path: &std::path::Path) -> Result<String, Fault> {
+        let mut text = String::new();
+        std::fs::File::open(path)?.read_to_string(&mut text)?;
+        Ok(text)
+    }
+
+    /// Whether the key is a file its owner cannot read (`vm.drop_caches`): write-only.
+    pub(crate) fn is_write_only(&self, key: &Key) -> bool {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(self.path(key)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o400 == 0)
+    }
+
+    /// The root of the tree.
+    pub(crate) fn root(&self) -> &std::path::Path {
+        &self.root
     }
 
     /// Writes the value in one `write(2)` on a fresh descriptor, as the kernel's strict

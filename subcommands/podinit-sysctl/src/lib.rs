@@ -14,10 +14,12 @@
 //! ```
 
 mod kernel;
+mod print;
 mod spec;
+mod system;
 
-use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
@@ -25,31 +27,60 @@ use podinit_core::retry::{self, Backoff, Verdict};
 use podinit_core::{Context, Error, Kind};
 
 use crate::kernel::{Fault, Tree};
+use crate::print::{Print, print_all};
 use crate::spec::{Namespaces, Plan, Setting};
 
-/// Set kernel parameters, never lowering node-wide limits.
+/// Set kernel parameters, never lowering node-wide limits; a drop-in for procps' and
+/// busybox's sysctl.
 ///
-/// KEY=VALUE sets a key, KEY alone prints it. A node-wide key that already holds a higher
-/// integer is kept (other pods rely on it) unless --allow-lower. Exit 0 when every key is
-/// satisfied, 1 when one failed, 2 for bad input (nothing is written), 77 when /proc/sys is
-/// read-only (the container needs privileges).
+/// KEY=VALUE sets a key (and prints `key = value`, as procps does), KEY alone prints it. A
+/// node-wide limit that is already higher is kept (other pods rely on it) unless
+/// --allow-lower. Exit 0 when every key is satisfied, 1 when one failed, 2 for bad input
+/// (nothing is written), 77 when /proc/sys is read-only (the container needs privileges).
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
 Examples:
-  podinit sysctl vm.max_map_count=262144                  raise, never lower
+  podinit sysctl -w vm.max_map_count=262144               raise, never lower (-w optional)
   podinit sysctl net.core.somaxconn=1024 kernel.shmmax=68719476736
   podinit sysctl net.ipv4.conf.eth0/100.rp_filter=1       a VLAN interface eth0.100
-  podinit sysctl -p /etc/podinit/sysctl.conf              sysctl.d format
-  podinit sysctl --check vm.max_map_count=262144          unprivileged: is the node ready?")]
+  podinit sysctl -p /etc/podinit/sysctl.conf              sysctl.d format (-p alone: /etc/sysctl.conf)
+  podinit sysctl --system                                 /etc/sysctl.d, /run/sysctl.d, ... as procps
+  podinit sysctl --check vm.max_map_count=262144          unprivileged: is the node ready?
+
+As in procps, -q (no echo of writes) can be combined: -qw, -ew. With -p, every argument is a file.")]
 pub struct Args {
-    /// KEY=VALUE to set, KEY to print. Separators: net.ipv4.conf.eth0/100.rp_filter or
-    /// net/ipv4/conf/eth0.100/rp_filter.
+    /// KEY=VALUE to set, KEY to print (with -p: FILEs). Separators: net.ipv4.conf.eth0/100.rp_filter
+    /// or net/ipv4/conf/eth0.100/rp_filter.
     #[arg(value_name = "KEY[=VALUE]")]
     pub settings: Vec<String>,
 
-    /// Load settings from a sysctl.d-format FILE (`-` for stdin). Repeatable; later wins.
-    #[arg(short = 'p', long = "load", value_name = "FILE", env = "PODINIT_SYSCTL_LOAD", value_delimiter = ',')]
+    /// Load settings from sysctl.d-format files: FILE, `-` for stdin, /etc/sysctl.conf when
+    /// none is given; then every argument is a file too. Repeatable; a later setting wins.
+    #[arg(
+        short = 'p',
+        long = "load",
+        value_name = "FILE",
+        env = "PODINIT_SYSCTL_LOAD",
+        value_delimiter = ',',
+        num_args = 0..=1,
+        default_missing_value = "/etc/sysctl.conf",
+        action = clap::ArgAction::Append
+    )]
     pub load: Vec<PathBuf>,
+
+    /// Load the sysctl.d directories as procps does: *.conf of /etc/sysctl.d, /run/sysctl.d,
+    /// /usr/local/lib/sysctl.d, /usr/lib/sysctl.d, /lib/sysctl.d (a name in an earlier directory
+    /// hides the same name later), in name order, then /etc/sysctl.conf. Unknown keys are skipped.
+    #[arg(long, env = "PODINIT_SYSCTL_SYSTEM", value_parser = BoolishValueParser::new())]
+    pub system: bool,
+
+    /// Every argument is a KEY=VALUE to write (what KEY=VALUE does anyway; procps' flag).
+    #[arg(short = 'w', long = "write")]
+    pub write: bool,
+
+    /// Print every key (`-A`, `-X` too); other arguments are ignored.
+    #[arg(short = 'a', long = "all", short_aliases = ['A', 'X'])]
+    pub all: bool,
 
     /// Show what would change; write nothing.
     #[arg(long, env = "PODINIT_SYSCTL_DRY_RUN", value_parser = BoolishValueParser::new())]
@@ -63,17 +94,31 @@ pub struct Args {
     #[arg(long, env = "PODINIT_SYSCTL_WAIT", value_parser = BoolishValueParser::new(), requires = "check")]
     pub wait: bool,
 
-    /// Set node-wide keys to exactly the value even when that lowers them.
+    /// Set node-wide limits to exactly the value even when that lowers them.
     #[arg(long, env = "PODINIT_SYSCTL_ALLOW_LOWER", value_parser = BoolishValueParser::new())]
     pub allow_lower: bool,
 
-    /// Treat unknown keys as skipped, as if every line started with `-`.
-    #[arg(short = 'e', long = "ignore-unknown", env = "PODINIT_SYSCTL_IGNORE_UNKNOWN", value_parser = BoolishValueParser::new())]
+    /// Skip unknown keys, as if every line started with `-`.
+    #[arg(
+        short = 'e',
+        long = "ignore",
+        alias = "ignore-unknown",
+        env = "PODINIT_SYSCTL_IGNORE_UNKNOWN",
+        value_parser = BoolishValueParser::new()
+    )]
     pub ignore_unknown: bool,
 
-    /// When printing keys, print only the values.
+    /// Print values only (reads and the echo of writes).
     #[arg(short = 'n', long = "values")]
     pub values_only: bool,
+
+    /// Print names only.
+    #[arg(short = 'N', long = "names", conflicts_with = "values_only")]
+    pub names_only: bool,
+
+    /// Print values only, without a newline.
+    #[arg(short = 'b', long = "binary")]
+    pub binary: bool,
 
     /// Root of the sysctl tree (tests only).
     #[arg(long, hide = true, env = "PODINIT_SYSCTL_ROOT", default_value = "/proc/sys")]
@@ -82,14 +127,18 @@ pub struct Args {
 
 /// Runs `podinit sysctl` to completion.
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
-    let settings = collect(ctx, &args).await?;
     let tree = Tree::new(&args.root);
+    let print = Print::new(&args, ctx.quiet());
+    if args.all {
+        return print_all(&tree, &print);
+    }
+    let settings = collect(ctx, &args, &print).await?;
     let work = preflight(&tree, &args, settings)?;
     let namespaces = kernel::namespaces();
     if args.check {
         return check(ctx, &tree, &args, namespaces, &work).await;
     }
-    apply(&tree, &args, namespaces, &work)
+    apply(&tree, &args, &print, namespaces, &work)
 }
 
 /// A setting whose key exists and whose value fits it.
@@ -102,19 +151,46 @@ struct Work {
     skip: bool,
 }
 
-async fn collect(ctx: &Context, args: &Args) -> Result<Vec<Setting>, Error> {
+async fn collect(ctx: &Context, args: &Args, print: &Print) -> Result<Vec<Setting>, Error> {
     let mut settings = Vec::new();
-    for path in &args.load {
-        let (name, text) = read_source(ctx, path).await?;
-        settings.extend(spec::parse_file(&text, &name).map_err(Error::usage)?);
+    let mut files: Vec<PathBuf> = Vec::new();
+    if args.system {
+        files.extend(system::files(Path::new("/")));
     }
-    for (i, arg) in args.settings.iter().enumerate() {
-        settings.push(spec::parse_arg(arg, format!("argument {}", i + 1)).map_err(Error::usage)?);
+    files.extend(args.load.iter().cloned());
+    // procps: with -p, every argument is a file.
+    let arguments_are_files = !args.load.is_empty();
+    if arguments_are_files {
+        files.extend(args.settings.iter().map(PathBuf::from));
+    }
+    let mut loaded = Vec::with_capacity(files.len());
+    for path in &files {
+        loaded.push(read_source(ctx, path).await?);
+    }
+    for (name, text) in loaded {
+        if args.system {
+            print.applying(&name)?;
+        }
+        let mut parsed = spec::parse_file(&text, &name).map_err(Error::usage)?;
+        if args.system {
+            // procps: --system skips what this node does not have.
+            parsed.iter_mut().for_each(|s| s.ignore_failure = true);
+        }
+        settings.extend(parsed);
+    }
+    if !arguments_are_files {
+        for (i, arg) in args.settings.iter().enumerate() {
+            let setting = spec::parse_arg(arg, format!("argument {}", i + 1)).map_err(Error::usage)?;
+            if args.write && setting.value.is_none() {
+                return Err(Error::usage(format!("-w: '{arg}' is not KEY=VALUE")).with_hint("to print a key, leave out -w"));
+            }
+            settings.push(setting);
+        }
     }
     if settings.is_empty() {
-        let mut err = Error::usage("nothing to do: give KEY=VALUE, KEY, or --load FILE");
-        if !args.load.is_empty() {
-            err = err.with_hint("the --load files hold no settings");
+        let mut err = Error::usage("nothing to do: give KEY=VALUE, KEY, -p FILE, --system or -a");
+        if !files.is_empty() {
+            err = err.with_hint("the files hold no settings");
         }
         return Err(err);
     }
@@ -130,7 +206,7 @@ async fn collect(ctx: &Context, args: &Args) -> Result<Vec<Setting>, Error> {
     Ok(deduped)
 }
 
-async fn read_source(ctx: &Context, path: &std::path::Path) -> Result<(String, String), Error> {
+async fn read_source(ctx: &Context, path: &Path) -> Result<(String, String), Error> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
         // Async, so SIGTERM and --timeout end a wait for a writer that never closes stdin.
@@ -178,8 +254,14 @@ fn preflight(tree: &Tree, args: &Args, settings: Vec<Setting>) -> Result<Vec<Wor
             Err(Fault::Directory) => {
                 return Err(Error::usage(format!("{}: '{key}' is a directory of keys, not a key", setting.origin)));
             }
-            // A write-only key (vm.drop_caches): it exists; there is nothing to compare.
-            Err(Fault::NotPermitted(_)) if setting.value.is_some() && tree.exists(key).is_ok() => None,
+            // A write-only key (vm.drop_caches): it exists; there is nothing to compare, and
+            // (as procps) nothing to print.
+            Err(Fault::NotPermitted(_)) if tree.is_write_only(key) => {
+                if setting.value.is_none() {
+                    continue;
+                }
+                None
+            }
             Err(fault @ Fault::NotPermitted(_)) => return Err(not_permitted(format!("reading {key}: {fault}"))),
             Err(fault) => return Err(Error::new(Kind::Failed, anyhow::anyhow!("reading {key}: {fault}"))),
         };
@@ -221,10 +303,9 @@ impl Action {
     }
 }
 
-fn apply(tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Result<(), Error> {
+fn apply(tree: &Tree, args: &Args, print: &Print, namespaces: Namespaces, work: &[Work]) -> Result<(), Error> {
     let mut counts = [0usize; 6];
     let mut failures: Vec<(String, Kind)> = Vec::new();
-    let mut stdout = std::io::stdout().lock();
     for w in work {
         let key = &w.setting.key;
         let scope = namespaces.scope(key);
@@ -235,11 +316,8 @@ fn apply(tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Res
         }
         let Some(wanted) = &w.setting.value else {
             // Read now, not at preflight: `KEY=VALUE KEY` prints the value just set.
-            match tree.read(key) {
-                Ok(value) => {
-                    let line = if args.values_only { value } else { format!("{key} = {value}") };
-                    writeln!(stdout, "{line}").context("writing to stdout")?;
-                }
+            match tree.read_raw(key) {
+                Ok(raw) => print.read(key, &raw)?,
                 Err(fault) => {
                     tracing::error!(key = %key, action = "failed", "{key}: failed: reading: {fault}");
                     failures.push((format!("{key} (reading: {fault})"), Kind::Failed));
@@ -259,9 +337,14 @@ fn apply(tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Res
                 Action::Failed
             }
         };
+        if action != Action::Failed && action != Action::Skipped {
+            // As procps: `key = value` for every setting it made (here also kept), the value
+            // the kernel now holds.
+            let now = if action == Action::WouldChange { None } else { tree.read(key).ok() };
+            print.wrote(key, now.as_deref().unwrap_or(wanted))?;
+        }
         counts[action as usize] += 1;
     }
-    drop(stdout);
     summarize(&counts);
     if failures.is_empty() {
         return Ok(());

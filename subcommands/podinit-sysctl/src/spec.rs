@@ -46,6 +46,11 @@ impl Key {
         Ok(Self { components })
     }
 
+    /// The key of a file found below /proc/sys, from its path components.
+    pub(crate) fn from_components(components: Vec<String>) -> Self {
+        Self { components }
+    }
+
     /// The path below /proc/sys.
     pub(crate) fn rel_path(&self) -> PathBuf {
         self.components.iter().collect()
