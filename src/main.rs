@@ -110,7 +110,9 @@ fn run(plan: Vec<(Option<&steps::Step>, applets::Applet, GlobalArgs)>) -> ExitCo
     let outcome = runtime.block_on(async {
         for (step, applet, global) in plan {
             let name = applet.name();
-            logging::set_applet(name);
+            // Each step logs as its own options say (options before the first applet are in
+            // every step's); its --timeout counts from its own start.
+            logging::init(name, &global);
             let started = std::time::Instant::now();
             if let Some(step) = step {
                 tracing::info!("{} started", step.label());

@@ -220,6 +220,21 @@ fn steps_on_the_command_line_run_in_order_and_stop_at_the_first_failure() {
 }
 
 #[test]
+fn each_step_logs_and_times_out_by_its_own_options() {
+    // Before the first applet: every step. After an applet: that step alone.
+    let out = Podinit::new()
+        .args(["--timeout", "10s", "sysctl", "kernel.ostype", "&&", "sysctl", "--log-format", "json", "kernel.ostype", "&&", "sysctl"])
+        .args(["--quiet", "kernel.ostype"])
+        .run();
+    out.code(0);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("podinit sysctl: step 1/3 started")), "{}", out.stderr);
+    assert!(lines.iter().any(|l| l.starts_with('{') && l.contains("step 2/3 started")), "step 2 logs JSON:\n{}", out.stderr);
+    assert!(!lines.iter().any(|l| l.contains("step 3/3")), "step 3 is quiet:\n{}", out.stderr);
+    assert!(!lines.iter().any(|l| l.starts_with("podinit sysctl:") && l.contains("step 2/3 done")), "{}", out.stderr);
+}
+
+#[test]
 fn every_step_is_checked_before_the_first_runs() {
     // The first step would wait 5 s; the typo in the second fails the run at once.
     let started = Instant::now();
@@ -266,4 +281,84 @@ fn steps_from_a_yaml_file_as_a_configmap_mounts_it() {
         .run()
         .code(2)
         .stderr_has("--steps and the applet 'sysctl'");
+}
+
+#[test]
+fn boolean_variables_take_the_same_values_in_every_applet() {
+    // s3-get took only true/false: `1` and `yes` were refused.
+    for yes in ["1", "yes", "true", "on"] {
+        let out = Podinit::new().env("PODINIT_S3_EXTRACT", yes).args(["s3-get", "s3://b/prefix/", "/tmp/podinit-never"]).run();
+        out.code(2).stderr_has("is a prefix; --extract and --sha256 take one object");
+        let out = Podinit::new()
+            .env("PODINIT_SYSCTL_CHECK", yes)
+            .env("PODINIT_SYSCTL_DRY_RUN", yes)
+            .args(["sysctl", "kernel.ostype=Linux"])
+            .run();
+        out.code(2).stderr_has("cannot be used with");
+    }
+    for applet_var in ["PODINIT_S3_FORCE", "PODINIT_SYSCTL_DRY_RUN", "PODINIT_WAIT_FOR_ONCE", "PODINIT_MIGRATE_STRICT", "PODINIT_QUIET"] {
+        let applet = match applet_var {
+            "PODINIT_S3_FORCE" => "s3-get",
+            "PODINIT_WAIT_FOR_ONCE" => "wait-for",
+            "PODINIT_MIGRATE_STRICT" => "migrate",
+            _ => "sysctl",
+        };
+        let args: &[&str] = if applet == "migrate" { &["migrate"] } else { &[applet, "x"] };
+        Podinit::new().env(applet_var, "maybe").args(args).run().code(2).stderr_has("'maybe'");
+    }
+}
+
+/// The text of README.md and every page of docs/.
+fn all_docs() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            text.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    text
+}
+
+#[test]
+fn every_option_and_variable_is_documented_outside_help() {
+    let docs = all_docs();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut missing = Vec::new();
+    let applets = Podinit::new().arg("--list").run().stdout;
+    for applet in std::iter::once("").chain(applets.lines()) {
+        let args: Vec<&str> = if applet.is_empty() { vec!["--help"] } else { vec![applet, "--help"] };
+        let help = Podinit::new().args(args).env("COLUMNS", "1000").run().stdout;
+        let page = if applet.is_empty() { docs.clone() } else { std::fs::read_to_string(root.join(format!("docs/{applet}.md"))).unwrap() };
+        // Words of the help text, without an example's own command after a `--`.
+        let words = help.lines().flat_map(|line| {
+            line.split(" -- ")
+                .next()
+                .unwrap_or_default()
+                .split(|c: char| c.is_whitespace() || matches!(c, ',' | '[' | ']' | '(' | ')' | '=' | '/' | '`' | '\''))
+        });
+        for word in words {
+            let word = word.trim_end_matches(['.', ':', ';']);
+            let is_flag = word.starts_with("--") && word.len() > 2 && word[2..].chars().all(|c| c.is_ascii_lowercase() || c == '-');
+            let is_var = word.starts_with("PODINIT_") || ((word.starts_with("VAULT_") || word.starts_with("BAO_")) && word.len() > 6);
+            if word == "--help" || word == "--version" {
+                continue;
+            }
+            if is_flag && !mentions(&page, word) && !mentions(&docs, word) {
+                missing.push(format!("{applet} {word}"));
+            }
+            if is_var && !mentions(&docs, word) {
+                missing.push(format!("{applet} {word}"));
+            }
+        }
+    }
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "documented only in --help: {missing:?}");
+}
+
+/// Whether `text` has `word` as a whole word (not a prefix of a longer flag or variable).
+fn mentions(text: &str, word: &str) -> bool {
+    text.match_indices(word).any(|(i, _)| !text[i + word.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_'))
 }

@@ -20,6 +20,7 @@ mod support;
 
 mod cli;
 mod faults;
+mod kube;
 mod migrate;
 mod pods;
 mod s3_get;

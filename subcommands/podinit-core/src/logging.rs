@@ -13,8 +13,10 @@ use std::sync::{OnceLock, RwLock};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::Registry;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt as _};
+use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::args::{GlobalArgs, LogFormat, LogLevel};
@@ -26,26 +28,43 @@ struct Settings {
     format: LogFormat,
 }
 
-static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+/// The format of the lines: set by each step of a run.
+static FORMAT: RwLock<LogFormat> = RwLock::new(LogFormat::Text);
 
 /// The applet whose name prefixes each line: changes between the steps of one run.
 static APPLET: RwLock<&'static str> = RwLock::new("");
 
-/// Installs the process-wide logger for `applet`. Later calls only change the applet named
-/// in the prefix (the next step of a multi-step run); level and format stay as first set.
+/// The level filter, replaced when a step asks for another level.
+static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
+
+/// Sets up logging for `applet` with the settings of `args`: format, level and `--quiet`.
+/// Called again for each step of a multi-step run, so every step logs as its own options say.
 pub fn init(applet: &'static str, args: &GlobalArgs) {
     set_applet(applet);
-    if FORMAT.set(args.log_format).is_err() {
-        return;
+    *FORMAT.write().unwrap_or_else(std::sync::PoisonError::into_inner) = args.log_format;
+    let filter = targets(args);
+    match FILTER.get() {
+        Some(handle) => {
+            let _ = handle.reload(filter);
+        }
+        None => {
+            let (filter, handle) = reload::Layer::new(filter);
+            if tracing_subscriber::registry().with(LineLayer.with_filter(filter)).try_init().is_ok() {
+                let _ = FILTER.set(handle);
+            }
+        }
     }
+}
+
+/// podinit's own events from `--log-level` (`warn` with `--quiet`); dependencies' from
+/// `warn` up (everything at `trace`).
+fn targets(args: &GlobalArgs) -> Targets {
     let ours = if args.quiet { LogLevel::Warn.min(args.log_level) } else { args.log_level };
     let ours = level_filter(ours);
     let theirs = if args.log_level == LogLevel::Trace { LevelFilter::TRACE } else { LevelFilter::WARN.min(ours) };
     // vaultrs and rustify log every failed call at ERROR; podinit reports them itself, once.
     let echoes = if args.log_level == LogLevel::Trace { LevelFilter::TRACE } else { LevelFilter::OFF };
-    let filter =
-        Targets::new().with_target("podinit", ours).with_target("vaultrs", echoes).with_target("rustify", echoes).with_default(theirs);
-    let _ = tracing_subscriber::registry().with(LineLayer.with_filter(filter)).try_init();
+    Targets::new().with_target("podinit", ours).with_target("vaultrs", echoes).with_target("rustify", echoes).with_default(theirs)
 }
 
 fn level_filter(level: LogLevel) -> LevelFilter {
@@ -65,7 +84,7 @@ pub fn set_applet(applet: &'static str) {
 
 fn settings() -> Settings {
     let applet = *APPLET.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-    Settings { applet, format: FORMAT.get().copied().unwrap_or_default() }
+    Settings { applet, format: *FORMAT.read().unwrap_or_else(std::sync::PoisonError::into_inner) }
 }
 
 /// Reports an applet's failure: an `error:` line, then one `hint:` line per hint.

@@ -28,6 +28,7 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use clap::builder::BoolishValueParser;
 use podinit_core::fs::FileOptions;
 use podinit_core::fs::set::DataSet;
 use podinit_core::progress::{Unit, bytes};
@@ -79,15 +80,15 @@ pub struct Args {
     pub region: Option<String>,
 
     /// Path-style addressing (https://host/bucket/key) [default: on for --endpoint-url, off for AWS].
-    #[arg(long, env = "PODINIT_S3_PATH_STYLE", conflicts_with = "virtual_hosted")]
+    #[arg(long, env = "PODINIT_S3_PATH_STYLE", value_parser = BoolishValueParser::new(), conflicts_with = "virtual_hosted")]
     pub path_style: bool,
 
     /// Virtual-hosted addressing (https://bucket.host/key), even with a custom endpoint.
-    #[arg(long, env = "PODINIT_S3_VIRTUAL_HOSTED")]
+    #[arg(long, env = "PODINIT_S3_VIRTUAL_HOSTED", value_parser = BoolishValueParser::new())]
     pub virtual_hosted: bool,
 
     /// Send unsigned requests (public buckets); no credentials are looked up.
-    #[arg(long, env = "PODINIT_S3_NO_SIGN_REQUEST")]
+    #[arg(long, env = "PODINIT_S3_NO_SIGN_REQUEST", value_parser = BoolishValueParser::new())]
     pub no_sign_request: bool,
 
     /// Prefix mode: only keys (relative to the prefix) matching this glob; repeatable.
@@ -99,7 +100,7 @@ pub struct Args {
     pub exclude: Vec<String>,
 
     /// Unpack a .tar, .tar.gz or .tar.zst object into DEST (a directory) while it downloads.
-    #[arg(long, env = "PODINIT_S3_EXTRACT")]
+    #[arg(long, env = "PODINIT_S3_EXTRACT", value_parser = BoolishValueParser::new())]
     pub extract: bool,
 
     /// Archive format for --extract.
@@ -139,7 +140,7 @@ pub struct Args {
     pub stall_timeout: Duration,
 
     /// Download even when DEST is current.
-    #[arg(long, env = "PODINIT_S3_FORCE")]
+    #[arg(long, env = "PODINIT_S3_FORCE", value_parser = BoolishValueParser::new())]
     pub force: bool,
 }
 

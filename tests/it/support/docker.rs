@@ -2,18 +2,16 @@
 //!
 //! [`require_docker`] fails the test (never skips it) when no engine answers: container
 //! tests are part of the suite, and `scripts/test` installs and starts the engine.
-//! [`podinit_image`] builds `images/podinit` around the static binary, tagged by a hash of
-//! its contents, so a rerun reuses the image.
+//! [`podinit_image`] builds the image with `images/podinit/build` around the static binary;
+//! an unchanged context is not built again.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use sha2::{Digest as _, Sha256};
-use testcontainers::core::BuildImageOptions;
 use testcontainers::core::wait::ExitWaitStrategy;
-use testcontainers::runners::{AsyncBuilder as _, AsyncRunner as _};
-use testcontainers::{ContainerRequest, GenericBuildableImage, GenericImage, ImageExt as _};
+use testcontainers::runners::AsyncRunner as _;
+use testcontainers::{ContainerRequest, GenericImage, ImageExt as _};
 use tokio::sync::OnceCell;
 
 use super::Outcome;
@@ -61,31 +59,24 @@ pub fn static_binary() -> PathBuf {
 
 static IMAGE: OnceCell<GenericImage> = OnceCell::const_new();
 
-/// The build host's CA bundle (Debian's ca-certificates), copied into the image.
-const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// The podinit image (`images/podinit`), built once per content hash.
+/// The podinit image, built by `images/podinit/build` (the command README gives users) around
+/// the static binary under test, tagged `podinit-test:latest`; an unchanged context is not
+/// built again.
 pub async fn podinit_image() -> GenericImage {
     require_docker();
     IMAGE
         .get_or_init(|| async {
             let bin = static_binary();
-            let dir = repo().join("images/podinit");
-            let ca = PathBuf::from(CA_BUNDLE);
-            let mut hash = Sha256::new();
-            for file in [bin.clone(), dir.join("Dockerfile"), dir.join("passwd"), dir.join("group"), ca.clone()] {
-                hash.update(std::fs::read(&file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display())));
-            }
-            let tag = format!("{:x}", hash.finalize())[..16].to_owned();
-            GenericBuildableImage::new("podinit-test", &tag)
-                .with_dockerfile(dir.join("Dockerfile"))
-                .with_file(dir.join("passwd"), "passwd")
-                .with_file(dir.join("group"), "group")
-                .with_file(ca, "ca-certificates.crt")
-                .with_file(bin, "podinit")
-                .build_image_with(BuildImageOptions::new().with_skip_if_exists(true))
+            let out = tokio::process::Command::new(repo().join("images/podinit/build"))
+                .args(["--tag", "podinit-test:latest"])
+                .env("PODINIT_STATIC_BIN", &bin)
+                .output()
                 .await
-                .expect("building images/podinit")
+                .expect("running images/podinit/build");
+            assert!(out.status.success(), "images/podinit/build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            let printed = String::from_utf8(out.stdout).unwrap();
+            let (name, tag) = printed.trim().split_once(':').expect("the build script prints NAME:TAG");
+            GenericImage::new(name, tag)
         })
         .await
         .clone()

@@ -5,6 +5,7 @@ pub mod cmd;
 pub mod docker;
 pub mod fault;
 pub mod jwt;
+pub mod kube;
 pub mod pod;
 pub mod s3;
 pub mod services;

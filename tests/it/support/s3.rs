@@ -9,7 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
 use testcontainers::core::{IntoContainerPort as _, WaitFor};
 use testcontainers::runners::AsyncRunner as _;
-use testcontainers::{ContainerAsync, GenericImage, ImageExt as _};
+use testcontainers::{ContainerAsync, GenericImage, Image as _, ImageExt as _};
 use tokio::sync::OnceCell;
 
 use super::Podinit;
@@ -182,6 +182,23 @@ pub async fn garage_on(network: Option<(&str, &str)>) -> Garage {
         .expect("starting Garage");
     let port = container.get_host_port_ipv4(3900.tcp()).await.expect("the S3 port");
     let web_port = container.get_host_port_ipv4(3902.tcp()).await.expect("the website port");
+    let (client, checksummed) = clients(port);
+    Garage { _container: container, port, web_port, client, checksummed }
+}
+
+/// The image of the test store (built if missing), `NAME:TAG`.
+pub async fn image() -> String {
+    let image = IMAGE.get_or_init(|| super::docker::built("images/test/s3/build")).await;
+    format!("{}:{}", image.name(), image.tag())
+}
+
+/// A plain client (no checksums) for a Garage on 127.0.0.1:`port`, e.g. one in podman.
+pub fn client(port: u16) -> Client {
+    clients(port).0
+}
+
+/// Test-side clients: plain uploads, and uploads with the SDK's checksums.
+fn clients(port: u16) -> (Client, Client) {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
         .build_https();
@@ -199,7 +216,7 @@ pub async fn garage_on(network: Option<(&str, &str)>) -> Garage {
     // Plain uploads carry no checksum (the SDK would add CRC32 to every PUT), as older
     // uploaders and other stores' objects have none.
     let plain = checksummed.to_builder().request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired).build();
-    Garage { _container: container, port, web_port, client: Client::from_conf(plain), checksummed: Client::from_conf(checksummed) }
+    (Client::from_conf(plain), Client::from_conf(checksummed))
 }
 
 /// Deterministic bytes that differ everywhere (so a misplaced range shows).

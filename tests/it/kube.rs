@@ -1,0 +1,143 @@
+//! Every manifest of docs/examples/ that podman's `kube play` can express, played by it
+//! (support::kube says what is substituted and why): the same outcomes the Docker-based pod
+//! simulations (`pods.rs`) assert, from an independent implementation of Pod semantics.
+//!
+//! Left to the simulation, because podman 4.3's kube play cannot express them:
+//! `vault-secrets.yaml` (no API server: no service-account token to log in with, no
+//! TokenReview) and `ipc-native-sidecar.yaml` (no native sidecars: an init container with
+//! `restartPolicy: Always` would run forever before the app).
+
+use std::collections::BTreeMap;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::support::docker::{db_image, podinit_image, static_binary};
+use crate::support::kube::{Cluster, load_into_podman, podman_build};
+use crate::support::s3;
+
+/// The podinit image under test and the database image in podman; returns their names there.
+async fn base_images() -> (String, String) {
+    let podinit = podinit_image().await;
+    let db = db_image().await;
+    let (podinit, db) = (format!("{}:{}", podinit.name(), podinit.tag()), format!("{}:{}", db.name(), db.tag()));
+    load_into_podman(&[&podinit, &db]);
+    (format!("localhost/{podinit}"), format!("localhost/{db}"))
+}
+
+use testcontainers::Image as _;
+
+/// A test app on the database image's Debian: `entrypoint` in exec form.
+fn app_image(tag: &str, db: &str, entrypoint: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let image = format!("localhost/podinit-test-app:{tag}");
+    podman_build(&image, &format!("FROM {db}\nENTRYPOINT {entrypoint}\n"), dir.path());
+    image
+}
+
+#[tokio::test]
+async fn kube_play_elasticsearch_kernel_settings() {
+    let (podinit, db) = base_images().await;
+    let app = app_image(
+        "sysctl",
+        &db,
+        r#"["sh", "-c", "echo somaxconn=$(cat /proc/sys/net/core/somaxconn) max_map_count=$(cat /proc/sys/vm/max_map_count) uid=$(id -u)"]"#,
+    );
+    let before = crate::support::cmd::host_sysctl("vm/max_map_count");
+    let somaxconn = crate::support::cmd::host_sysctl("net/core/somaxconn");
+    let cluster = Cluster::new("es");
+    let images = BTreeMap::from([("podinit:latest", podinit), ("docker.elastic.co/elasticsearch/elasticsearch:8.15.0", app)]);
+    let pods = cluster.play("elasticsearch.yaml", &images);
+    let outcomes: Vec<_> = pods.iter().map(|pod| cluster.wait(pod, "elasticsearch")).collect();
+    // The node is the VM: put its node-wide value back before asserting anything.
+    let raised = crate::support::cmd::host_sysctl("vm/max_map_count");
+    std::fs::write("/proc/sys/vm/max_map_count", &before).unwrap();
+    assert_eq!(outcomes.len(), 3, "one pod per replica");
+    let wanted: u64 = 262_144;
+    for out in &outcomes {
+        let expected_map = before.parse::<u64>().unwrap().max(wanted);
+        out.code(0).stdout_is(&format!("somaxconn=8192 max_map_count={expected_map} uid=1000\n"));
+    }
+    assert_eq!(raised.parse::<u64>().unwrap(), before.parse::<u64>().unwrap().max(wanted), "raised, never lowered");
+    assert_eq!(crate::support::cmd::host_sysctl("net/core/somaxconn"), somaxconn, "the pod's own network namespace");
+}
+
+#[tokio::test]
+async fn kube_play_model_from_s3_survives_a_restart() {
+    let (podinit, db) = base_images().await;
+    let store = s3::image().await;
+    load_into_podman(&[&store]);
+    let app = app_image("model", &db, r#"["sh", "-c", "sha256sum \"$2\" | cut -d' ' -f1", "server"]"#);
+    let mut cluster = Cluster::new("s3");
+    let port = cluster.service(
+        "s3",
+        &store,
+        "/usr/local/bin/garage.sh",
+        &[("S3_KEY_ID", s3::KEY_ID), ("S3_SECRET", s3::SECRET), ("S3_BUCKET", s3::BUCKET)],
+        3900,
+        "podinit-test-s3: ready",
+    );
+    let body = s3::data(12 << 20, 44);
+    let client = s3::client(port);
+    client
+        .put_object()
+        .bucket(s3::BUCKET)
+        .key("models/model.bin")
+        .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+        .send()
+        .await
+        .expect("uploading the model");
+    cluster.secret("s3-reader", &[("access-key-id", s3::KEY_ID), ("secret-access-key", s3::SECRET)]);
+    let images = BTreeMap::from([("podinit:latest", podinit), ("my-inference-server:latest", app)]);
+    let pods = cluster.play("s3-model.yaml", &images);
+    let want = format!("{:x}\n", Sha256::digest(&body));
+    cluster.wait(&pods[0], "server").code(0).stdout_is(&want);
+    // A restarted pod reads the same complete file.
+    cluster.restart(&pods[0]);
+    let again = cluster.wait(&pods[0], "server");
+    again.code(0);
+    assert!(again.stdout.lines().all(|l| format!("{l}\n") == want), "{}", again.stdout);
+}
+
+#[tokio::test]
+async fn kube_play_three_replicas_migrate_one_database() {
+    let (podinit, db) = base_images().await;
+    let app = app_image("shop", &db, r#"["true"]"#);
+    let mut cluster = Cluster::new("migrate");
+    let port = cluster.service(
+        "postgres",
+        db.trim_start_matches("localhost/"),
+        "/usr/local/bin/postgres.sh",
+        &[("PG_PASSWORD", "kube-pw")],
+        5432,
+        "",
+    );
+    cluster.secret("shop-db", &[("password", "kube-pw")]);
+    let url = format!("postgres://postgres:kube-pw@127.0.0.1:{port}/app");
+    // The server must answer before the pods' --timeout 5m runs out; waiting is theirs.
+    let images = BTreeMap::from([("podinit:latest", podinit), ("my-shop:latest", app)]);
+    let pods = cluster.play("migrations.yaml", &images);
+    assert_eq!(pods.len(), 3);
+    for pod in &pods {
+        cluster.wait(pod, "shop").code(0);
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let history: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version").fetch_all(&pool).await.unwrap();
+    assert_eq!(history, [(1, true), (2, true), (3, true)], "each file applied once");
+    let seeded: i64 = sqlx::query_scalar("SELECT count(*) FROM items").fetch_one(&pool).await.unwrap();
+    assert_eq!(seeded, 1, "the seed ran once");
+}
+
+#[tokio::test]
+async fn kube_play_ipc_consumer_before_producer() {
+    let (_, db) = base_images().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(static_binary(), dir.path().join("podinit")).unwrap();
+    let app = "localhost/podinit-test-ipc-app:latest".to_owned();
+    podman_build(&app, &format!("FROM {db}\nCOPY podinit /usr/local/bin/podinit\n"), dir.path());
+    let cluster = Cluster::new("ipc");
+    let images = BTreeMap::from([("ipc-app-with-podinit:latest", app)]);
+    let pods = cluster.play("ipc.yaml", &images);
+    cluster.wait(&pods[0], "consumer").code(0).stdout_is("received 100 messages and END\n");
+    cluster.wait(&pods[0], "producer").code(0);
+}
