@@ -50,8 +50,9 @@ pub fn load_into_podman(images: &[&str]) {
     let missing: Vec<&str> = images.iter().copied().filter(|i| !loaded.iter().any(|l| l == i)).collect();
     let missing: Vec<&str> = missing.into_iter().filter(|i| !podman(&["image", "exists", &format!("localhost/{i}")]).code.eq(&0)).collect();
     if !missing.is_empty() {
-        let save = Command::new("docker").arg("save").args(&missing).stdout(std::process::Stdio::piped()).spawn().unwrap();
-        let load = Command::new("podman").args(["load", "-q"]).stdin(save.stdout.unwrap()).output().unwrap();
+        let mut save = Command::new("docker").arg("save").args(&missing).stdout(std::process::Stdio::piped()).spawn().unwrap();
+        let load = Command::new("podman").args(["load", "-q"]).stdin(save.stdout.take().unwrap()).output().unwrap();
+        assert!(save.wait().unwrap().success(), "docker save {missing:?}");
         assert!(load.status.success(), "podman load: {}", String::from_utf8_lossy(&load.stderr));
     }
     loaded.extend(images.iter().map(|i| (*i).to_owned()));
