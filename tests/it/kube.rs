@@ -45,7 +45,8 @@ async fn kube_play_elasticsearch_kernel_settings() {
     let before = crate::support::cmd::host_sysctl("vm/max_map_count");
     let somaxconn = crate::support::cmd::host_sysctl("net/core/somaxconn");
     let cluster = Cluster::new("es");
-    let images = BTreeMap::from([("podinit:latest", podinit), ("docker.elastic.co/elasticsearch/elasticsearch:8.15.0", app)]);
+    let images =
+        BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("docker.elastic.co/elasticsearch/elasticsearch:8.15.0", app)]);
     let pods = cluster.play("elasticsearch.yaml", &images);
     let outcomes: Vec<_> = pods.iter().map(|pod| cluster.wait(pod, "elasticsearch")).collect();
     // The node is the VM: put its node-wide value back before asserting anything.
@@ -87,7 +88,7 @@ async fn kube_play_model_from_s3_survives_a_restart() {
         .await
         .expect("uploading the model");
     cluster.secret("s3-reader", &[("access-key-id", s3::KEY_ID), ("secret-access-key", s3::SECRET)]);
-    let images = BTreeMap::from([("podinit:latest", podinit), ("my-inference-server:latest", app)]);
+    let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("my-inference-server:latest", app)]);
     let pods = cluster.play("s3-model.yaml", &images);
     let want = format!("{:x}\n", Sha256::digest(&body));
     cluster.wait(&pods[0], "server").code(0).stdout_is(&want);
@@ -114,7 +115,7 @@ async fn kube_play_three_replicas_migrate_one_database() {
     cluster.secret("shop-db", &[("password", "kube-pw")]);
     let url = format!("postgres://postgres:kube-pw@127.0.0.1:{port}/app");
     // The server must answer before the pods' --timeout 5m runs out; waiting is theirs.
-    let images = BTreeMap::from([("podinit:latest", podinit), ("my-shop:latest", app)]);
+    let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("my-shop:latest", app)]);
     let pods = cluster.play("migrations.yaml", &images);
     assert_eq!(pods.len(), 3);
     for pod in &pods {

@@ -21,6 +21,7 @@ mod support;
 mod cli;
 mod faults;
 mod kube;
+mod manifests;
 mod migrate;
 mod pods;
 mod s3_get;
