@@ -15,6 +15,8 @@ use std::time::Duration;
 use clap::Parser as _;
 use podinit_core::{Context, Error, GlobalArgs, Kind, logging, termination};
 
+use crate::applets::Runtime;
+
 /// How long an applet gets to clean up (release locks, remove temp files) after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,50 +97,65 @@ fn run_steps(steps: &[steps::Step]) -> ExitCode {
     run(plan)
 }
 
-/// Runs the applets in order on one runtime; the first failure ends the run with its exit
-/// status. With more than one step, each is logged and a failure names its step.
+/// Runs the applets in order; the first failure ends the run with its exit status. With more
+/// than one step, each is logged and a failure names its step. A Tokio runtime is built only
+/// when a step needs one (current-thread unless a step wants a thread per core); `blocking`
+/// applets run without it.
 fn run(plan: Vec<(Option<&steps::Step>, applets::Applet, GlobalArgs)>) -> ExitCode {
     let Some((_, first, first_global)) = plan.first() else { return ExitCode::SUCCESS };
     logging::init(first.name(), first_global);
-    let runtime = match runtime(plan.iter().any(|(_, applet, _)| applet.multi_threaded())) {
-        Ok(rt) => rt,
-        Err(io) => {
-            let err = Error::new(Kind::Failed, anyhow::Error::new(io).context("starting the runtime"));
-            return fail(first.name(), first_global, &err);
-        }
+    let needs = plan.iter().map(|(_, applet, _)| applet.runtime()).max().unwrap_or(Runtime::Blocking);
+    let runtime = match needs {
+        Runtime::Blocking => None,
+        needs => match runtime(needs) {
+            Ok(rt) => Some(rt),
+            Err(io) => {
+                let err = Error::new(Kind::Failed, anyhow::Error::new(io).context("starting the runtime"));
+                return fail(first.name(), first_global, &err);
+            }
+        },
     };
-    let outcome = runtime.block_on(async {
-        for (step, applet, global) in plan {
-            let name = applet.name();
-            // Each step logs as its own options say (options before the first applet are in
-            // every step's); its --timeout counts from its own start.
-            logging::init(name, &global);
-            let started = std::time::Instant::now();
-            if let Some(step) = step {
-                tracing::info!("{} started", step.label());
-            }
-            if let Err(err) = run_applet(applet, &global).await {
-                let err = match step {
-                    Some(step) => err.context(step.label()),
-                    None => err,
-                };
-                return Err((name, global, err));
-            }
-            if let Some(step) = step {
-                tracing::info!("{} done in {:.1?}", step.label(), started.elapsed());
-            }
+    let mut outcome = Ok(());
+    for (step, applet, global) in plan {
+        let name = applet.name();
+        // Each step logs as its own options say (options before the first applet are in every
+        // step's); its --timeout counts from its own start.
+        logging::init(name, &global);
+        let started = std::time::Instant::now();
+        if let Some(step) = step {
+            tracing::info!("{} started", step.label());
         }
-        Ok(())
-    });
+        let result = match applet.run_blocking(&Context::blocking(name, &global)) {
+            Ok(result) => result,
+            Err(applet) => match &runtime {
+                Some(rt) => rt.block_on(run_applet(*applet, &global)),
+                None => Err(Error::new(Kind::Failed, anyhow::anyhow!("{name} needs a runtime and none was built"))),
+            },
+        };
+        if let Err(err) = result {
+            let err = match step {
+                Some(step) => err.context(step.label()),
+                None => err,
+            };
+            outcome = Err((name, global, err));
+            break;
+        }
+        if let Some(step) = step {
+            tracing::info!("{} done in {:.1?}", step.label(), started.elapsed());
+        }
+    }
     // Do not wait for blocking tasks an interrupted applet may have left behind.
-    runtime.shutdown_background();
+    if let Some(rt) = runtime {
+        rt.shutdown_background();
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err((name, global, err)) => fail(name, &global, &err),
     }
 }
 
-/// Runs one applet to completion, or until SIGTERM/SIGINT plus a grace period for cleanup.
+/// Runs one async applet to completion, or until SIGTERM/SIGINT plus a grace period for
+/// cleanup.
 async fn run_applet(applet: applets::Applet, global: &GlobalArgs) -> Result<(), Error> {
     let ctx = Context::new(applet.name(), global);
     let run = applet.run(&ctx);
@@ -156,12 +173,12 @@ async fn run_applet(applet: applets::Applet, global: &GlobalArgs) -> Result<(), 
 
 /// A thread per core for applets that want it (only builds with such an applet link the
 /// multi-threaded scheduler); one thread otherwise.
-fn runtime(multi_threaded: bool) -> std::io::Result<tokio::runtime::Runtime> {
+fn runtime(needs: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
     #[cfg(feature = "s3-get")]
-    if multi_threaded {
+    if needs == Runtime::Multi {
         return tokio::runtime::Builder::new_multi_thread().enable_all().build();
     }
-    let _ = multi_threaded;
+    let _ = needs;
     tokio::runtime::Builder::new_current_thread().enable_all().build()
 }
 

@@ -4,12 +4,16 @@
 //! signal (SIGTERM from the kubelet, SIGINT from a terminal), and the progress mode. Every
 //! wait in the product goes through [`Context::sleep`] or [`crate::retry`], so a deadline or
 //! a signal ends it promptly and with the right exit status.
+//!
+//! An applet that does no async work runs without a Tokio runtime ([`Context::blocking`]):
+//! the signals then only raise a flag, which its loops check with [`Context::check_shutdown`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
 use tokio::time::Instant;
-
-use tokio::sync::watch;
 
 use crate::args::{GlobalArgs, ProgressArg};
 use crate::error::{Error, Kind};
@@ -22,9 +26,56 @@ pub struct Context {
     started: Instant,
     timeout: Option<Duration>,
     deadline: Option<Instant>,
-    shutdown: watch::Receiver<Option<&'static str>>,
+    shutdown: Arc<Shutdown>,
     progress: ProgressMode,
     quiet: bool,
+}
+
+/// Which stop signal arrived, if any; async waiters are woken when one does.
+#[derive(Debug, Default)]
+struct Shutdown {
+    /// 0, or the signal number (15, 2).
+    signal: AtomicU8,
+    /// Raised by signal-hook in a context without a runtime.
+    term: Arc<AtomicBool>,
+    int: Arc<AtomicBool>,
+    woken: Notify,
+}
+
+impl Shutdown {
+    fn signal(&self) -> Option<&'static str> {
+        if self.term.load(Ordering::Relaxed) {
+            return Some("SIGTERM");
+        }
+        if self.int.load(Ordering::Relaxed) {
+            return Some("SIGINT");
+        }
+        match self.signal.load(Ordering::Relaxed) {
+            15 => Some("SIGTERM"),
+            2 => Some("SIGINT"),
+            _ => None,
+        }
+    }
+
+    fn raise(&self, signal: &str) {
+        self.signal.store(if signal == "SIGINT" { 2 } else { 15 }, Ordering::Relaxed);
+        self.woken.notify_waiters();
+    }
+}
+
+/// Stands in for a stop signal in tests ([`Context::for_tests`]).
+#[derive(Debug, Clone)]
+pub struct TestSignal(Arc<Shutdown>);
+
+impl TestSignal {
+    /// Raises `Some("SIGTERM")` or `Some("SIGINT")` as if it had arrived.
+    #[expect(clippy::result_unit_err, reason = "the shape of a channel send, which tests used before")]
+    pub fn send(&self, signal: Option<&'static str>) -> Result<(), ()> {
+        if let Some(signal) = signal {
+            self.0.raise(signal);
+        }
+        Ok(())
+    }
 }
 
 impl Context {
@@ -32,12 +83,24 @@ impl Context {
     ///
     /// Must be called inside a Tokio runtime with signals and timers enabled.
     pub fn new(applet: &'static str, args: &GlobalArgs) -> Self {
-        let (tx, rx) = watch::channel(None);
-        spawn_signal_listener(tx);
-        Self::with_shutdown(applet, args, rx)
+        let shutdown = Arc::new(Shutdown::default());
+        spawn_signal_listener(Arc::clone(&shutdown));
+        Self::with_shutdown(applet, args, shutdown)
     }
 
-    fn with_shutdown(applet: &'static str, args: &GlobalArgs, shutdown: watch::Receiver<Option<&'static str>>) -> Self {
+    /// A context for an applet that runs without a Tokio runtime: SIGTERM and SIGINT raise
+    /// a flag that [`Context::check_shutdown`] reads (the applet's loops check it).
+    pub fn blocking(applet: &'static str, args: &GlobalArgs) -> Self {
+        let shutdown = Arc::new(Shutdown::default());
+        let registered = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown.term))
+            .and_then(|_| signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&shutdown.int)));
+        if registered.is_err() {
+            tracing::warn!("cannot listen for SIGTERM/SIGINT; a stop signal will end the process abruptly");
+        }
+        Self::with_shutdown(applet, args, shutdown)
+    }
+
+    fn with_shutdown(applet: &'static str, args: &GlobalArgs, shutdown: Arc<Shutdown>) -> Self {
         let started = Instant::now();
         let progress = if args.quiet {
             ProgressMode::Off
@@ -62,9 +125,9 @@ impl Context {
 
     /// A context with no signal listener, for tests: `shutdown` can trigger it instead.
     #[doc(hidden)]
-    pub fn for_tests(args: &GlobalArgs) -> (Self, watch::Sender<Option<&'static str>>) {
-        let (tx, rx) = watch::channel(None);
-        (Self::with_shutdown("test", args, rx), tx)
+    pub fn for_tests(args: &GlobalArgs) -> (Self, TestSignal) {
+        let shutdown = Arc::new(Shutdown::default());
+        (Self::with_shutdown("test", args, Arc::clone(&shutdown)), TestSignal(shutdown))
     }
 
     /// The applet's name, as in `podinit <applet>:`.
@@ -100,20 +163,31 @@ impl Context {
 
     /// The signal that asked us to stop, if one has arrived.
     pub fn shutdown_signal(&self) -> Option<&'static str> {
-        *self.shutdown.borrow()
+        self.shutdown.signal()
+    }
+
+    /// For loops of applets without a runtime: an error (exit 143) once a stop signal has
+    /// arrived, and past the deadline the timeout error (exit 124).
+    pub fn check_shutdown(&self) -> Result<(), Error> {
+        if let Some(signal) = self.shutdown_signal() {
+            return Err(interrupted(signal));
+        }
+        if self.remaining().is_some_and(|r| r.is_zero()) {
+            return Err(self.timeout_error());
+        }
+        Ok(())
     }
 
     /// Resolves when SIGTERM or SIGINT arrives; returns its name.
     pub async fn shutdown_requested(&self) -> &'static str {
-        let mut rx = self.shutdown.clone();
         loop {
-            if let Some(signal) = *rx.borrow_and_update() {
+            let woken = self.shutdown.woken.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if let Some(signal) = self.shutdown_signal() {
                 return signal;
             }
-            if rx.changed().await.is_err() {
-                // The listener is gone (tests): never resolves.
-                std::future::pending::<()>().await;
-            }
+            woken.await;
         }
     }
 
@@ -136,6 +210,25 @@ impl Context {
         Ok(())
     }
 
+    /// [`Context::sleep`] for applets without a runtime: sleeps in short slices, so a stop
+    /// signal ends it within 50 ms (exit 143), and stops at the deadline (exit 124).
+    pub fn sleep_blocking(&self, duration: Duration) -> Result<(), Error> {
+        let end = std::time::Instant::now() + duration.min(crate::args::MAX_DURATION);
+        loop {
+            self.check_shutdown()?;
+            let now = std::time::Instant::now();
+            if now >= end {
+                return Ok(());
+            }
+            let mut slice = (end - now).min(Duration::from_millis(50));
+            if let Some(left) = self.remaining() {
+                slice = slice.min(left);
+            }
+            #[expect(clippy::disallowed_methods, reason = "the one sanctioned blocking sleep, in slices that check for signals")]
+            std::thread::sleep(slice);
+        }
+    }
+
     /// An error saying the deadline passed.
     pub fn timeout_error(&self) -> Error {
         let timeout = self.timeout.map_or_else(String::new, |t| format!(" ({})", humantime::format_duration(t)));
@@ -154,7 +247,7 @@ pub fn interrupted(signal: &str) -> Error {
     Error::new(Kind::Interrupted, anyhow::anyhow!("stopped by {signal}"))
 }
 
-fn spawn_signal_listener(tx: watch::Sender<Option<&'static str>>) {
+fn spawn_signal_listener(shutdown: Arc<Shutdown>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::warn!("cannot listen for SIGTERM/SIGINT; a stop signal will end the process abruptly");
@@ -165,7 +258,7 @@ fn spawn_signal_listener(tx: watch::Sender<Option<&'static str>>) {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        let _ = tx.send(Some(name));
+        shutdown.raise(name);
     });
 }
 

@@ -245,7 +245,7 @@ mod tests {
     use super::*;
     use crate::GlobalArgs;
 
-    fn ctx_with_timeout(secs: u64) -> (Context, tokio::sync::watch::Sender<Option<&'static str>>) {
+    fn ctx_with_timeout(secs: u64) -> (Context, crate::context::TestSignal) {
         Context::for_tests(&GlobalArgs { timeout: Some(Duration::from_secs(secs)), ..GlobalArgs::default() })
     }
 

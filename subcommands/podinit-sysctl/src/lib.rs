@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::builder::BoolishValueParser;
-use podinit_core::retry::{self, Backoff, Verdict};
+use podinit_core::retry::{self, Backoff};
 use podinit_core::{Context, Error, Kind};
 
 use crate::kernel::{Fault, Tree};
@@ -125,18 +125,18 @@ pub struct Args {
     pub root: PathBuf,
 }
 
-/// Runs `podinit sysctl` to completion.
-pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+/// Runs `podinit sysctl` to completion, without a Tokio runtime (it starts like busybox).
+pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let tree = Tree::new(&args.root);
     let print = Print::new(&args, ctx.quiet());
     if args.all {
         return print_all(&tree, &print);
     }
-    let settings = collect(ctx, &args, &print).await?;
+    let settings = collect(ctx, &args, &print)?;
     let work = preflight(&tree, &args, settings)?;
     let namespaces = kernel::namespaces();
     if args.check {
-        return check(ctx, &tree, &args, namespaces, &work).await;
+        return check(ctx, &tree, &args, namespaces, &work);
     }
     apply(&tree, &args, &print, namespaces, &work)
 }
@@ -151,7 +151,7 @@ struct Work {
     skip: bool,
 }
 
-async fn collect(ctx: &Context, args: &Args, print: &Print) -> Result<Vec<Setting>, Error> {
+fn collect(ctx: &Context, args: &Args, print: &Print) -> Result<Vec<Setting>, Error> {
     let mut settings = Vec::new();
     let mut files: Vec<PathBuf> = Vec::new();
     if args.system {
@@ -165,7 +165,7 @@ async fn collect(ctx: &Context, args: &Args, print: &Print) -> Result<Vec<Settin
     }
     let mut loaded = Vec::with_capacity(files.len());
     for path in &files {
-        loaded.push(read_source(ctx, path).await?);
+        loaded.push(read_source(ctx, path)?);
     }
     for (name, text) in loaded {
         if args.system {
@@ -206,23 +206,11 @@ async fn collect(ctx: &Context, args: &Args, print: &Print) -> Result<Vec<Settin
     Ok(deduped)
 }
 
-async fn read_source(ctx: &Context, path: &Path) -> Result<(String, String), Error> {
+fn read_source(ctx: &Context, path: &Path) -> Result<(String, String), Error> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        // Async, so SIGTERM and --timeout end a wait for a writer that never closes stdin.
-        use tokio::io::AsyncReadExt as _;
-        let mut stdin = tokio::io::stdin();
-        let read = stdin.read_to_string(&mut text);
-        let stop = async {
-            match ctx.remaining() {
-                Some(left) => ctx.sleep(left).await.err().unwrap_or_else(|| ctx.timeout_error()),
-                None => podinit_core::context::interrupted(ctx.shutdown_requested().await),
-            }
-        };
-        tokio::select! {
-            read = read => { read.context("reading settings from stdin").map_err(|e| Error::new(Kind::Usage, e))?; }
-            err = stop => return Err(err.context("reading settings from stdin")),
-        }
+        let bytes = read_stdin(ctx).map_err(|e| e.context("reading settings from stdin"))?;
+        text = String::from_utf8(bytes).map_err(|_| Error::usage("the settings on stdin are not UTF-8"))?;
         return Ok(("stdin".into(), text));
     }
     let name = path.display().to_string();
@@ -231,6 +219,32 @@ async fn read_source(ctx: &Context, path: &Path) -> Result<(String, String), Err
         .with_context(|| format!("reading --load {name}"))
         .map_err(|e| Error::new(Kind::Usage, e).with_hint("mount the file (e.g. from a ConfigMap) at that path"))?;
     Ok((name, text))
+}
+
+/// All of stdin, waiting for it with `poll` in short slices so that SIGTERM and `--timeout`
+/// end a wait for a writer that never closes it.
+fn read_stdin(ctx: &Context) -> Result<Vec<u8>, Error> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd as _;
+    let stdin = std::io::stdin();
+    let mut lock = stdin.lock();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        ctx.check_shutdown()?;
+        let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::from(50u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => {}
+            Err(e) => return Err(Error::new(Kind::Usage, anyhow::anyhow!("waiting for stdin: {}", e.desc()))),
+        }
+        match lock.read(&mut buf) {
+            Ok(0) => return Ok(bytes),
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::new(Kind::Usage, anyhow::anyhow!("{}", podinit_core::redact::io_reason(&e)))),
+        }
+    }
 }
 
 /// Checks every setting before anything is written: a bad key or value anywhere means no
@@ -440,6 +454,36 @@ fn restore(tree: &Tree, key: &spec::Key, old: Option<&str>, now: Option<&str>) -
     }
 }
 
+/// `--wait`: `once` until it succeeds, with growing pauses (200 ms to 5 s, jittered); past
+/// `--timeout` exit 124 with the last error, on SIGTERM 143.
+fn wait_until(ctx: &Context, once: impl Fn() -> anyhow::Result<()>) -> Result<(), Error> {
+    let backoff = Backoff { initial: std::time::Duration::from_millis(200), max: std::time::Duration::from_secs(5), attempt_timeout: None };
+    let mut jitter = retry::Jitter::new();
+    let mut attempt = 0u32;
+    loop {
+        attempt = attempt.saturating_add(1);
+        let err = match once() {
+            Ok(()) => return Ok(()),
+            Err(err) => err,
+        };
+        if attempt == 1 {
+            tracing::info!("waiting for sysctl values: not yet: {err:#}");
+        }
+        if let Err(stop) = ctx.sleep_blocking(backoff.delay(attempt, &mut jitter)) {
+            if stop.kind() != Kind::Timeout {
+                return Err(stop);
+            }
+            let elapsed = humantime::format_duration(std::time::Duration::from_millis(ctx.started().elapsed().as_millis() as u64));
+            let limit = ctx.timeout().map_or_else(String::new, |t| format!(" (--timeout {})", humantime::format_duration(t)));
+            return Err(Error::new(
+                Kind::Timeout,
+                err.context(format!("waiting for sysctl values: gave up after {attempt} attempts in {elapsed}{limit}; last error")),
+            )
+            .with_hint("raise --timeout (PODINIT_TIMEOUT) if the node is only slow to be configured"));
+        }
+    }
+}
+
 fn summarize(counts: &[usize; 6]) {
     let order = [Action::Changed, Action::WouldChange, Action::Kept, Action::Unchanged, Action::Skipped, Action::Failed];
     let total: usize = counts.iter().sum();
@@ -462,7 +506,7 @@ fn summarize(counts: &[usize; 6]) {
 }
 
 /// `--check`: compare without writing; with `--wait`, keep comparing until satisfied.
-async fn check(ctx: &Context, tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Result<(), Error> {
+fn check(ctx: &Context, tree: &Tree, args: &Args, namespaces: Namespaces, work: &[Work]) -> Result<(), Error> {
     let once = || -> anyhow::Result<()> {
         let mut unsatisfied = Vec::new();
         for w in work.iter().filter(|w| !w.skip) {
@@ -478,13 +522,7 @@ async fn check(ctx: &Context, tree: &Tree, args: &Args, namespaces: Namespaces, 
         }
         if unsatisfied.is_empty() { Ok(()) } else { anyhow::bail!("{}", unsatisfied.join("; ")) }
     };
-    let result = if args.wait {
-        let backoff =
-            Backoff { initial: std::time::Duration::from_millis(200), max: std::time::Duration::from_secs(5), attempt_timeout: None };
-        retry::retry(ctx, "waiting for sysctl values", backoff, |_| Verdict::Retry, |_| std::future::ready(once())).await
-    } else {
-        once().map_err(Error::from)
-    };
+    let result = if args.wait { wait_until(ctx, once) } else { once().map_err(Error::from) };
     match result {
         Ok(()) => {
             let n = work.iter().filter(|w| w.setting.value.is_some() && !w.skip).count();
