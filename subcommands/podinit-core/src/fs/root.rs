@@ -77,12 +77,49 @@ pub fn components(untrusted: &Path) -> anyhow::Result<Vec<&OsStr>> {
     Ok(parts)
 }
 
+/// Opens the file at `path`, which the operator named (links followed), for reading: a FIFO
+/// or device is refused without blocking, so a FIFO planted where a file was cannot hang the
+/// process.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+    regular(File::from(nix::fcntl::open(path, flags, Mode::empty())?))
+}
+
+/// `file` if it is a regular file, in blocking mode again.
+fn regular(file: File) -> io::Result<File> {
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(OFlag::empty()))?;
+    Ok(file)
+}
+
 impl Dir {
     /// Opens the directory at `path`, which the operator named (a link there is followed,
     /// as for any path given on the command line).
     pub fn open(path: &Path) -> io::Result<Self> {
         let fd = nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
         Ok(Self { fd, path: path.to_owned() })
+    }
+
+    /// Opens the directory at `path`, which the operator named, but never through a link as
+    /// its last component: one swapped in for a directory of a volume fails (`ELOOP`, or
+    /// `ENOTDIR`) instead of leading elsewhere.
+    pub fn open_nofollow(path: &Path) -> io::Result<Self> {
+        let fd = nix::fcntl::open(path, DIR_FLAGS, Mode::empty())?;
+        Ok(Self { fd, path: path.to_owned() })
+    }
+
+    /// Sets this directory's mode to exactly `mode` (special bits included).
+    pub fn chmod_exact(&self, mode: u32) -> anyhow::Result<()> {
+        nix::sys::stat::fchmod(&self.fd, Mode::from_bits_truncate(mode & 0o7777))
+            .map_err(|e| io_error(e, &self.path, &format!("setting mode {mode:04o} on")))
+    }
+
+    /// Changes this directory's owner and group (`None` keeps that one).
+    pub fn chown_self(&self, uid: Option<u32>, gid: Option<u32>) -> anyhow::Result<()> {
+        nix::unistd::fchown(&self.fd, uid.map(nix::unistd::Uid::from_raw), gid.map(nix::unistd::Gid::from_raw))
+            .map_err(|e| io_error(e, &self.path, "changing the owner of"))
     }
 
     /// The path this directory is shown by.
@@ -163,14 +200,26 @@ impl Dir {
         Ok(File::from(fd))
     }
 
-    /// Opens the regular file `name` for reading; a link or anything but a file is refused.
+    /// Creates the new file `name` (never an existing one, never through a link) with `mode`
+    /// (the umask applies, as to any creation), for writing.
+    pub fn create_file_with_mode(&self, name: &OsStr, mode: u32) -> anyhow::Result<File> {
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let fd = nix::fcntl::openat(&self.fd, name, flags, Mode::from_bits_truncate(mode & 0o777))
+            .map_err(|e| io_error(e, &self.path.join(name), "creating"))?;
+        Ok(File::from(fd))
+    }
+
+    /// Flushes the whole file system this directory is on to its device (`syncfs`): one call
+    /// makes a batch of files durable where a sync per file would wait once per file.
+    pub fn sync_fs(&self) -> anyhow::Result<()> {
+        nix::unistd::syncfs(&self.fd).map_err(|e| io_error(e, &self.path, "syncing the file system of"))
+    }
+
+    /// Opens the regular file `name` for reading; a link or anything but a file is refused
+    /// (a FIFO swapped in is opened without blocking, then refused).
     pub fn open_file(&self, name: &OsStr) -> io::Result<File> {
-        let fd = nix::fcntl::openat(&self.fd, name, OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())?;
-        let file = File::from(fd);
-        if !file.metadata()?.is_file() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
-        }
-        Ok(file)
+        let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK | OFlag::O_NOCTTY;
+        regular(File::from(nix::fcntl::openat(&self.fd, name, flags, Mode::empty())?))
     }
 
     /// Creates the symbolic link `name` pointing at `target`.
@@ -225,6 +274,15 @@ impl Dir {
     /// Renames `from` to `to`, both in this directory, replacing `to` unless it is a directory.
     pub fn rename(&self, from: &OsStr, to: &OsStr) -> anyhow::Result<()> {
         nix::fcntl::renameat(&self.fd, from, &self.fd, to).map_err(|e| io_error(e, &self.path.join(to), "renaming into place"))
+    }
+
+    /// Renames `from` to `to` unless `to` exists (`RENAME_NOREPLACE`): false when it does.
+    pub fn rename_noreplace(&self, from: &OsStr, to: &OsStr) -> anyhow::Result<bool> {
+        match nix::fcntl::renameat2(&self.fd, from, &self.fd, to, nix::fcntl::RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => Ok(true),
+            Err(Errno::EEXIST) => Ok(false),
+            Err(e) => Err(io_error(e, &self.path.join(to), "renaming into place")),
+        }
     }
 
     /// Swaps `a` and `b`, both in this directory, in one step (whatever their types).
