@@ -90,15 +90,15 @@ macro_rules! registry {
 }
 
 registry! {
-    // Chmod "chmod" "chmod" podinit_fs::chmod => blocking;
-    // Chown "chown" "chown" podinit_fs::chown => blocking;
-    // Cp "cp" "cp" podinit_fs::cp => blocking;
-    // Ln "ln" "ln" podinit_fs::ln => blocking;
+    Chmod "chmod" "chmod" podinit_fs::chmod => blocking;
+    Chown "chown" "chown" podinit_fs::chown => blocking;
+    Cp "cp" "cp" podinit_fs::cp => blocking;
+    Ln "ln" "ln" podinit_fs::ln => blocking;
     Migrate "migrate" "migrate" podinit_migrate => current;
-    // Mkdir "mkdir" "mkdir" podinit_fs::mkdir => blocking;
+    Mkdir "mkdir" "mkdir" podinit_fs::mkdir => blocking;
     S3Get "s3-get" "s3-get" podinit_s3_get => multi;
     Sysctl "sysctl" "sysctl" podinit_sysctl => blocking;
-    // Touch "touch" "touch" podinit_fs::touch => blocking;
+    Touch "touch" "touch" podinit_fs::touch => blocking;
     VaultFetch "vault-fetch" "vault-fetch" podinit_vault_fetch => current;
     WaitFor "wait-for" "wait-for" podinit_wait_for => current;
 }

@@ -30,14 +30,23 @@ pub(crate) struct Cli {
     pub(crate) list: bool,
 
     /// `--install [-s] DIR`: create a link named after each applet in DIR, pointing at this
-    /// binary (hard links; symbolic with -s). DIR is created if missing; existing links are
-    /// replaced atomically.
+    /// binary (hard links; symbolic with -s). DIR is created if missing; a link to podinit
+    /// is replaced atomically, anything else of that name kept (see --force).
     #[arg(long, value_name = "DIR", conflicts_with = "list", help_heading = "Multi-call")]
     pub(crate) install: Option<PathBuf>,
 
     /// With --install: symbolic links instead of hard links.
     #[arg(short = 's', long, requires = "install", help_heading = "Multi-call")]
     pub(crate) symlink: bool,
+
+    /// With --install: only these applets (comma-separated), e.g. `wait-for` in an app image.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', requires = "install", help_heading = "Multi-call")]
+    pub(crate) applets: Vec<String>,
+
+    /// With --install: replace a file of an applet's name that is not already podinit (by
+    /// default it is kept, so an app image's own `cp` or `chown` is never shadowed).
+    #[arg(long, requires = "install", help_heading = "Multi-call")]
+    pub(crate) force: bool,
 
     /// Run the steps listed in this YAML file (e.g. from a ConfigMap) in order, stopping at
     /// the first failure. On the command line, separate steps with `&&` instead:
@@ -200,6 +209,13 @@ mod tests {
     fn install_takes_s_before_dir() {
         assert_eq!(reorder_install(argv(&["podinit", "--install", "-s", "/bin"])), argv(&["podinit", "--install", "/bin", "-s"]));
         assert_eq!(reorder_install(argv(&["podinit", "--install", "/bin"])), argv(&["podinit", "--install", "/bin"]));
+    }
+
+    #[test]
+    fn every_applets_command_line_is_well_formed() {
+        use clap::CommandFactory as _;
+        // Clashing flags (`-h` for help and for chown's --no-dereference) panic here, not in a pod.
+        Cli::command().debug_assert();
     }
 
     #[test]

@@ -39,7 +39,14 @@ fn main() -> ExitCode {
     }
     if let Some(dir) = &cli.install {
         logging::init("", &cli.global);
-        return match install::install(dir, cli.symlink, applets::COMPILED) {
+        let names: Vec<&str> =
+            if cli.applets.is_empty() { applets::COMPILED.to_vec() } else { cli.applets.iter().map(String::as_str).collect() };
+        if let Some(unknown) = names.iter().find(|n| !applets::COMPILED.contains(n)) {
+            let err = Error::usage(format!("--applets: '{unknown}' is not an applet of this build"))
+                .with_hint(format!("applets in this build: {}", applets::COMPILED.join(", ")));
+            return fail("", &cli.global, &err);
+        }
+        return match install::install(dir, cli.symlink, cli.force, &names) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => fail("", &cli.global, &err),
         };

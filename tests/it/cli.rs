@@ -7,7 +7,11 @@ use crate::support::{Podinit, cmd::bin};
 
 #[test]
 fn list_prints_the_applets_one_per_line() {
-    Podinit::new().arg("--list").run().code(0).stdout_is("migrate\ns3-get\nsysctl\nvault-fetch\nwait-for\n");
+    Podinit::new()
+        .arg("--list")
+        .run()
+        .code(0)
+        .stdout_is("chmod\nchown\ncp\nln\nmigrate\nmkdir\ns3-get\nsysctl\ntouch\nvault-fetch\nwait-for\n");
 }
 
 #[test]
@@ -36,9 +40,9 @@ fn no_arguments_is_a_usage_error_with_help() {
 #[test]
 fn unknown_applet_exits_127_and_names_it() {
     let out = Podinit::new().args(["frobnicate", "x"]).run();
-    out.code(127)
-        .stderr_has("podinit: error: unknown applet 'frobnicate'\n")
-        .stderr_has("podinit: hint: applets in this build: migrate, s3-get, sysctl, vault-fetch, wait-for");
+    out.code(127).stderr_has("podinit: error: unknown applet 'frobnicate'\n").stderr_has(
+        "podinit: hint: applets in this build: chmod, chown, cp, ln, migrate, mkdir, s3-get, sysctl, touch, vault-fetch, wait-for",
+    );
 }
 
 #[test]
@@ -82,8 +86,10 @@ fn install_makes_links_that_run_their_applet_and_is_idempotent() {
     assert_eq!(std::fs::read_link(soft.join("sysctl")).unwrap(), bin());
     Podinit::program(soft.join("sysctl")).args(["-n", "kernel.ostype"]).run().code(0).stdout_is("Linux\n");
 
-    // Replacing a stale file is atomic and leaves no temp files behind.
-    std::fs::write(soft.join("sysctl"), "stale").ok();
+    // Replacing an older podinit (a file with its marker) is atomic and leaves no temp files
+    // behind. (Removed first: writing through the link would write into the binary.)
+    std::fs::remove_file(soft.join("sysctl")).unwrap();
+    std::fs::write(soft.join("sysctl"), b"older\0podinit multi-call binary\0build").unwrap();
     Podinit::new().args(["--install".as_ref(), "-s".as_ref(), soft.as_os_str()]).run().code(0);
     assert_eq!(std::fs::read_link(soft.join("sysctl")).unwrap(), bin());
     let mut names: Vec<String> = std::fs::read_dir(&soft).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -330,7 +336,7 @@ fn every_option_and_variable_is_documented_outside_help() {
     for applet in std::iter::once("").chain(applets.lines()) {
         let args: Vec<&str> = if applet.is_empty() { vec!["--help"] } else { vec![applet, "--help"] };
         let help = Podinit::new().args(args).env("COLUMNS", "1000").run().stdout;
-        let page = if applet.is_empty() { docs.clone() } else { std::fs::read_to_string(root.join(format!("docs/{applet}.md"))).unwrap() };
+        let page = if applet.is_empty() { docs.clone() } else { applet_page(root, applet) };
         // Words of the help text, without an example's own command after a `--`.
         let words = help.lines().flat_map(|line| {
             line.split(" -- ")
@@ -356,6 +362,19 @@ fn every_option_and_variable_is_documented_outside_help() {
     missing.sort();
     missing.dedup();
     assert!(missing.is_empty(), "documented only in --help: {missing:?}");
+}
+
+/// An applet's own page, `docs/APPLET.md`, or its section (`## \`APPLET\``) of the page
+/// shared by the volume applets.
+fn applet_page(root: &std::path::Path, applet: &str) -> String {
+    if let Ok(page) = std::fs::read_to_string(root.join(format!("docs/{applet}.md"))) {
+        return page;
+    }
+    let shared = std::fs::read_to_string(root.join("docs/volume.md")).unwrap();
+    let heading = format!("\n## `{applet}`");
+    let start = shared.find(&heading).unwrap_or_else(|| panic!("no docs/{applet}.md, nor a section {heading:?} in docs/volume.md"));
+    let rest = &shared[start + heading.len()..];
+    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
 }
 
 /// Whether `text` has `word` as a whole word (not a prefix of a longer flag or variable).

@@ -27,4 +27,5 @@ mod pods;
 mod s3_get;
 mod sysctl;
 mod vault_fetch;
+mod volume;
 mod wait_for;

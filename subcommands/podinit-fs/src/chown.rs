@@ -1,0 +1,158 @@
+//! `podinit chown`: owner and group of files, with `-R` of everything below, never following
+//! a link out of the tree, and with no syscall for what already has the owner.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use nix::fcntl::AtFlags;
+use nix::unistd::{Gid, Uid};
+use podinit_core::fs::root::Dir;
+use podinit_core::{Context, Error};
+
+use crate::owner::{self, Owner};
+use crate::walk::{Change, Tally};
+use crate::{WalkArgs, finish};
+
+/// Change the owner and group of files, as chown does; with -R of everything below.
+///
+/// OWNER[:GROUP] is numeric or named in /etc/passwd and /etc/group (`1001:2000`, `app:`,
+/// `:2000`). With -R, links are never followed (their own owner changes), the walk stays on
+/// the file system of each PATH unless --cross-file-systems, and entries that already have
+/// the owner are not touched, so a rerun changes nothing. A failure on one entry does not stop
+/// the walk: exit 1 at the end naming the first (77 when podinit lacks the privilege).
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    disable_help_flag = true,
+    after_help = "\
+Examples:
+  podinit chown -R 1001:1001 /data                       the volume-permissions init container
+  podinit chown -R --if-root-mismatch --exclude lost+found 1001:2000 /data
+  podinit chown -h 1001 /data/current                    the link itself"
+)]
+pub struct Args {
+    /// Also everything below each directory, never following a link.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+
+    /// A link given as PATH: change the link itself, not what it points at (always so below
+    /// a -R walk).
+    #[arg(short = 'h', long = "no-dereference")]
+    pub no_dereference: bool,
+
+    /// Only change files now owned by CURRENT (`UID`, `UID:GID`, `:GID`).
+    #[arg(long, value_name = "CURRENT")]
+    pub from: Option<String>,
+
+    /// With -R: leave the tree alone when PATH itself already has the owner (the kubelet's
+    /// `fsGroupChangePolicy: OnRootMismatch`); a fast rerun for huge volumes.
+    #[arg(long)]
+    pub if_root_mismatch: bool,
+
+    #[command(flatten)]
+    pub walk: WalkArgs,
+
+    /// Print help (`-h` is --no-dereference, as in chown).
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+
+    /// Where the account files are (tests only).
+    #[arg(long, hide = true, default_value = "/etc")]
+    pub etc: PathBuf,
+
+    /// OWNER[:GROUP], `:GROUP`, or `OWNER:` (the owner's login group).
+    #[arg(value_name = "OWNER[:GROUP]")]
+    pub owner: String,
+
+    /// Files and directories.
+    #[arg(value_name = "PATH", required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Runs `podinit chown` to completion.
+pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+    let owner = owner::parse(&args.owner, &args.etc).map_err(|e| Error::usage(format!("OWNER {e}")))?;
+    let from = args.from.as_deref().map(|f| owner::parse(f, &args.etc)).transpose().map_err(|e| Error::usage(format!("--from {e}")))?;
+    let started = Instant::now();
+    let tally = Tally::with_progress(ctx, format!("chown {}", args.owner));
+    for path in &args.paths {
+        // One operand failing does not stop the others (as chown does); counted, named at the end.
+        if let Err(e) = one(ctx, &args, path, owner, from, &tally) {
+            tally.fail(&e);
+        }
+    }
+    let paths: Vec<String> = args.paths.iter().map(|p| p.display().to_string()).collect();
+    finish("chown", &format!("{owner} {}", paths.join(" ")), &tally, started, ctx)
+}
+
+fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner>, tally: &Tally) -> anyhow::Result<()> {
+    let link = std::fs::symlink_metadata(path).map_err(|e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display())))?;
+    if !(args.recursive || args.no_dereference) {
+        // Not a walk: a link given as PATH is followed, as chown does.
+        let meta = std::fs::metadata(path).map_err(|e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display())))?;
+        let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta));
+        if owner.matches(uid, gid) || from.is_some_and(|f| !f.matches(uid, gid)) {
+            tally.add(Change::Unchanged);
+        } else {
+            std::os::unix::fs::chown(path, owner.uid, owner.gid)
+                .map_err(|e| podinit_core::fs::io_error(e, format!("changing the owner to {owner} of {}", path.display())))?;
+            tally.add(Change::Changed);
+        }
+        return Ok(());
+    }
+    if !(args.recursive && link.is_dir()) {
+        // -h, or -R on a link or a file: the entry itself, never followed (a link swapped in
+        // since the stat above is changed itself).
+        let (parent, name) = parent_of(path)?;
+        let stat = parent.stat(&name)?.ok_or_else(|| anyhow::anyhow!("{} is gone", path.display()))?;
+        tally.add(chown_at(&parent, &name, &stat, owner, from)?);
+        return Ok(());
+    }
+    // -R on a directory: through a descriptor opened without following a link, so one swapped
+    // in for the directory since the stat is refused, never walked.
+    let root = Dir::open_nofollow(path)
+        .map_err(|e| podinit_core::fs::io_error(e, format!("opening {} (not following a link)", path.display())))?;
+    let stat = root.stat_self()?;
+    let matches = owner.matches(stat.st_uid, stat.st_gid);
+    if matches || from.is_some_and(|f| !f.matches(stat.st_uid, stat.st_gid)) {
+        tally.add(Change::Unchanged);
+    } else {
+        // A failure here is counted and the walk goes on, as chown does.
+        match root.chown_self(owner.uid, owner.gid) {
+            Ok(()) => tally.add(Change::Changed),
+            Err(e) => tally.fail(&e),
+        }
+    }
+    if args.if_root_mismatch && matches {
+        tracing::info!("{}: already owned by {owner}: the tree is left alone (--if-root-mismatch)", path.display());
+        return Ok(());
+    }
+    args.walk.walk(false).run(ctx, root, tally, |entry| chown_at(entry.dir, entry.name, entry.stat, owner, from));
+    Ok(())
+}
+
+/// Changes one entry's owner without following it, unless it already has it.
+fn chown_at(
+    dir: &Dir,
+    name: &std::ffi::OsStr,
+    stat: &nix::sys::stat::FileStat,
+    owner: Owner,
+    from: Option<Owner>,
+) -> anyhow::Result<Change> {
+    if owner.matches(stat.st_uid, stat.st_gid) || from.is_some_and(|f| !f.matches(stat.st_uid, stat.st_gid)) {
+        return Ok(Change::Unchanged);
+    }
+    nix::unistd::fchownat(dir, name, owner.uid.map(Uid::from_raw), owner.gid.map(Gid::from_raw), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .map_err(|e| podinit_core::fs::io_error(e, format!("changing the owner to {owner} of {}", dir.path().join(name).display())))?;
+    Ok(Change::Changed)
+}
+
+/// The directory of `path` (opened as the operator named it) and the last component.
+pub(crate) fn parent_of(path: &Path) -> anyhow::Result<(Dir, std::ffi::OsString)> {
+    let name = path.file_name().ok_or_else(|| anyhow::anyhow!("'{}' names no file", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = Dir::open(parent).map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.display())))?;
+    Ok((dir, name.to_owned()))
+}

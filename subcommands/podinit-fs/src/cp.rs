@@ -1,0 +1,629 @@
+//! `podinit cp`: copy files and trees into a volume, each file atomically.
+//!
+//! Every file is written to a temp file in its destination directory, synced and renamed
+//! over the destination, so an app never reads a half-copied config. Files are synced in
+//! batches: a batch of temp files is made durable by one `syncfs`, then renamed, where a sync
+//! per file would wait for the disk once per file (see ARCHITECTURE.md). Below the destination
+//! nothing is resolved through a link (the destination's directories are walked with
+//! `O_NOFOLLOW`), so a link planted in a volume cannot redirect a copy outside it. A source
+//! that is a kubelet ConfigMap or Secret volume (`..data`, `..2026_…` and visible links into
+//! `..data`) is copied as the app sees it: its visible files with their content, never the
+//! `..` entries. A destination file that already holds the same bytes (and mode, owner) is
+//! left alone: a rerun changes nothing.
+
+use std::cell::RefCell;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::Read as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nix::sys::stat::FileStat;
+use podinit_core::fs::root::{Dir, Kind, components};
+use podinit_core::{Context, Error};
+
+use crate::mode::{self, Mode};
+use crate::walk::{Change, Tally};
+use crate::{WalkArgs, finish};
+
+/// Copy files and directories, as cp does; each file appears whole or not at all.
+///
+/// SRC... DEST: into the directory DEST (named after each SRC), or one SRC to DEST itself.
+/// `SRC/.` copies what is in SRC. Nothing expands `*`: there is no shell in the image, and
+/// podinit does not glob either (a name with `*` is copied as named); copy a directory's
+/// contents with `SRC/.`. A kubelet ConfigMap or Secret volume is copied as the app sees it:
+/// its files, with content, never its `..data` entries. Below DEST no link is followed.
+#[derive(Debug, Clone, clap::Args)]
+#[command(
+    override_usage = "podinit cp [OPTIONS] <SRC>... <DEST>",
+    after_help = "\
+Examples:
+  podinit cp -rL /config/. /etc/app/                     a ConfigMap's files into an emptyDir
+  podinit cp --mode 0600 /secret/tls.key /certs/tls.key  a key, readable by its owner only
+  podinit cp /podinit /shared/bin/podinit                the binary, for the app to exec
+
+Differences from GNU cp: an existing file is replaced by a new one (atomic), not written
+over; a file already holding the same content, mode and owner is not touched."
+)]
+pub struct Args {
+    /// Copy directories and everything in them (-R too).
+    #[arg(short = 'r', short_alias = 'R', long = "recursive")]
+    pub recursive: bool,
+
+    /// Follow links in the sources: copy what they point at.
+    #[arg(short = 'L', long = "dereference", conflicts_with = "no_dereference")]
+    pub dereference: bool,
+
+    /// Copy links as links (the default with -r; without -r, SRC links are followed).
+    #[arg(short = 'P', long = "no-dereference")]
+    pub no_dereference: bool,
+
+    /// Keep mode, ownership (as root) and timestamps (--preserve=mode,ownership,timestamps).
+    #[arg(short = 'p')]
+    pub preserve_all: bool,
+
+    /// What to keep: a list of mode, ownership, timestamps (or all).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub preserve: Vec<String>,
+
+    /// Do not replace an existing file.
+    #[arg(short = 'n', long = "no-clobber", conflicts_with = "force")]
+    pub no_clobber: bool,
+
+    /// Replace existing files (what podinit's atomic copy does anyway; GNU's flag).
+    #[arg(short = 'f', long)]
+    pub force: bool,
+
+    /// DEST is the copy's own name, never a directory to copy into.
+    #[arg(short = 'T', long = "no-target-directory")]
+    pub no_target_directory: bool,
+
+    /// Mode of the files copied (octal or symbolic, as chmod), e.g. 0600 for keys.
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
+
+    #[command(flatten)]
+    pub walk: WalkArgs,
+
+    /// Sources, then the destination.
+    #[arg(value_name = "PATH", required = true, num_args = 2..)]
+    pub paths: Vec<PathBuf>,
+}
+
+/// What to keep of each source file.
+#[derive(Clone, Copy, Debug, Default)]
+struct Preserve {
+    mode: bool,
+    ownership: bool,
+    timestamps: bool,
+}
+
+/// Settings of one run, shared by the copying threads.
+struct Copier {
+    preserve: Preserve,
+    mode: Option<Mode>,
+    umask: u32,
+    follow: bool,
+    no_clobber: bool,
+    /// Files written under temp names, to be synced and renamed in a batch.
+    staged: Mutex<Vec<Staged>>,
+    /// A directory on each file system written to, to sync once more at the end.
+    devices: Mutex<Vec<(u64, Arc<Dir>)>>,
+    /// Directories to give their mode once their files are in.
+    later: Mutex<Vec<(Dir, u32)>>,
+    /// How to walk source trees.
+    walk: crate::walk::Walk,
+}
+
+/// A file written under a temp name beside its destination, not yet renamed into place.
+struct Staged {
+    dir: Arc<Dir>,
+    /// The file system `dir` is on.
+    device: u64,
+    temp: OsString,
+    name: OsString,
+    /// `-n`: a file that appeared at `name` meanwhile is kept (`RENAME_NOREPLACE`).
+    keep_existing: bool,
+}
+
+/// How many read-only directories wait, open, for their mode until the end of a copy.
+const MAX_LATER: usize = 256;
+
+/// How many staged files one `syncfs` makes durable before they are renamed into place.
+const BATCH: usize = 256;
+
+thread_local! {
+    /// The destination directory this thread last wrote into, by path: the walk visits the
+    /// files of one directory one after another, so one open descriptor serves them all.
+    static LAST_DIR: RefCell<Option<(PathBuf, Arc<Dir>, u64)>> = const { RefCell::new(None) };
+}
+
+/// Runs `podinit cp` to completion.
+pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+    let (sources, dest) = args.paths.split_at(args.paths.len() - 1);
+    let dest = &dest[0];
+    let mut preserve = Preserve::default();
+    for item in &args.preserve {
+        match item.as_str() {
+            "mode" => preserve.mode = true,
+            "ownership" => preserve.ownership = true,
+            "timestamps" => preserve.timestamps = true,
+            "all" => preserve = Preserve { mode: true, ownership: true, timestamps: true },
+            other => return Err(Error::usage(format!("--preserve: '{other}' is not mode, ownership, timestamps or all"))),
+        }
+    }
+    if args.preserve_all {
+        preserve = Preserve { mode: true, ownership: true, timestamps: true };
+    }
+    let mode = args.mode.as_deref().map(Mode::parse).transpose().map_err(|e| Error::usage(format!("--mode {e}")))?;
+    let dest_is_dir = !args.no_target_directory && dest.is_dir();
+    if sources.len() > 1 && !dest_is_dir {
+        return Err(Error::usage(format!("copying {} sources needs DEST to be a directory; {} is not one", sources.len(), dest.display())));
+    }
+    let copier = Copier {
+        preserve,
+        mode,
+        umask: mode::umask(),
+        follow: args.dereference,
+        no_clobber: args.no_clobber,
+        staged: Mutex::new(Vec::new()),
+        devices: Mutex::new(Vec::new()),
+        later: Mutex::new(Vec::new()),
+        walk: args.walk.walk(false),
+    };
+    // Bad input before anything is written: a directory without -r, a copy into itself.
+    let metas: Vec<std::io::Result<std::fs::Metadata>> = sources
+        .iter()
+        .map(|source| {
+            if args.dereference || !(args.recursive || args.no_dereference) {
+                std::fs::metadata(source)
+            } else {
+                std::fs::symlink_metadata(source)
+            }
+        })
+        .collect();
+    for (source, meta) in sources.iter().zip(&metas) {
+        if let Ok(meta) = meta
+            && meta.is_dir()
+        {
+            if !args.recursive {
+                return Err(Error::usage(format!("{} is a directory: add -r to copy it", source.display())));
+            }
+            if inside(dest, source) {
+                return Err(Error::usage(format!("cannot copy the directory {} into itself ({})", source.display(), dest.display())));
+            }
+        }
+    }
+    let started = Instant::now();
+    let tally = Tally::with_progress(ctx, format!("cp → {}", dest.display()));
+    for (source, meta) in sources.iter().zip(metas) {
+        // One source failing does not stop the others (as cp does); counted, named at the end.
+        let copied = meta.map_err(|e| podinit_core::fs::io_error(e, format!("cannot copy {}", source.display()))).and_then(|meta| {
+            let contents = source.as_os_str().as_encoded_bytes().ends_with(b"/.");
+            if meta.is_dir() {
+                // Into DEST itself, or into a directory named after SRC below it (not
+                // followed if it is a link: it is a name in the volume, not the operator's).
+                let name = (!contents && dest_is_dir).then(|| source.file_name().unwrap_or(OsStr::new(".")));
+                copier.tree(ctx, source, &meta, dest, name, &tally)
+            } else {
+                let target = if dest_is_dir { dest.join(source.file_name().unwrap_or_default()) } else { dest.clone() };
+                let (dir, name) = crate::chown::parent_of(&target)?;
+                let device = dir.stat_self()?.st_dev;
+                let change = copier.one(source, &meta, &Arc::new(dir), device, &name, &tally)?;
+                tally.add(change);
+                Ok(())
+            }
+        });
+        if let Err(e) = copied {
+            tally.fail(&e);
+        }
+    }
+    copier.finish(&tally)?;
+    let what = format!("{} → {}", sources.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(" "), dest.display());
+    finish("cp", &what, &tally, started, ctx)
+}
+
+impl Copier {
+    /// Copies the tree at `source` to `dest` (the operator's path, made when missing), or to
+    /// `name` in it (made when missing, never followed if it is a link).
+    fn tree(
+        &self,
+        ctx: &Context,
+        source: &Path,
+        meta: &std::fs::Metadata,
+        dest: &Path,
+        name: Option<&OsStr>,
+        tally: &Tally,
+    ) -> anyhow::Result<()> {
+        let opened = |e| podinit_core::fs::io_error(e, format!("opening {}", dest.display()));
+        let (root, made) = match name {
+            None => {
+                let made = !dest.exists();
+                if made {
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .create(dest)
+                        .map_err(|e| podinit_core::fs::io_error(e, format!("creating {}", dest.display())))?;
+                }
+                (Dir::open(dest).map_err(opened)?, made)
+            }
+            Some(name) => {
+                let parent = Dir::open(dest).map_err(opened)?;
+                let made = parent.stat(name)?.is_none();
+                (parent.create_dir_all(&[name], 0o755)?, made)
+            }
+        };
+        if made {
+            let mode = if self.preserve.mode { meta.mode() & 0o7777 } else { meta.mode() & 0o777 & !self.umask };
+            self.dir_mode(root.try_clone()?, mode)?;
+        }
+        self.copy_dir(ctx, source, &root, tally, &[(meta.dev(), meta.ino())], &self.walk)
+    }
+
+    /// Copies what is in the directory `source` into `root`. `ancestors` are the source
+    /// directories this one is inside (device, inode), to refuse a cycle of links with -L.
+    fn copy_dir(
+        &self,
+        ctx: &Context,
+        source: &Path,
+        root: &Dir,
+        tally: &Tally,
+        ancestors: &[(u64, u64)],
+        walk: &crate::walk::Walk,
+    ) -> anyhow::Result<()> {
+        let mut from = Dir::open(source).map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", source.display())))?;
+        // A kubelet ConfigMap or Secret volume: what the app sees is the data directory
+        // `..data` points at (one `..NAME` beside it); the `..` entries and the visible links
+        // into `..data` are the layout. Anything else named `..data` is an ordinary entry.
+        let mut skip_dotdot = false;
+        if let Ok(data) = from.read_link(OsStr::new("..data"))
+            && data.as_encoded_bytes().starts_with(b"..")
+            && !data.as_encoded_bytes().contains(&b'/')
+            && let Ok(dir) = from.sub(&data)
+        {
+            tracing::debug!("{}: a kubelet volume; copying what {} holds", source.display(), Path::new(&data).display());
+            from = dir.shown_as(source);
+            skip_dotdot = true;
+        }
+        let walk = crate::walk::Walk { skip_dotdot, ..walk.clone() };
+        walk.run(ctx, from, tally, |entry| {
+            let rel = components(&entry.rel)?;
+            let (name, parent) = rel.split_last().ok_or_else(|| anyhow::anyhow!("an empty path"))?;
+            let (dest_dir, device) = dest_dir(root, parent)?;
+            let kind = entry.kind();
+            if kind == Kind::Symlink && self.follow {
+                // -L: the operator asked for what links in the source point at.
+                let path = entry.path();
+                let meta = std::fs::metadata(&path).map_err(|e| podinit_core::fs::io_error(e, format!("following {}", path.display())))?;
+                if !meta.is_dir() {
+                    return self.one(&path, &meta, &dest_dir, device, name, tally);
+                }
+                let seen = (meta.dev(), meta.ino());
+                if ancestors.contains(&seen) {
+                    anyhow::bail!("{} leads to a directory it is inside (a cycle of links): not followed", path.display());
+                }
+                let made = dest_dir.stat(name)?.is_none();
+                let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
+                let mut inner = ancestors.to_vec();
+                inner.push(seen);
+                // Walked by this thread alone: the run's threads are busy already.
+                let single = crate::walk::Walk { jobs: 1, ..walk.clone() };
+                self.copy_dir(ctx, &path, &sub, tally, &inner, &single)?;
+                return Ok(if made { Change::Changed } else { Change::Unchanged });
+            }
+            match kind {
+                Kind::Dir => {
+                    let made = dest_dir.stat(name)?.is_none();
+                    let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
+                    if made || self.preserve.mode {
+                        let mode = if self.preserve.mode { entry.stat.st_mode & 0o7777 } else { entry.stat.st_mode & 0o777 & !self.umask };
+                        self.dir_mode(sub, mode)?;
+                    }
+                    Ok(if made { Change::Changed } else { Change::Unchanged })
+                }
+                Kind::File => self.file(entry.dir, entry.name, entry.stat, &dest_dir, device, name, tally),
+                Kind::Symlink => self.symlink(entry.dir.read_link(entry.name)?.as_os_str(), &dest_dir, device, name, tally),
+                Kind::Other => {
+                    tracing::warn!("skipping {}: devices, FIFOs and sockets are not copied", entry.path().display());
+                    Ok(Change::Skipped)
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// One operand that is not a directory (a file, or a link, followed or not).
+    fn one(
+        &self,
+        source: &Path,
+        meta: &std::fs::Metadata,
+        dest_dir: &Arc<Dir>,
+        device: u64,
+        name: &OsStr,
+        tally: &Tally,
+    ) -> anyhow::Result<Change> {
+        if meta.file_type().is_symlink() {
+            return self.symlink(std::fs::read_link(source)?.as_os_str(), dest_dir, device, name, tally);
+        }
+        let file = podinit_core::fs::root::open_regular(source)
+            .map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", source.display())))?;
+        let stat = nix::sys::stat::fstat(&file)?;
+        self.write(file, &stat, dest_dir, device, name, source, tally)
+    }
+
+    /// A regular file found by the walk, opened without following a link.
+    #[expect(clippy::too_many_arguments, reason = "the source and the destination, each a directory and a name, and the run's tally")]
+    fn file(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        stat: &FileStat,
+        dest_dir: &Arc<Dir>,
+        device: u64,
+        dest_name: &OsStr,
+        tally: &Tally,
+    ) -> anyhow::Result<Change> {
+        let file =
+            dir.open_file(name).map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", dir.path().join(name).display())))?;
+        self.write(file, stat, dest_dir, device, dest_name, &dir.path().join(name), tally)
+    }
+
+    /// The mode, owner and times the copy of a file with `stat` gets.
+    fn target_mode(&self, stat: &FileStat) -> u32 {
+        match &self.mode {
+            Some(mode) => mode.apply(stat.st_mode & 0o7777, false, self.umask),
+            None if self.preserve.mode => stat.st_mode & 0o7777,
+            None => stat.st_mode & 0o777 & !self.umask,
+        }
+    }
+
+    /// Writes `source` (open, with `stat`) as `dest_dir/name`: a temp file, staged to be
+    /// synced and renamed with its batch; nothing when the destination already holds the same.
+    #[expect(clippy::too_many_arguments, reason = "the source, the destination and where it is, and the run's tally")]
+    fn write(
+        &self,
+        mut source: File,
+        stat: &FileStat,
+        dest_dir: &Arc<Dir>,
+        device: u64,
+        name: &OsStr,
+        shown: &Path,
+        tally: &Tally,
+    ) -> anyhow::Result<Change> {
+        let mode = self.target_mode(stat);
+        let owner = self.preserve.ownership.then_some((stat.st_uid, stat.st_gid));
+        if let Some(existing) = dest_dir.stat(name)? {
+            if self.no_clobber {
+                return Ok(Change::Skipped);
+            }
+            if Kind::of(&existing) == Kind::Dir {
+                anyhow::bail!("{} is a directory; a file cannot replace it", dest_dir.path().join(name).display());
+            }
+            if Kind::of(&existing) == Kind::File
+                && existing.st_size == stat.st_size
+                && existing.st_mode & 0o7777 == mode
+                && owner.is_none_or(|(u, g)| existing.st_uid == u && existing.st_gid == g)
+                && same_content(&mut source, dest_dir, name)?
+            {
+                return Ok(Change::Unchanged);
+            }
+        }
+        let (temp, mut out) = crate::with_temp_name(name, |temp| dest_dir.create_file_with_mode(temp, mode))?;
+        let written = (|| -> anyhow::Result<()> {
+            podinit_core::fs::copy_contents(&mut source, &mut out).map_err(|e| {
+                podinit_core::fs::io_error(e, format!("copying {} to {}", shown.display(), dest_dir.path().join(name).display()))
+            })?;
+            // Created with the mode less the umask: only special bits, or bits the umask
+            // took, need a second call.
+            if mode & !0o777 != 0 || mode & self.umask != 0 {
+                out.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            }
+            if let Some((uid, gid)) = owner {
+                match std::os::unix::fs::fchown(&out, Some(uid), Some(gid)) {
+                    // chown clears setuid/setgid: put the mode back.
+                    Ok(()) => out.set_permissions(std::fs::Permissions::from_mode(mode))?,
+                    // Not root: the copy stays the copier's, as GNU cp -p does.
+                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && !nix::unistd::geteuid().is_root() => {}
+                    Err(e) => {
+                        return Err(podinit_core::fs::io_error(
+                            e,
+                            format!("setting the owner of {}", dest_dir.path().join(name).display()),
+                        ));
+                    }
+                }
+            }
+            if self.preserve.timestamps {
+                let times = std::fs::FileTimes::new()
+                    .set_accessed(system_time(stat.st_atime, stat.st_atime_nsec))
+                    .set_modified(system_time(stat.st_mtime, stat.st_mtime_nsec));
+                out.set_times(times)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = written {
+            let _ = dest_dir.remove_all(&temp);
+            return Err(e);
+        }
+        self.stage(Staged { dir: Arc::clone(dest_dir), device, temp, name: name.to_owned(), keep_existing: self.no_clobber }, tally);
+        Ok(Change::Changed)
+    }
+
+    /// A link copied as a link: made under a temp name and renamed over the destination.
+    fn symlink(&self, target: &OsStr, dest_dir: &Arc<Dir>, device: u64, name: &OsStr, tally: &Tally) -> anyhow::Result<Change> {
+        if let Some(existing) = dest_dir.stat(name)? {
+            if self.no_clobber {
+                return Ok(Change::Skipped);
+            }
+            if Kind::of(&existing) == Kind::Symlink && dest_dir.read_link(name).is_ok_and(|t| t == target) {
+                return Ok(Change::Unchanged);
+            }
+        }
+        let (temp, ()) = crate::with_temp_name(name, |temp| dest_dir.symlink(temp, target))?;
+        self.stage(Staged { dir: Arc::clone(dest_dir), device, temp, name: name.to_owned(), keep_existing: self.no_clobber }, tally);
+        Ok(Change::Changed)
+    }
+
+    /// Gives a copied directory its mode; one that would keep its owner from writing into it
+    /// (a read-only source directory) gets it once its files are in (as GNU cp does).
+    fn dir_mode(&self, dir: Dir, mode: u32) -> anyhow::Result<()> {
+        let mut later = self.later.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Each waiting directory holds a descriptor: past a bound (a tree of thousands of
+        // read-only directories), the mode is set at once, and only a non-root copier without
+        // CAP_DAC_OVERRIDE would then fail to write into them.
+        if mode & 0o300 == 0o300 || later.len() >= MAX_LATER {
+            return dir.set_mode(mode);
+        }
+        dir.set_mode(mode | 0o300)?;
+        later.push((dir, mode));
+        Ok(())
+    }
+
+    /// Adds a written temp file to the batch; a full batch is committed by this thread.
+    fn stage(&self, staged: Staged, tally: &Tally) {
+        let full = {
+            let mut batch = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            batch.push(staged);
+            if batch.len() >= BATCH { std::mem::take(&mut *batch) } else { Vec::new() }
+        };
+        self.commit(full, tally);
+    }
+
+    /// Makes a batch of temp files durable (one `syncfs` per file system) and renames each
+    /// into place. A file that cannot be is removed and counted as failed, not changed.
+    fn commit(&self, batch: Vec<Staged>, tally: &Tally) {
+        let mut synced: Vec<u64> = Vec::new();
+        let mut failure: Option<String> = None;
+        for staged in &batch {
+            if failure.is_none() && !synced.contains(&staged.device) {
+                synced.push(staged.device);
+                if let Err(e) = staged.dir.sync_fs() {
+                    failure = Some(format!("{e:#}"));
+                }
+                let mut devices = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !devices.iter().any(|(d, _)| *d == staged.device) {
+                    devices.push((staged.device, Arc::clone(&staged.dir)));
+                }
+            }
+        }
+        for staged in batch {
+            let renamed = match &failure {
+                None if staged.keep_existing => staged.dir.rename_noreplace(&staged.temp, &staged.name),
+                None => staged.dir.rename(&staged.temp, &staged.name).map(|()| true),
+                Some(reason) => Err(anyhow::anyhow!("{reason}")),
+            };
+            match renamed {
+                Ok(true) => {}
+                Ok(false) => {
+                    // -n, and a file appeared at the name meanwhile: it stays.
+                    let _ = staged.dir.remove_all(&staged.temp);
+                    tally.unchange(Change::Skipped);
+                }
+                Err(e) => {
+                    let _ = staged.dir.remove_all(&staged.temp);
+                    tally.retract(&e.context(format!("copying to {}", staged.dir.path().join(&staged.name).display())));
+                }
+            }
+        }
+    }
+
+    /// Commits what is staged, then syncs each file system written to once more, so the
+    /// renames are durable too before the app starts.
+    fn finish(&self, tally: &Tally) -> Result<(), Error> {
+        let rest = std::mem::take(&mut *self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        self.commit(rest, tally);
+        for (dir, mode) in self.later.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            if let Err(e) = dir.set_mode(mode) {
+                tally.fail(&e);
+            }
+        }
+        for (_, dir) in self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            dir.sync_fs().map_err(Error::from)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Copier {
+    /// A run that ends early (an error, a signal) leaves no temp file behind.
+    fn drop(&mut self) {
+        for staged in self.staged.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            let _ = staged.dir.remove_all(&staged.temp);
+        }
+    }
+}
+
+/// The destination directory `parent` below `root` (made when missing) and its file
+/// system, from this thread's last one when it is the same.
+fn dest_dir(root: &Dir, parent: &[&OsStr]) -> anyhow::Result<(Arc<Dir>, u64)> {
+    let key: PathBuf = parent.iter().fold(root.path().to_owned(), |path, part| path.join(part));
+    LAST_DIR.with_borrow_mut(|last| {
+        if let Some((path, dir, device)) = last.as_ref()
+            && *path == key
+        {
+            return Ok((Arc::clone(dir), *device));
+        }
+        let dir = Arc::new(root.create_dir_all(parent, 0o755)?);
+        let device = dir.stat_self()?.st_dev;
+        *last = Some((key, Arc::clone(&dir), device));
+        Ok((dir, device))
+    })
+}
+
+/// Whether `dest_dir/name` holds what `source` holds (read from the start; `source` is
+/// rewound for the copy).
+fn same_content(source: &mut File, dest_dir: &Dir, name: &OsStr) -> anyhow::Result<bool> {
+    use std::io::Seek as _;
+    let Ok(mut existing) = dest_dir.open_file(name) else { return Ok(false) };
+    let (mut a, mut b) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    let same = loop {
+        let n = read_full(source, &mut a)?;
+        let m = read_full(&mut existing, &mut b)?;
+        if n != m || a[..n] != b[..m] {
+            break false;
+        }
+        if n == 0 {
+            break true;
+        }
+    };
+    source.rewind()?;
+    Ok(same)
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn system_time(secs: i64, nanos: i64) -> std::time::SystemTime {
+    let secs = u64::try_from(secs).unwrap_or(0);
+    let nanos = u32::try_from(nanos).unwrap_or(0);
+    std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+}
+
+/// Whether `dest` is `source` or below it (both resolved as far as they exist).
+fn inside(dest: &Path, source: &Path) -> bool {
+    let Ok(source) = std::fs::canonicalize(source) else { return false };
+    let mut probe = dest.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&probe) {
+            let full = rest.iter().rev().fold(real, |p: PathBuf, c: &OsString| p.join(c));
+            return full.starts_with(&source);
+        }
+        match (probe.file_name().map(OsStr::to_os_string), probe.parent()) {
+            (Some(last), Some(parent)) => {
+                rest.push(last);
+                probe = parent.to_path_buf();
+            }
+            _ => return false,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! podinit's volume applets: `chown`, `chmod`, `mkdir`, `cp`, `ln`, `touch` — the jobs most init
+//! containers in real charts do, which today need a shell image.
+//!
+//! What makes them init-container tools rather than coreutils:
+//! - a walk never follows a link (`-R` is `-P`): a link planted in a volume cannot make a
+//!   privileged init container chown, chmod or copy anything outside it (`walk`);
+//! - an entry that already has its owner, mode or content gets no syscall beyond a `stat`, so
+//!   a rerun of `chown -R` on a matching tree changes nothing; `--if-root-mismatch` skips the
+//!   walk when the root already matches, as the kubelet's `fsGroupChangePolicy: OnRootMismatch`;
+//! - `cp` writes each file atomically (temp file, synced, renamed; the syncs one `syncfs` per
+//!   batch of files) and knows the kubelet's ConfigMap and Secret layout (`..data`);
+//! - on a large tree, several threads keep the kernel busy (`walk`);
+//! - with `-R`, a failure on one entry is counted and the walk goes on; the run ends with exit 1
+//!   naming the first failure.
+//!
+//! One crate for the six (they share the walk, owners and modes, and each is small); each has
+//! its own Cargo feature in the `podinit` binary. They run without a Tokio runtime.
+
+pub mod chmod;
+pub mod chown;
+pub mod cp;
+pub mod ln;
+pub mod mkdir;
+pub mod touch;
+
+mod mode;
+mod owner;
+mod walk;
+
+use std::ffi::{OsStr, OsString};
+use std::time::Instant;
+
+use podinit_core::{Error, Kind};
+
+use crate::walk::Tally;
+
+/// Options every recursive applet has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WalkArgs {
+    /// With -R: leave out entries of this name, and all below them (e.g. `lost+found`);
+    /// repeatable.
+    #[arg(long, value_name = "NAME")]
+    pub exclude: Vec<OsString>,
+
+    /// With -R: also descend into directories of other file systems (by default the walk
+    /// stays on the file system of each PATH).
+    #[arg(long)]
+    pub cross_file_systems: bool,
+
+    /// Threads walking the tree [default: 4 per core, at most 16].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: Option<u16>,
+}
+
+impl WalkArgs {
+    fn walk(&self, skip_dotdot: bool) -> walk::Walk {
+        walk::Walk {
+            excludes: self.exclude.clone(),
+            one_file_system: !self.cross_file_systems,
+            skip_dotdot,
+            jobs: self.jobs.map_or_else(walk::Walk::default_jobs, usize::from),
+        }
+    }
+}
+
+/// The closing line of a run, and its error when an entry failed: exit 1, or 77 when every
+/// failure was a missing privilege.
+fn finish(applet: &str, what: &str, tally: &Tally, started: Instant, ctx: &podinit_core::Context) -> Result<(), Error> {
+    let (changed, unchanged, skipped, failed) =
+        (tally.get(&tally.changed), tally.get(&tally.unchanged), tally.get(&tally.skipped), tally.get(&tally.failed));
+    let mut parts = vec![format!("{changed} changed"), format!("{unchanged} unchanged")];
+    if skipped > 0 {
+        parts.push(format!("{skipped} skipped"));
+    }
+    if failed > 0 {
+        parts.push(format!("{failed} failed"));
+    }
+    tracing::info!(changed, unchanged, skipped, failed, "{applet} {what}: {} in {:.2?}", parts.join(", "), started.elapsed());
+    ctx.check_shutdown()?;
+    let Some(first) = tally.first_failure() else { return Ok(()) };
+    let total = changed + unchanged + skipped + failed;
+    let denied = tally.only_denied();
+    let err = Error::new(
+        if denied { Kind::NotPermitted } else { Kind::Failed },
+        anyhow::anyhow!("{failed} of {total} entries failed; the first: {first}"),
+    );
+    Err(if denied {
+        err.with_hint(
+            "changing owners needs root with CAP_CHOWN (and CAP_FOWNER for modes of files podinit does not own, CAP_DAC_OVERRIDE to enter another user's directories): runAsUser: 0 and capabilities: {drop: [ALL], add: [CHOWN, FOWNER, DAC_OVERRIDE]}",
+        )
+    } else {
+        err
+    })
+}
+
+/// An error about one operand: exit 1 with its path.
+fn operand_error(doing: &str, path: &std::path::Path, err: &std::io::Error) -> Error {
+    let kind = if err.kind() == std::io::ErrorKind::PermissionDenied { Kind::NotPermitted } else { Kind::Failed };
+    Error::new(kind, anyhow::anyhow!("{doing} {}: {}", path.display(), podinit_core::redact::io_reason(err)))
+}
+
+/// Makes something under a new temp name beside `name` (`.NAME.podinit-RANDOM-N`, within
+/// NAME_MAX) with `make`, which must fail with `EEXIST` on a name in use: a name planted in
+/// the volume is never used, removed or written through; another is tried.
+pub(crate) fn with_temp_name<T>(name: &OsStr, make: impl Fn(&OsStr) -> anyhow::Result<T>) -> anyhow::Result<(OsString, T)> {
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static TEMP: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seed = *SEED.get_or_init(|| {
+        use std::hash::{BuildHasher as _, Hasher as _};
+        // A per-process random value (the standard library seeds RandomState from the OS).
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    });
+    let mut tries = 0;
+    loop {
+        let suffix = format!(".podinit-{seed:016x}-{}", TEMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let temp = podinit_core::fs::hidden_sibling(std::path::Path::new(name), &suffix).into_os_string();
+        match make(&temp) {
+            Ok(made) => return Ok((temp, made)),
+            Err(e) if walk::errno(&e) == Some(libc::EEXIST) && tries < 8 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! A parallel walk of a directory tree that never follows a link, for `chown -R`, `chmod -R`
+//! and `cp -r`.
+//!
+//! Directories are opened from their parent's descriptor with `O_NOFOLLOW`
+//! ([`podinit_core::fs::root::Dir::sub`]), so a link planted anywhere in a volume is an entry
+//! like any other, never a way out. Worker threads share a stack of open directories: on a
+//! metadata-bound job (a `stat` and maybe a `chown` per entry) the kernel's latency, not the
+//! two cores, is the limit, and several requests in flight hide it. The walk stays on the
+//! root's file system unless told otherwise, and leaves out entries by name (`lost+found`).
+//! A failure on one entry is counted and the walk goes on; the first one is kept for the final
+//! error.
+
+use std::ffi::{OsStr, OsString};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use nix::sys::stat::FileStat;
+use podinit_core::Context;
+use podinit_core::fs::root::{Dir, Kind};
+
+/// What a visit did to one entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Changed (written, chowned, chmodded).
+    Changed,
+    /// Already as wanted: no syscall beyond the `stat`.
+    Unchanged,
+    /// Left alone on purpose (a link `chmod` does not touch).
+    Skipped,
+}
+
+/// One entry met by the walk.
+pub(crate) struct Entry<'a> {
+    /// The directory it is in.
+    pub(crate) dir: &'a Dir,
+    pub(crate) name: &'a OsStr,
+    pub(crate) stat: &'a FileStat,
+    /// Below the walk's root (for the destination of a copy).
+    pub(crate) rel: PathBuf,
+}
+
+impl Entry<'_> {
+    pub(crate) fn kind(&self) -> Kind {
+        Kind::of(self.stat)
+    }
+
+    /// The path for messages.
+    pub(crate) fn path(&self) -> PathBuf {
+        self.dir.path().join(self.name)
+    }
+}
+
+/// Counts of a run, shared by the workers.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Entries counted so far, shown every so often (a bar, or a log line each 10 s).
+    progress: Option<podinit_core::progress::Progress>,
+    pub(crate) changed: AtomicU64,
+    pub(crate) unchanged: AtomicU64,
+    pub(crate) skipped: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    /// Entries counted, for progress.
+    seen: AtomicU64,
+    /// Failures that were something else than a missing privilege.
+    other_failures: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+/// How many failures are logged one by one before only counting.
+const LOGGED_FAILURES: u64 = 20;
+
+/// Entries counted between two progress updates (one shared update per batch keeps the
+/// walk's threads from contending on the progress display).
+const PROGRESS_EVERY: u64 = 4096;
+
+impl Tally {
+    /// Counts with progress shown as `what: N` (entries).
+    pub(crate) fn with_progress(ctx: &Context, what: String) -> Self {
+        Self { progress: Some(ctx.progress(what, None, podinit_core::progress::Unit::Items)), ..Self::default() }
+    }
+
+    pub(crate) fn add(&self, change: Change) {
+        match change {
+            Change::Changed => &self.changed,
+            Change::Unchanged => &self.unchanged,
+            Change::Skipped => &self.skipped,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        self.seen();
+    }
+
+    /// One more entry for the progress display.
+    fn seen(&self) {
+        if let Some(progress) = &self.progress
+            && self.seen.fetch_add(1, Ordering::Relaxed) % PROGRESS_EVERY == PROGRESS_EVERY - 1
+        {
+            progress.inc(PROGRESS_EVERY);
+        }
+    }
+
+    /// A change counted already that did not happen after all (a copy not renamed into
+    /// place): a failure instead.
+    pub(crate) fn retract(&self, err: &anyhow::Error) {
+        self.changed.fetch_sub(1, Ordering::Relaxed);
+        self.fail(err);
+    }
+
+    /// A change counted already that turned out to be `instead`.
+    pub(crate) fn unchange(&self, instead: Change) {
+        self.changed.fetch_sub(1, Ordering::Relaxed);
+        self.add(instead);
+    }
+
+    /// Counts a failure on one entry: logged (the first few), and the first kept.
+    pub(crate) fn fail(&self, err: &anyhow::Error) {
+        let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+        self.seen();
+        if !matches!(errno(err), Some(libc::EPERM | libc::EACCES)) {
+            self.other_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let text = format!("{err:#}");
+        if n <= LOGGED_FAILURES {
+            tracing::error!("{text}");
+        } else if n == LOGGED_FAILURES + 1 {
+            tracing::error!("more failures follow; only counted from here");
+        }
+        let mut first = self.first.lock().unwrap_or_else(PoisonError::into_inner);
+        if first.is_none() {
+            *first = Some(text);
+        }
+    }
+
+    /// The first failure, if any.
+    pub(crate) fn first_failure(&self) -> Option<String> {
+        self.first.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    pub(crate) fn get(&self, counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Whether every failure was a missing privilege (EPERM, EACCES).
+    pub(crate) fn only_denied(&self) -> bool {
+        self.get(&self.failed) > 0 && self.get(&self.other_failures) == 0
+    }
+}
+
+/// The OS error number behind an error, if any.
+pub(crate) fn errno(err: &anyhow::Error) -> Option<i32> {
+    err.chain().find_map(|e| {
+        e.downcast_ref::<podinit_core::fs::IoError>()
+            .and_then(podinit_core::fs::IoError::raw_os_error)
+            .or_else(|| e.downcast_ref::<std::io::Error>().and_then(std::io::Error::raw_os_error))
+            .or_else(|| e.downcast_ref::<nix::errno::Errno>().map(|e| *e as i32))
+    })
+}
+
+/// How to walk.
+#[derive(Clone, Debug)]
+pub(crate) struct Walk {
+    /// Entry names left out (with everything below them).
+    pub(crate) excludes: Vec<OsString>,
+    /// Do not descend into a directory of another file system.
+    pub(crate) one_file_system: bool,
+    /// Names starting with `..` are left out (the kubelet's layout of a ConfigMap volume).
+    pub(crate) skip_dotdot: bool,
+    /// Worker threads.
+    pub(crate) jobs: usize,
+}
+
+impl Walk {
+    /// Worker threads by default: several per core, since the walk waits on the kernel more
+    /// than it computes.
+    pub(crate) fn default_jobs() -> usize {
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get).saturating_mul(4).clamp(2, 16)
+    }
+
+    /// Calls `visit` for every entry below `root` (not the root itself), from several threads.
+    /// A failure of `visit` or of listing a directory is counted in `tally` and the walk goes
+    /// on. Ends early on a stop signal or at the deadline (the caller checks the context
+    /// afterwards).
+    pub(crate) fn run<F>(&self, ctx: &Context, root: Dir, tally: &Tally, visit: F)
+    where
+        F: Fn(&Entry<'_>) -> anyhow::Result<Change> + Sync,
+    {
+        let device = root.stat_self().map(|s| s.st_dev).ok();
+        let shared = Shared { state: Mutex::new(State { stack: vec![Pending::Root(root)], busy: 0 }), ready: Condvar::new() };
+        std::thread::scope(|scope| {
+            for _ in 0..self.jobs.max(1) {
+                scope.spawn(|| self.worker(ctx, &shared, device, tally, &visit));
+            }
+        });
+    }
+
+    fn worker<F>(&self, ctx: &Context, shared: &Shared, device: Option<u64>, tally: &Tally, visit: &F)
+    where
+        F: Fn(&Entry<'_>) -> anyhow::Result<Change> + Sync,
+    {
+        while let Some(pending) = shared.take() {
+            // The directory is done when this ends, even by a panic: the others must not wait.
+            let _done = Done(shared);
+            // A stop signal or the deadline (--timeout) ends the walk; `finish` reports it.
+            if ctx.check_shutdown().is_ok() {
+                let opened = match pending {
+                    Pending::Root(dir) => Ok((dir, PathBuf::new())),
+                    Pending::Sub { parent, name, rel } => parent
+                        .sub(&name)
+                        .map(|dir| (dir, rel))
+                        .map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.path().join(&name).display()))),
+                };
+                match opened {
+                    Ok((dir, rel)) => {
+                        let found = self.visit_dir(dir, &rel, device, tally, visit);
+                        shared.push_all(found);
+                    }
+                    Err(e) => tally.fail(&e),
+                }
+            }
+        }
+    }
+
+    /// Visits the entries of one directory; returns its subdirectories to walk (opened when
+    /// their turn comes, so a wide directory keeps one descriptor open, not one per child).
+    fn visit_dir<F>(&self, dir: Dir, rel: &std::path::Path, device: Option<u64>, tally: &Tally, visit: &F) -> Vec<Pending>
+    where
+        F: Fn(&Entry<'_>) -> anyhow::Result<Change>,
+    {
+        let dir = Arc::new(dir);
+        let mut subdirs = Vec::new();
+        let names = match dir.names() {
+            Ok(names) => names,
+            Err(e) => {
+                tally.fail(&e.context(format!("listing {}", dir.path().display())));
+                return subdirs;
+            }
+        };
+        for name in names {
+            if self.excludes.contains(&name) || (self.skip_dotdot && name.as_encoded_bytes().starts_with(b"..")) {
+                continue;
+            }
+            let stat = match dir.stat(&name) {
+                Ok(Some(stat)) => stat,
+                Ok(None) => continue, // removed meanwhile
+                Err(e) => {
+                    tally.fail(&podinit_core::fs::io_error(e, format!("reading {}", dir.path().join(&name).display())));
+                    continue;
+                }
+            };
+            let entry = Entry { dir: &dir, name: &name, stat: &stat, rel: rel.join(&name) };
+            match visit(&entry) {
+                Ok(change) => tally.add(change),
+                Err(e) => tally.fail(&e),
+            }
+            if Kind::of(&stat) == Kind::Dir {
+                if self.one_file_system && device.is_some_and(|d| d != stat.st_dev) {
+                    tracing::warn!("{}: another file system, not descended into (add --cross-file-systems)", entry.path().display());
+                    continue;
+                }
+                let rel = entry.rel;
+                subdirs.push(Pending::Sub { parent: Arc::clone(&dir), name, rel });
+            }
+        }
+        subdirs
+    }
+}
+
+/// Marks a taken directory done when dropped.
+struct Done<'a>(&'a Shared);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.done();
+    }
+}
+
+/// A directory still to visit.
+enum Pending {
+    Root(Dir),
+    Sub { parent: Arc<Dir>, name: OsString, rel: PathBuf },
+}
+
+struct State {
+    stack: Vec<Pending>,
+    /// Directories being visited (their subdirectories may still come).
+    busy: usize,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    ready: Condvar,
+}
+
+impl Shared {
+    /// The next directory to visit, or `None` when the walk is over.
+    fn take(&self) -> Option<Pending> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(next) = state.stack.pop() {
+                state.busy += 1;
+                return Some(next);
+            }
+            if state.busy == 0 {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn push_all(&self, found: Vec<Pending>) {
+        if found.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.stack.extend(found);
+        self.ready.notify_all();
+    }
+
+    fn done(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.busy -= 1;
+        if state.busy == 0 && state.stack.is_empty() {
+            self.ready.notify_all();
+        }
+    }
+}
