@@ -1,7 +1,8 @@
 //! Every manifest of docs/examples/ and every YAML snippet of README.md and docs/ is valid
 //! Kubernetes (the schemas of `kubernetes-validate`, strict: no unknown field) and passes Pod
-//! Security `restricted`, but for the one documented exception: the privileged `sysctl` init
-//! container (its namespace needs the `privileged` level, which the docs say).
+//! Security `restricted`, but for the two documented exceptions: the privileged `sysctl` init
+//! container (its namespace needs the `privileged` level, which the docs say) and the root
+//! volume-permissions one (`chown`/`chmod`/`mkdir` with CHOWN, FOWNER, DAC_OVERRIDE: `baseline`).
 //!
 //! A snippet that is not a whole object is completed into one, as a user would paste it: a
 //! pod spec or `initContainers:`/`containers:` list into a Pod, a Deployment's `spec:` into a
@@ -134,22 +135,40 @@ fn pod_specs(object: &Yaml) -> Vec<&Yaml> {
 }
 
 /// Pod Security `restricted` for one container (with its pod's securityContext); the
-/// privileged `sysctl` init container is the one exception.
+/// privileged `sysctl` init container and a root `chown`/`chmod`/`mkdir` one (`baseline`:
+/// capabilities CHOWN, FOWNER, DAC_OVERRIDE only) are the documented exceptions.
 fn restricted(spec: &Yaml, container: &Yaml) -> Result<(), String> {
     let pod = get(spec, "securityContext");
     let own = get(container, "securityContext");
     let either = |key: &str| if get(own, key).is_badvalue() { get(pod, key).clone() } else { get(own, key).clone() };
+    let line: Vec<&str> =
+        ["command", "args"].iter().flat_map(|k| get(container, k).as_vec().into_iter().flatten()).filter_map(Yaml::as_str).collect();
     if get(own, "privileged").as_bool() == Some(true) {
-        let line: Vec<&str> =
-            ["command", "args"].iter().flat_map(|k| get(container, k).as_vec().into_iter().flatten()).filter_map(Yaml::as_str).collect();
         return if line.first() == Some(&"sysctl") { Ok(()) } else { Err(format!("privileged, and not the sysctl applet: {line:?}")) };
     }
+    // The second exception: a root container whose every step is chown, chmod or mkdir, with
+    // no capability but those they need (Pod Security `baseline`).
+    let volume_steps = !line.is_empty()
+        && std::iter::once(line[0])
+            .chain(line.windows(2).filter(|w| w[0] == "&&").map(|w| w[1]))
+            .all(|applet| matches!(applet, "chown" | "chmod" | "mkdir"));
+    let root = either("runAsUser").as_i64() == Some(0);
     let mut wrong = Vec::new();
-    if either("runAsNonRoot").as_bool() != Some(true) {
-        wrong.push("runAsNonRoot: true");
-    }
-    if either("runAsUser").as_i64() == Some(0) {
-        wrong.push("runAsUser not 0");
+    if root && volume_steps {
+        let added = get(get(own, "capabilities"), "add").as_vec().cloned().unwrap_or_default();
+        if added.iter().any(|c| !matches!(c.as_str(), Some("CHOWN" | "FOWNER" | "DAC_OVERRIDE"))) {
+            wrong.push("no added capability but CHOWN, FOWNER, DAC_OVERRIDE");
+        }
+    } else {
+        if either("runAsNonRoot").as_bool() != Some(true) {
+            wrong.push("runAsNonRoot: true");
+        }
+        if root {
+            wrong.push("runAsUser not 0");
+        }
+        if get(get(own, "capabilities"), "add").as_vec().is_some_and(|a| a.iter().any(|c| c.as_str() != Some("NET_BIND_SERVICE"))) {
+            wrong.push("no added capability but NET_BIND_SERVICE");
+        }
     }
     if !matches!(get(&either("seccompProfile"), "type").as_str(), Some("RuntimeDefault" | "Localhost")) {
         wrong.push("seccompProfile: RuntimeDefault");
@@ -160,9 +179,6 @@ fn restricted(spec: &Yaml, container: &Yaml) -> Result<(), String> {
     let drops = get(get(own, "capabilities"), "drop").as_vec().is_some_and(|d| d.iter().any(|c| c.as_str() == Some("ALL")));
     if !drops {
         wrong.push("capabilities.drop: [ALL]");
-    }
-    if get(get(own, "capabilities"), "add").as_vec().is_some_and(|a| a.iter().any(|c| c.as_str() != Some("NET_BIND_SERVICE"))) {
-        wrong.push("no added capability but NET_BIND_SERVICE");
     }
     if wrong.is_empty() { Ok(()) } else { Err(format!("lacks {}", wrong.join(", "))) }
 }

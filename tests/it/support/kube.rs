@@ -9,7 +9,13 @@
 //!   its init containers deadlock (the exit command of a once-only init container waits for
 //!   the lock `kube play` holds; after 20 s the pod fails). The Pods get `OnFailure`;
 //! - Secrets are created as podman secrets beforehand (podman 4.3 reads `secretKeyRef` from
-//!   them; a `kind: Secret` document is not understood).
+//!   them; a `kind: Secret` document is not understood), in the format each use wants (see
+//!   `secret` and `secret_volume`), and a `secret` volume gets `optional: false` (podman 4.3
+//!   dereferences the unset field and crashes).
+//!
+//! podman keeps the volumes it makes for ConfigMaps, Secrets and PersistentVolumeClaims, named
+//! after them, between plays: a test's are removed before its first play and when it ends, and
+//! kept between its plays (a claim outlives its pods).
 //!
 //! Services a manifest names (`postgres`, `s3`) run as podman containers on the pod's network
 //! under those names (netavark's DNS), from the same test images as the Docker-based tests.
@@ -48,7 +54,14 @@ static LOADED: Mutex<Vec<String>> = Mutex::new(Vec::new());
 pub fn load_into_podman(images: &[&str]) {
     let mut loaded = LOADED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let missing: Vec<&str> = images.iter().copied().filter(|i| !loaded.iter().any(|l| l == i)).collect();
-    let missing: Vec<&str> = missing.into_iter().filter(|i| !podman(&["image", "exists", &format!("localhost/{i}")]).code.eq(&0)).collect();
+    // Loaded before (by an earlier run) only if podman's image is Docker's, by ID: a rebuilt
+    // image under the same tag must replace the old one.
+    let current = |image: &str| {
+        let docker = run(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image])).stdout;
+        let podman = podman(&["image", "inspect", "--format", "{{.Id}}", &format!("localhost/{image}")]).stdout;
+        !podman.trim().is_empty() && docker.trim().trim_start_matches("sha256:") == podman.trim()
+    };
+    let missing: Vec<&str> = missing.into_iter().filter(|i| !current(i)).collect();
     if !missing.is_empty() {
         let mut save = Command::new("docker").arg("save").args(&missing).stdout(std::process::Stdio::piped()).spawn().unwrap();
         let load = Command::new("podman").args(["load", "-q"]).stdin(save.stdout.take().unwrap()).output().unwrap();
@@ -74,6 +87,7 @@ pub struct Cluster {
     containers: Vec<String>,
     pods: Mutex<Vec<String>>,
     secrets: Vec<String>,
+    volumes: Mutex<Vec<String>>,
     dir: tempfile::TempDir,
 }
 
@@ -89,6 +103,7 @@ impl Cluster {
             containers: Vec::new(),
             pods: Mutex::new(Vec::new()),
             secrets: Vec::new(),
+            volumes: Mutex::new(Vec::new()),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -125,6 +140,20 @@ impl Cluster {
         let file = self.dir.path().join(format!("{name}.json"));
         std::fs::write(&file, serde_json::Value::Object(map).to_string()).unwrap();
         let _ = podman(&["secret", "rm", name]);
+        let out = podman(&["secret", "create", name, file.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "podman secret create: {}", out.stderr);
+        self.secrets.push(name.to_owned());
+    }
+
+    /// A Secret as podman 4.3's kube play reads it for a `secret` volume: a Secret object whose
+    /// `data` holds the values as they are (podman writes them to the files without decoding).
+    pub fn secret_volume(&mut self, name: &str, data: &[(&str, &str)]) {
+        let data: serde_json::Map<String, serde_json::Value> = data.iter().map(|(k, v)| ((*k).to_owned(), (*v).into())).collect();
+        let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": data});
+        let file = self.dir.path().join(format!("{name}.json"));
+        std::fs::write(&file, secret.to_string()).unwrap();
+        let _ = podman(&["secret", "rm", name]);
+        let _ = podman(&["volume", "rm", "-f", name]);
         let out = podman(&["secret", "create", name, file.to_str().unwrap()]);
         assert_eq!(out.code, 0, "podman secret create: {}", out.stderr);
         self.secrets.push(name.to_owned());
@@ -168,6 +197,21 @@ impl Cluster {
                 }
                 // ServiceAccount: there is no API server to hold one.
                 _ => {}
+            }
+        }
+        for (_, pod) in &pods {
+            for volume in pod["spec"]["volumes"].as_vec().into_iter().flatten() {
+                let name = volume["configMap"]["name"]
+                    .as_str()
+                    .or(volume["secret"]["secretName"].as_str())
+                    .or(volume["persistentVolumeClaim"]["claimName"].as_str());
+                let mut ours = self.volumes.lock().unwrap();
+                if let Some(name) = name
+                    && !ours.iter().any(|v| v == name)
+                {
+                    let _ = podman(&["volume", "rm", "-f", name]);
+                    ours.push(name.to_owned());
+                }
             }
         }
         let children: Vec<(String, std::process::Child)> = pods
@@ -219,6 +263,12 @@ impl Cluster {
         }
     }
 
+    /// Removes a played pod (its volumes from claims stay, as a claim outlives its pods).
+    pub fn remove(&self, pod: &str) {
+        let out = podman(&["pod", "rm", "-f", pod]);
+        assert_eq!(out.code, 0, "podman pod rm: {}", out.stderr);
+    }
+
     /// Restarts a pod as a node restart would: its containers start again.
     pub fn restart(&self, pod: &str) {
         let out = podman(&["pod", "restart", pod]);
@@ -236,6 +286,9 @@ impl Drop for Cluster {
         }
         for s in &self.secrets {
             let _ = podman(&["secret", "rm", s]);
+        }
+        for v in self.volumes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let _ = podman(&["volume", "rm", "-f", v]);
         }
         let _ = podman(&["network", "rm", "-f", &self.network]);
     }
@@ -260,11 +313,21 @@ fn rename(mut pod: Yaml, name: &str) -> Yaml {
     pod
 }
 
-/// Replaces image references in a pod's containers and init containers.
+/// Replaces image references in a pod's containers and init containers; gives `secret`
+/// volumes the `optional: false` podman 4.3 needs.
 fn substitute(mut pod: Yaml, images: &BTreeMap<&str, String>) -> Yaml {
     if let Yaml::Hash(h) = &mut pod
         && let Some(Yaml::Hash(spec)) = h.get_mut(&Yaml::String("spec".into()))
     {
+        if let Some(Yaml::Array(volumes)) = spec.get_mut(&Yaml::String("volumes".into())) {
+            for volume in volumes {
+                if let Yaml::Hash(v) = volume
+                    && let Some(secret) = v.get_mut(&Yaml::String("secret".into()))
+                {
+                    set(secret, "optional", Yaml::Boolean(false));
+                }
+            }
+        }
         for list in ["containers", "initContainers"] {
             if let Some(Yaml::Array(containers)) = spec.get_mut(&Yaml::String(list.into())) {
                 for c in containers {
