@@ -67,6 +67,37 @@ fn reruns_change_nothing() {
 }
 
 #[test]
+fn a_rerun_reads_each_key_once_and_writes_none() {
+    // What a pod restart does with a sysctl.d file already applied: one open per key (a read
+    // that finds the value set), no write, no second read to print (-q). Counted with strace
+    // in fresh namespaces, the file made there from the values the keys hold.
+    let keys = [
+        "net/core/somaxconn",
+        "net/ipv4/ip_default_ttl",
+        "net/ipv4/tcp_syncookies",
+        "net/ipv4/tcp_fin_timeout",
+        "net/ipv4/tcp_keepalive_time",
+        "net/ipv4/tcp_keepalive_intvl",
+        "net/ipv4/tcp_keepalive_probes",
+        "net/ipv4/tcp_max_syn_backlog",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, trace) = (dir.path().join("rerun.conf"), dir.path().join("trace"));
+    let script = format!(
+        "for k in {keys}; do echo \"$(echo $k | tr / .) = $(cat /proc/sys/$k)\"; done > {conf} && \
+         strace -f -qq -e trace=openat,write -o {trace} \"$0\" sysctl -q -p {conf}",
+        keys = keys.join(" "),
+        conf = conf.display(),
+        trace = trace.display(),
+    );
+    in_namespace_script(&script).code(0);
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let opens = trace.lines().filter(|l| l.contains("openat(") && l.contains("\"/proc/sys/net/")).count();
+    assert_eq!(opens, keys.len(), "one open per key:\n{trace}");
+    assert!(!trace.lines().any(|l| l.contains("write(") && !l.contains("write(2,")), "nothing written but logs:\n{trace}");
+}
+
+#[test]
 fn lowering_pod_scoped_keys_is_allowed() {
     in_fresh_namespaces().args(["sysctl", "net.core.somaxconn=128"]).run().code(0).stderr_has("net.core.somaxconn: changed 4096 → 128");
 }

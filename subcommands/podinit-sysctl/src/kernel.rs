@@ -79,13 +79,7 @@ impl Tree {
 
     /// The current value, without its trailing newline.
     pub(crate) fn read(&self, key: &Key) -> Result<String, Fault> {
-        let path = self.path(key);
-        let meta = std::fs::metadata(&path)?;
-        if meta.is_dir() {
-            return Err(Fault::Directory);
-        }
-        let mut text = String::new();
-        std::fs::File::open(&path)?.read_to_string(&mut text)?;
+        let mut text = self.read_path(&self.path(key))?;
         if text.ends_with('\n') {
             text.pop();
         }
@@ -97,10 +91,30 @@ impl Tree {
         self.read_path(&self.path(key))
     }
 
+    /// Reads a file of /proc/sys in as few calls as it takes: open, reads into one buffer,
+    /// close (`read_to_string` adds an `fstat` and an `lseek` per file, and a `stat` before
+    /// the open another: a 50-line sysctl.d file made 350 calls instead of 200). A directory
+    /// opens fine and fails the first read with `EISDIR` (`Fault::Directory`).
     pub(crate) fn read_path(&self, path: &std::path::Path) -> Result<String, Fault> {
-        let mut text = String::new();
-        std::fs::File::open(path)?.read_to_string(&mut text)?;
-        Ok(text)
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            if buf.len() == buf.capacity() {
+                buf.reserve(buf.capacity());
+            }
+            let start = buf.len();
+            buf.resize(buf.capacity(), 0);
+            match file.read(&mut buf[start..]) {
+                Ok(0) => {
+                    buf.truncate(start);
+                    break;
+                }
+                Ok(n) => buf.truncate(start + n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        String::from_utf8(buf).map_err(|e| Fault::Other(io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
     /// Whether the key is a file its owner cannot read (`vm.drop_caches`): write-only.

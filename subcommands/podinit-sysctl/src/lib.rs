@@ -354,7 +354,7 @@ fn apply(tree: &Tree, args: &Args, print: &Print, namespaces: Namespaces, work: 
         if action != Action::Failed && action != Action::Skipped {
             // As procps: `key = value` for every setting it made (here also kept), the value
             // the kernel now holds.
-            let now = if action == Action::WouldChange { None } else { tree.read(key).ok() };
+            let now = if action == Action::WouldChange || print.quiet() { None } else { tree.read(key).ok() };
             print.wrote(key, now.as_deref().unwrap_or(wanted))?;
         }
         counts[action as usize] += 1;

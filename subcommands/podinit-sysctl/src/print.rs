@@ -47,6 +47,11 @@ impl Print {
         emit(&out)
     }
 
+    /// Whether writes print nothing (`-q`).
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet
+    }
+
     /// A key written (or kept, or found as asked): `value` is what it holds now.
     pub(crate) fn wrote(&self, key: &Key, value: &str) -> Result<(), Error> {
         if self.quiet {
