@@ -9,7 +9,8 @@
 //! - `multi`: `async fn run`, on a thread per core (TLS, hashing and writing gigabytes).
 //!
 //! The macro makes the `Applet` enum (one cfg-gated variant per applet), its exhaustive
-//! matches, `ALL` and `COMPILED`; the compiler checks every match is complete. Each applet's
+//! matches, its clap `Subcommand` (so `parse_only` can build the parser with one applet),
+//! `ALL` and `COMPILED`; the compiler checks every match is complete. Each applet's
 //! help text comes from its own `Args` doc comment.
 
 use podinit_core::{Context, Error};
@@ -26,6 +27,28 @@ pub(crate) enum Runtime {
     Multi,
 }
 
+thread_local! {
+    /// The one applet the next parser is built with, or `None` for all of them.
+    static ONLY: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
+}
+
+/// Parses `argv` with a parser that knows only the applet it names, falling back to the whole
+/// parser (all applets) when that does not succeed, so help, errors and suggestions are the
+/// whole parser's. The applet is the first argument that is an applet's name; a global
+/// option's value that happens to be one (`--termination-log cp`) only costs the fallback.
+pub(crate) fn parse_only<T: clap::Parser>(argv: &[std::ffi::OsString]) -> Result<T, clap::Error> {
+    let named = argv.iter().skip(1).find_map(|arg| COMPILED.iter().copied().find(|name| std::ffi::OsStr::new(name) == arg));
+    if let Some(name) = named {
+        ONLY.set(Some(name));
+        let parsed = T::try_parse_from(argv);
+        ONLY.set(None);
+        if let Ok(parsed) = parsed {
+            return Ok(parsed);
+        }
+    }
+    T::try_parse_from(argv)
+}
+
 macro_rules! registry {
     ($( $variant:ident $name:literal $feature:literal $($module:ident)::+ => $runtime:ident; )*) => {
         /// Every applet podinit has, compiled in or not (a slim build leaves some out).
@@ -38,13 +61,62 @@ macro_rules! registry {
         /// The applets compiled into this binary.
         // One value per process, so variant sizes do not matter (allow: slim builds have one variant).
         #[allow(clippy::large_enum_variant)]
-        #[derive(Debug, clap::Subcommand)]
+        #[derive(Debug)]
         pub(crate) enum Applet {
             $(
                 #[cfg(feature = $feature)]
-                #[command(name = $name)]
                 $variant($($module)::+::Args),
             )*
+        }
+
+        // What `#[derive(clap::Subcommand)]` writes, but the parser gets only the applet
+        // `parse_only` names (see there): building all eleven applets' arguments doubled the
+        // instructions and page faults of a start.
+        impl clap::Subcommand for Applet {
+            fn augment_subcommands(cmd: clap::Command) -> clap::Command {
+                let only = ONLY.get();
+                $(
+                    #[cfg(feature = $feature)]
+                    let cmd = if only.is_none_or(|o| o == $name) {
+                        cmd.subcommand(<$($module)::+::Args as clap::Args>::augment_args(clap::Command::new($name)))
+                    } else {
+                        cmd
+                    };
+                )*
+                cmd
+            }
+
+            fn augment_subcommands_for_update(cmd: clap::Command) -> clap::Command {
+                Self::augment_subcommands(cmd)
+            }
+
+            fn has_subcommand(name: &str) -> bool {
+                COMPILED.contains(&name)
+            }
+        }
+
+        impl clap::FromArgMatches for Applet {
+            fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+                Self::from_arg_matches_mut(&mut matches.clone())
+            }
+
+            fn from_arg_matches_mut(matches: &mut clap::ArgMatches) -> Result<Self, clap::Error> {
+                let Some((name, mut sub)) = matches.remove_subcommand() else {
+                    return Err(clap::Error::raw(clap::error::ErrorKind::MissingSubcommand, "no applet given"));
+                };
+                $(
+                    #[cfg(feature = $feature)]
+                    if name == $name {
+                        return Ok(Self::$variant(<$($module)::+::Args as clap::FromArgMatches>::from_arg_matches_mut(&mut sub)?));
+                    }
+                )*
+                Err(clap::Error::raw(clap::error::ErrorKind::InvalidSubcommand, format!("unknown applet '{name}'")))
+            }
+
+            fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+                *self = Self::from_arg_matches(matches)?;
+                Ok(())
+            }
         }
 
         impl Applet {

@@ -219,6 +219,19 @@ mod tests {
     }
 
     #[test]
+    fn a_parser_with_one_applet_parses_as_the_whole_one() {
+        let parse = |args: &[&str]| applets::parse_only::<Cli>(&argv(args)).map(|cli| cli.applet.map(|a| a.name()));
+        let first = applets::COMPILED[0];
+        assert_eq!(parse(&["podinit", first, "--help"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        // An option's value that is an applet's name: the narrow parse fails, the whole one not.
+        let last = applets::COMPILED[applets::COMPILED.len() - 1];
+        if first != last {
+            assert_eq!(parse(&["podinit", "--termination-log", first, last, "--help"]).unwrap_err().kind(), ErrorKind::DisplayHelp);
+        }
+        assert_eq!(parse(&["podinit", "frobnicate"]).unwrap_err().kind(), ErrorKind::InvalidSubcommand);
+    }
+
+    #[test]
     fn compiled_applets_are_the_parsers_and_known() {
         use clap::CommandFactory as _;
         let parsed: Vec<String> = Cli::command().get_subcommands().map(|c| c.get_name().to_owned()).filter(|n| n != "help").collect();

@@ -12,7 +12,6 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser as _;
 use podinit_core::{Context, Error, GlobalArgs, Kind, logging, termination};
 
 use crate::applets::Runtime;
@@ -71,7 +70,7 @@ fn main() -> ExitCode {
 
 /// Parses one command line; on failure, reports it and returns the exit status.
 fn parse(argv: &[OsString]) -> Result<cli::Cli, ExitCode> {
-    cli::Cli::try_parse_from(argv).map_err(|err| match cli::classify(&err, argv) {
+    applets::parse_only::<cli::Cli>(argv).map_err(|err| match cli::classify(&err, argv) {
         cli::ParseFailure::Printed(code) => ExitCode::from(code),
         cli::ParseFailure::Usage(usage) => fail(cli::applet_in(argv), &fallback_global(), &usage),
     })
@@ -86,7 +85,7 @@ fn run_steps(steps: &[steps::Step]) -> ExitCode {
             let applet = cli::applet_in(&step.argv);
             fail(applet, &fallback_global(), &err.context(step.label()))
         };
-        let cli = match cli::Cli::try_parse_from(&step.argv) {
+        let cli = match applets::parse_only::<cli::Cli>(&step.argv) {
             Ok(cli) => cli,
             Err(err) => {
                 return match cli::classify(&err, &step.argv) {
