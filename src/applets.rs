@@ -13,7 +13,7 @@
 //! `ALL` and `COMPILED`; the compiler checks every match is complete. Each applet's
 //! help text comes from its own `Args` doc comment.
 
-use podinit_core::{Context, Error};
+use podinit_core::{Context, Error, GlobalArgs};
 
 /// How an applet runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,13 +32,18 @@ thread_local! {
     static ONLY: std::cell::Cell<Option<&'static str>> = const { std::cell::Cell::new(None) };
 }
 
+/// The first argument of `argv` (after the program) that is an applet's name.
+pub(crate) fn named_in(argv: &[std::ffi::OsString]) -> Option<&'static str> {
+    argv.iter().skip(1).find_map(|arg| ALL.iter().copied().find(|name| std::ffi::OsStr::new(name) == arg))
+}
+
 /// Parses `argv` with a parser that knows only the applet it names, falling back to the whole
 /// parser (all applets) when that does not succeed, so help, errors and suggestions are the
-/// whole parser's. The applet is the first argument that is an applet's name; a global
-/// option's value that happens to be one (`--termination-log cp`) only costs the fallback.
+/// whole parser's. The applet is the first argument that is an applet's name ([`named_in`]);
+/// a global option's value that happens to be one (`--termination-log cp`), or an applet not
+/// in this build, only costs the whole parser.
 pub(crate) fn parse_only<T: clap::Parser>(argv: &[std::ffi::OsString]) -> Result<T, clap::Error> {
-    let named = argv.iter().skip(1).find_map(|arg| COMPILED.iter().copied().find(|name| std::ffi::OsStr::new(name) == arg));
-    if let Some(name) = named {
+    if let Some(name) = named_in(argv).filter(|name| COMPILED.contains(name)) {
         ONLY.set(Some(name));
         let parsed = T::try_parse_from(argv);
         ONLY.set(None);
@@ -134,10 +139,12 @@ macro_rules! registry {
                 }
             }
 
-            /// Runs a `blocking` applet to completion; hands any other back.
-            pub(crate) fn run_blocking(self, ctx: &Context) -> Result<Result<(), Error>, Box<Self>> {
+            /// Runs a `blocking` applet to completion, with a context whose stop signals raise
+            /// a flag ([`Context::blocking`]); hands any other back, with no signal handler
+            /// installed for it.
+            pub(crate) fn run_blocking(self, global: &GlobalArgs) -> Result<Result<(), Error>, Box<Self>> {
                 match self {
-                    $( #[cfg(feature = $feature)] Self::$variant(args) => registry!(@blocking $runtime, $($module)::+, $variant, ctx, args), )*
+                    $( #[cfg(feature = $feature)] Self::$variant(args) => registry!(@blocking $runtime, $($module)::+, $variant, $name, global, args), )*
                 }
             }
 
@@ -155,8 +162,12 @@ macro_rules! registry {
     (@runtime blocking) => { Runtime::Blocking };
     (@runtime current) => { Runtime::Current };
     (@runtime multi) => { Runtime::Multi };
-    (@blocking blocking, $($module:ident)::+, $variant:ident, $ctx:ident, $args:ident) => { Ok($($module)::+::run($ctx, $args)) };
-    (@blocking $other:ident, $($module:ident)::+, $variant:ident, $ctx:ident, $args:ident) => { Err(Box::new(Self::$variant($args))) };
+    (@blocking blocking, $($module:ident)::+, $variant:ident, $name:literal, $global:ident, $args:ident) => {
+        Ok($($module)::+::run(&Context::blocking($name, $global), $args))
+    };
+    (@blocking $other:ident, $($module:ident)::+, $variant:ident, $name:literal, $global:ident, $args:ident) => {
+        Err(Box::new(Self::$variant($args)))
+    };
     (@async blocking, $($module:ident)::+, $ctx:ident, $args:ident) => { $($module)::+::run($ctx, $args) };
     (@async $other:ident, $($module:ident)::+, $ctx:ident, $args:ident) => { $($module)::+::run($ctx, $args).await };
 }

@@ -4,7 +4,7 @@
 //! Parse failures are turned into the exit-status contract here: 127 for an unknown
 //! applet, 2 for any other usage error, each as one `podinit <applet>: error: …` line.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use clap::error::ErrorKind;
@@ -92,7 +92,7 @@ pub(crate) fn reorder_install(mut argv: Vec<OsString>) -> Vec<OsString> {
 
 /// The applet named on a command line, for the prefix of a usage error.
 pub(crate) fn applet_in(argv: &[OsString]) -> &'static str {
-    argv.iter().skip(1).find_map(|arg| applets::ALL.iter().copied().find(|name| OsStr::new(name) == arg)).unwrap_or("")
+    applets::named_in(argv).unwrap_or("")
 }
 
 /// What to do with a parse failure: print help/version (exit 0), or a usage error.

@@ -131,7 +131,7 @@ fn run(plan: Vec<(Option<&steps::Step>, applets::Applet, GlobalArgs)>) -> ExitCo
         if let Some(step) = step {
             tracing::info!("{} started", step.label());
         }
-        let result = match applet.run_blocking(&Context::blocking(name, &global)) {
+        let result = match applet.run_blocking(&global) {
             Ok(result) => result,
             Err(applet) => match &runtime {
                 Some(rt) => rt.block_on(run_applet(*applet, &global)),
