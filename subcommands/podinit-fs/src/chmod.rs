@@ -87,7 +87,7 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
         return Ok(());
     }
     if !link.is_dir() {
-        let (parent, name) = crate::chown::parent_of(path)?;
+        let (parent, name) = crate::parent_of(path)?;
         let stat = parent.stat(&name)?.ok_or_else(|| anyhow::anyhow!("{} is gone", path.display()))?;
         tally.add(chmod_at(&parent, &name, &stat, mode, umask)?);
         return Ok(());

@@ -11,7 +11,7 @@ use podinit_core::{Context, Error};
 
 use crate::owner::{self, Owner};
 use crate::walk::{Change, Tally};
-use crate::{WalkArgs, finish};
+use crate::{WalkArgs, finish, parent_of};
 
 /// Change the owner and group of files, as chown does; with -R of everything below.
 ///
@@ -85,7 +85,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 }
 
 fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner>, tally: &Tally) -> anyhow::Result<()> {
-    let link = std::fs::symlink_metadata(path).map_err(|e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display())))?;
     if !(args.recursive || args.no_dereference) {
         // Not a walk: a link given as PATH is followed, as chown does.
         let meta = std::fs::metadata(path).map_err(|e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display())))?;
@@ -99,6 +98,7 @@ fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner
         }
         return Ok(());
     }
+    let link = std::fs::symlink_metadata(path).map_err(|e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display())))?;
     if !(args.recursive && link.is_dir()) {
         // -h, or -R on a link or a file: the entry itself, never followed (a link swapped in
         // since the stat above is changed itself).
@@ -144,15 +144,4 @@ fn chown_at(
     nix::unistd::fchownat(dir, name, owner.uid.map(Uid::from_raw), owner.gid.map(Gid::from_raw), AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| podinit_core::fs::io_error(e, format!("changing the owner to {owner} of {}", dir.path().join(name).display())))?;
     Ok(Change::Changed)
-}
-
-/// The directory of `path` (opened as the operator named it) and the last component.
-pub(crate) fn parent_of(path: &Path) -> anyhow::Result<(Dir, std::ffi::OsString)> {
-    let name = path.file_name().ok_or_else(|| anyhow::anyhow!("'{}' names no file", path.display()))?;
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let dir = Dir::open(parent).map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.display())))?;
-    Ok((dir, name.to_owned()))
 }

@@ -209,7 +209,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
                 copier.tree(ctx, source, &meta, dest, name, &tally)
             } else {
                 let target = if dest_is_dir { dest.join(source.file_name().unwrap_or_default()) } else { dest.clone() };
-                let (dir, name) = crate::chown::parent_of(&target)?;
+                let (dir, name) = crate::parent_of(&target)?;
                 let device = dir.stat_self()?.st_dev;
                 let change = copier.one(source, &meta, &Arc::new(dir), device, &name, &tally)?;
                 tally.add(change);
@@ -405,7 +405,7 @@ impl Copier {
                 && existing.st_size == stat.st_size
                 && existing.st_mode & 0o7777 == mode
                 && owner.is_none_or(|(u, g)| existing.st_uid == u && existing.st_gid == g)
-                && same_content(&mut source, dest_dir, name)?
+                && same_content(&mut source, dest_dir, name, stat.st_size)?
             {
                 return Ok(Change::Unchanged);
             }
@@ -572,11 +572,14 @@ fn dest_dir(root: &Dir, parent: &[&OsStr]) -> anyhow::Result<(Arc<Dir>, u64)> {
 }
 
 /// Whether `dest_dir/name` holds what `source` holds (read from the start; `source` is
-/// rewound for the copy).
-fn same_content(source: &mut File, dest_dir: &Dir, name: &OsStr) -> anyhow::Result<bool> {
+/// rewound for the copy). Both are `size` bytes long as last seen: buffers of that size (at
+/// most 64 KiB) serve, so a rerun over many small files does not clear 128 KiB per file.
+fn same_content(source: &mut File, dest_dir: &Dir, name: &OsStr, size: i64) -> anyhow::Result<bool> {
     use std::io::Seek as _;
     let Ok(mut existing) = dest_dir.open_file(name) else { return Ok(false) };
-    let (mut a, mut b) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+    // One byte more than the size, so a file that grew since shows in the first read.
+    let len = usize::try_from(size).map_or(64 << 10, |size| size.saturating_add(1).min(64 << 10));
+    let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
     let same = loop {
         let n = read_full(source, &mut a)?;
         let m = read_full(&mut existing, &mut b)?;

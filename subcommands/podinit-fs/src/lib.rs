@@ -99,6 +99,18 @@ fn operand_error(doing: &str, path: &std::path::Path, err: &std::io::Error) -> E
     Error::new(kind, anyhow::anyhow!("{doing} {}: {}", path.display(), podinit_core::redact::io_reason(err)))
 }
 
+/// The directory of `path` (opened as the operator named it) and the last component.
+pub(crate) fn parent_of(path: &std::path::Path) -> anyhow::Result<(podinit_core::fs::root::Dir, OsString)> {
+    let name = path.file_name().ok_or_else(|| anyhow::anyhow!("'{}' names no file", path.display()))?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    let dir =
+        podinit_core::fs::root::Dir::open(parent).map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.display())))?;
+    Ok((dir, name.to_owned()))
+}
+
 /// Makes something under a new temp name beside `name` (`.NAME.podinit-RANDOM-N`, within
 /// NAME_MAX) with `make`, which must fail with `EEXIST` on a name in use: a name planted in
 /// the volume is never used, removed or written through; another is tried.

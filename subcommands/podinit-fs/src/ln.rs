@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use podinit_core::{Context, Error, Kind};
 
-use crate::chown::parent_of;
+use crate::parent_of;
 
 /// Make a link named LINK to TARGET, as ln does: symbolic with -s, hard otherwise.
 ///
