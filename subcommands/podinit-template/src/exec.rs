@@ -1,0 +1,216 @@
+//! Runs a parsed template against data, as Go's text/template executes it.
+
+use std::fmt::Write as _;
+
+use crate::parse::{Arg, Node, Pipe};
+use crate::{Engine, TemplateError, Value};
+
+/// How deep `template` calls may nest (a template that includes itself ends here).
+const MAX_DEPTH: usize = 64;
+
+pub(crate) struct Exec<'a> {
+    pub(crate) engine: &'a Engine,
+    /// The template file being executed, for errors.
+    pub(crate) name: &'a str,
+    pub(crate) vars: Vec<(String, Value)>,
+    pub(crate) out: String,
+    pub(crate) depth: usize,
+}
+
+pub(crate) enum Flow {
+    Normal,
+    Break,
+    Continue,
+}
+
+impl Exec<'_> {
+    fn err(&self, line: usize, message: impl Into<String>) -> TemplateError {
+        TemplateError::new(self.name, line, message)
+    }
+
+    pub(crate) fn walk(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
+        for node in nodes {
+            match node {
+                Node::Text(text) => self.out.push_str(text),
+                Node::Action { line, pipe } => {
+                    let value = self.pipe(pipe, dot, *line, true)?;
+                    if pipe.decl.is_empty() {
+                        self.print(&value, *line)?;
+                    }
+                }
+                Node::If { line, pipe, then, otherwise } => {
+                    let mark = self.vars.len();
+                    let value = self.pipe(pipe, dot, *line, true)?;
+                    let flow = self.walk(if value.truth() { then } else { otherwise }, dot)?;
+                    self.vars.truncate(mark);
+                    if !matches!(flow, Flow::Normal) {
+                        return Ok(flow);
+                    }
+                }
+                Node::With { line, pipe, body, otherwise } => {
+                    let mark = self.vars.len();
+                    let value = self.pipe(pipe, dot, *line, true)?;
+                    let flow = if value.truth() { self.walk(body, &value)? } else { self.walk(otherwise, dot)? };
+                    self.vars.truncate(mark);
+                    if !matches!(flow, Flow::Normal) {
+                        return Ok(flow);
+                    }
+                }
+                Node::Range { line, pipe, body, otherwise } => {
+                    let value = self.pipe(pipe, dot, *line, false)?;
+                    let items: Vec<(Value, Value)> = match &value {
+                        Value::List(list) => list.iter().enumerate().map(|(i, v)| (Value::Int(i as i64), v.clone())).collect(),
+                        Value::Map(map) => map.iter().map(|(k, v)| (Value::str(k.as_str()), v.clone())).collect(),
+                        Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
+                        Value::Nil => Vec::new(),
+                        Value::Missing(what) => return Err(self.err(*line, what.to_string())),
+                        other => return Err(self.err(*line, format!("range can't iterate over {other} ({})", other.kind()))),
+                    };
+                    if items.is_empty() {
+                        let flow = self.walk(otherwise, dot)?;
+                        if !matches!(flow, Flow::Normal) {
+                            return Ok(flow);
+                        }
+                        continue;
+                    }
+                    for (key, item) in items {
+                        let mark = self.vars.len();
+                        match pipe.decl.as_slice() {
+                            [] => {}
+                            [one] => self.vars.push((one.clone(), item.clone())),
+                            [k, v, ..] => {
+                                self.vars.push((k.clone(), key));
+                                self.vars.push((v.clone(), item.clone()));
+                            }
+                        }
+                        let flow = self.walk(body, &item)?;
+                        self.vars.truncate(mark);
+                        if matches!(flow, Flow::Break) {
+                            break;
+                        }
+                    }
+                }
+                Node::Template { line, name, pipe } => {
+                    let Some((file, body)) = self.engine.define(name) else {
+                        return Err(self.err(*line, format!("no such template {name:?}")));
+                    };
+                    let value = match pipe {
+                        Some(pipe) => self.pipe(pipe, dot, *line, false)?,
+                        None => Value::Nil,
+                    };
+                    if self.depth >= MAX_DEPTH {
+                        return Err(self.err(*line, format!("template {name:?} nests deeper than {MAX_DEPTH} (does it include itself?)")));
+                    }
+                    let mut inner =
+                        Exec { engine: self.engine, name: file, vars: vec![("$".into(), value.clone())], out: String::new(), depth: self.depth + 1 };
+                    inner.walk(body, &value)?;
+                    self.out.push_str(&inner.out);
+                }
+                Node::Break => return Ok(Flow::Break),
+                Node::Continue => return Ok(Flow::Continue),
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn print(&mut self, value: &Value, line: usize) -> Result<(), TemplateError> {
+        if let Value::Missing(what) = value {
+            return Err(self.err(line, what.to_string()));
+        }
+        let _ = write!(self.out, "{value}");
+        Ok(())
+    }
+
+    /// Evaluates a pipeline; with `declare`, its variables are declared (or assigned).
+    fn pipe(&mut self, pipe: &Pipe, dot: &Value, line: usize, declare: bool) -> Result<Value, TemplateError> {
+        let mut value = None;
+        for cmd in &pipe.cmds {
+            value = Some(self.command(cmd, dot, value, line)?);
+        }
+        let value = value.unwrap_or(Value::Nil);
+        if declare {
+            for name in &pipe.decl {
+                if pipe.assign {
+                    let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) else {
+                        return Err(self.err(line, format!("undefined variable: {name}")));
+                    };
+                    slot.1 = value.clone();
+                } else {
+                    self.vars.push((name.clone(), value.clone()));
+                }
+            }
+        }
+        Ok(value)
+    }
+
+    fn command(&mut self, args: &[Arg], dot: &Value, piped: Option<Value>, line: usize) -> Result<Value, TemplateError> {
+        if let Arg::Func(name) = &args[0] {
+            if name == "and" || name == "or" {
+                return self.and_or(name == "and", &args[1..], dot, piped, line);
+            }
+            let mut values = Vec::with_capacity(args.len());
+            for arg in &args[1..] {
+                values.push(self.arg(arg, dot, line)?);
+            }
+            values.extend(piped);
+            return self.engine.call(name, &values).map_err(|m| self.err(line, m));
+        }
+        if args.len() > 1 || piped.is_some() {
+            return Err(self.err(line, "can't give argument to non-function"));
+        }
+        self.arg(&args[0], dot, line)
+    }
+
+    /// `and` and `or` stop at the first argument that decides, as in Go.
+    fn and_or(&mut self, and: bool, args: &[Arg], dot: &Value, piped: Option<Value>, line: usize) -> Result<Value, TemplateError> {
+        if args.is_empty() && piped.is_none() {
+            return Err(self.err(line, format!("{} needs at least one argument", if and { "and" } else { "or" })));
+        }
+        let mut last = Value::Nil;
+        for arg in args {
+            last = self.arg(arg, dot, line)?;
+            if last.truth() != and {
+                return Ok(last);
+            }
+        }
+        Ok(piped.unwrap_or(last))
+    }
+
+    fn arg(&mut self, arg: &Arg, dot: &Value, line: usize) -> Result<Value, TemplateError> {
+        match arg {
+            Arg::Field(names) => self.chain(dot.clone(), names, String::new(), line),
+            Arg::Var(name, names) => {
+                let Some((_, value)) = self.vars.iter().rev().find(|(n, _)| n == name) else {
+                    return Err(self.err(line, format!("undefined variable: {name}")));
+                };
+                self.chain(value.clone(), names, name.clone(), line)
+            }
+            Arg::Func(name) => self.engine.call(name, &[]).map_err(|m| self.err(line, m)),
+            Arg::Sub(pipe, names) => {
+                let value = self.pipe(pipe, dot, line, true)?;
+                self.chain(value, names, "(…)".into(), line)
+            }
+            Arg::Lit(value) => Ok(value.clone()),
+        }
+    }
+
+    /// `.A.B` from `value`; `path` is what `value` was reached by, for messages.
+    fn chain(&self, mut value: Value, names: &[String], mut path: String, line: usize) -> Result<Value, TemplateError> {
+        for name in names {
+            value = match value {
+                Value::Map(map) => match map.get(name) {
+                    Some(v) => v.clone(),
+                    None if self.engine.missing_ok => Value::Nil,
+                    None => Value::Missing(format!("map has no entry for key {name:?} (in {path}.{name})").into()),
+                },
+                missing @ Value::Missing(_) => missing,
+                Value::Nil if self.engine.missing_ok => Value::Nil,
+                Value::Nil => Value::Missing(format!("nil has no field {name:?} (in {path}.{name})").into()),
+                other => return Err(self.err(line, format!("can't evaluate field {name} in type {} (in {path}.{name})", other.kind()))),
+            };
+            path.push('.');
+            path.push_str(name);
+        }
+        Ok(value)
+    }
+}

@@ -1,0 +1,677 @@
+//! The functions templates call: Go's builtins (`and`, `or` and the lazy parts live in
+//! `exec`), then the Sprig and consul-template functions charts and Vault Agent templates use,
+//! under both spellings where the two differ (`b64enc` and `base64Encode`, `toYaml` and
+//! `toYAML`). Argument order follows Sprig, which is also consul-template's for the shared
+//! names: the piped value comes last (`.X | default "a"` is `default "a" .X`).
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+
+use crate::value::format_float_g;
+use crate::{Engine, Value};
+
+/// Functions that take a missing value as an argument instead of failing on it.
+const TAKE_MISSING: &[&str] = &["default", "required", "empty", "not", "coalesce", "hasKey", "ternary"];
+
+type Res = Result<Value, String>;
+
+impl Engine {
+    pub(crate) fn call(&self, name: &str, args: &[Value]) -> Res {
+        if !TAKE_MISSING.contains(&name)
+            && let Some(Value::Missing(what)) = args.iter().find(|a| matches!(a, Value::Missing(_)))
+        {
+            return Err(what.to_string());
+        }
+        if let Some(function) = self.functions.get(name) {
+            return function(args);
+        }
+        let n = args.len();
+        let want = |count: usize| -> Result<(), String> {
+            if n == count { Ok(()) } else { Err(format!("wrong number of args for {name}: want {count} got {n}")) }
+        };
+        Ok(match name {
+            // Go's builtins.
+            "not" => {
+                want(1)?;
+                Value::Bool(!args[0].truth())
+            }
+            "len" => {
+                want(1)?;
+                Value::Int(match &args[0] {
+                    Value::Str(s) => s.len(),
+                    Value::List(l) => l.len(),
+                    Value::Map(m) => m.len(),
+                    Value::Nil => 0,
+                    other => return Err(format!("len of type {}", other.kind())),
+                } as i64)
+            }
+            "index" => {
+                let Some((first, keys)) = args.split_first() else { return Err("index needs a value".into()) };
+                let mut v = first.clone();
+                for key in keys {
+                    v = index(&v, key)?;
+                    if let Value::Missing(what) = v {
+                        return Ok(Value::Missing(what));
+                    }
+                }
+                v
+            }
+            "slice" => slice(args)?,
+            "print" => Value::str(sprint(args, false)),
+            "println" => Value::str(sprint(args, true)),
+            "printf" => {
+                let Some((Value::Str(format), rest)) = args.split_first() else { return Err("printf needs a format string".into()) };
+                Value::str(printf(format, rest))
+            }
+            "eq" => {
+                let Some((first, rest)) = args.split_first().filter(|(_, r)| !r.is_empty()) else {
+                    return Err("eq needs at least two arguments".into());
+                };
+                let mut any = false;
+                for other in rest {
+                    any |= compare(first, other)? == Some(std::cmp::Ordering::Equal);
+                }
+                Value::Bool(any)
+            }
+            "ne" | "lt" | "le" | "gt" | "ge" => {
+                want(2)?;
+                let order = compare(&args[0], &args[1])?;
+                use std::cmp::Ordering::*;
+                Value::Bool(match (name, order) {
+                    ("ne", o) => o != Some(Equal),
+                    (_, None) => return Err(format!("{name}: values of type {} and {} cannot be ordered", args[0].kind(), args[1].kind())),
+                    ("lt", Some(o)) => o == Less,
+                    ("le", Some(o)) => o != Greater,
+                    ("gt", Some(o)) => o == Greater,
+                    (_, Some(o)) => o != Less,
+                })
+            }
+            "html" => Value::str(html_escape(&sprint(args, false))),
+            "urlquery" => Value::str(query_escape(&sprint(args, false))),
+            "js" => Value::str(js_escape(&sprint(args, false))),
+
+            // The environment and files.
+            "env" => {
+                want(1)?;
+                let key = string(&args[0], name)?;
+                match self.env.get(key) {
+                    Some(v) => Value::str(v.as_str()),
+                    None if self.missing_ok => Value::str(""),
+                    None => Value::Missing(format!("environment variable {key:?} is not set (in env {key:?})").into()),
+                }
+            }
+            "file" => {
+                want(1)?;
+                let path = string(&args[0], name)?;
+                let text = std::fs::read_to_string(path).map_err(|e| format!("file {path:?}: {}", io_reason(&e)))?;
+                Value::str(text)
+            }
+
+            // Missing values and defaults.
+            "default" => {
+                want(2)?;
+                if args[1].truth() { args[1].clone() } else { args[0].clone() }
+            }
+            "required" => {
+                want(2)?;
+                match &args[1] {
+                    Value::Missing(_) | Value::Nil => return Err(string(&args[0], name)?.to_owned()),
+                    Value::Str(s) if s.is_empty() => return Err(string(&args[0], name)?.to_owned()),
+                    v => v.clone(),
+                }
+            }
+            "empty" => {
+                want(1)?;
+                Value::Bool(!args[0].truth())
+            }
+            "coalesce" => args.iter().find(|v| v.truth()).cloned().unwrap_or(Value::Nil),
+            "ternary" => {
+                want(3)?;
+                if args[2].truth() { args[0].clone() } else { args[1].clone() }
+            }
+
+            // Encodings.
+            "toJSON" | "toJson" | "toJSONPretty" | "toPrettyJson" => {
+                want(1)?;
+                let json = args[0].to_json().map_err(|w| w.to_string())?;
+                let text = if name.contains("retty") { serde_json::to_string_pretty(&json) } else { serde_json::to_string(&json) };
+                Value::str(text.map_err(|e| e.to_string())?)
+            }
+            "toYAML" | "toYaml" => {
+                want(1)?;
+                let mut out = String::new();
+                yaml(&args[0], 0, &mut out);
+                Value::str(out.trim_end_matches('\n'))
+            }
+            "parseJSON" | "fromJSON" | "fromJson" => {
+                want(1)?;
+                let json: serde_json::Value =
+                    serde_json::from_str(string(&args[0], name)?).map_err(|e| format!("{name}: not JSON: {e}"))?;
+                Value::from_json(&json)
+            }
+            "b64enc" | "base64Encode" => {
+                want(1)?;
+                Value::str(base64::engine::general_purpose::STANDARD.encode(text(&args[0]).as_bytes()))
+            }
+            "base64URLEncode" => {
+                want(1)?;
+                Value::str(base64::engine::general_purpose::URL_SAFE.encode(text(&args[0]).as_bytes()))
+            }
+            "b64dec" | "base64Decode" | "base64URLDecode" => {
+                want(1)?;
+                let engine =
+                    if name == "base64URLDecode" { base64::engine::general_purpose::URL_SAFE } else { base64::engine::general_purpose::STANDARD };
+                let bytes = engine.decode(string(&args[0], name)?.trim()).map_err(|e| format!("{name}: not base64: {e}"))?;
+                Value::str(String::from_utf8(bytes).map_err(|_| format!("{name}: the decoded bytes are not UTF-8 text"))?)
+            }
+            "quote" | "squote" => {
+                let q = if name == "quote" { '"' } else { '\'' };
+                let parts: Vec<String> = args
+                    .iter()
+                    .filter(|a| !matches!(a, Value::Nil))
+                    .map(|a| if q == '"' { go_quote(&text(a)) } else { format!("'{}'", text(a)) })
+                    .collect();
+                Value::str(parts.join(" "))
+            }
+
+            // Strings.
+            "upper" | "toUpper" => Value::str(text1(name, args)?.to_uppercase()),
+            "lower" | "toLower" => Value::str(text1(name, args)?.to_lowercase()),
+            "title" | "toTitle" => Value::str(title(&text1(name, args)?)),
+            "trim" | "trimSpace" => Value::str(text1(name, args)?.trim()),
+            "trimPrefix" | "trimSuffix" => {
+                want(2)?;
+                let (affix, s) = (text(&args[0]), text(&args[1]));
+                let out = if name == "trimPrefix" { s.strip_prefix(affix.as_str()) } else { s.strip_suffix(affix.as_str()) };
+                Value::str(out.unwrap_or(&s))
+            }
+            "trimAll" => {
+                want(2)?;
+                let cut = text(&args[0]);
+                Value::str(text(&args[1]).trim_matches(|c| cut.contains(c)))
+            }
+            "hasPrefix" | "hasSuffix" => {
+                want(2)?;
+                let (affix, s) = (text(&args[0]), text(&args[1]));
+                Value::Bool(if name == "hasPrefix" { s.starts_with(&affix) } else { s.ends_with(&affix) })
+            }
+            "contains" => {
+                want(2)?;
+                match &args[1] {
+                    Value::List(list) => Value::Bool(list.iter().any(|v| v == &args[0])),
+                    Value::Map(map) => Value::Bool(map.contains_key(&text(&args[0]))),
+                    other => Value::Bool(text(other).contains(&text(&args[0]))),
+                }
+            }
+            "replace" | "replaceAll" => {
+                want(3)?;
+                Value::str(text(&args[2]).replace(&text(&args[0]), &text(&args[1])))
+            }
+            "split" | "splitList" => {
+                want(2)?;
+                let (sep, s) = (text(&args[0]), text(&args[1]));
+                if s.is_empty() {
+                    Value::list(Vec::new())
+                } else {
+                    Value::list(s.split(sep.as_str()).map(Value::str).collect())
+                }
+            }
+            "join" => {
+                want(2)?;
+                let sep = text(&args[0]);
+                match &args[1] {
+                    Value::List(list) => Value::str(list.iter().map(text).collect::<Vec<_>>().join(&sep)),
+                    other => Value::str(text(other)),
+                }
+            }
+            "indent" | "nindent" => {
+                want(2)?;
+                let width = int(&args[0], name)?;
+                let pad = " ".repeat(usize::try_from(width).map_err(|_| format!("{name}: negative width"))?);
+                let body = text(&args[1]);
+                let indented = format!("{pad}{}", body.replace('\n', &format!("\n{pad}")));
+                Value::str(if name == "nindent" { format!("\n{indented}") } else { indented })
+            }
+            "repeat" => {
+                want(2)?;
+                let count = usize::try_from(int(&args[0], name)?).map_err(|_| "repeat: negative count".to_owned())?;
+                Value::str(text(&args[1]).repeat(count))
+            }
+            "toString" => {
+                want(1)?;
+                Value::str(text(&args[0]))
+            }
+            "atoi" | "parseInt" => {
+                want(1)?;
+                Value::Int(text(&args[0]).trim().parse().map_err(|_| format!("{name}: {:?} is not an integer", text(&args[0])))?)
+            }
+            "parseBool" => {
+                want(1)?;
+                Value::Bool(match text(&args[0]).as_str() {
+                    "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                    "0" | "f" | "F" | "false" | "FALSE" | "False" | "" => false,
+                    other => return Err(format!("parseBool: {other:?} is not a boolean")),
+                })
+            }
+
+            // Lists and maps.
+            "list" => Value::list(args.to_vec()),
+            "dict" => {
+                if !n.is_multiple_of(2) {
+                    return Err("dict needs key and value pairs".into());
+                }
+                Value::map(args.chunks(2).map(|kv| (text(&kv[0]), kv[1].clone())).collect())
+            }
+            "keys" => {
+                let mut keys = Vec::new();
+                for arg in args {
+                    let Value::Map(m) = arg else { return Err(format!("keys of type {}", arg.kind())) };
+                    keys.extend(m.keys().map(|k| Value::str(k.as_str())));
+                }
+                Value::list(keys)
+            }
+            "hasKey" => {
+                want(2)?;
+                Value::Bool(matches!(&args[0], Value::Map(m) if m.contains_key(&text(&args[1]))))
+            }
+            _ => return Err(format!("function {name:?} not defined")),
+        })
+    }
+}
+
+fn string<'a>(value: &'a Value, func: &str) -> Result<&'a str, String> {
+    match value {
+        Value::Str(s) => Ok(s),
+        other => Err(format!("{func}: expected a string, got {} ({})", other, other.kind())),
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.to_string()
+}
+
+fn text1(name: &str, args: &[Value]) -> Result<String, String> {
+    match args {
+        [one] => Ok(text(one)),
+        _ => Err(format!("wrong number of args for {name}: want 1 got {}", args.len())),
+    }
+}
+
+fn int(value: &Value, func: &str) -> Result<i64, String> {
+    match value {
+        Value::Int(i) => Ok(*i),
+        Value::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
+        Value::Str(s) => s.trim().parse().map_err(|_| format!("{func}: {s:?} is not an integer")),
+        other => Err(format!("{func}: expected an integer, got {}", other.kind())),
+    }
+}
+
+fn io_reason(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    text.split(" (os error").next().unwrap_or(&text).to_lowercase()
+}
+
+fn index(value: &Value, key: &Value) -> Result<Value, String> {
+    match (value, key) {
+        (Value::Map(m), key) => {
+            let key = text(key);
+            Ok(m.get(&key).cloned().unwrap_or_else(|| Value::Missing(format!("map has no entry for key {key:?} (in index)").into())))
+        }
+        (Value::List(l), Value::Int(i)) => {
+            usize::try_from(*i).ok().and_then(|i| l.get(i)).cloned().ok_or_else(|| format!("index out of range: {i}"))
+        }
+        (Value::Str(s), Value::Int(i)) => usize::try_from(*i)
+            .ok()
+            .and_then(|i| s.as_bytes().get(i))
+            .map(|b| Value::Int(i64::from(*b)))
+            .ok_or_else(|| format!("index out of range: {i}")),
+        (Value::Nil, _) => Err("index of untyped nil".into()),
+        (v, k) => Err(format!("can't index item of type {} with {}", v.kind(), k.kind())),
+    }
+}
+
+fn slice(args: &[Value]) -> Res {
+    let Some((value, bounds)) = args.split_first() else { return Err("slice needs a value".into()) };
+    let mut idx = Vec::new();
+    for b in bounds {
+        let Value::Int(i) = b else { return Err(format!("slice: index of type {}", b.kind())) };
+        idx.push(usize::try_from(*i).map_err(|_| format!("slice: negative index {i}"))?);
+    }
+    let len = match value {
+        Value::Str(s) => s.len(),
+        Value::List(l) => l.len(),
+        other => return Err(format!("can't slice item of type {}", other.kind())),
+    };
+    let lo = idx.first().copied().unwrap_or(0);
+    let hi = idx.get(1).copied().unwrap_or(len);
+    if lo > hi || hi > len || idx.len() > 2 {
+        return Err(format!("slice: index out of range [{lo}:{hi}] with length {len}"));
+    }
+    Ok(match value {
+        Value::Str(s) => Value::str(s.get(lo..hi).ok_or("slice: not on a character boundary")?),
+        Value::List(l) => Value::list(l[lo..hi].to_vec()),
+        _ => Value::Nil,
+    })
+}
+
+fn compare(a: &Value, b: &Value) -> Result<Option<std::cmp::Ordering>, String> {
+    Ok(match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
+        (Value::Int(x), Value::Float(y)) => (*x as f64).partial_cmp(y),
+        (Value::Float(x), Value::Int(y)) => x.partial_cmp(&(*y as f64)),
+        (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
+        (Value::Str(x), Value::Str(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => (x == y).then_some(std::cmp::Ordering::Equal),
+        (Value::Nil, Value::Nil) => Some(std::cmp::Ordering::Equal),
+        (Value::Nil, _) | (_, Value::Nil) => None,
+        (x, y) if x.kind() == y.kind() => (x == y).then_some(std::cmp::Ordering::Equal),
+        (x, y) => return Err(format!("incompatible types for comparison: {} and {}", x.kind(), y.kind())),
+    })
+}
+
+/// `fmt.Sprint` (spaces between operands when neither is a string) or `fmt.Sprintln`.
+fn sprint(args: &[Value], line: bool) -> String {
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 && (line || !(matches!(a, Value::Str(_)) || matches!(args[i - 1], Value::Str(_)))) {
+            out.push(' ');
+        }
+        let _ = write!(out, "{a}");
+    }
+    if line {
+        out.push('\n');
+    }
+    out
+}
+
+/// Go's `strconv.Quote`.
+pub(crate) fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0c' => out.push_str("\\f"),
+            '\x0b' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c == '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `fmt.Sprintf` for the verbs templates use: `%v %s %d %q %f %F %e %g %x %X %o %b %t %c %%`,
+/// with flags `- + 0 space #`, width and precision.
+fn printf(format: &str, args: &[Value]) -> String {
+    let mut out = String::new();
+    let mut next = 0;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let (mut minus, mut plus, mut zero, mut space) = (false, false, false, false);
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => minus = true,
+                '+' => plus = true,
+                '0' => zero = true,
+                ' ' => space = true,
+                '#' => {}
+                _ => break,
+            }
+            chars.next();
+        }
+        let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
+            let mut n: Option<usize> = None;
+            while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+                n = Some(n.unwrap_or(0) * 10 + d as usize);
+                chars.next();
+            }
+            n
+        };
+        let width = number(&mut chars);
+        let precision = if chars.peek() == Some(&'.') {
+            chars.next();
+            Some(number(&mut chars).unwrap_or(0))
+        } else {
+            None
+        };
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(next) else {
+            let _ = write!(out, "%!{verb}(MISSING)");
+            continue;
+        };
+        next += 1;
+        let sign = |s: String, neg: bool| if neg || !(plus || space) { s } else if plus { format!("+{s}") } else { format!(" {s}") };
+        let body = match (verb, arg) {
+            ('d', Value::Int(i)) => sign(i.to_string(), *i < 0),
+            ('x', Value::Int(i)) => format!("{i:x}"),
+            ('X', Value::Int(i)) => format!("{i:X}"),
+            ('o', Value::Int(i)) => format!("{i:o}"),
+            ('b', Value::Int(i)) => format!("{i:b}"),
+            ('c', Value::Int(i)) => u32::try_from(*i).ok().and_then(char::from_u32).map_or_else(|| "\u{fffd}".into(), String::from),
+            ('x', Value::Str(s)) => s.bytes().map(|b| format!("{b:02x}")).collect(),
+            ('X', Value::Str(s)) => s.bytes().map(|b| format!("{b:02X}")).collect(),
+            ('f' | 'F', Value::Float(x)) => sign(format!("{x:.*}", precision.unwrap_or(6)), *x < 0.0),
+            ('f' | 'F', Value::Int(i)) => format!("%!{verb}(int={i})"),
+            ('e', Value::Float(x)) => sign(go_exp(*x, precision.unwrap_or(6)), *x < 0.0),
+            ('g', Value::Float(x)) => sign(format_float_g(*x), *x < 0.0),
+            ('q', Value::Str(s)) => go_quote(s),
+            ('t', Value::Bool(b)) => b.to_string(),
+            ('s' | 'v', Value::Str(s)) => match precision {
+                Some(p) => s.chars().take(p).collect(),
+                None => s.to_string(),
+            },
+            ('v' | 'd', Value::Float(x)) if verb == 'v' => sign(format_float_g(*x), *x < 0.0),
+            ('v', Value::Int(i)) => sign(i.to_string(), *i < 0),
+            ('v' | 's', v) => v.to_string(),
+            (verb, v) => format!("%!{verb}({}={v})", v.kind()),
+        };
+        let pad = width.unwrap_or(0).saturating_sub(body.chars().count());
+        if minus {
+            out.push_str(&body);
+            out.push_str(&" ".repeat(pad));
+        } else if zero && matches!(arg, Value::Int(_) | Value::Float(_)) {
+            let (s, digits) = if body.starts_with(['-', '+', ' ']) { body.split_at(1) } else { ("", body.as_str()) };
+            out.push_str(s);
+            out.push_str(&"0".repeat(pad));
+            out.push_str(digits);
+        } else {
+            out.push_str(&" ".repeat(pad));
+            out.push_str(&body);
+        }
+    }
+    if next < args.len() {
+        out.push_str("%!(EXTRA ");
+        let extra: Vec<String> = args[next..].iter().map(|a| format!("{}={a}", a.kind())).collect();
+        out.push_str(&extra.join(", "));
+        out.push(')');
+    }
+    out
+}
+
+fn go_exp(x: f64, precision: usize) -> String {
+    let text = format!("{x:.precision$e}");
+    match text.split_once('e') {
+        Some((m, e)) if e.starts_with('-') => format!("{m}e-{:0>2}", &e[1..]),
+        Some((m, e)) => format!("{m}e+{e:0>2}"),
+        None => text,
+    }
+}
+
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut start = true;
+    for c in s.chars() {
+        if start {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        start = c.is_whitespace() || c == '-' || c == '_';
+    }
+    out
+}
+
+fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            '\0' => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn js_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '"' => out.push_str("\\\""),
+            '<' => out.push_str("\\u003C"),
+            '>' => out.push_str("\\u003E"),
+            '&' => out.push_str("\\u0026"),
+            '=' => out.push_str("\\u003D"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Go's `url.QueryEscape`.
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b' ' => out.push('+'),
+            b => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+/// Block-style YAML: what `toYAML` prints (maps sorted by key; strings quoted when YAML would
+/// read them as something else).
+fn yaml(value: &Value, indent: usize, out: &mut String) {
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Map(m) if !m.is_empty() => {
+            for (k, v) in m.iter() {
+                let _ = write!(out, "{pad}{}:", yaml_scalar(k));
+                yaml_child(v, indent, out);
+            }
+        }
+        Value::List(l) if !l.is_empty() => {
+            for v in l.iter() {
+                let _ = write!(out, "{pad}-");
+                match v {
+                    Value::Map(m) if !m.is_empty() => {
+                        // The first key on the dash's line, the rest below it.
+                        let mut inner = String::new();
+                        yaml(v, indent + 2, &mut inner);
+                        out.push(' ');
+                        out.push_str(inner.trim_start());
+                    }
+                    _ => yaml_child(v, indent, out),
+                }
+            }
+        }
+        scalar => {
+            let _ = writeln!(out, "{pad}{}", yaml_inline(scalar));
+        }
+    }
+}
+
+fn yaml_child(value: &Value, indent: usize, out: &mut String) {
+    match value {
+        Value::Map(m) if !m.is_empty() => {
+            out.push('\n');
+            yaml(value, indent + 2, out);
+        }
+        Value::List(l) if !l.is_empty() => {
+            out.push('\n');
+            yaml(value, indent, out);
+        }
+        Value::Str(s) if s.contains('\n') => {
+            let _ = writeln!(out, " |{}", if s.ends_with('\n') { "" } else { "-" });
+            for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
+                let _ = writeln!(out, "{}{line}", " ".repeat(indent + 2));
+            }
+        }
+        scalar => {
+            let _ = writeln!(out, " {}", yaml_inline(scalar));
+        }
+    }
+}
+
+fn yaml_inline(value: &Value) -> String {
+    match value {
+        Value::Nil | Value::Missing(_) => "null".into(),
+        Value::Str(s) => yaml_scalar(s),
+        Value::Map(_) => "{}".into(),
+        Value::List(_) => "[]".into(),
+        other => other.to_string(),
+    }
+}
+
+/// What YAML would read as a number, a date or a time (`1`, `0x1f`, `1e3`, `2024-01-01`, `1:20`).
+fn looks_numeric(s: &str) -> bool {
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    s.parse::<f64>().is_ok()
+        || (body.starts_with(|c: char| c.is_ascii_digit())
+            && body.chars().all(|c| c.is_ascii_hexdigit() || "._:-+xXoO".contains(c)))
+}
+
+fn yaml_scalar(s: &str) -> String {
+    let plain = !s.is_empty()
+        && !s.starts_with([
+            ' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', '.', '+',
+        ])
+        && !s.ends_with(' ')
+        && !s.contains(": ")
+        && !s.contains(" #")
+        && !s.chars().any(|c| c.is_control())
+        && !looks_numeric(s)
+        && !matches!(
+            s.to_ascii_lowercase().as_str(),
+            "true" | "false" | "yes" | "no" | "on" | "off" | "y" | "n" | "null" | "~" | ".inf" | ".nan"
+        );
+    if plain { s.to_owned() } else { serde_json::Value::String(s.to_owned()).to_string() }
+}
+

@@ -1,0 +1,224 @@
+//! Cases from Go's text/template documentation (package doc and example_test.go),
+//! consul-template's and Vault Agent's documentation, and Helm charts; then ours.
+
+use std::collections::BTreeMap;
+
+use crate::{Engine, Value, Variables, envsubst};
+
+fn env() -> BTreeMap<String, String> {
+    [("HOME", "/home/app"), ("DB_HOST", "db.internal"), ("EMPTY", ""), ("PORT", "5432")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn data(json: &str) -> Value {
+    Value::from_json(&serde_json::from_str(json).expect("test data is JSON"))
+}
+
+fn render_with(source: &str, dot: &Value) -> Result<String, String> {
+    let mut engine = Engine::new(env());
+    engine.add("t.tmpl", source).map_err(|e| e.to_string())?;
+    engine.render("t.tmpl", dot).map_err(|e| e.to_string())
+}
+
+fn render(source: &str) -> String {
+    render_with(source, &data(r#"{"Name": "app", "Items": ["a", "b", "c"], "Map": {"k2": 2, "k1": 1}, "N": 3}"#))
+        .unwrap_or_else(|e| panic!("{source:?}: {e}"))
+}
+
+#[test]
+fn go_package_doc_examples_print_output() {
+    // text/template's package documentation, "Examples": each prints "output" quoted.
+    for source in [
+        r#"{{"\"output\""}}"#,
+        r#"{{`"output"`}}"#,
+        r#"{{printf "%q" "output"}}"#,
+        r#"{{"output" | printf "%q"}}"#,
+        r#"{{printf "%q" (print "out" "put")}}"#,
+        r#"{{"put" | printf "%s%s" "out" | printf "%q"}}"#,
+        r#"{{"output" | printf "%s" | printf "%q"}}"#,
+        r#"{{with "output"}}{{printf "%q" .}}{{end}}"#,
+        r#"{{with $x := "output" | printf "%q"}}{{$x}}{{end}}"#,
+        r#"{{with $x := "output"}}{{printf "%q" $x}}{{end}}"#,
+        r#"{{with $x := "output"}}{{$x | printf "%q"}}{{end}}"#,
+    ] {
+        assert_eq!(render(source), "\"output\"", "{source}");
+    }
+}
+
+#[test]
+fn go_package_doc_trim_markers() {
+    assert_eq!(render("{{23 -}} < {{- 45}}"), "23<45");
+    // A `-` not followed by a space is a number's sign, not a trim marker.
+    assert_eq!(render("{{-3}}"), "-3");
+}
+
+#[test]
+fn go_example_letter() {
+    // text/template example_test.go, ExampleTemplate.
+    let letter = "\nDear {{.Name}},\n{{if .Attended}}\nIt was a pleasure to see you at the wedding.\n{{- else}}\nIt is a shame you couldn't make it to the wedding.\n{{- end}}\n{{with .Gift -}}\nThank you for the lovely {{.}}.\n{{end}}\nBest wishes,\nJosie\n";
+    let mildred = data(r#"{"Name": "Aunt Mildred", "Gift": "bone china tea set", "Attended": true}"#);
+    assert_eq!(
+        render_with(letter, &mildred).expect("renders"),
+        "\nDear Aunt Mildred,\n\nIt was a pleasure to see you at the wedding.\nThank you for the lovely bone china tea set.\n\nBest wishes,\nJosie\n"
+    );
+    let cousin = data(r#"{"Name": "Cousin Rodney", "Gift": "", "Attended": false}"#);
+    assert_eq!(
+        render_with(letter, &cousin).expect("renders"),
+        "\nDear Cousin Rodney,\n\nIt is a shame you couldn't make it to the wedding.\n\nBest wishes,\nJosie\n"
+    );
+}
+
+#[test]
+fn go_example_block() {
+    // example_test.go, ExampleTemplate_block (the master template).
+    let master = r#"Names:{{block "list" .}}{{"\n"}}{{range .}}{{println "-" .}}{{end}}{{end}}"#;
+    let guardians = data(r#"["Gamora", "Groot", "Nebula", "Rocket", "Star-Lord"]"#);
+    assert_eq!(render_with(master, &guardians).expect("renders"), "Names:\n- Gamora\n- Groot\n- Nebula\n- Rocket\n- Star-Lord\n");
+}
+
+#[test]
+fn range_else_variables_break_continue() {
+    assert_eq!(render("{{range $i, $e := .Items}}{{$i}}={{$e}};{{end}}"), "0=a;1=b;2=c;");
+    assert_eq!(render("{{range $k, $v := .Map}}{{$k}}:{{$v}} {{end}}"), "k1:1 k2:2 ");
+    assert_eq!(
+        render_with("{{range .Missing}}x{{else}}none{{end}}", &data("{}")).expect_err("strict"),
+        "t.tmpl:1: map has no entry for key \"Missing\" (in .Missing)"
+    );
+    assert_eq!(render_with("{{range .Nil}}x{{else}}none{{end}}", &data(r#"{"Nil": null}"#)).expect("nil"), "none");
+}
+
+#[test]
+fn ranges_and_flow() {
+    assert_eq!(render("{{range .Items}}{{if eq . \"b\"}}{{continue}}{{end}}{{.}}{{end}}"), "ac");
+    assert_eq!(render("{{range .Items}}{{if eq . \"b\"}}{{break}}{{end}}{{.}}{{end}}"), "a");
+    assert_eq!(render("{{range .N}}{{.}}{{end}}"), "012");
+    assert_eq!(render("{{range (list)}}x{{else}}empty{{end}}"), "empty");
+    assert_eq!(render("{{$x := 1}}{{range .Items}}{{$x = .}}{{end}}{{$x}}"), "c");
+    assert_eq!(render("{{if false}}a{{else if .N}}b{{else}}c{{end}}"), "b");
+    assert_eq!(render("{{with .Nope}}a{{else with .Name}}{{.}}{{end}}"), "app");
+    assert_eq!(render("{{/* a comment */}}x{{- /* trimmed */ -}} y"), "xy");
+    assert_eq!(render("{{define \"T\"}}<{{.}}>{{end}}{{template \"T\" .Name}}"), "<app>");
+    assert_eq!(render("{{(index .Map \"k1\")}} {{len .Items}} {{index .Items 1}} {{slice .Name 1 3}}"), "1 3 b pp");
+    assert_eq!(render("{{and 1 0 2}} {{or 0 \"\" 3}} {{not .N}}"), "0 3 false");
+    assert_eq!(render("{{if and .N (gt .N 2) (lt .N 4) (ne .Name \"x\")}}yes{{end}}"), "yes");
+}
+
+#[test]
+fn printf_verbs() {
+    assert_eq!(render(r#"{{printf "%5d|%-4s|%05.2f|%x|%t|%v|%%" 42 "ab" 3.14159 255 true .Items}}"#), "   42|ab  |03.14|ff|true|[a b c]|%");
+    assert_eq!(render(r#"{{printf "%d %s"  1}}"#), "1 %!s(MISSING)");
+    // fmt.Sprint: a space between operands only when neither is a string.
+    assert_eq!(render(r#"{{print 1 2 "a" "b" 3}}"#), "1 2ab3");
+}
+
+#[test]
+fn consul_template_functions() {
+    assert_eq!(render(r#"{{ env "HOME" }}"#), "/home/app");
+    assert_eq!(render(r#"{{ "hello" | toUpper }} {{ "HeLLo" | toLower }} {{ "hello world" | toTitle }}"#), "HELLO hello Hello World");
+    assert_eq!(render(r#"{{ "foo.bar" | replaceAll "." "_" }}"#), "foo_bar");
+    assert_eq!(render(r#"{{ range "a,b,c" | split "," }}[{{ . }}]{{ end }}"#), "[a][b][c]");
+    assert_eq!(render(r#"{{ .Items | join "," }}"#), "a,b,c");
+    assert_eq!(render(r#"{{ base64Decode "aGVsbG8=" }} {{ "hello" | base64Encode }}"#), "hello aGVsbG8=");
+    assert_eq!(render(r#"{{ "  x  " | trimSpace }}"#), "x");
+    assert_eq!(render(r#"{{ if .Items | contains "b" }}has b{{ end }}"#), "has b");
+    assert_eq!(render(r#"{{ with $d := "{\"foo\": [1, 2]}" | parseJSON }}{{ index $d.foo 1 }}{{ end }}"#), "2");
+    assert_eq!(render(r#"{{ .Map | toJSON }}"#), r#"{"k1":1,"k2":2}"#);
+    assert_eq!(render(r#"{{ .Map | toJSONPretty }}"#), "{\n  \"k1\": 1,\n  \"k2\": 2\n}");
+    assert_eq!(render(r#"{{ indent 4 "a\nb" }}"#), "    a\n    b");
+}
+
+#[test]
+fn vault_agent_templates_with_an_added_secret_function() {
+    // Vault Agent's documentation (agent template examples): a database connection string and
+    // a .env file, with `secret` as vault-fetch will add it.
+    let mut engine = Engine::new(env());
+    engine.function(
+        "secret",
+        Box::new(|args| match args {
+            [Value::Str(p)] if &**p == "database/creds/db-app" => Ok(data(r#"{"Data": {"username": "v-app-x1", "password": "p@ss"}}"#)),
+            [Value::Str(p)] if &**p == "secret/data/web" => Ok(data(r#"{"Data": {"data": {"username": "web", "password": "s3cr3t"}}}"#)),
+            other => Err(format!("no secret at {other:?}")),
+        }),
+    );
+    let db = "{{- with secret \"database/creds/db-app\" -}}\npostgres://{{ .Data.username }}:{{ .Data.password }}@postgres:5432/appdb?sslmode=disable\n{{- end }}\n";
+    let dotenv = "{{ with secret \"secret/data/web\" -}}\nexport DB_USER=\"{{ .Data.data.username }}\"\nexport DB_PASS=\"{{ .Data.data.password }}\"\n{{- end }}\n";
+    engine.add("db.tmpl", db).expect("parses");
+    engine.add("env.tmpl", dotenv).expect("parses");
+    assert_eq!(engine.render("db.tmpl", &Value::Nil).expect("renders"), "postgres://v-app-x1:p@ss@postgres:5432/appdb?sslmode=disable\n");
+    assert_eq!(engine.render("env.tmpl", &Value::Nil).expect("renders"), "export DB_USER=\"web\"\nexport DB_PASS=\"s3cr3t\"\n");
+    engine.add("bad.tmpl", "a\n{{ with secret \"secret/data/web\" }}{{ .Data.data.email }}{{ end }}").expect("parses");
+    assert_eq!(
+        engine.render("bad.tmpl", &Value::Nil).expect_err("missing key").to_string(),
+        "bad.tmpl:2: map has no entry for key \"email\" (in .Data.data.email)"
+    );
+}
+
+#[test]
+fn helm_style_defaults_and_yaml() {
+    let values = data(r#"{"Values": {"image": {"tag": ""}, "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}, "hosts": ["a.example", "b.example"]}}"#);
+    let t = "tag: {{ .Values.image.tag | default \"latest\" | quote }}\nrepo: {{ .Values.image.repo | default \"nginx\" }}\nresources:{{ .Values.resources | toYaml | nindent 2 }}\nhosts:\n{{ toYAML .Values.hosts | indent 2 }}";
+    assert_eq!(
+        render_with(t, &values).expect("renders"),
+        "tag: \"latest\"\nrepo: nginx\nresources:\n  limits:\n    cpu: \"1\"\n    memory: 1Gi\nhosts:\n  - a.example\n  - b.example"
+    );
+    assert_eq!(
+        render_with(r#"{{ required "image.repo is required" .Values.image.repo }}"#, &values).expect_err("required"),
+        "t.tmpl:1: image.repo is required"
+    );
+}
+
+#[test]
+fn strict_errors_name_file_line_and_key() {
+    assert_eq!(render_with("a\nb {{ .Env.NOPE }}", &data(r#"{"Env": {}}"#)).expect_err("missing"), "t.tmpl:2: map has no entry for key \"NOPE\" (in .Env.NOPE)");
+    assert_eq!(render_with("{{ env \"NOPE\" }}", &Value::Nil).expect_err("unset"), "t.tmpl:1: environment variable \"NOPE\" is not set (in env \"NOPE\")");
+    assert_eq!(render_with("{{ env \"NOPE\" | default \"d\" }}", &Value::Nil).expect("default"), "d");
+    assert_eq!(render_with("{{ if env \"NOPE\" }}x{{ else }}y{{ end }}", &Value::Nil).expect("if"), "y");
+    assert_eq!(render_with("{{ upper .X }}", &data("{}")).expect_err("missing"), "t.tmpl:1: map has no entry for key \"X\" (in .X)");
+    assert_eq!(render_with("\n\n{{ if .X }}", &Value::Nil).expect_err("eof"), "t.tmpl:3: unexpected EOF: {{if}} without {{end}}");
+    assert_eq!(render_with("{{ nosuch 1 }}", &Value::Nil).expect_err("func"), "t.tmpl:1: function \"nosuch\" not defined");
+    assert_eq!(render_with("{{ .A", &Value::Nil).expect_err("unclosed"), "t.tmpl:1: unclosed action (no }})");
+    assert_eq!(render_with("{{ $x }}", &Value::Nil).expect_err("var"), "t.tmpl:1: undefined variable: $x");
+    assert_eq!(render_with("{{ break }}", &Value::Nil).expect_err("break"), "t.tmpl:1: {{break}} outside {{range}}");
+    assert_eq!(render_with("{{ define \"a\" }}{{ template \"a\" }}{{ end }}{{ template \"a\" }}", &Value::Nil).expect_err("loop").split(':').next(), Some("t.tmpl"));
+    let mut engine = Engine::new(env());
+    engine.allow_missing(true);
+    engine.add("t", "[{{ .A.B }}][{{ env \"NOPE\" }}]").expect("parses");
+    assert_eq!(engine.render("t", &data("{}")).expect("lenient"), "[][]");
+}
+
+#[test]
+fn other_delimiters() {
+    let mut engine = Engine::new(env());
+    engine.delims("[[", "]]");
+    engine.add("t", "{{ .Values.x }} [[ .Name ]] [[- \" !\" ]]").expect("parses");
+    assert_eq!(engine.render("t", &data(r#"{"Name": "n"}"#)).expect("renders"), "{{ .Values.x }} n !");
+}
+
+#[test]
+fn envsubst_forms() {
+    let e = env();
+    let run = |t: &str| envsubst("t", t, &e, None, false);
+    assert_eq!(run("host=$DB_HOST port=${PORT} $$ cost $5").expect("ok"), "host=db.internal port=5432 $ cost $5");
+    assert_eq!(run("${NOPE:-fallback} ${EMPTY:-e} ${EMPTY-e} ${NOPE-$DB_HOST}").expect("ok"), "fallback e  db.internal");
+    assert_eq!(run("${PORT:+set} ${NOPE:+set}|").expect("ok"), "set |");
+    assert_eq!(run("a\n${NOPE:?set NOPE to the region}").expect_err("unset").to_string(), "t:2: NOPE: set NOPE to the region");
+    assert_eq!(run("a\nb\n $NOPE").expect_err("unset").to_string(), "t:3: variable \"NOPE\" is not set");
+    assert_eq!(run("${EMPTY:?}").expect_err("empty").to_string(), "t:1: EMPTY: is not set or empty");
+    assert_eq!(run("${PORT").expect_err("open").to_string(), "t:1: ${PORT: no closing }");
+    assert_eq!(run("${PORT:0:2}").expect_err("substr").to_string(), "t:1: ${PORT:0:2}: unsupported substitution (podinit knows -, :-, ?, :?, + and :+)");
+    assert_eq!(envsubst("t", "$NOPE", &e, None, true).expect("lenient"), "");
+}
+
+#[test]
+fn envsubst_only_listed_variables() {
+    let e = env();
+    let only = Variables::parse("$DB_HOST ${PORT}").expect("parses");
+    let nginx = "server { listen ${PORT}; location / { proxy_pass http://$DB_HOST; proxy_set_header Host $host; } } $$ ${NOPE:-x}";
+    assert_eq!(
+        envsubst("t", nginx, &e, Some(&only), false).expect("ok"),
+        "server { listen 5432; location / { proxy_pass http://db.internal; proxy_set_header Host $host; } } $$ ${NOPE:-x}"
+    );
+    assert!(Variables::parse("no dollars").is_err());
+}
