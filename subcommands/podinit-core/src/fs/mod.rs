@@ -103,7 +103,9 @@ pub fn publish(file: &File, temp: &Path, dest: &Path, options: FileOptions) -> a
     }
     file.sync_all().with_context(|| format!("syncing {shown}"))?;
     std::fs::rename(temp, dest).with_context(|| format!("renaming into place {shown}"))?;
-    sync_dir(dest.parent().unwrap_or(Path::new("."))).with_context(|| format!("syncing the directory of {shown}"))
+    // A bare name (`out.yaml`) has the empty path as its parent: the current directory.
+    let (dir, _) = split(dest)?;
+    sync_dir(dir).with_context(|| format!("syncing the directory of {shown}"))
 }
 
 impl Write for AtomicFile {
