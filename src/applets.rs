@@ -179,6 +179,7 @@ registry! {
     Ln "ln" "ln" podinit_fs::ln => blocking;
     Migrate "migrate" "migrate" podinit_migrate => current;
     Mkdir "mkdir" "mkdir" podinit_fs::mkdir => blocking;
+    Render "render" "render" podinit_render => blocking;
     S3Get "s3-get" "s3-get" podinit_s3_get => multi;
     Sysctl "sysctl" "sysctl" podinit_sysctl => blocking;
     Touch "touch" "touch" podinit_fs::touch => blocking;

@@ -179,3 +179,19 @@ async fn kube_play_volume_for_a_non_root_app() {
     let again = cluster.wait(&pods[0], "web");
     again.code(0).stdout_is(want);
 }
+
+#[tokio::test]
+async fn kube_play_render_config() {
+    let (podinit, db) = base_images().await;
+    // The app: what it reads of the rendered config.
+    let app = app_image("render", &db, r#"["sh", "-c", "cat /config/nginx.conf /config/app.yaml; stat -c '%n %u %a' /config/app.yaml"]"#);
+    let mut cluster = Cluster::new("render");
+    cluster.secret("web-db", &[("password", "p@ss word")]);
+    let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("my-web:latest", app)]);
+    let pods = cluster.play("render-config.yaml", &images);
+    cluster.wait(&pods[0], "web").code(0).stdout_is(
+        "server {\n  listen 8080;\n  location / { proxy_pass http://api:9000; proxy_set_header Host $host; }\n}\n\
+         database:\n  url: postgres://app:p%40ss+word@postgres:5432/app\nreplicas: 1\nfeatures:\n  - \"search\"\n  - \"billing\"\n\
+         /config/app.yaml 1001 600\n",
+    );
+}

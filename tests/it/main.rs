@@ -9,6 +9,7 @@
 //! Environment switches:
 //! - `PODINIT_STATIC_BIN`: the static binary to put in images (else built on demand into
 //!   `target/static`).
+//! - `PODINIT_TEST_BIN`: the binary the command-line tests run (else the one cargo built).
 //!
 //! Service images (PostgreSQL, MariaDB, OpenBao, Garage) are built by the scripts under `images/test/`,
 //! which the harness calls; each is cached by a hash of its build context.
@@ -24,8 +25,10 @@ mod kube;
 mod manifests;
 mod migrate;
 mod pods;
+mod render;
 mod s3_get;
 mod sysctl;
+mod template_go;
 mod vault_fetch;
 mod volume;
 mod wait_for;

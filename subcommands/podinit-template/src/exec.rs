@@ -101,8 +101,13 @@ impl Exec<'_> {
                     if self.depth >= MAX_DEPTH {
                         return Err(self.err(*line, format!("template {name:?} nests deeper than {MAX_DEPTH} (does it include itself?)")));
                     }
-                    let mut inner =
-                        Exec { engine: self.engine, name: file, vars: vec![("$".into(), value.clone())], out: String::new(), depth: self.depth + 1 };
+                    let mut inner = Exec {
+                        engine: self.engine,
+                        name: file,
+                        vars: vec![("$".into(), value.clone())],
+                        out: String::new(),
+                        depth: self.depth + 1,
+                    };
                     inner.walk(body, &value)?;
                     self.out.push_str(&inner.out);
                 }

@@ -160,8 +160,11 @@ impl Engine {
             }
             "b64dec" | "base64Decode" | "base64URLDecode" => {
                 want(1)?;
-                let engine =
-                    if name == "base64URLDecode" { base64::engine::general_purpose::URL_SAFE } else { base64::engine::general_purpose::STANDARD };
+                let engine = if name == "base64URLDecode" {
+                    base64::engine::general_purpose::URL_SAFE
+                } else {
+                    base64::engine::general_purpose::STANDARD
+                };
                 let bytes = engine.decode(string(&args[0], name)?.trim()).map_err(|e| format!("{name}: not base64: {e}"))?;
                 Value::str(String::from_utf8(bytes).map_err(|_| format!("{name}: the decoded bytes are not UTF-8 text"))?)
             }
@@ -211,11 +214,7 @@ impl Engine {
             "split" | "splitList" => {
                 want(2)?;
                 let (sep, s) = (text(&args[0]), text(&args[1]));
-                if s.is_empty() {
-                    Value::list(Vec::new())
-                } else {
-                    Value::list(s.split(sep.as_str()).map(Value::str).collect())
-                }
+                if s.is_empty() { Value::list(Vec::new()) } else { Value::list(s.split(sep.as_str()).map(Value::str).collect()) }
             }
             "join" => {
                 want(2)?;
@@ -461,7 +460,15 @@ fn printf(format: &str, args: &[Value]) -> String {
             continue;
         };
         next += 1;
-        let sign = |s: String, neg: bool| if neg || !(plus || space) { s } else if plus { format!("+{s}") } else { format!(" {s}") };
+        let sign = |s: String, neg: bool| {
+            if neg || !(plus || space) {
+                s
+            } else if plus {
+                format!("+{s}")
+            } else {
+                format!(" {s}")
+            }
+        };
         let body = match (verb, arg) {
             ('d', Value::Int(i)) => sign(i.to_string(), *i < 0),
             ('x', Value::Int(i)) => format!("{i:x}"),
@@ -654,15 +661,12 @@ fn yaml_inline(value: &Value) -> String {
 fn looks_numeric(s: &str) -> bool {
     let body = s.strip_prefix(['-', '+']).unwrap_or(s);
     s.parse::<f64>().is_ok()
-        || (body.starts_with(|c: char| c.is_ascii_digit())
-            && body.chars().all(|c| c.is_ascii_hexdigit() || "._:-+xXoO".contains(c)))
+        || (body.starts_with(|c: char| c.is_ascii_digit()) && body.chars().all(|c| c.is_ascii_hexdigit() || "._:-+xXoO".contains(c)))
 }
 
 fn yaml_scalar(s: &str) -> String {
     let plain = !s.is_empty()
-        && !s.starts_with([
-            ' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', '.', '+',
-        ])
+        && !s.starts_with([' ', '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', '.', '+'])
         && !s.ends_with(' ')
         && !s.contains(": ")
         && !s.contains(" #")
@@ -674,4 +678,3 @@ fn yaml_scalar(s: &str) -> String {
         );
     if plain { s.to_owned() } else { serde_json::Value::String(s.to_owned()).to_string() }
 }
-

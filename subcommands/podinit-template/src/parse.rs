@@ -108,8 +108,8 @@ fn lex(name: &str, source: &str, (left, right): (&str, &str)) -> Result<Vec<Item
                 return Err(TemplateError::new(name, start_line, "unclosed comment"));
             };
             let tail = &trimmed[close + 2..];
-            let (trim_right, tail) = close_delim(tail, right)
-                .ok_or_else(|| TemplateError::new(name, start_line, "comment ends before closing delimiter"))?;
+            let (trim_right, tail) =
+                close_delim(tail, right).ok_or_else(|| TemplateError::new(name, start_line, "comment ends before closing delimiter"))?;
             line += rest[at..rest.len() - tail.len()].matches('\n').count();
             trim_next = trim_right;
             rest = tail;
@@ -253,7 +253,11 @@ fn number(s: &str) -> Result<(Tok, usize), String> {
     let len = s
         .char_indices()
         .find(|&(i, c)| {
-            !(c.is_ascii_alphanumeric() || c == '.' || c == '_' || (i == 0 && (c == '-' || c == '+')) || ((c == '-' || c == '+') && s[..i].ends_with(['e', 'E', 'p', 'P']) && !s.starts_with("0x")))
+            !(c.is_ascii_alphanumeric()
+                || c == '.'
+                || c == '_'
+                || (i == 0 && (c == '-' || c == '+'))
+                || ((c == '-' || c == '+') && s[..i].ends_with(['e', 'E', 'p', 'P']) && !s.starts_with("0x")))
         })
         .map_or(s.len(), |(i, _)| i);
     if len == 1 && (s.starts_with('-') || s.starts_with('+')) {
@@ -404,7 +408,9 @@ impl Parser<'_> {
                         let (otherwise, end) = self.list()?;
                         match end {
                             Some((_, word)) if word == "end" => otherwise,
-                            Some((l, _)) => return Err(self.err(l, format!("expected {{{{end}}}} after {{{{else}}}} of {{{{{keyword}}}}}"))),
+                            Some((l, _)) => {
+                                return Err(self.err(l, format!("expected {{{{end}}}} after {{{{else}}}} of {{{{{keyword}}}}}")));
+                            }
                             None => return Err(self.err(line, format!("unexpected EOF: {{{{{keyword}}}}} without {{{{end}}}}"))),
                         }
                     }

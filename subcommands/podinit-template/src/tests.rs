@@ -157,7 +157,9 @@ fn vault_agent_templates_with_an_added_secret_function() {
 
 #[test]
 fn helm_style_defaults_and_yaml() {
-    let values = data(r#"{"Values": {"image": {"tag": ""}, "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}, "hosts": ["a.example", "b.example"]}}"#);
+    let values = data(
+        r#"{"Values": {"image": {"tag": ""}, "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}, "hosts": ["a.example", "b.example"]}}"#,
+    );
     let t = "tag: {{ .Values.image.tag | default \"latest\" | quote }}\nrepo: {{ .Values.image.repo | default \"nginx\" }}\nresources:{{ .Values.resources | toYaml | nindent 2 }}\nhosts:\n{{ toYAML .Values.hosts | indent 2 }}";
     assert_eq!(
         render_with(t, &values).expect("renders"),
@@ -171,8 +173,14 @@ fn helm_style_defaults_and_yaml() {
 
 #[test]
 fn strict_errors_name_file_line_and_key() {
-    assert_eq!(render_with("a\nb {{ .Env.NOPE }}", &data(r#"{"Env": {}}"#)).expect_err("missing"), "t.tmpl:2: map has no entry for key \"NOPE\" (in .Env.NOPE)");
-    assert_eq!(render_with("{{ env \"NOPE\" }}", &Value::Nil).expect_err("unset"), "t.tmpl:1: environment variable \"NOPE\" is not set (in env \"NOPE\")");
+    assert_eq!(
+        render_with("a\nb {{ .Env.NOPE }}", &data(r#"{"Env": {}}"#)).expect_err("missing"),
+        "t.tmpl:2: map has no entry for key \"NOPE\" (in .Env.NOPE)"
+    );
+    assert_eq!(
+        render_with("{{ env \"NOPE\" }}", &Value::Nil).expect_err("unset"),
+        "t.tmpl:1: environment variable \"NOPE\" is not set (in env \"NOPE\")"
+    );
     assert_eq!(render_with("{{ env \"NOPE\" | default \"d\" }}", &Value::Nil).expect("default"), "d");
     assert_eq!(render_with("{{ if env \"NOPE\" }}x{{ else }}y{{ end }}", &Value::Nil).expect("if"), "y");
     assert_eq!(render_with("{{ upper .X }}", &data("{}")).expect_err("missing"), "t.tmpl:1: map has no entry for key \"X\" (in .X)");
@@ -181,7 +189,13 @@ fn strict_errors_name_file_line_and_key() {
     assert_eq!(render_with("{{ .A", &Value::Nil).expect_err("unclosed"), "t.tmpl:1: unclosed action (no }})");
     assert_eq!(render_with("{{ $x }}", &Value::Nil).expect_err("var"), "t.tmpl:1: undefined variable: $x");
     assert_eq!(render_with("{{ break }}", &Value::Nil).expect_err("break"), "t.tmpl:1: {{break}} outside {{range}}");
-    assert_eq!(render_with("{{ define \"a\" }}{{ template \"a\" }}{{ end }}{{ template \"a\" }}", &Value::Nil).expect_err("loop").split(':').next(), Some("t.tmpl"));
+    assert_eq!(
+        render_with("{{ define \"a\" }}{{ template \"a\" }}{{ end }}{{ template \"a\" }}", &Value::Nil)
+            .expect_err("loop")
+            .split(':')
+            .next(),
+        Some("t.tmpl")
+    );
     let mut engine = Engine::new(env());
     engine.allow_missing(true);
     engine.add("t", "[{{ .A.B }}][{{ env \"NOPE\" }}]").expect("parses");
@@ -207,7 +221,10 @@ fn envsubst_forms() {
     assert_eq!(run("a\nb\n $NOPE").expect_err("unset").to_string(), "t:3: variable \"NOPE\" is not set");
     assert_eq!(run("${EMPTY:?}").expect_err("empty").to_string(), "t:1: EMPTY: is not set or empty");
     assert_eq!(run("${PORT").expect_err("open").to_string(), "t:1: ${PORT: no closing }");
-    assert_eq!(run("${PORT:0:2}").expect_err("substr").to_string(), "t:1: ${PORT:0:2}: unsupported substitution (podinit knows -, :-, ?, :?, + and :+)");
+    assert_eq!(
+        run("${PORT:0:2}").expect_err("substr").to_string(),
+        "t:1: ${PORT:0:2}: unsupported substitution (podinit knows -, :-, ?, :?, + and :+)"
+    );
     assert_eq!(envsubst("t", "$NOPE", &e, None, true).expect("lenient"), "");
 }
 

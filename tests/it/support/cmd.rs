@@ -5,9 +5,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The binary cargo built for this test run.
+/// The binary cargo built for this test run, or the one `PODINIT_TEST_BIN` names (e.g. the
+/// static build, or a copy when two worktrees share one target directory).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_podinit"))
+    std::env::var_os("PODINIT_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_podinit")), PathBuf::from)
 }
 
 /// A command line for podinit, with nothing inherited from the test's environment.

@@ -1,0 +1,181 @@
+//! `render` on real files: Go templates and envsubst, strictness (nothing written on any
+//! error), unchanged output left alone (inode and mtime), the kubelet's ConfigMap layout as
+//! SRC, `.Data` from a directory, and links planted in DEST.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::Path;
+
+use crate::support::{Outcome, Podinit};
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn render(env: &[(&str, &str)], args: &[&str]) -> Outcome {
+    let mut cmd = Podinit::new().arg("render").args(args);
+    for (k, v) in env {
+        cmd = cmd.env(k, *v);
+    }
+    cmd.run()
+}
+
+/// A ConfigMap volume as the kubelet writes it: a timestamped directory, `..data` linking to
+/// it, and each key a link through `..data`.
+fn configmap(dir: &Path, files: &[(&str, &str)]) {
+    let stamp = dir.join("..2026_12_02_06_00_00.000000001");
+    std::fs::create_dir_all(&stamp).unwrap();
+    for (name, text) in files {
+        std::fs::write(stamp.join(name), text).unwrap();
+        std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink(stamp.file_name().unwrap(), dir.join("..data")).unwrap();
+}
+
+#[test]
+fn go_template_renders_once_and_a_rerun_leaves_the_file_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dest) = (tmp.path().join("app.yaml.tmpl"), tmp.path().join("app.yaml"));
+    std::fs::write(
+        &src,
+        "db: postgres://{{ .Env.DB_USER }}@{{ env \"DB_HOST\" }}:{{ .Env.DB_PORT | default \"5432\" }}/app\n\
+         hosts:\n{{- range split \",\" .Env.HOSTS }}\n  - {{ . | quote }}\n{{- end }}\n",
+    )
+    .unwrap();
+    let env = [("DB_USER", "app"), ("DB_HOST", "db.internal"), ("HOSTS", "a,b")];
+    render(&env, &["--mode", "0640", s(&src), s(&dest)]).code(0).stderr_has("render: 1 written, 0 unchanged in");
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "db: postgres://app@db.internal:5432/app\nhosts:\n  - \"a\"\n  - \"b\"\n");
+    let first = std::fs::metadata(&dest).unwrap();
+    assert_eq!(first.mode() & 0o7777, 0o640);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    render(&env, &["--mode", "0640", s(&src), s(&dest)]).code(0).stderr_has("render: 0 written, 1 unchanged in");
+    let again = std::fs::metadata(&dest).unwrap();
+    assert_eq!(
+        (again.ino(), again.mtime_nsec(), again.mtime()),
+        (first.ino(), first.mtime_nsec(), first.mtime()),
+        "a rerun rewrote the file"
+    );
+    // A changed value replaces the file (a new inode: renamed into place, never rewritten in place).
+    render(&[("DB_USER", "app"), ("DB_HOST", "db2"), ("HOSTS", "a")], &["--mode", "0640", s(&src), s(&dest)]).code(0);
+    let changed = std::fs::metadata(&dest).unwrap();
+    assert_ne!(changed.ino(), first.ino());
+    assert!(std::fs::read_to_string(&dest).unwrap().contains("@db2:5432"));
+}
+
+#[test]
+fn a_missing_value_fails_with_file_line_and_name_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("app.conf");
+    std::fs::write(&src, "listen 8080\nupstream {{ .Env.BACKEND }}\n").unwrap();
+    let dest = tmp.path().join("out.conf");
+    let termination = tmp.path().join("termination");
+    let out = render(&[], &["--termination-log", s(&termination), s(&src), s(&dest)]);
+    let why = format!("{}:2: map has no entry for key \"BACKEND\" (in .Env.BACKEND)", src.display());
+    out.code(2).stderr_has(&why);
+    assert!(std::fs::read_to_string(&termination).unwrap().contains(&why), "kubectl describe would not say why");
+    std::fs::remove_file(&termination).unwrap();
+    assert!(!dest.exists(), "DEST was created on a failed render");
+    // An existing DEST is left exactly as it was.
+    std::fs::write(&dest, "old\n").unwrap();
+    render(&[], &[s(&src), s(&dest)]).code(2);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "old\n");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 2, "a temp file was left behind");
+    // envsubst is as strict, and --allow-missing is the way out.
+    std::fs::write(&src, "a\nb ${REGION:?set REGION to the cloud region}\n").unwrap();
+    render(&[], &["--syntax", "envsubst", s(&src), s(&dest)]).code(2).stderr_has(":2: REGION: set REGION to the cloud region");
+    std::fs::write(&src, "x=$UNSET.\n").unwrap();
+    render(&[], &["--syntax", "envsubst", "--allow-missing", s(&src), s(&dest)]).code(0);
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "x=.\n");
+    // A template that does not parse is a usage error too, naming the line.
+    std::fs::write(&src, "ok\n{{ if .Env.X }}\n").unwrap();
+    render(&[], &[s(&src), s(&dest)]).code(2).stderr_has(":2: unexpected EOF: {{if}} without {{end}}");
+}
+
+#[test]
+fn envsubst_with_a_variable_list_leaves_nginx_variables_alone() {
+    let nginx = "server {\n  listen ${PORT};\n  location / { proxy_pass http://$BACKEND; proxy_set_header Host $host; }\n}\n";
+    let out = Podinit::new()
+        .args(["render", "--syntax", "envsubst", "--variables", "$PORT ${BACKEND}", "-", "-"])
+        .env("PORT", "8080")
+        .env("BACKEND", "api:9000")
+        .stdin(nginx)
+        .run();
+    out.code(0).stdout_is("server {\n  listen 8080;\n  location / { proxy_pass http://api:9000; proxy_set_header Host $host; }\n}\n");
+    // Without the list every $NAME must be set: $host is not, and the error says so.
+    Podinit::new()
+        .args(["render", "--syntax", "envsubst", "-", "-"])
+        .env("PORT", "8080")
+        .env("BACKEND", "b")
+        .stdin(nginx)
+        .run()
+        .code(2)
+        .stderr_has("stdin:3: variable \"host\" is not set");
+}
+
+#[test]
+fn a_configmap_directory_renders_into_a_directory_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dest) = (tmp.path().join("templates"), tmp.path().join("config"));
+    std::fs::create_dir_all(&src).unwrap();
+    configmap(
+        &src,
+        &[
+            ("_helpers.tpl", "{{ define \"url\" }}https://{{ .Env.HOST }}{{ end }}"),
+            ("app.yaml.tmpl", "url: {{ template \"url\" . }}/app\n"),
+            ("web.yaml.tmpl", "url: {{ template \"url\" . }}/web\n"),
+        ],
+    );
+    render(&[("HOST", "example.org")], &["--strip-suffix", ".tmpl", s(&src), s(&dest)]).code(0).stderr_has("2 written");
+    let mut names: Vec<String> = std::fs::read_dir(&dest).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["app.yaml", "web.yaml"], "the kubelet's ..data entries and the _helpers partial are not outputs");
+    assert_eq!(std::fs::read_to_string(dest.join("web.yaml")).unwrap(), "url: https://example.org/web\n");
+    // One template failing means no file changes at all.
+    std::fs::write(src.join("..data/web.yaml.tmpl"), "url: {{ .Env.NOPE }}\n").unwrap();
+    render(&[("HOST", "changed.org")], &["--strip-suffix", ".tmpl", s(&src), s(&dest)]).code(2).stderr_has("web.yaml.tmpl:1:");
+    assert_eq!(std::fs::read_to_string(dest.join("app.yaml")).unwrap(), "url: https://example.org/app\n");
+}
+
+#[test]
+fn links_planted_in_dest_never_send_output_outside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dest, outside) = (tmp.path().join("t"), tmp.path().join("out"), tmp.path().join("outside"));
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::write(src.join("sub/app.conf"), "x={{ .Env.X }}\n").unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("victim"), "victim\n").unwrap();
+    // A directory below DEST planted as a link to outside: refused, nothing written there.
+    std::fs::create_dir_all(&dest).unwrap();
+    std::os::unix::fs::symlink(&outside, dest.join("sub")).unwrap();
+    render(&[("X", "1")], &[s(&src), s(&dest)]).code(1).stderr_has("sub");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+    // DEST itself a link to a file outside: the link is replaced, the file it named is untouched.
+    let single = tmp.path().join("single.conf");
+    std::os::unix::fs::symlink(outside.join("victim"), &single).unwrap();
+    render(&[("X", "2")], &[s(&src.join("sub/app.conf")), s(&single)]).code(0);
+    assert!(std::fs::symlink_metadata(&single).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(&single).unwrap(), "x=2\n");
+    assert_eq!(std::fs::read_to_string(outside.join("victim")).unwrap(), "victim\n");
+}
+
+#[test]
+fn data_dir_exposes_vault_fetch_output_and_a_bare_dest_name_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    // vault-fetch's layout: visible names linking into ..data.
+    configmap(&secrets, &[("username", "app"), ("password", "s3cr3t")]);
+    let src = tmp.path().join("dsn.tmpl");
+    std::fs::write(&src, "postgres://{{ .Data.username }}:{{ .Data.password | urlquery }}@db/app\n").unwrap();
+    let mut cmd = Podinit::new().args(["render", "--mode", "0600", "--data-dir", s(&secrets), s(&src), "dsn"]).command();
+    cmd.current_dir(tmp.path());
+    let out = Outcome::from_output(cmd.output().unwrap());
+    out.code(0);
+    assert!(!out.stderr.contains("s3cr3t"), "a secret reached the log: {}", out.stderr);
+    assert_eq!(std::fs::read_to_string(tmp.path().join("dsn")).unwrap(), "postgres://app:s3cr3t@db/app\n");
+    assert_eq!(std::fs::metadata(tmp.path().join("dsn")).unwrap().permissions().mode() & 0o777, 0o600);
+    // A missing key in .Data names the key, never a value.
+    std::fs::write(&src, "{{ .Data.token }}").unwrap();
+    let out = render(&[], &["--data-dir", s(&secrets), s(&src), s(&tmp.path().join("x"))]);
+    out.code(2).stderr_has("map has no entry for key \"token\" (in .Data.token)");
+    assert!(!out.stderr.contains("s3cr3t"));
+}
