@@ -173,6 +173,7 @@ macro_rules! registry {
 }
 
 registry! {
+    Certs "certs" "certs" podinit_certs::certs => current;
     Chmod "chmod" "chmod" podinit_fs::chmod => blocking;
     Chown "chown" "chown" podinit_fs::chown => blocking;
     Cp "cp" "cp" podinit_fs::cp => blocking;
@@ -183,6 +184,7 @@ registry! {
     S3Get "s3-get" "s3-get" podinit_s3_get => multi;
     Sysctl "sysctl" "sysctl" podinit_sysctl => blocking;
     Touch "touch" "touch" podinit_fs::touch => blocking;
+    Truststore "truststore" "truststore" podinit_certs::truststore => blocking;
     VaultFetch "vault-fetch" "vault-fetch" podinit_vault_fetch => current;
     WaitFor "wait-for" "wait-for" podinit_wait_for => current;
 }

@@ -11,7 +11,7 @@ fn list_prints_the_applets_one_per_line() {
         .arg("--list")
         .run()
         .code(0)
-        .stdout_is("chmod\nchown\ncp\nln\nmigrate\nmkdir\nrender\ns3-get\nsysctl\ntouch\nvault-fetch\nwait-for\n");
+        .stdout_is("certs\nchmod\nchown\ncp\nln\nmigrate\nmkdir\nrender\ns3-get\nsysctl\ntouch\ntruststore\nvault-fetch\nwait-for\n");
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn no_arguments_is_a_usage_error_with_help() {
 fn unknown_applet_exits_127_and_names_it() {
     let out = Podinit::new().args(["frobnicate", "x"]).run();
     out.code(127).stderr_has("podinit: error: unknown applet 'frobnicate'\n").stderr_has(
-        "podinit: hint: applets in this build: chmod, chown, cp, ln, migrate, mkdir, render, s3-get, sysctl, touch, vault-fetch, wait-for",
+        "podinit: hint: applets in this build: certs, chmod, chown, cp, ln, migrate, mkdir, render, s3-get, sysctl, touch, truststore, vault-fetch, wait-for",
     );
 }
 
@@ -364,17 +364,21 @@ fn every_option_and_variable_is_documented_outside_help() {
     assert!(missing.is_empty(), "documented only in --help: {missing:?}");
 }
 
-/// An applet's own page, `docs/APPLET.md`, or its section (`## \`APPLET\``) of the page
-/// shared by the volume applets.
+/// An applet's own page, `docs/APPLET.md`, or its section (`## \`APPLET\``) of a page shared
+/// by several applets (docs/volume.md, docs/certs.md).
 fn applet_page(root: &std::path::Path, applet: &str) -> String {
     if let Ok(page) = std::fs::read_to_string(root.join(format!("docs/{applet}.md"))) {
         return page;
     }
-    let shared = std::fs::read_to_string(root.join("docs/volume.md")).unwrap();
     let heading = format!("\n## `{applet}`");
-    let start = shared.find(&heading).unwrap_or_else(|| panic!("no docs/{applet}.md, nor a section {heading:?} in docs/volume.md"));
-    let rest = &shared[start + heading.len()..];
-    rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned()
+    for shared in ["docs/volume.md", "docs/certs.md"] {
+        let shared = std::fs::read_to_string(root.join(shared)).unwrap();
+        if let Some(start) = shared.find(&heading) {
+            let rest = &shared[start + heading.len()..];
+            return rest[..rest.find("\n## ").unwrap_or(rest.len())].to_owned();
+        }
+    }
+    panic!("no docs/{applet}.md, nor a section {heading:?} in docs/volume.md or docs/certs.md")
 }
 
 /// Whether `text` has `word` as a whole word (not a prefix of a longer flag or variable).

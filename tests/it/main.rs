@@ -19,6 +19,7 @@
 
 mod support;
 
+mod certs;
 mod cli;
 mod faults;
 mod kube;

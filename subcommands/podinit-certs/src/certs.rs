@@ -1,0 +1,447 @@
+//! `podinit certs`: a serving certificate for the pod, signed by a CA made here or mounted,
+//! written as a kubernetes.io/tls Secret's files (`tls.crt`, `tls.key`, `ca.crt`) in one
+//! all-or-nothing set, and kept on a rerun while it matches the request and has life left.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use podinit_core::fs::root::Dir;
+use podinit_core::fs::set::DataSet;
+use podinit_core::{Context, Error, Kind};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    PublicKeyData as _, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+
+use crate::read;
+
+/// Make a serving certificate (and its CA) as a kubernetes.io/tls Secret's files, only when
+/// needed.
+///
+/// Without --ca-cert, a CA is made here (its key kept in DIR only with --keep-ca-key); with
+/// --ca-cert and --ca-key (a Secret from cert-manager or an operator), that CA signs. DIR gets
+/// tls.crt (the certificate, then the CA), tls.key (mode 0600) and ca.crt as one set. A rerun
+/// keeps what is there while it matches the request (names, key type, CA) and more than
+/// --renew-below of its lifetime is left.
+#[derive(Debug, Clone, clap::Args)]
+#[command(after_help = "\
+Examples:
+  podinit certs --out /tls --common-name webhook.ns.svc --dns webhook.ns.svc --dns webhook.ns.svc.cluster.local
+  podinit certs --out /tls --common-name api --dns api.ns.svc --ca-cert /ca/tls.crt --ca-key /ca/tls.key")]
+pub struct Args {
+    /// Directory of the set (tls.crt, tls.key, ca.crt), e.g. an emptyDir.
+    #[arg(long, env = "PODINIT_CERTS_OUT", value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// The certificate's common name.
+    #[arg(long, env = "PODINIT_CERTS_COMMON_NAME", value_name = "NAME")]
+    pub common_name: String,
+
+    /// A DNS name the certificate is for (subjectAltName); repeatable. Without --dns and --ip
+    /// the common name is the one DNS name (clients ignore a common name alone).
+    #[arg(long = "dns", value_name = "NAME")]
+    pub dns: Vec<String>,
+
+    /// An IP address the certificate is for; repeatable.
+    #[arg(long = "ip", value_name = "ADDR")]
+    pub ip: Vec<IpAddr>,
+
+    /// Sign with this CA certificate (PEM) instead of making a CA.
+    #[arg(long, env = "PODINIT_CERTS_CA_CERT", value_name = "FILE", requires = "ca_key")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// The CA's private key (PEM: PKCS#8, or PKCS#1 for RSA).
+    #[arg(long, env = "PODINIT_CERTS_CA_KEY", value_name = "FILE", requires = "ca_cert")]
+    pub ca_key: Option<PathBuf>,
+
+    /// Lifetime of the certificate, in days.
+    #[arg(long, env = "PODINIT_CERTS_DAYS", value_name = "N", default_value = "365", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Lifetime of a CA made here, in days.
+    #[arg(long, env = "PODINIT_CERTS_CA_DAYS", value_name = "N", default_value = "3650", value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub ca_days: u32,
+
+    /// Key type of the certificate (and of a CA made here).
+    #[arg(long, env = "PODINIT_CERTS_KEY_TYPE", value_enum, default_value = "ec-p256")]
+    pub key_type: KeyType,
+
+    /// Make a new certificate when less than this fraction of its lifetime is left.
+    #[arg(long, env = "PODINIT_CERTS_RENEW_BELOW", value_name = "FRACTION", default_value = "0.33", value_parser = parse_fraction)]
+    pub renew_below: f64,
+
+    /// Keep the key of a CA made here in DIR (ca.key, mode 0600), so that a renewed certificate
+    /// is signed by the same CA and clients that trust ca.crt keep trusting it.
+    #[arg(long, env = "PODINIT_CERTS_KEEP_CA_KEY")]
+    pub keep_ca_key: bool,
+
+    /// Mode of the private keys (tls.key, ca.key); certificates get 0644.
+    #[arg(long, env = "PODINIT_CERTS_MODE", value_name = "OCTAL", default_value = "0600", value_parser = podinit_core::args::parse_mode)]
+    pub mode: u32,
+
+    /// Owner (numeric uid) of the files.
+    #[arg(long, env = "PODINIT_CERTS_UID", value_name = "UID")]
+    pub uid: Option<u32>,
+
+    /// Group (numeric gid) of the files.
+    #[arg(long, env = "PODINIT_CERTS_GID", value_name = "GID")]
+    pub gid: Option<u32>,
+}
+
+/// Key types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256 (small, fast, accepted everywhere).
+    #[value(name = "ec-p256")]
+    EcP256,
+    /// ECDSA on P-384 with SHA-384.
+    #[value(name = "ec-p384")]
+    EcP384,
+    /// RSA 2048 bits (for clients that know nothing else).
+    #[value(name = "rsa-2048")]
+    Rsa2048,
+    /// RSA 4096 bits.
+    #[value(name = "rsa-4096")]
+    Rsa4096,
+    /// Ed25519 (not accepted by browsers or Java before 15).
+    Ed25519,
+}
+
+impl KeyType {
+    fn algorithm(self) -> &'static rcgen::SignatureAlgorithm {
+        match self {
+            Self::EcP256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::EcP384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            Self::Rsa2048 | Self::Rsa4096 => &rcgen::PKCS_RSA_SHA256,
+            Self::Ed25519 => &rcgen::PKCS_ED25519,
+        }
+    }
+
+    fn generate(self) -> Result<KeyPair, Error> {
+        let failed = |e: String| Error::new(Kind::Failed, anyhow::anyhow!("making a {self:?} key: {e}"));
+        match self {
+            Self::Rsa2048 | Self::Rsa4096 => {
+                // ring signs with RSA keys but cannot make them; the rsa crate makes them.
+                use rsa::pkcs8::EncodePrivateKey as _;
+                let bits = if self == Self::Rsa2048 { 2048 } else { 4096 };
+                let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, bits).map_err(|e| failed(e.to_string()))?;
+                let der = key.to_pkcs8_der().map_err(|e| failed(e.to_string()))?;
+                KeyPair::from_pkcs8_der_and_sign_algo(&der.as_bytes().into(), self.algorithm()).map_err(|e| failed(e.to_string()))
+            }
+            _ => KeyPair::generate_for(self.algorithm()).map_err(|e| failed(e.to_string())),
+        }
+    }
+
+    /// Whether a certificate's public key algorithm (its OID, and the curve for EC) is this.
+    fn matches(self, cert: &X509Certificate<'_>) -> bool {
+        let spki = &cert.tbs_certificate.subject_pki;
+        let alg = spki.algorithm.algorithm.to_id_string();
+        let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+        let bits = match spki.parsed() {
+            Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size(),
+            _ => 0,
+        };
+        match self {
+            Self::EcP256 => alg == "1.2.840.10045.2.1" && curve.as_deref() == Some("1.2.840.10045.3.1.7"),
+            Self::EcP384 => alg == "1.2.840.10045.2.1" && curve.as_deref() == Some("1.3.132.0.34"),
+            Self::Rsa2048 => alg == "1.2.840.113549.1.1.1" && bits == 2048,
+            Self::Rsa4096 => alg == "1.2.840.113549.1.1.1" && bits == 4096,
+            Self::Ed25519 => alg == "1.3.101.112",
+        }
+    }
+}
+
+fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?}: expected a fraction from 0 to 1, e.g. 0.33")),
+    }
+}
+
+/// A CA: its certificate (DER, PEM) and key.
+struct Ca {
+    der: Vec<u8>,
+    key: KeyPair,
+    /// Made in this run (its key written only with --keep-ca-key).
+    made: bool,
+}
+
+/// Runs `podinit certs` to completion.
+pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+    let (dns, ips) = names(&args)?;
+    let now = OffsetDateTime::now_utc();
+    let set = DataSet::open(ctx, &args.out, 0o755).await?;
+    let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, &args.out);
+    let current = set.current().map_err(explain)?;
+    let existing = |name: &str| current.as_ref().and_then(|dir| read_in(dir, name));
+
+    let mounted = match (&args.ca_cert, &args.ca_key) {
+        (Some(cert), Some(key)) => Some(load_ca(cert, key)?),
+        _ => None,
+    };
+    // The CA: the mounted one, the one of the set (with its key) while it has life left, or new.
+    let ca = match mounted {
+        Some(ca) => ca,
+        None => match (existing("ca.crt"), existing("ca.key")) {
+            (Some(cert), Some(key)) if args.keep_ca_key && reusable_ca(&cert, &key, now, args.renew_below) => {
+                load_ca_bytes(&cert, &key, "the set's ca.crt")?
+            }
+            _ => make_ca(&args, now)?,
+        },
+    };
+    let ca_pem = read::cert_pem(&ca.der);
+
+    let keep = !ca.made
+        && match (existing("tls.crt"), existing("tls.key")) {
+            (Some(crt), Some(key)) => leaf_is_current(&args, &crt, &key, &ca.der, &dns, &ips, now),
+            _ => false,
+        }
+        && existing("ca.crt").is_some_and(|c| c == ca_pem.as_bytes());
+    if keep {
+        set.ensure_visible().map_err(explain)?;
+        tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
+        return Ok(());
+    }
+
+    let key = args.key_type.generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&args.common_name);
+    params.subject_alt_names = dns
+        .iter()
+        .map(|d| rcgen::string::Ia5String::try_from(d.as_str()).map(SanType::DnsName))
+        .chain(ips.iter().map(|ip| Ok(SanType::IpAddress(*ip))))
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::usage(format!("--dns: {e}")))?;
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(i64::from(args.days));
+    params.serial_number = Some(serial());
+    // keyEncipherment only where the key can do it (RSA key exchange); EC and Ed25519 sign.
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    if matches!(args.key_type, KeyType::Rsa2048 | KeyType::Rsa4096) {
+        params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
+    }
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let issuer =
+        Issuer::from_ca_cert_der(&ca.der.as_slice().into(), &ca.key).map_err(|e| Error::usage(format!("the CA certificate: {e}")))?;
+    let cert = params.signed_by(&key, &issuer).map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("signing the certificate: {e}")))?;
+
+    let staged = set.stage(0o755, args.uid, args.gid).map_err(explain)?;
+    let dir = staged.dir();
+    let chain = format!("{}{ca_pem}", cert.pem());
+    let files: Vec<(&str, &[u8], u32)> = [("tls.crt", chain.as_bytes(), 0o644), ("ca.crt", ca_pem.as_bytes(), 0o644)].into_iter().collect();
+    let leaf_key_pem = key_pem(&key);
+    let ca_key_pem = key_pem(&ca.key);
+    let mut files = files;
+    files.push(("tls.key", leaf_key_pem.as_bytes(), args.mode));
+    if args.ca_cert.is_none() && args.keep_ca_key {
+        files.push(("ca.key", ca_key_pem.as_bytes(), args.mode));
+    }
+    for (name, bytes, mode) in files {
+        write(dir, name, bytes, mode, args.uid, args.gid).map_err(explain)?;
+    }
+    staged.commit().map_err(explain)?;
+    tracing::info!(
+        "{}: a certificate for {} ({}), valid {} days, signed by {}",
+        args.out.display(),
+        args.common_name,
+        dns.iter().cloned().chain(ips.iter().map(IpAddr::to_string)).collect::<Vec<_>>().join(", "),
+        args.days,
+        if args.ca_cert.is_some() {
+            "the mounted CA"
+        } else if ca.made {
+            "a new CA"
+        } else {
+            "the set's CA"
+        }
+    );
+    Ok(())
+}
+
+/// The DNS names and IPs the certificate is for: the flags, or the common name alone.
+fn names(args: &Args) -> Result<(Vec<String>, Vec<IpAddr>), Error> {
+    if args.common_name.is_empty() {
+        return Err(Error::usage("--common-name is empty"));
+    }
+    let mut dns = args.dns.clone();
+    if dns.is_empty() && args.ip.is_empty() {
+        dns.push(args.common_name.clone());
+    }
+    for name in &dns {
+        let ok = !name.is_empty()
+            && name.len() <= 253
+            && name.split('.').enumerate().all(|(i, label)| {
+                (!label.is_empty() && label.len() <= 63 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                    || (i == 0 && label == "*")
+            });
+        if !ok {
+            return Err(Error::usage(format!("--dns {name:?} is not a DNS name"))
+                .with_hint("give each name the certificate is for, e.g. --dns my-svc.my-ns.svc"));
+        }
+    }
+    let mut dns_sorted = dns.clone();
+    dns_sorted.sort();
+    dns_sorted.dedup();
+    let mut ips = args.ip.clone();
+    ips.sort();
+    ips.dedup();
+    Ok((dns_sorted, ips))
+}
+
+fn dn(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+fn serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn make_ca(args: &Args, now: OffsetDateTime) -> Result<Ca, Error> {
+    let key = args.key_type.generate()?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(&format!("podinit CA for {}", args.common_name));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.not_before = now - Duration::minutes(5);
+    params.not_after = now + Duration::days(i64::from(args.ca_days));
+    params.serial_number = Some(serial());
+    let cert = params.self_signed(&key).map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("making the CA: {e}")))?;
+    Ok(Ca { der: cert.der().to_vec(), key, made: true })
+}
+
+fn load_ca(cert: &Path, key: &Path) -> Result<Ca, Error> {
+    let cert_bytes = read::file("--ca-cert", cert)?;
+    let key_bytes = read::file("--ca-key", key)?;
+    load_ca_bytes(&cert_bytes, &key_bytes, &format!("--ca-cert {}", cert.display()))
+}
+
+fn load_ca_bytes(cert: &[u8], key: &[u8], what: &str) -> Result<Ca, Error> {
+    let found = read::certificates(Path::new(what), cert)?;
+    let Some(first) = found.first() else {
+        return Err(Error::usage(format!("{what}: no certificate in it")));
+    };
+    let key = key_pair(key).map_err(|e| {
+        Error::usage(format!("{what}: its key: {e}"))
+            .with_hint("give the CA key as PEM (PKCS#8, or PKCS#1 for RSA); cert-manager: privateKey.encoding: PKCS8")
+    })?;
+    let (_, parsed) = X509Certificate::from_der(&first.der).map_err(|e| Error::usage(format!("{what}: {e}")))?;
+    if parsed.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(Error::usage(format!("{what}: the key does not belong to the certificate")));
+    }
+    if !parsed.is_ca() {
+        return Err(Error::usage(format!("{what}: not a CA certificate (no basicConstraints CA:TRUE)")));
+    }
+    Ok(Ca { der: first.der.clone(), key, made: false })
+}
+
+/// A key as PEM PKCS#8. ring writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key),
+/// which OpenSSL 3.0 cannot read; those are written as v1 (RFC 8410: the 32-byte seed only).
+fn key_pem(key: &KeyPair) -> String {
+    let der = key.serialize_der();
+    const V2_PREFIX: [u8; 16] = [0x30, 0x51, 0x02, 0x01, 0x01, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    const V1_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    let der = match der.get(..48) {
+        Some(head) if der.len() == 83 && head[..16] == V2_PREFIX => [&V1_PREFIX[..], &head[16..48]].concat(),
+        _ => der,
+    };
+    pem::encode_config(&pem::Pem::new("PRIVATE KEY", der), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+}
+
+/// A key pair from PEM: PKCS#8 (any algorithm), or PKCS#1 RSA converted to PKCS#8.
+fn key_pair(pem_bytes: &[u8]) -> Result<KeyPair, String> {
+    let text = std::str::from_utf8(pem_bytes).map_err(|_| "not PEM text".to_owned())?;
+    let block = pem::parse(text).map_err(|e| format!("not PEM: {e}"))?;
+    match block.tag() {
+        "PRIVATE KEY" => KeyPair::try_from(block.contents()).map_err(|e| e.to_string()),
+        "RSA PRIVATE KEY" => {
+            use rsa::pkcs1::DecodeRsaPrivateKey as _;
+            use rsa::pkcs8::EncodePrivateKey as _;
+            let key = rsa::RsaPrivateKey::from_pkcs1_der(block.contents()).map_err(|e| e.to_string())?;
+            let der = key.to_pkcs8_der().map_err(|e| e.to_string())?;
+            KeyPair::from_pkcs8_der_and_sign_algo(&der.as_bytes().into(), &rcgen::PKCS_RSA_SHA256).map_err(|e| e.to_string())
+        }
+        other => Err(format!("a {other} block (convert it to PKCS#8: openssl pkcs8 -topk8 -nocrypt)")),
+    }
+}
+
+/// Whether a CA of the set (with its key) can sign again: the key is its own, and more than
+/// the renewal fraction of its life is left.
+fn reusable_ca(cert: &[u8], key: &[u8], now: OffsetDateTime, renew_below: f64) -> bool {
+    let Ok(ca) = load_ca_bytes(cert, key, "the set's ca.crt") else { return false };
+    X509Certificate::from_der(&ca.der).is_ok_and(|(_, c)| life_left(&c, now) > renew_below)
+}
+
+/// The fraction of a certificate's lifetime still ahead (0 when expired or not yet valid).
+fn life_left(cert: &X509Certificate<'_>, now: OffsetDateTime) -> f64 {
+    let (from, to) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
+    let now = now.unix_timestamp();
+    if to <= from || now >= to || now < from {
+        return 0.0;
+    }
+    (to - now) as f64 / (to - from) as f64
+}
+
+/// Whether the set's tls.crt and tls.key are what this run would make: the key is the
+/// certificate's, of the asked type; the names are exactly the asked ones; it was issued by
+/// the CA; and more than the renewal fraction of its life is left.
+fn leaf_is_current(args: &Args, crt: &[u8], key: &[u8], ca_der: &[u8], dns: &[String], ips: &[IpAddr], now: OffsetDateTime) -> bool {
+    let Ok(found) = read::certificates(Path::new("tls.crt"), crt) else { return false };
+    let (Some(leaf), Some(chain_ca)) = (found.first(), found.get(1)) else { return false };
+    if chain_ca.der != ca_der || found.len() != 2 {
+        return false;
+    }
+    let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(&leaf.der), X509Certificate::from_der(ca_der)) else { return false };
+    let Ok(key) = key_pair(key) else { return false };
+    let mut have_dns = Vec::new();
+    let mut have_ips = Vec::new();
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => have_dns.push((*d).to_owned()),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => have_ips.push(IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default())),
+                    16 => have_ips.push(IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default())),
+                    _ => return false,
+                },
+                _ => return false,
+            }
+        }
+    }
+    have_dns.sort();
+    have_ips.sort();
+    let cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok());
+    cert.public_key().raw == key.subject_public_key_info().as_slice()
+        && args.key_type.matches(&cert)
+        && cn == Some(args.common_name.as_str())
+        && have_dns == dns
+        && have_ips == ips
+        && cert.issuer().as_raw() == ca.subject().as_raw()
+        && cert.verify_signature(Some(ca.public_key())).is_ok()
+        && life_left(&cert, now) > args.renew_below
+}
+
+/// A file of the current set, read through the set's directory (never a link).
+fn read_in(dir: &Dir, name: &str) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let mut file = dir.open_file(std::ffi::OsStr::new(name)).ok()?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+fn write(dir: &Dir, name: &str, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut file = dir.create_file_with_mode(std::ffi::OsStr::new(name), mode)?;
+    file.write_all(bytes)?;
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::fchown(&file, uid, gid)?;
+    }
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))?;
+    Ok(())
+}

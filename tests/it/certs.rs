@@ -1,0 +1,240 @@
+//! `certs` and `truststore`, checked with independent tools: openssl (verify, x509, pkcs12,
+//! s_server) and the JDK's keytool; a TLS server started with the generated material is
+//! reached by podinit's own `wait-for https://` with the generated `ca.crt`.
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Outcome, Podinit};
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn podinit(args: &[&str]) -> Outcome {
+    Podinit::new().args(args).run()
+}
+
+fn tool(program: &str, args: &[&str]) -> Outcome {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} (scripts/ensure-tools installs it): {e}"));
+    Outcome::from_output(out)
+}
+
+/// Where `..data` points: a new name means a new set was written.
+fn version(dir: &Path) -> String {
+    std::fs::read_link(dir.join("..data")).unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn a_self_signed_set_verifies_and_a_rerun_keeps_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tls");
+    let args = [
+        "certs",
+        "--out",
+        s(&out),
+        "--common-name",
+        "webhook.ns.svc",
+        "--dns",
+        "webhook.ns.svc",
+        "--dns",
+        "webhook.ns.svc.cluster.local",
+        "--ip",
+        "127.0.0.1",
+        "--keep-ca-key",
+    ];
+    podinit(&args).code(0).stderr_has("signed by a new CA");
+    tool("openssl", &["verify", "-CAfile", s(&out.join("ca.crt")), s(&out.join("tls.crt"))])
+        .code(0)
+        .stdout_is(&format!("{}: OK\n", out.join("tls.crt").display()));
+    let text = tool("openssl", &["x509", "-in", s(&out.join("tls.crt")), "-noout", "-ext", "subjectAltName,extendedKeyUsage,keyUsage"]);
+    text.code(0);
+    for want in
+        ["DNS:webhook.ns.svc, DNS:webhook.ns.svc.cluster.local, IP Address:127.0.0.1", "TLS Web Server Authentication", "Digital Signature"]
+    {
+        assert!(text.stdout.contains(want), "{want} not in:\n{}", text.stdout);
+    }
+    // tls.crt is the certificate then the CA (the full chain), as cert-manager writes it.
+    let chain = std::fs::read_to_string(out.join("tls.crt")).unwrap();
+    assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+    assert!(chain.ends_with(&std::fs::read_to_string(out.join("ca.crt")).unwrap()));
+    // Keys that openssl reads (PKCS#8).
+    tool("openssl", &["pkey", "-in", s(&out.join("tls.key")), "-noout"]).code(0);
+    for (name, mode) in [("tls.key", 0o600), ("ca.key", 0o600), ("tls.crt", 0o644), ("ca.crt", 0o644)] {
+        assert_eq!(std::fs::metadata(out.join(name)).unwrap().mode() & 0o7777, mode, "{name}");
+    }
+    let first = version(&out);
+    podinit(&args).code(0).stderr_has("is current: kept");
+    assert_eq!(version(&out), first, "a rerun with the same request wrote a new set");
+    // A changed request: a new certificate from the same CA (its key was kept).
+    let ca = std::fs::read(out.join("ca.crt")).unwrap();
+    let mut changed = args.to_vec();
+    changed.retain(|a| *a != "--ip" && *a != "127.0.0.1");
+    podinit(&changed).code(0).stderr_has("signed by the set's CA");
+    assert_ne!(version(&out), first);
+    assert_eq!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
+    let text = tool("openssl", &["x509", "-in", s(&out.join("tls.crt")), "-noout", "-ext", "subjectAltName"]);
+    assert!(!text.stdout.contains("IP Address"), "{}", text.stdout);
+    // Less life left than --renew-below: renewed.
+    let before = version(&out);
+    let mut renew = changed.clone();
+    renew.extend(["--renew-below", "0.999999"]);
+    podinit(&renew).code(0).stderr_has("a certificate for webhook.ns.svc");
+    assert_ne!(version(&out), before);
+}
+
+#[test]
+fn a_mounted_ca_signs_and_bad_ca_input_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (key, crt) = (tmp.path().join("ca.key"), tmp.path().join("ca.crt"));
+    // An RSA CA with a PKCS#1 key ("BEGIN RSA PRIVATE KEY"), as older tools write it.
+    tool("openssl", &["genrsa", "-traditional", "-out", s(&key), "2048"]).code(0);
+    tool("openssl", &["req", "-x509", "-new", "-key", s(&key), "-out", s(&crt), "-subj", "/CN=Team CA", "-days", "30"]).code(0);
+    let out = tmp.path().join("tls");
+    let args = [
+        "certs",
+        "--out",
+        s(&out),
+        "--common-name",
+        "api",
+        "--dns",
+        "api.ns.svc",
+        "--ca-cert",
+        s(&crt),
+        "--ca-key",
+        s(&key),
+        "--key-type",
+        "rsa-2048",
+    ];
+    podinit(&args).code(0).stderr_has("signed by the mounted CA");
+    tool("openssl", &["verify", "-CAfile", s(&crt), s(&out.join("tls.crt"))]).code(0);
+    assert_eq!(std::fs::read(out.join("ca.crt")).unwrap(), std::fs::read(&crt).unwrap());
+    assert!(!out.join("ca.key").exists(), "a mounted CA's key was copied into the set");
+    let issuer = tool("openssl", &["x509", "-in", s(&out.join("tls.crt")), "-noout", "-issuer", "-text"]);
+    assert!(issuer.stdout.contains("issuer=CN = Team CA") && issuer.stdout.contains("Public-Key: (2048 bit)"), "{}", issuer.stdout);
+    let first = version(&out);
+    podinit(&args).code(0).stderr_has("kept");
+    assert_eq!(version(&out), first);
+    // A key that is not the CA's: refused before anything is written.
+    let other = tmp.path().join("other.key");
+    tool("openssl", &["genpkey", "-algorithm", "ed25519", "-out", s(&other)]).code(0);
+    let bad = podinit(&["certs", "--out", s(&tmp.path().join("x")), "--common-name", "api", "--ca-cert", s(&crt), "--ca-key", s(&other)]);
+    bad.code(2).stderr_has("the key does not belong to the certificate");
+    assert!(!bad.stderr.contains("PRIVATE KEY"));
+    podinit(&["certs", "--out", s(&tmp.path().join("y")), "--common-name", "a b"]).code(2).stderr_has("--dns \"a b\" is not a DNS name");
+}
+
+#[test]
+fn a_tls_server_with_the_generated_material_is_reached_by_wait_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tls");
+    podinit(&["certs", "--out", s(&out), "--common-name", "localhost", "--dns", "localhost", "--ip", "127.0.0.1", "--key-type", "ed25519"])
+        .code(0);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = Command::new("openssl")
+        .args([
+            "s_server",
+            "-quiet",
+            "-www",
+            "-accept",
+            &port.to_string(),
+            "-cert",
+            s(&out.join("tls.crt")),
+            "-key",
+            s(&out.join("tls.key")),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{port}/");
+    let reached = podinit(&["wait-for", "--timeout", "20s", "--ca-file", s(&out.join("ca.crt")), &url]);
+    // Another CA is not trusted: the name and chain really are checked.
+    let other = tmp.path().join("other");
+    podinit(&["certs", "--out", s(&other), "--common-name", "localhost"]).code(0);
+    let refused = podinit(&["wait-for", "--timeout", "2s", "--ca-file", s(&other.join("ca.crt")), &url]);
+    let _ = server.kill();
+    let _ = server.wait();
+    reached.code(0);
+    refused.code(124).stderr_has("certificate");
+}
+
+#[test]
+fn truststores_are_read_by_keytool_and_openssl_and_kept_when_current() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cas = tmp.path().join("cas");
+    std::fs::create_dir_all(&cas).unwrap();
+    for n in ["one", "two"] {
+        tool(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                s(&tmp.path().join(format!("{n}.key"))),
+                "-out",
+                s(&cas.join(format!("{n}.crt"))),
+                "-subj",
+                &format!("/CN=Private CA {n}"),
+                "-days",
+                "30",
+            ],
+        )
+        .code(0);
+    }
+    // The same CA twice (a file and the directory): kept once.
+    let dup = tmp.path().join("dup.crt");
+    std::fs::copy(cas.join("one.crt"), &dup).unwrap();
+    let password = tmp.path().join("password");
+    std::fs::write(&password, "s3cret-store\n").unwrap();
+    let p12 = tmp.path().join("store.p12");
+    let args = ["truststore", "--pem", s(&cas), "--pem", s(&dup), "--system", "--password-file", s(&password), "--out", s(&p12)];
+    let out = podinit(&args);
+    out.code(0).stderr_has("written");
+    assert!(!out.stderr.contains("s3cret-store"));
+    let bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").unwrap();
+    let system = bundle.matches("BEGIN CERTIFICATE").count();
+    let listed = tool("keytool", &["-list", "-keystore", s(&p12), "-storepass", "s3cret-store"]);
+    listed.code(0);
+    assert!(listed.stdout.contains(&format!("Your keystore contains {} entries", system + 2)), "{}", listed.stdout);
+    assert!(listed.stdout.contains("private_ca_one, ") && listed.stdout.contains("trustedCertEntry"), "{}", listed.stdout);
+    let certs = tool("openssl", &["pkcs12", "-in", s(&p12), "-passin", "pass:s3cret-store", "-nokeys"]);
+    assert_eq!(certs.stdout.matches("BEGIN CERTIFICATE").count(), system + 2);
+    // Current: not rewritten (PKCS#12 is salted, so this is the set of certificates compared).
+    let inode = std::fs::metadata(&p12).unwrap().ino();
+    podinit(&args).code(0).stderr_has("kept");
+    assert_eq!(std::fs::metadata(&p12).unwrap().ino(), inode);
+
+    let jks = tmp.path().join("store.jks");
+    podinit(&["truststore", "--pem", s(&cas), "--out", s(&jks)]).code(0);
+    let listed = tool("keytool", &["-list", "-storetype", "JKS", "-keystore", s(&jks), "-storepass", "changeit"]);
+    listed.code(0);
+    assert!(listed.stdout.contains("Your keystore contains 2 entries") && listed.stdout.contains("private_ca_two, "), "{}", listed.stdout);
+    let inode = std::fs::metadata(&jks).unwrap().ino();
+    podinit(&["truststore", "--pem", s(&cas), "--out", s(&jks)]).code(0).stderr_has("kept (unchanged)");
+    assert_eq!(std::fs::metadata(&jks).unwrap().ino(), inode);
+
+    let pem = tmp.path().join("bundle.pem");
+    podinit(&["truststore", "--pem", s(&cas), "--pem", s(&dup), "--out", s(&pem)]).code(0);
+    let text = std::fs::read_to_string(&pem).unwrap();
+    assert_eq!(text, std::fs::read_to_string(cas.join("one.crt")).unwrap() + &std::fs::read_to_string(cas.join("two.crt")).unwrap());
+
+    // Anything that does not parse fails the run, naming the file, with nothing written.
+    std::fs::write(cas.join("broken.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
+    let fresh = tmp.path().join("fresh.p12");
+    podinit(&["truststore", "--pem", s(&cas), "--out", s(&fresh)])
+        .code(2)
+        .stderr_has("broken.crt: a CERTIFICATE block is not an X.509 certificate");
+    assert!(!fresh.exists());
+    podinit(&["truststore", "--pem", s(&tmp.path().join("nope")), "--out", s(&fresh)]).code(2).stderr_has("--pem");
+}
