@@ -133,6 +133,13 @@ fn a_configmap_directory_renders_into_a_directory_all_or_nothing() {
     std::fs::write(src.join("..data/web.yaml.tmpl"), "url: {{ .Env.NOPE }}\n").unwrap();
     render(&[("HOST", "changed.org")], &["--strip-suffix", ".tmpl", s(&src), s(&dest)]).code(2).stderr_has("web.yaml.tmpl:1:");
     assert_eq!(std::fs::read_to_string(dest.join("app.yaml")).unwrap(), "url: https://example.org/app\n");
+    // Two templates that would write one file: refused, not one silently over the other.
+    let two = tmp.path().join("two");
+    std::fs::create_dir_all(&two).unwrap();
+    std::fs::write(two.join("a.conf"), "1").unwrap();
+    std::fs::write(two.join("a.conf.tmpl"), "2").unwrap();
+    render(&[], &["--strip-suffix", ".tmpl", s(&two), s(&tmp.path().join("two-out"))]).code(2).stderr_has("would both write a.conf");
+    assert!(!tmp.path().join("two-out").exists(), "DEST was created on a failed render");
 }
 
 #[test]

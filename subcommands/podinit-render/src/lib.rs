@@ -322,6 +322,14 @@ fn targets<'a>(args: &Args, dir_mode: bool, sources: &[Source], rendered: &'a [(
         };
         return Ok(vec![(dest, text.as_str())]);
     }
+    let mut taken = BTreeMap::new();
+    for (i, _) in rendered {
+        let Some(rel) = &sources[*i].out else { continue };
+        if let Some(other) = taken.insert(rel.clone(), &sources[*i].name) {
+            return Err(Error::usage(format!("{} and {other} would both write {}", sources[*i].name, rel.display()))
+                .with_hint("drop --strip-suffix, or rename one of the templates"));
+        }
+    }
     if args.dest.exists() && !args.dest.is_dir() {
         return Err(Error::usage(format!("{} is not a directory, and SRC is a directory of templates", args.dest.display())));
     }

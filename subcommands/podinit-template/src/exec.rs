@@ -64,7 +64,7 @@ impl Exec<'_> {
                         Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
                         Value::Nil => Vec::new(),
                         Value::Missing(what) => return Err(self.err(*line, what.to_string())),
-                        other => return Err(self.err(*line, format!("range can't iterate over {other} ({})", other.kind()))),
+                        other => return Err(self.err(*line, format!("range can't iterate over a {}", other.kind()))),
                     };
                     if items.is_empty() {
                         let flow = self.walk(otherwise, dot)?;

@@ -165,7 +165,7 @@ impl Engine {
                 } else {
                     base64::engine::general_purpose::STANDARD
                 };
-                let bytes = engine.decode(string(&args[0], name)?.trim()).map_err(|e| format!("{name}: not base64: {e}"))?;
+                let bytes = engine.decode(string(&args[0], name)?.trim()).map_err(|_| format!("{name}: the value is not base64"))?;
                 Value::str(String::from_utf8(bytes).map_err(|_| format!("{name}: the decoded bytes are not UTF-8 text"))?)
             }
             "quote" | "squote" => {
@@ -243,14 +243,14 @@ impl Engine {
             }
             "atoi" | "parseInt" => {
                 want(1)?;
-                Value::Int(text(&args[0]).trim().parse().map_err(|_| format!("{name}: {:?} is not an integer", text(&args[0])))?)
+                Value::Int(text(&args[0]).trim().parse().map_err(|_| format!("{name}: the value is not an integer"))?)
             }
             "parseBool" => {
                 want(1)?;
                 Value::Bool(match text(&args[0]).as_str() {
                     "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
                     "0" | "f" | "F" | "false" | "FALSE" | "False" | "" => false,
-                    other => return Err(format!("parseBool: {other:?} is not a boolean")),
+                    _ => return Err("parseBool: the value is not a boolean".to_owned()),
                 })
             }
 
@@ -282,7 +282,7 @@ impl Engine {
 fn string<'a>(value: &'a Value, func: &str) -> Result<&'a str, String> {
     match value {
         Value::Str(s) => Ok(s),
-        other => Err(format!("{func}: expected a string, got {} ({})", other, other.kind())),
+        other => Err(format!("{func}: expected a string, got a {}", other.kind())),
     }
 }
 
@@ -301,7 +301,7 @@ fn int(value: &Value, func: &str) -> Result<i64, String> {
     match value {
         Value::Int(i) => Ok(*i),
         Value::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
-        Value::Str(s) => s.trim().parse().map_err(|_| format!("{func}: {s:?} is not an integer")),
+        Value::Str(s) => s.trim().parse().map_err(|_| format!("{func}: the value is not an integer")),
         other => Err(format!("{func}: expected an integer, got {}", other.kind())),
     }
 }

@@ -189,6 +189,20 @@ fn strict_errors_name_file_line_and_key() {
     assert_eq!(render_with("{{ .A", &Value::Nil).expect_err("unclosed"), "t.tmpl:1: unclosed action (no }})");
     assert_eq!(render_with("{{ $x }}", &Value::Nil).expect_err("var"), "t.tmpl:1: undefined variable: $x");
     assert_eq!(render_with("{{ break }}", &Value::Nil).expect_err("break"), "t.tmpl:1: {{break}} outside {{range}}");
+    // Errors name keys and kinds, never values (templates render secrets).
+    let secret = data(r#"{"Pw": "hunter2"}"#);
+    for source in [
+        "{{ range .Pw }}{{ end }}",
+        "{{ atoi .Pw }}",
+        "{{ parseBool .Pw }}",
+        "{{ indent .Pw \"x\" }}",
+        "{{ .Pw.Field }}",
+        "{{ b64dec .Pw }}",
+        "{{ fromJson .Pw }}",
+    ] {
+        let err = render_with(source, &secret).expect_err(source);
+        assert!(!err.contains("hunter2"), "{source}: {err}");
+    }
     assert_eq!(
         render_with("{{ define \"a\" }}{{ template \"a\" }}{{ end }}{{ template \"a\" }}", &Value::Nil)
             .expect_err("loop")
