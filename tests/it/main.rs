@@ -20,6 +20,7 @@ mod support;
 
 mod cli;
 mod faults;
+mod http_get;
 mod kube;
 mod manifests;
 mod migrate;

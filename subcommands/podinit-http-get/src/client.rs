@@ -22,6 +22,8 @@ pub(crate) enum CallError {
     Status { status: u16, retry_after: Option<Duration> },
     /// No answer, or the connection broke.
     Transport(String),
+    /// The server's certificate is not trusted (or not for this name): waiting cannot fix it.
+    Tls(String),
     /// A redirect podinit does not follow.
     Redirect(String),
     /// The file changed on the server underway (a range answered with the whole file).
@@ -37,7 +39,7 @@ impl std::fmt::Display for CallError {
                 let reason = reqwest::StatusCode::from_u16(*status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
                 write!(f, "the server answered {status} {reason}")
             }
-            Self::Transport(why) | Self::Redirect(why) | Self::Mismatch(why) => f.write_str(why),
+            Self::Transport(why) | Self::Tls(why) | Self::Redirect(why) | Self::Mismatch(why) => f.write_str(why),
             Self::Changed => f.write_str("the file changed on the server during the download"),
         }
     }
@@ -51,9 +53,8 @@ pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
     match err.downcast_ref::<CallError>() {
         Some(CallError::Transport(_)) => Verdict::Retry,
         Some(CallError::Status { status, .. }) if *status >= 500 || matches!(status, 408 | 429) => Verdict::Retry,
-        Some(CallError::Status { .. } | CallError::Redirect(_) | CallError::Changed | CallError::Mismatch(_)) | None => {
-            Verdict::Fatal(Kind::Failed)
-        }
+        Some(CallError::Status { .. } | CallError::Tls(_) | CallError::Redirect(_) | CallError::Changed | CallError::Mismatch(_))
+        | None => Verdict::Fatal(Kind::Failed),
     }
 }
 
@@ -65,11 +66,14 @@ pub(crate) fn call_error(err: &Error) -> Option<&CallError> {
 /// Turns a refusal into the message an operator acts on.
 pub(crate) fn explain(err: Error) -> Error {
     let hint = match call_error(&err) {
-        Some(CallError::Status { status: 404 | 410, .. }) => "check the URL (a release asset's name usually carries the version and the platform)",
+        Some(CallError::Status { status: 404 | 410, .. }) => {
+            "check the URL (a release asset's name usually carries the version and the platform)"
+        }
         Some(CallError::Status { status: 401 | 403, .. }) => {
             "the server wants credentials: give --bearer-token-file or --header-file (mounted from a Secret), and check they are allowed to read this file"
         }
         Some(CallError::Redirect(_)) => "give the URL the redirect leads to, over https",
+        Some(CallError::Tls(_)) => "for a server with a private CA, give its certificate with --ca-file",
         _ => return err,
     };
     err.with_hint(hint)
@@ -87,6 +91,23 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// The error of a response with a status other than the one wanted.
 pub(crate) fn status_error(response: &reqwest::Response) -> CallError {
     CallError::Status { status: response.status().as_u16(), retry_after: retry_after(response.headers()) }
+}
+
+/// A failed request: a certificate the client refuses is [`CallError::Tls`] (fatal), anything
+/// else no answer ([`CallError::Transport`], retried).
+fn request_error(err: &reqwest::Error) -> CallError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(rustls::Error::InvalidCertificate(why)) = e.downcast_ref::<rustls::Error>() {
+            return CallError::Tls(format!("the server's certificate is not trusted: {why:?}"));
+        }
+        // An io::Error's `source` skips the error it wraps (tokio-rustls wraps rustls's in two).
+        source = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner),
+            None => e.source(),
+        };
+    }
+    CallError::Transport(reason(err))
 }
 
 /// The innermost cause (refused, TLS, DNS), without reqwest's "error sending request for url"
@@ -161,7 +182,7 @@ impl Http {
             if current.origin() == self.named.origin() {
                 request = request.headers(self.credentials.clone());
             }
-            let response = request.send().await.map_err(|e| CallError::Transport(reason(&e)))?;
+            let response = request.send().await.map_err(|e| request_error(&e))?;
             let status = response.status();
             if !status.is_redirection() || status == reqwest::StatusCode::NOT_MODIFIED {
                 return Ok((response, current));
@@ -169,9 +190,9 @@ impl Http {
             let Some(location) = response.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()) else {
                 return Ok((response, current));
             };
-            let next = current
-                .join(location)
-                .map_err(|e| CallError::Redirect(format!("{} redirects to an unusable location ({e})", podinit_core::redact::url(&current))))?;
+            let next = current.join(location).map_err(|e| {
+                CallError::Redirect(format!("{} redirects to an unusable location ({e})", podinit_core::redact::url(&current)))
+            })?;
             self.policy.check(&chain, &next).map_err(CallError::Redirect)?;
             tracing::debug!("{} redirects to {}", podinit_core::redact::url(&current), podinit_core::redact::url(&next));
             chain.push(next.clone());
@@ -196,10 +217,7 @@ impl Http {
 
 /// The next piece of a response body.
 pub(crate) async fn chunk(response: &mut reqwest::Response) -> anyhow::Result<Option<bytes::Bytes>> {
-    response
-        .chunk()
-        .await
-        .map_err(|e| CallError::Transport(format!("the connection broke during the body: {}", reason(&e))).into())
+    response.chunk().await.map_err(|e| CallError::Transport(format!("the connection broke during the body: {}", reason(&e))).into())
 }
 
 /// The ranges of one version of a file (see the module docs).

@@ -194,12 +194,16 @@ fn plan(args: &Args) -> Result<Plan, Error> {
     let name = url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default();
     let name = percent_decode(name);
     let want = match (&args.sha256, &args.sha512) {
-        (Some(hex), _) => Some(Want::from_hex(hex).filter(|w| matches!(w, Want::Sha256(_))).ok_or_else(|| {
-            Error::usage(format!("--sha256 '{hex}' is not a SHA-256 digest (64 hex digits)"))
-        })?),
-        (_, Some(hex)) => Some(Want::from_hex(hex).filter(|w| matches!(w, Want::Sha512(_))).ok_or_else(|| {
-            Error::usage(format!("--sha512 '{hex}' is not a SHA-512 digest (128 hex digits)"))
-        })?),
+        (Some(hex), _) => Some(
+            Want::from_hex(hex)
+                .filter(|w| matches!(w, Want::Sha256(_)))
+                .ok_or_else(|| Error::usage(format!("--sha256 '{hex}' is not a SHA-256 digest (64 hex digits)")))?,
+        ),
+        (_, Some(hex)) => Some(
+            Want::from_hex(hex)
+                .filter(|w| matches!(w, Want::Sha512(_)))
+                .ok_or_else(|| Error::usage(format!("--sha512 '{hex}' is not a SHA-512 digest (128 hex digits)")))?,
+        ),
         _ => None,
     };
     let checksum_url = args.checksum_url.as_deref().map(|u| parse_url("--checksum-url", u)).transpose()?;
@@ -575,8 +579,15 @@ impl Get<'_> {
     async fn download(&self, mut probe: Probe, dest: &Path, progress: &Progress) -> Result<Downloaded, Error> {
         let mut restarts = 0;
         loop {
+            // Ranged when it pays (more than one part) or an earlier run left ranges of this
+            // very version (whatever part size it used).
             let ranged = match (probe.ranges, probe.size, probe.validator()) {
-                (true, Some(size), Some(validator)) if size > self.options.part_size => Some((size, validator)),
+                (true, Some(size), Some(validator))
+                    if size > self.options.part_size
+                        || Partial::load(dest).is_some_and(|p| p.source == self.shown && p.validator == validator && p.size == size) =>
+                {
+                    Some((size, validator))
+                }
                 _ => None,
             };
             let Some((size, validator)) = ranged else {
@@ -595,7 +606,9 @@ impl Get<'_> {
                     tracing::info!("{} changed on the server during the download; starting over", self.shown);
                     match self.probe(&HeaderMap::new()).await? {
                         Some(next) => probe = next,
-                        None => return Err(Error::new(Kind::Failed, anyhow::anyhow!("GET {}: 304 to an unconditional request", self.shown))),
+                        None => {
+                            return Err(Error::new(Kind::Failed, anyhow::anyhow!("GET {}: 304 to an unconditional request", self.shown)));
+                        }
                     }
                 }
                 other => return other,
@@ -670,7 +683,9 @@ impl Get<'_> {
             if let Some(modified) = modified {
                 let _ = file.file().set_modified(modified);
             }
-            tokio::task::spawn_blocking(move || file.commit()).await.map_err(|e| anyhow::anyhow!("committing {}: {e}", dest.display()))??;
+            tokio::task::spawn_blocking(move || file.commit())
+                .await
+                .map_err(|e| anyhow::anyhow!("committing {}: {e}", dest.display()))??;
             Ok((counted, verified))
         })
         .await;
