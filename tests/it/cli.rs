@@ -11,7 +11,7 @@ fn list_prints_the_applets_one_per_line() {
         .arg("--list")
         .run()
         .code(0)
-        .stdout_is("chmod\nchown\ncp\nln\nmigrate\nmkdir\ns3-get\nsysctl\ntouch\nvault-fetch\nwait-for\n");
+        .stdout_is("chmod\nchown\ncp\nhttp-get\nln\nmigrate\nmkdir\ns3-get\nsysctl\ntouch\nvault-fetch\nwait-for\n");
 }
 
 #[test]
@@ -41,7 +41,7 @@ fn no_arguments_is_a_usage_error_with_help() {
 fn unknown_applet_exits_127_and_names_it() {
     let out = Podinit::new().args(["frobnicate", "x"]).run();
     out.code(127).stderr_has("podinit: error: unknown applet 'frobnicate'\n").stderr_has(
-        "podinit: hint: applets in this build: chmod, chown, cp, ln, migrate, mkdir, s3-get, sysctl, touch, vault-fetch, wait-for",
+        "podinit: hint: applets in this build: chmod, chown, cp, http-get, ln, migrate, mkdir, s3-get, sysctl, touch, vault-fetch, wait-for",
     );
 }
 
