@@ -405,6 +405,7 @@ struct Downloaded {
 }
 
 /// What every step of one run needs.
+#[derive(Clone)]
 struct Get<'a> {
     ctx: &'a Context,
     http: &'a Http,
@@ -489,7 +490,7 @@ impl Get<'_> {
         let archive = dir.join("..podinit-archive");
         let progress = self.ctx.progress(self.shown.clone(), probe.size, Unit::Bytes);
         let archive_options = podinit_transfer::Options { file: FileOptions { mode: 0o600, uid: None, gid: None }, ..self.options };
-        let done = Get { options: archive_options, ..self.clone_shallow() }.download(probe, &archive, &progress).await?;
+        let done = Get { options: archive_options, ..self.clone() }.download(probe, &archive, &progress).await?;
         drop(progress);
         let staged = set.stage(0o755, None, None).map_err(|e| podinit_core::fs::explain_write(e, dir))?;
         let root = staged.dir().try_clone().with_context(|| format!("opening {}", staged.dir().path().display()))?.shown_as(dir);
@@ -528,10 +529,6 @@ impl Get<'_> {
             &format!("verified: {}", done.verified),
         );
         Ok(())
-    }
-
-    fn clone_shallow(&self) -> Self {
-        Get { ctx: self.ctx, http: self.http, shown: self.shown.clone(), want: self.want.clone(), options: self.options, force: self.force }
     }
 
     /// The first GET (conditional when `conditions` are given); `None` for 304 Not Modified.
