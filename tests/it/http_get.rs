@@ -417,6 +417,8 @@ fn archives_are_extracted_as_a_set_and_escaping_zip_entries_refused() {
     zip(&www.path().join("model.zip"), &[("model/config.json", "{}"), ("model/weights.bin", "w")]);
     zip(&www.path().join("up.zip"), &[("ok.txt", "ok"), ("../escaped.txt", "x")]);
     zip(&www.path().join("abs.zip"), &[("/tmp/podinit-abs-escape.txt", "x")]);
+    let xz = "import sys, tarfile, io\nt = tarfile.open(sys.argv[1], 'w:xz')\ni = tarfile.TarInfo('bin/tool')\ni.size = 2\nt.addfile(i, io.BytesIO(b'xz'))\nt.close()\n";
+    assert!(Command::new("python3").args(["-c", xz]).arg(www.path().join("tool.tar.xz")).status().unwrap().success());
     let server = serve(www.path(), &[]);
     let out = tempfile::tempdir().unwrap();
 
@@ -432,6 +434,10 @@ fn archives_are_extracted_as_a_set_and_escaping_zip_entries_refused() {
     http_get(&[&url(&server, "/model.zip"), model.to_str().unwrap(), "--extract"]).code(0);
     assert_eq!(read(model.join("model/config.json")), b"{}");
     assert_eq!(read(model.join("model/weights.bin")), b"w");
+
+    let tool = out.path().join("tool");
+    http_get(&[&url(&server, "/tool.tar.xz"), tool.to_str().unwrap(), "--extract"]).code(0);
+    assert_eq!(read(tool.join("bin/tool")), b"xz");
 
     let up = out.path().join("up");
     http_get(&[&url(&server, "/up.zip"), up.to_str().unwrap(), "--extract"]).code(1).stderr_has("refused");

@@ -72,8 +72,8 @@ pub(crate) fn pick(text: &str, name: &str) -> Result<Want, String> {
 }
 
 /// Hashes the bytes, fed in order, for the digest wanted (or nothing). ring's digests (the
-/// TLS stack's, already linked) use the CPU's SHA extensions: 1 GiB in 0.6 s here, where the
-/// `sha2` crate took 3.3 s (see docs/benchmarks.md).
+/// TLS stack's, already linked) use the CPU's SHA extensions: 1 GiB cost 0.6-0.8 s of CPU
+/// here, where the `sha2` crate took 3.3 s (see ARCHITECTURE.md).
 pub(crate) struct Hasher(Option<ring::digest::Context>);
 
 impl Hasher {
