@@ -180,7 +180,7 @@ async fn run_applet(applet: applets::Applet, global: &GlobalArgs) -> Result<(), 
 /// A thread per core for applets that want it (only builds with such an applet link the
 /// multi-threaded scheduler); one thread otherwise.
 fn runtime(needs: Runtime) -> std::io::Result<tokio::runtime::Runtime> {
-    #[cfg(feature = "s3-get")]
+    #[cfg(any(feature = "s3-get", feature = "http-get"))]
     if needs == Runtime::Multi {
         return tokio::runtime::Builder::new_multi_thread().enable_all().build();
     }

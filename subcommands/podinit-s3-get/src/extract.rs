@@ -3,7 +3,7 @@
 //! Ranges are fetched concurrently but consumed in order through a bounded window
 //! (`concurrency` ranges of at most [`WINDOW_PART`] bytes in memory), and fed to a blocking
 //! thread that hashes them (verification as for a plain download), decompresses and unpacks
-//! ([`crate::unpack`]: what an entry may and may not do) into the new data directory of a
+//! (`podinit_transfer::unpack`: what an entry may and may not do) into the new data directory of a
 //! [`DataSet`]. Only when the archive is complete, verified and synced does the set switch to
 //! it: readers see the old version or the new one whole, never a mix, whatever the types of
 //! its entries were before. The set's data directory also holds the manifest
@@ -21,13 +21,13 @@ use futures_util::stream::FuturesOrdered;
 use podinit_core::fs::root::Dir;
 use podinit_core::fs::set::DataSet;
 use podinit_core::progress::Progress;
-use podinit_core::retry;
 use podinit_core::{Context, Error, Kind};
 
-use crate::client::{self, CallError};
-use crate::object::{Remote, backoff, next_chunk, range_get};
+use podinit_transfer::unpack::{self, Unpacker};
+use podinit_transfer::{Object, Transfer};
+
+use crate::object::{Remote, S3Source};
 use crate::spec::{self, ArchiveFormat};
-use crate::unpack::{self, Unpacker};
 use crate::verify::Hasher;
 use serde::{Deserialize, Serialize};
 
@@ -118,6 +118,10 @@ async fn unpack_streamed(
         let reader = ChannelReader { rx, current: bytes::Bytes::new(), hasher };
         unpack(reader, format, root)
     });
+    let source = S3Source { s3, url, remote };
+    let object = Object { source: url.to_string(), size: remote.size, validator: remote.etag.clone() };
+    let options = podinit_transfer::Options { concurrency, part_size: WINDOW_PART, file: podinit_core::fs::FileOptions::default(), stall };
+    let transfer = Transfer { ctx, source: &source, object: &object, options: &options, progress };
     let ranges = spec::ranges(remote.size, WINDOW_PART);
     let mut window = FuturesOrdered::new();
     let mut next = 0usize;
@@ -126,7 +130,7 @@ async fn unpack_streamed(
             while window.len() < concurrency.max(1) && next < ranges.len() {
                 let range = ranges[next].clone();
                 next += 1;
-                window.push_back(fetch_into_memory(ctx, s3, url, remote, range, stall));
+                window.push_back(transfer.fetch_into_memory(range));
             }
             let Some(piece) = window.next().await else { return Ok(()) };
             let piece = piece?;
@@ -147,33 +151,6 @@ async fn unpack_streamed(
         .finish()
         .map_err(|m| Error::new(Kind::Failed, anyhow::anyhow!("{url}: verification failed: {m}")).with_hint("nothing was extracted"))?;
     Ok((verified, entries, root))
-}
-
-async fn fetch_into_memory(
-    ctx: &Context,
-    s3: &Client,
-    url: &spec::S3Url,
-    remote: &Remote,
-    range: std::ops::Range<u64>,
-    stall: Duration,
-) -> Result<bytes::Bytes, Error> {
-    let what = format!("GET {url} bytes {}-{}", range.start, range.end - 1);
-    retry::retry(ctx, &what, backoff(), client::classify, |_| {
-        let range = range.clone();
-        async move {
-            let mut body = range_get(s3, url, remote, &range).await?;
-            let want = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
-            let mut buf = Vec::with_capacity(want);
-            while let Some(chunk) = next_chunk(&mut body, stall).await? {
-                anyhow::ensure!(buf.len() + chunk.len() <= want, CallError::Transport("the store sent more than asked for".into()));
-                buf.extend_from_slice(&chunk);
-            }
-            anyhow::ensure!(buf.len() == want, CallError::Transport(format!("the body ended after {} of {want} bytes", buf.len())));
-            Ok(bytes::Bytes::from(buf))
-        }
-    })
-    .await
-    .map_err(|e| client::explain(e, url))
 }
 
 /// The downloaded bytes, in order, as a `Read`; hashed as they pass.
@@ -206,12 +183,12 @@ impl Read for ChannelReader {
 fn unpack(mut reader: ChannelReader, format: ArchiveFormat, root: Dir) -> anyhow::Result<(Hasher, u64, Dir)> {
     let mut unpacker = Unpacker::new(root.try_clone()?);
     {
-        let decoded: Box<dyn Read + '_> = match format {
-            ArchiveFormat::Tar | ArchiveFormat::Auto => Box::new(&mut reader),
-            ArchiveFormat::TarGz => Box::new(flate2::read::MultiGzDecoder::new(&mut reader)),
-            ArchiveFormat::TarZst => Box::new(zstd::stream::read::Decoder::new(&mut reader).context("starting the zstd decoder")?),
+        let format = match format {
+            ArchiveFormat::Tar | ArchiveFormat::Auto => podinit_transfer::archive::Format::Tar,
+            ArchiveFormat::TarGz => podinit_transfer::archive::Format::TarGz,
+            ArchiveFormat::TarZst => podinit_transfer::archive::Format::TarZst,
         };
-        unpacker.tar(decoded)?;
+        unpacker.tar(podinit_transfer::archive::tar_decoder(format, &mut reader)?)?;
     }
     // Whatever follows the archive (padding) still counts for verification.
     io::copy(&mut reader, &mut io::sink()).context("reading the rest of the download")?;

@@ -22,7 +22,6 @@ mod object;
 mod prefix;
 mod spec;
 mod state;
-mod unpack;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -36,7 +35,8 @@ use podinit_core::{Context, Error, Kind};
 
 pub use crate::spec::ArchiveFormat;
 use crate::spec::S3Url;
-use crate::state::{Manifest, Partial, Record};
+use crate::state::{Manifest, Record};
+use podinit_transfer::Partial;
 
 /// Download an object or a prefix from S3 or any S3-compatible store.
 ///

@@ -1,8 +1,9 @@
 //! Pure parsing and planning: `s3://` URLs, include/exclude globs, object keys mapped to
 //! relative paths, ETag forms, byte ranges, digests given on the command line.
 
-use std::ops::Range;
 use std::path::PathBuf;
+
+pub(crate) use podinit_transfer::{hex, parse_hex, ranges};
 
 /// `s3://BUCKET/KEY` (one object) or `s3://BUCKET/PREFIX/` and `s3://BUCKET` (a prefix).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,33 +179,6 @@ impl Etag {
             Some(parts) => Self::Multipart { digest, parts },
         }
     }
-}
-
-/// Exactly `N` bytes in hex (either case).
-pub(crate) fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    if text.len() != 2 * N || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut out = [0u8; N];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
-/// The byte ranges of an object of `size` bytes cut into `part` sized pieces (the last one
-/// shorter).
-pub(crate) fn ranges(size: u64, part: u64) -> Vec<Range<u64>> {
-    let part = part.max(1);
-    (0..size.div_ceil(part)).map(|i| i * part..((i + 1) * part).min(size)).collect()
 }
 
 /// The part size of a multipart upload, when parts are uniform (every part but the last of

@@ -9,7 +9,12 @@ Routes (--route PATH=SPEC, repeatable; the longest matching prefix wins):
                         URL ends with '*')
   status:STATUS:BODY    answer STATUS with BODY
 Files under --root are served with Accept-Ranges, ETag, Last-Modified, If-None-Match,
-If-Modified-Since, Range and If-Range, unless --no-ranges.
+If-Modified-Since, Range and If-Range, unless --no-ranges. The ETag is a hash of the content
+(read once per size and mtime), so a file rewritten between requests has another one. Faults
+for files: --fail N:STATUS[:RETRY_AFTER] answers the first N requests with STATUS;
+--cut-after BYTES --cut-times N sends the first N bodies only up to BYTES, then closes the
+connection; --throttle BYTES_PER_SEC slows every body down; --swap N:NAME serves the file NAME
+(under --root) for every file request after the first N (a file replaced mid-download).
 """
 
 import argparse
@@ -18,10 +23,12 @@ import hashlib
 import http.server
 import json
 import os
+import socket
 import socketserver
 import ssl
 import sys
 import threading
+import time
 
 
 def main():
@@ -32,7 +39,14 @@ def main():
     p.add_argument("--no-ranges", action="store_true")
     p.add_argument("--route", action="append", default=[])
     p.add_argument("--log")
+    p.add_argument("--fail")
+    p.add_argument("--cut-after", type=int)
+    p.add_argument("--cut-times", type=int, default=1)
+    p.add_argument("--throttle", type=int)
+    p.add_argument("--swap")
     args = p.parse_args()
+    faults = {"fail": 0, "cut": 0, "files": 0}
+    etags = {}
     routes = []
     for r in args.route:
         path, spec = r.split("=", 1)
@@ -86,31 +100,79 @@ def main():
 
         def file(self):
             path = os.path.join(args.root, self.path.split("?")[0].lstrip("/"))
+            with lock:
+                faults["files"] += 1
+                if args.swap and faults["files"] > int(args.swap.split(":", 1)[0]):
+                    path = os.path.join(args.root, args.swap.split(":", 1)[1])
             try:
-                with open(path, "rb") as f:
-                    data = f.read()
                 st = os.stat(path)
+                f = open(path, "rb")
             except OSError:
                 return self.answer(404, [], b"not found")
-            etag = '"%s"' % hashlib.sha256(data).hexdigest()[:16]
-            modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-            headers = [("ETag", etag), ("Last-Modified", modified)]
-            if not args.no_ranges:
-                headers.append(("Accept-Ranges", "bytes"))
-            if self.headers.get("If-None-Match") == etag:
-                return self.answer(304, headers)
-            rng = self.headers.get("Range")
-            if_range = self.headers.get("If-Range")
-            if rng and not args.no_ranges and (if_range is None or if_range == etag or if_range == modified):
-                start, end = rng.split("=", 1)[1].split("-")
-                start = int(start)
-                end = int(end) if end else len(data) - 1
-                if start >= len(data):
-                    return self.answer(416, [("Content-Range", "bytes */%d" % len(data))])
-                end = min(end, len(data) - 1)
-                headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end, len(data))))
-                return self.answer(206, headers, data[start:end + 1])
-            self.answer(200, headers, data)
+            with f:
+                with lock:
+                    if args.fail:
+                        n, status, *after = args.fail.split(":")
+                        if faults["fail"] < int(n):
+                            faults["fail"] += 1
+                            extra = [("Retry-After", after[0])] if after else []
+                            return self.answer(int(status), extra, b"try later")
+                    key = (path, st.st_size, st.st_mtime_ns)
+                    if key not in etags:
+                        h = hashlib.sha256()
+                        for block in iter(lambda: f.read(1 << 20), b""):
+                            h.update(block)
+                        etags[key] = '"%s"' % h.hexdigest()[:16]
+                    etag = etags[key]
+                size = st.st_size
+                modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+                headers = [("ETag", etag), ("Last-Modified", modified)]
+                if not args.no_ranges:
+                    headers.append(("Accept-Ranges", "bytes"))
+                if self.headers.get("If-None-Match") == etag:
+                    return self.answer(304, headers)
+                rng = self.headers.get("Range")
+                if_range = self.headers.get("If-Range")
+                start, end, status = 0, size - 1, 200
+                if rng and not args.no_ranges and (if_range is None or if_range == etag or if_range == modified):
+                    first, last = rng.split("=", 1)[1].split("-")
+                    start = int(first)
+                    end = min(int(last) if last else size - 1, size - 1)
+                    if start >= size:
+                        return self.answer(416, [("Content-Range", "bytes */%d" % size)])
+                    headers.append(("Content-Range", "bytes %d-%d/%d" % (start, end, size)))
+                    status = 206
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(end + 1 - start))
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                limit = end + 1 - start
+                with lock:
+                    if args.cut_after is not None and faults["cut"] < args.cut_times:
+                        faults["cut"] += 1
+                        limit = min(limit, args.cut_after)
+                        self.close_connection = True
+                f.seek(start)
+                sent = 0
+                step = 1 << 16
+                try:
+                    while sent < limit:
+                        block = f.read(min(step, limit - sent))
+                        if not block:
+                            break
+                        self.wfile.write(block)
+                        sent += len(block)
+                        if args.throttle:
+                            time.sleep(len(block) / args.throttle)
+                    if sent < end + 1 - start:
+                        self.wfile.flush()
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                except (BrokenPipeError, ConnectionResetError):
+                    # The client went away (a dropped first response, a killed podinit).
+                    self.close_connection = True
 
     class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         daemon_threads = True

@@ -30,7 +30,7 @@ use sha2::Digest as _;
 const IMPLIED_DIR_MODE: u32 = 0o755;
 
 /// Unpacks entries into a directory of its own (see the module docs).
-pub(crate) struct Unpacker {
+pub struct Unpacker {
     root: Dir,
     /// Links created, to judge once the tree is complete.
     links: Vec<PathBuf>,
@@ -42,12 +42,12 @@ pub(crate) struct Unpacker {
 }
 
 impl Unpacker {
-    pub(crate) fn new(root: Dir) -> Self {
+    pub fn new(root: Dir) -> Self {
         Self { root, links: Vec::new(), dirs: Vec::new(), last_parent: None, entries: 0 }
     }
 
     /// Unpacks a tar stream.
-    pub(crate) fn tar(&mut self, stream: impl Read) -> anyhow::Result<()> {
+    pub fn tar(&mut self, stream: impl Read) -> anyhow::Result<()> {
         let mut archive = tar::Archive::new(stream);
         for entry in archive.entries().context("reading the archive")? {
             let mut entry = entry.context("reading an archive entry")?;
@@ -73,6 +73,30 @@ impl Unpacker {
                 }
             };
             self.entry(&path, what, mode, mtime, &mut entry)?;
+        }
+        Ok(())
+    }
+
+    /// Unpacks a zip archive (its central directory is at the end: the whole file is needed).
+    /// Entries get the same rules as a tar's; a zip's names are taken as they are written,
+    /// never "sanitised" into something else, so `../x` and `/x` are refused, not rewritten.
+    pub fn zip(&mut self, file: std::fs::File) -> anyhow::Result<()> {
+        let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).context("reading the zip archive")?;
+        for i in 0..archive.len() {
+            let mut entry = archive.by_index(i).context("reading a zip entry")?;
+            let path = PathBuf::from(OsStr::from_bytes(entry.name_raw()));
+            let unix = entry.unix_mode();
+            let what = if entry.is_dir() {
+                Entry::Dir
+            } else if entry.is_symlink() {
+                let mut target = Vec::new();
+                entry.read_to_end(&mut target).context("reading a link target")?;
+                Entry::Symlink(PathBuf::from(OsStr::from_bytes(&target)))
+            } else {
+                Entry::File
+            };
+            let mode = unix.map_or(if matches!(what, Entry::Dir) { 0o755 } else { 0o644 }, |m| m & 0o777);
+            self.entry(&path, what, mode, None, &mut entry)?;
         }
         Ok(())
     }
@@ -149,7 +173,7 @@ impl Unpacker {
 
     /// Judges every link against the finished tree, then applies directory modes and times,
     /// deepest first. Returns the number of entries written.
-    pub(crate) fn finish(mut self) -> anyhow::Result<u64> {
+    pub fn finish(mut self) -> anyhow::Result<u64> {
         self.last_parent = None;
         for link in &self.links {
             let parts = components(link)?;
@@ -198,7 +222,7 @@ fn written(err: std::io::Error, dir: &Dir, name: &OsStr) -> anyhow::Error {
 /// A digest of the tree below `root` as it is on disk (names, types, modes, sizes, inodes,
 /// mtimes and ctimes): any change made after it was taken, even one that puts an mtime
 /// back, changes it. Top-level names starting with `..` (podinit's own) are left out.
-pub(crate) fn fingerprint(root: &Dir) -> anyhow::Result<String> {
+pub fn fingerprint(root: &Dir) -> anyhow::Result<String> {
     let mut hash = sha2::Sha256::new();
     walk(root, Path::new(""), &mut |rel, stat| {
         hash.update(rel.as_os_str().as_bytes());
@@ -215,7 +239,7 @@ pub(crate) fn fingerprint(root: &Dir) -> anyhow::Result<String> {
             hash.update(n.to_le_bytes());
         }
     })?;
-    Ok(crate::spec::hex(&hash.finalize()))
+    Ok(crate::hex(&hash.finalize()))
 }
 
 fn walk(dir: &Dir, rel: &Path, visit: &mut dyn FnMut(&Path, &nix::sys::stat::FileStat)) -> anyhow::Result<()> {

@@ -1,0 +1,88 @@
+//! Archive formats and unpacking a downloaded archive file into a directory (through
+//! [`Unpacker`]'s rules: no entry outside, links judged against the finished tree, no
+//! setuid/setgid/sticky bits).
+
+use std::fs::File;
+use std::io::{self, Read};
+
+use anyhow::Context as _;
+use podinit_core::fs::root::Dir;
+
+use crate::unpack::Unpacker;
+
+/// The format of an archive to extract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// From the name: .tar, .tar.gz/.tgz, .tar.zst/.tzst, .tar.xz/.txz, .zip.
+    Auto,
+    Tar,
+    #[value(name = "tar.gz")]
+    TarGz,
+    #[value(name = "tar.zst")]
+    TarZst,
+    #[value(name = "tar.xz")]
+    TarXz,
+    Zip,
+}
+
+impl Format {
+    /// `Auto` resolved from `name` (a file name or URL path).
+    pub fn resolve(self, name: &str) -> Result<Self, String> {
+        if self != Self::Auto {
+            return Ok(self);
+        }
+        let n = name.to_ascii_lowercase();
+        let ends = |suffixes: &[&str]| suffixes.iter().any(|s| n.ends_with(s));
+        if ends(&[".tar"]) {
+            Ok(Self::Tar)
+        } else if ends(&[".tar.gz", ".tgz"]) {
+            Ok(Self::TarGz)
+        } else if ends(&[".tar.zst", ".tzst", ".tar.zstd"]) {
+            Ok(Self::TarZst)
+        } else if ends(&[".tar.xz", ".txz"]) {
+            Ok(Self::TarXz)
+        } else if ends(&[".zip"]) {
+            Ok(Self::Zip)
+        } else {
+            Err(format!("cannot tell the archive format of '{name}' from its name; give --format tar, tar.gz, tar.zst, tar.xz or zip"))
+        }
+    }
+}
+
+/// A tar stream decompressed as `format` says (`Zip` and `Auto` read it as a plain tar).
+pub fn tar_decoder<'a>(format: Format, reader: impl Read + 'a) -> anyhow::Result<Box<dyn Read + 'a>> {
+    Ok(match format {
+        Format::Tar | Format::Auto | Format::Zip => Box::new(reader),
+        Format::TarGz => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Format::TarZst => Box::new(zstd::stream::read::Decoder::new(reader).context("starting the zstd decoder")?),
+        Format::TarXz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
+    })
+}
+
+/// Unpacks the archive `file` into `root`; returns the number of entries.
+pub fn unpack_file(file: File, format: Format, root: &Dir) -> anyhow::Result<u64> {
+    let mut unpacker = Unpacker::new(root.try_clone()?);
+    if format == Format::Zip {
+        unpacker.zip(file)?;
+    } else {
+        let mut reader = io::BufReader::with_capacity(1 << 20, file);
+        unpacker.tar(tar_decoder(format, &mut reader)?)?;
+    }
+    unpacker.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_from_names() {
+        assert_eq!(Format::Auto.resolve("a/b.tar.gz"), Ok(Format::TarGz));
+        assert_eq!(Format::Auto.resolve("x.TGZ"), Ok(Format::TarGz));
+        assert_eq!(Format::Auto.resolve("x.tar.xz"), Ok(Format::TarXz));
+        assert_eq!(Format::Auto.resolve("model.zip"), Ok(Format::Zip));
+        assert_eq!(Format::Auto.resolve("x.tar.zst"), Ok(Format::TarZst));
+        assert_eq!(Format::Zip.resolve("x.bin"), Ok(Format::Zip));
+        assert!(Format::Auto.resolve("x.bin").is_err());
+    }
+}

@@ -1,0 +1,529 @@
+//! One object to one file, whatever serves it: concurrent ranged GETs written at their
+//! offsets into `.NAME.podinit-partial` in the destination directory, verified while they
+//! arrive (a [`Verifier`] thread hashes the file right behind the contiguous downloaded
+//! prefix; a [`RangeObserver`] may hash pieces of it in parallel as they complete; both read
+//! the page cache, never a second pass), then renamed into place. Ranges on disk are recorded
+//! after an fdatasync every 250 ms, in the background, so a killed init container resumes.
+//!
+//! Where the bytes come from is a [`Source`] (S3, HTTP): it opens a range and yields its
+//! chunks, and it says which of its errors are worth a retry. Every range it serves must be
+//! of the version named by [`Object::validator`] (`If-Match`, `If-Range`); when the object
+//! changed underway the source says so ([`Source::changed`]) and the caller starts over.
+//!
+//! The group of things every step needs (context, source, object, options, progress) is a
+//! [`Transfer`]; a download is [`Transfer::prepare`] (resume or start), [`Transfer::fetch`]
+//! (the ranges, the hasher fed behind them), then the caller checks the digests and calls
+//! [`Fetched::commit`] (or drops it: the partial file stays for the next run).
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::ops::Range;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use podinit_core::fs::FileOptions;
+use podinit_core::progress::Progress;
+use podinit_core::retry::{self, Backoff, Verdict};
+use podinit_core::{Context, Error, Kind};
+
+use crate::partial::Partial;
+use crate::ranges;
+
+/// Where bytes come from.
+pub trait Source: Sync {
+    /// An open response body.
+    type Body: Send;
+
+    /// Starts a GET of `range` (of the version being downloaded).
+    fn open(&self, range: Range<u64>) -> impl Future<Output = anyhow::Result<Self::Body>> + Send;
+
+    /// The next piece of `body`, `None` at its end.
+    fn next(&self, body: &mut Self::Body) -> impl Future<Output = anyhow::Result<Option<Bytes>>> + Send;
+
+    /// Whether waiting can fix `err` (an error of `open` or `next`). The engine's own
+    /// [`Transport`] errors (a short body, a stall) are retried without asking.
+    fn classify(&self, err: &anyhow::Error) -> Verdict;
+
+    /// Whether `err` says the object changed underway (the caller starts over).
+    fn changed(&self, err: &Error) -> bool;
+
+    /// The error an operator reads (hints for refusals).
+    fn explain(&self, err: Error) -> Error {
+        err
+    }
+}
+
+/// A broken transfer (a body that ended early, sent too much, or stalled): always retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport(pub String);
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Transport {}
+
+/// Bytes fed in order (the whole-object digests of a download).
+pub trait Digest: Send + 'static {
+    /// Nothing to compute: the verifier thread does not read the file back.
+    fn is_idle(&self) -> bool;
+    fn update(&mut self, data: &[u8]);
+}
+
+/// Told each time a range is on disk (e.g. to hash the stored parts of a multipart upload
+/// in parallel).
+pub trait RangeObserver {
+    /// Range `i` is on disk; `done` says which others are.
+    fn range_done(&mut self, i: usize, done: &[bool], file: &Arc<File>);
+}
+
+impl RangeObserver for () {
+    fn range_done(&mut self, _: usize, _: &[bool], _: &Arc<File>) {}
+}
+
+/// Which bytes: the source as shown, their size and version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    /// The source as shown in logs and recorded with a partial download (redacted).
+    pub source: String,
+    pub size: u64,
+    /// An ETag, else a Last-Modified date: what a resumed download must match.
+    pub validator: String,
+}
+
+/// How to download.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Ranges in flight.
+    pub concurrency: usize,
+    /// Size of one range (a resumed download keeps the size it started with).
+    pub part_size: u64,
+    /// Mode and owner of the published file.
+    pub file: FileOptions,
+    /// A body that sends nothing for this long is given up (and retried).
+    pub stall: Duration,
+}
+
+/// For transfers: no limit on an attempt (a body may take long), [`Options::stall`] instead.
+pub fn backoff() -> Backoff {
+    Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), attempt_timeout: None }
+}
+
+/// What every step of a download needs.
+pub struct Transfer<'a, S> {
+    pub ctx: &'a Context,
+    pub source: &'a S,
+    pub object: &'a Object,
+    pub options: &'a Options,
+    pub progress: &'a Progress,
+}
+
+/// A partial file ready to be filled: new, or what an earlier run left.
+pub struct Prepared {
+    dest: PathBuf,
+    data_path: PathBuf,
+    file: Arc<File>,
+    range_size: u64,
+    ranges: Vec<Range<u64>>,
+    done: Vec<bool>,
+    resumed: u64,
+}
+
+impl Prepared {
+    /// The size of one range of this download.
+    pub fn range_size(&self) -> u64 {
+        self.range_size
+    }
+
+    /// The partial file (for a [`RangeObserver`] to read ranges already on disk).
+    pub fn file(&self) -> &Arc<File> {
+        &self.file
+    }
+
+    /// Which ranges are on disk already.
+    pub fn done(&self) -> &[bool] {
+        &self.done
+    }
+}
+
+/// Every range on disk and synced; not yet in place.
+pub struct Fetched {
+    /// Bytes fetched by this run.
+    pub fetched: u64,
+    /// Bytes found on disk from an interrupted earlier run.
+    pub resumed: u64,
+    dest: PathBuf,
+    data_path: PathBuf,
+    file: Arc<File>,
+}
+
+impl Fetched {
+    /// The partial file becomes `dest` (mode, owner, fsync, rename, fsync of the directory;
+    /// see [`podinit_core::fs::publish`]), its mtime `modified` when given.
+    pub fn commit(self, options: &Options, modified: Option<SystemTime>) -> Result<(), Error> {
+        if let Some(modified) = modified {
+            let _ = self.file.set_modified(modified);
+        }
+        podinit_core::fs::publish(&self.file, &self.data_path, &self.dest, options.file)?;
+        let _ = std::fs::remove_file(Partial::state_path(&self.dest));
+        Ok(())
+    }
+
+    /// The bytes did not verify: the partial download is removed.
+    pub fn discard(self) {
+        Partial::discard(&self.dest);
+    }
+}
+
+impl<S: Source> Transfer<'_, S> {
+    fn classify(&self, err: &anyhow::Error) -> Verdict {
+        if err.downcast_ref::<Transport>().is_some() { Verdict::Retry } else { self.source.classify(err) }
+    }
+
+    /// The partial file of `dest`: resumed when an earlier run left one of this object (same
+    /// source, version and size), else a new one with the space reserved.
+    pub fn prepare(&self, dest: &Path) -> Result<Prepared, Error> {
+        let object = self.object;
+        let data_path = Partial::data_path(dest);
+        let resumable = Partial::load(dest).filter(|p| {
+            p.source == object.source
+                && p.validator == object.validator
+                && p.size == object.size
+                && p.range_size > 0
+                // Not through a link: one planted there (with a forged state file) is discarded,
+                // never written through.
+                && std::fs::symlink_metadata(&data_path).is_ok_and(|m| m.is_file() && m.len() == object.size)
+        });
+        let (file, range_size, done) = match resumable {
+            Some(partial) => {
+                let file = open_partial(&data_path, false)?;
+                let mut done = vec![false; ranges(object.size, partial.range_size).len()];
+                for i in partial.done {
+                    if let Some(slot) = done.get_mut(i) {
+                        *slot = true;
+                    }
+                }
+                (file, partial.range_size, done)
+            }
+            None => {
+                Partial::discard(dest);
+                let file = open_partial(&data_path, true)?;
+                if let Err(e) = preallocate(&file, object.size) {
+                    Partial::discard(dest);
+                    let doing = format!("reserving {} for {}", podinit_core::progress::bytes(object.size), dest.display());
+                    return Err(podinit_core::fs::explain_write(podinit_core::fs::io_error(e, doing), dest.parent().unwrap_or(dest)));
+                }
+                let part_size = self.options.part_size.max(1);
+                (file, part_size, vec![false; ranges(object.size, part_size).len()])
+            }
+        };
+        let ranges = ranges(object.size, range_size);
+        let resumed = ranges.iter().zip(&done).filter(|(_, d)| **d).map(|(r, _)| r.end - r.start).sum();
+        Ok(Prepared { dest: dest.to_owned(), data_path, file: Arc::new(file), range_size, ranges, done, resumed })
+    }
+
+    /// Fetches every range not on disk, `hasher` fed behind the contiguous prefix (and
+    /// returned, having seen every byte) and `observer` told of each range. On failure the ranges on disk are recorded for the next
+    /// run (unless the object changed) and the error returned; `dest` is untouched.
+    pub async fn fetch<H: Digest>(&self, prepared: Prepared, hasher: H, observer: &mut dyn RangeObserver) -> Result<(H, Fetched), Error> {
+        let Prepared { dest, data_path, file, range_size, ranges, mut done, resumed } = prepared;
+        let object = self.object;
+        if resumed > 0 {
+            tracing::info!(
+                resumed_bytes = resumed,
+                "resuming {}: {} of {} already on disk from an earlier run",
+                object.source,
+                podinit_core::progress::bytes(resumed),
+                podinit_core::progress::bytes(object.size)
+            );
+        }
+        self.progress.set_total(object.size);
+        self.progress.inc(resumed);
+        let verifier = Verifier::start(&file, hasher);
+        verifier.advance(watermark(&ranges, &done));
+        for i in (0..ranges.len()).filter(|i| done[*i]) {
+            observer.range_done(i, &done, &file);
+        }
+        let mut pending: VecDeque<usize> = (0..ranges.len()).filter(|i| !done[*i]).collect();
+        let mut running = FuturesUnordered::new();
+        let mut fetched = 0u64;
+        let state =
+            Partial { source: object.source.clone(), validator: object.validator.clone(), size: object.size, range_size, done: Vec::new() };
+        let mut checkpoint = Checkpoint::new(&dest, state);
+        let outcome: Result<(), Error> = loop {
+            while running.len() < self.options.concurrency.max(1) {
+                let Some(i) = pending.pop_front() else { break };
+                let range = ranges[i].clone();
+                let file = &file;
+                running.push(async move { (i, self.fetch_range(file, range).await) });
+            }
+            let Some((i, result)) = running.next().await else { break Ok(()) };
+            match result {
+                Ok(n) => {
+                    fetched += n;
+                    done[i] = true;
+                    verifier.advance(watermark(&ranges, &done));
+                    observer.range_done(i, &done, &file);
+                    checkpoint.maybe(&file, &done);
+                }
+                Err(err) => break Err(err),
+            }
+        };
+        drop(running);
+        if let Err(err) = outcome {
+            if self.source.changed(&err) {
+                checkpoint.settle().await;
+            } else {
+                checkpoint.now(&file, &done).await;
+            }
+            return Err(err);
+        }
+        checkpoint.settle().await;
+        let hasher = verifier.finish().await?;
+        Ok((hasher, Fetched { fetched, resumed, dest, data_path, file }))
+    }
+
+    /// One range, retried on its own; written at its offset.
+    async fn fetch_range(&self, file: &File, range: Range<u64>) -> Result<u64, Error> {
+        let what = format!("GET {} bytes {}-{}", self.object.source, range.start, range.end - 1);
+        retry::retry(
+            self.ctx,
+            &what,
+            backoff(),
+            |e| self.classify(e),
+            |_| {
+                let range = range.clone();
+                async move {
+                    let mut body = self.source.open(range.clone()).await?;
+                    let mut at = range.start;
+                    while let Some(chunk) = self.next_chunk(&mut body).await? {
+                        let end = at + chunk.len() as u64;
+                        anyhow::ensure!(
+                            end <= range.end,
+                            Transport(format!("the server sent more than the {} bytes asked for", range.end - range.start))
+                        );
+                        file.write_all_at(&chunk, at)
+                            .map_err(|e| anyhow::anyhow!("writing the download: {}", podinit_core::redact::io_reason(&e)))?;
+                        self.progress.inc(chunk.len() as u64);
+                        at = end;
+                    }
+                    anyhow::ensure!(
+                        at == range.end,
+                        Transport(format!("the body ended after {} of {} bytes", at - range.start, range.end - range.start))
+                    );
+                    Ok(range.end - range.start)
+                }
+            },
+        )
+        .await
+        .map_err(|e| self.source.explain(e))
+    }
+
+    /// One range into memory, retried on its own (extracting while downloading).
+    pub async fn fetch_into_memory(&self, range: Range<u64>) -> Result<Bytes, Error> {
+        let what = format!("GET {} bytes {}-{}", self.object.source, range.start, range.end - 1);
+        retry::retry(
+            self.ctx,
+            &what,
+            backoff(),
+            |e| self.classify(e),
+            |_| {
+                let range = range.clone();
+                async move {
+                    let mut body = self.source.open(range.clone()).await?;
+                    let want = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+                    let mut buf = Vec::with_capacity(want);
+                    while let Some(chunk) = self.next_chunk(&mut body).await? {
+                        anyhow::ensure!(buf.len() + chunk.len() <= want, Transport("the server sent more than asked for".into()));
+                        buf.extend_from_slice(&chunk);
+                    }
+                    anyhow::ensure!(buf.len() == want, Transport(format!("the body ended after {} of {want} bytes", buf.len())));
+                    Ok(Bytes::from(buf))
+                }
+            },
+        )
+        .await
+        .map_err(|e| self.source.explain(e))
+    }
+
+    /// The next piece of a body, or a [`Transport`] error when nothing came for the stall time.
+    pub async fn next_chunk(&self, body: &mut S::Body) -> anyhow::Result<Option<Bytes>> {
+        let stall = self.options.stall;
+        match tokio::time::timeout(stall, self.source.next(body)).await {
+            Ok(chunk) => chunk,
+            Err(_) => Err(Transport(format!("no data for {}", humantime::format_duration(stall))).into()),
+        }
+    }
+}
+
+/// The end of the contiguous prefix of ranges on disk.
+fn watermark(ranges: &[Range<u64>], done: &[bool]) -> u64 {
+    match done.iter().position(|d| !d) {
+        Some(i) => ranges[i].start,
+        None => ranges.last().map_or(0, |r| r.end),
+    }
+}
+
+/// The data file of an unfinished download: created new, or (resuming) opened as it was
+/// left. Never through a link: a link planted at that name, with a forged state file, must not
+/// redirect the writes of a privileged container elsewhere.
+fn open_partial(path: &Path, create: bool) -> Result<File, Error> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create {
+        options.create_new(true).mode(0o600);
+    }
+    let doing = if create { "creating" } else { "opening" };
+    let file = options.open(path).map_err(|e| {
+        let why = if e.raw_os_error() == Some(libc::ELOOP) {
+            "a symbolic link is in the way".to_owned()
+        } else {
+            podinit_core::redact::io_reason(&e)
+        };
+        Error::new(Kind::Failed, anyhow::anyhow!("{doing} {}: {why}", path.display()))
+    })?;
+    let meta = file.metadata().with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        return Err(Error::new(Kind::Failed, anyhow::anyhow!("{} is not a regular file", path.display())));
+    }
+    Ok(file)
+}
+
+/// Reserves the space up front (fail early on a full emptyDir); falls back to a sparse length
+/// where the filesystem cannot allocate.
+fn preallocate(file: &File, size: u64) -> std::io::Result<()> {
+    if size == 0 {
+        return Ok(());
+    }
+    let len = i64::try_from(size).unwrap_or(i64::MAX);
+    match nix::fcntl::posix_fallocate(file, 0, len) {
+        Ok(()) => Ok(()),
+        Err(nix::errno::Errno::ENOSPC) => Err(std::io::Error::from_raw_os_error(libc::ENOSPC)),
+        Err(_) => file.set_len(size),
+    }
+}
+
+/// Hashes the file in a blocking thread, up to the watermark it is told.
+struct Verifier<H> {
+    tx: std::sync::mpsc::Sender<u64>,
+    handle: tokio::task::JoinHandle<std::io::Result<H>>,
+}
+
+impl<H: Digest> Verifier<H> {
+    fn start(file: &Arc<File>, mut hasher: H) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let file = Arc::clone(file);
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut at = 0u64;
+            while let Ok(mark) = rx.recv() {
+                if hasher.is_idle() {
+                    continue;
+                }
+                while at < mark {
+                    let n = usize::try_from(mark - at).unwrap_or(usize::MAX).min(buf.len());
+                    file.read_exact_at(&mut buf[..n], at)?;
+                    hasher.update(&buf[..n]);
+                    at += n as u64;
+                }
+            }
+            Ok(hasher)
+        });
+        Self { tx, handle }
+    }
+
+    fn advance(&self, mark: u64) {
+        let _ = self.tx.send(mark);
+    }
+
+    async fn finish(self) -> Result<H, Error> {
+        drop(self.tx);
+        let hasher = self.handle.await.map_err(|e| anyhow::anyhow!("the verifier stopped: {e}"))?;
+        Ok(hasher.context("reading back the download to verify it")?)
+    }
+}
+
+/// Records which ranges are on disk, after an fdatasync, at most every 250 ms. The periodic
+/// ones run on a blocking thread so the downloads go on meanwhile; the last one (on failure or
+/// SIGTERM) is waited for.
+struct Checkpoint {
+    dest: PathBuf,
+    state: Partial,
+    last: Instant,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Checkpoint {
+    /// Often enough that a killed download loses little and that dirty pages (charged to the
+    /// pod's memory limit) are written out as the download goes, not all at the end.
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn new(dest: &Path, state: Partial) -> Self {
+        Self { dest: dest.to_owned(), state, last: Instant::now(), running: None }
+    }
+
+    /// The state to record next, if it differs from the last one.
+    fn next(&mut self, done: &[bool]) -> Option<Partial> {
+        let indexes: Vec<usize> = done.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+        if indexes.is_empty() || indexes == self.state.done {
+            return None;
+        }
+        self.state.done = indexes;
+        Some(self.state.clone())
+    }
+
+    fn maybe(&mut self, file: &Arc<File>, done: &[bool]) {
+        if self.last.elapsed() < Self::EVERY || self.running.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        self.last = Instant::now();
+        let Some(state) = self.next(done) else { return };
+        let (file, dest) = (Arc::clone(file), self.dest.clone());
+        self.running = Some(tokio::task::spawn_blocking(move || record(&file, &dest, &state)));
+    }
+
+    /// Waits for a periodic checkpoint under way.
+    async fn settle(&mut self) {
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
+        }
+    }
+
+    async fn now(&mut self, file: &File, done: &[bool]) {
+        self.settle().await;
+        if let Some(state) = self.next(done) {
+            record(file, &self.dest, &state);
+        }
+    }
+}
+
+fn record(file: &File, dest: &Path, state: &Partial) {
+    if let Err(e) = file.sync_data() {
+        tracing::warn!("cannot sync the partial download ({e}); a restart will start over");
+        return;
+    }
+    if let Err(e) = state.save(dest) {
+        tracing::warn!("cannot record the partial download ({e:#}); a restart will start over");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_is_the_end_of_the_contiguous_prefix() {
+        let ranges = ranges(10, 3);
+        assert_eq!(watermark(&ranges, &[false, true, true, true]), 0);
+        assert_eq!(watermark(&ranges, &[true, true, false, true]), 6);
+        assert_eq!(watermark(&ranges, &[true, true, true, true]), 10);
+    }
+}
