@@ -177,7 +177,9 @@ pub(crate) struct Hasher {
     plan: Plan,
     md5: Option<md5::Md5>,
     part: Option<PartMd5>,
-    sha256: Option<sha2::Sha256>,
+    /// ring's SHA-256 (it uses the CPU's SHA extensions; sha2 0.10 in the static build took
+    /// about 5x the CPU, see http-get's decision in ARCHITECTURE.md).
+    sha256: Option<ring::digest::Context>,
     crc32: Option<crc32fast::Hasher>,
     crc32c: Option<u32>,
     crc64: Option<crc64fast_nvme::Digest>,
@@ -202,7 +204,8 @@ impl Hasher {
                 current: md5::Md5::new(),
                 digests: Vec::with_capacity(parts as usize * 16),
             }),
-            sha256: (plan.pinned_sha256.is_some() || store == Some(Algorithm::Sha256)).then(sha2::Sha256::new),
+            sha256: (plan.pinned_sha256.is_some() || store == Some(Algorithm::Sha256))
+                .then(|| ring::digest::Context::new(&ring::digest::SHA256)),
             crc32: (store == Some(Algorithm::Crc32)).then(crc32fast::Hasher::new),
             crc32c: (store == Some(Algorithm::Crc32c)).then_some(0),
             crc64: (store == Some(Algorithm::Crc64Nvme)).then(crc64fast_nvme::Digest::new),
@@ -256,7 +259,7 @@ impl Hasher {
                 Algorithm::Crc64Nvme => self.crc64.take().map(|h| h.sum64().to_be_bytes().to_vec()),
                 Algorithm::Crc32c => self.crc32c.map(|c| c.to_be_bytes().to_vec()),
                 Algorithm::Crc32 => self.crc32.take().map(|h| h.finalize().to_be_bytes().to_vec()),
-                Algorithm::Sha256 => self.sha256.clone().map(|h| h.finalize().to_vec()),
+                Algorithm::Sha256 => self.sha256.clone().map(|h| h.finish().as_ref().to_vec()),
             }
             .unwrap_or_default();
             let got = base64::engine::general_purpose::STANDARD.encode(got);
@@ -284,7 +287,7 @@ impl Hasher {
             checked.push(format!("multipart ETag ({parts} parts)"));
         }
         if let Some(want) = &self.plan.pinned_sha256 {
-            let got = hex(&self.sha256.take().map(|h| h.finalize().to_vec()).unwrap_or_default());
+            let got = hex(&self.sha256.take().map(|h| h.finish().as_ref().to_vec()).unwrap_or_default());
             if &got != want {
                 return Err(format!("SHA-256 mismatch: --sha256 says {want}, the bytes give {got}"));
             }
@@ -298,7 +301,7 @@ impl Hasher {
 
     /// The SHA-256 of the bytes, when it was computed.
     pub(crate) fn sha256_hex(&self) -> Option<String> {
-        self.sha256.clone().map(|h| hex(&h.finalize()))
+        self.sha256.clone().map(|h| hex(h.finish().as_ref()))
     }
 }
 
