@@ -129,8 +129,18 @@ fn a_mounted_ca_signs_and_bad_ca_input_is_refused() {
 fn a_tls_server_with_the_generated_material_is_reached_by_wait_for() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("tls");
-    podinit(&["certs", "--out", s(&out), "--common-name", "localhost", "--dns", "localhost", "--ip", "127.0.0.1", "--key-type", "ed25519"])
-        .code(0);
+    let args =
+        ["certs", "--out", s(&out), "--common-name", "localhost", "--dns", "localhost", "--ip", "127.0.0.1", "--key-type", "ed25519"];
+    podinit(&args).code(0);
+    // Without --keep-ca-key too, a rerun keeps the set (and its CA) while it is current...
+    let first = version(&out);
+    podinit(&args).code(0).stderr_has("kept");
+    assert_eq!(version(&out), first, "a rerun without --keep-ca-key made a new CA");
+    // ...and a changed --mode makes a new set, so the app can read its key.
+    let mut readable = args.to_vec();
+    readable.extend(["--mode", "0640"]);
+    podinit(&readable).code(0);
+    assert_eq!(std::fs::metadata(out.join("tls.key")).unwrap().mode() & 0o7777, 0o640);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

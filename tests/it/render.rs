@@ -180,6 +180,11 @@ fn data_dir_exposes_vault_fetch_output_and_a_bare_dest_name_works() {
     assert!(!out.stderr.contains("s3cr3t"), "a secret reached the log: {}", out.stderr);
     assert_eq!(std::fs::read_to_string(tmp.path().join("dsn")).unwrap(), "postgres://app:s3cr3t@db/app\n");
     assert_eq!(std::fs::metadata(tmp.path().join("dsn")).unwrap().permissions().mode() & 0o777, 0o600);
+    // A binary file next to the secrets (a keystore) fails only a template that uses it.
+    std::fs::write(secrets.join("keystore.p12"), [0xff, 0xfe, 0x00]).unwrap();
+    render(&[], &["--data-dir", s(&secrets), s(&src), s(&tmp.path().join("y"))]).code(0);
+    std::fs::write(&src, "{{ index .Data \"keystore.p12\" }}").unwrap();
+    render(&[], &["--data-dir", s(&secrets), s(&src), s(&tmp.path().join("y"))]).code(2).stderr_has("keystore.p12 is not UTF-8 text");
     // A missing key in .Data names the key, never a value.
     std::fs::write(&src, "{{ .Data.token }}").unwrap();
     let out = render(&[], &["--data-dir", s(&secrets), s(&src), s(&tmp.path().join("x"))]);

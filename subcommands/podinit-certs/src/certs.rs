@@ -181,7 +181,29 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         (Some(cert), Some(key)) => Some(load_ca(cert, key)?),
         _ => None,
     };
-    // The CA: the mounted one, the one of the set (with its key) while it has life left, or new.
+    // Keep the set when its certificate is what this run would make, against the CA this run
+    // signs with: the mounted one, else the set's own (whose key is needed only to renew, so a
+    // set made without --keep-ca-key is kept too until it must be renewed).
+    let set_ca = existing("ca.crt").and_then(|pem| read::certificates(Path::new("ca.crt"), &pem).ok()).and_then(|c| c.into_iter().next());
+    let keep_against = match &mounted {
+        Some(ca) => Some(ca.der.clone()),
+        None if args.keep_ca_key && existing("ca.key").is_none() => None,
+        None => set_ca.map(|c| c.der),
+    };
+    if let Some(ca_der) = keep_against
+        && existing("ca.crt").is_some_and(|c| c == read::cert_pem(&ca_der).as_bytes())
+        && match (existing("tls.crt"), existing("tls.key")) {
+            (Some(crt), Some(key)) => leaf_is_current(&args, &crt, &key, &ca_der, &dns, &ips, now),
+            _ => false,
+        }
+        && current.as_ref().is_some_and(|dir| files_as_asked(dir, &args))
+    {
+        set.ensure_visible().map_err(explain)?;
+        tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
+        return Ok(());
+    }
+    // The CA to sign with: the mounted one, the set's own (with its key) while it has life
+    // left, or a new one.
     let ca = match mounted {
         Some(ca) => ca,
         None => match (existing("ca.crt"), existing("ca.key")) {
@@ -192,17 +214,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         },
     };
     let ca_pem = read::cert_pem(&ca.der);
-
-    let keep = !ca.made
-        && match (existing("tls.crt"), existing("tls.key")) {
-            (Some(crt), Some(key)) => leaf_is_current(&args, &crt, &key, &ca.der, &dns, &ips, now),
-            _ => false,
-        }
-        && existing("ca.crt").is_some_and(|c| c == ca_pem.as_bytes());
-    if keep {
-        set.ensure_visible().map_err(explain)?;
-        tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
-        return Ok(());
+    let ca_not_after = X509Certificate::from_der(&ca.der)
+        .map(|(_, c)| c.validity().not_after.timestamp())
+        .map_err(|e| Error::usage(format!("the CA certificate: {e}")))?;
+    if ca_not_after <= now.unix_timestamp() {
+        return Err(Error::usage("the CA certificate has expired").with_hint("renew the CA (the Secret given as --ca-cert)"));
     }
 
     let key = args.key_type.generate()?;
@@ -215,7 +231,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         .collect::<Result<_, _>>()
         .map_err(|e| Error::usage(format!("--dns: {e}")))?;
     params.not_before = now - Duration::minutes(5);
-    params.not_after = now + Duration::days(i64::from(args.days));
+    // Never beyond the CA's own end: a chain is only valid while every certificate is.
+    params.not_after =
+        std::cmp::min(now + Duration::days(i64::from(args.days)), OffsetDateTime::from_unix_timestamp(ca_not_after).unwrap_or(now));
     params.serial_number = Some(serial());
     // keyEncipherment only where the key can do it (RSA key exchange); EC and Ed25519 sign.
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -424,6 +442,19 @@ fn leaf_is_current(args: &Args, crt: &[u8], key: &[u8], ca_der: &[u8], dns: &[St
         && cert.issuer().as_raw() == ca.subject().as_raw()
         && cert.verify_signature(Some(ca.public_key())).is_ok()
         && life_left(&cert, now) > args.renew_below
+        && ca.validity().not_after.timestamp() > now.unix_timestamp()
+}
+
+/// Whether the set's files have the mode and owner this run asks for (a changed --mode, --uid
+/// or --gid makes a new set, so the app can read its key).
+fn files_as_asked(dir: &Dir, args: &Args) -> bool {
+    ["tls.crt", "tls.key", "ca.crt"].iter().chain(args.keep_ca_key.then_some(&"ca.key")).all(|name| {
+        let want = if name.ends_with(".key") { args.mode } else { 0o644 };
+        matches!(dir.stat(std::ffi::OsStr::new(name)), Ok(Some(st))
+            if st.st_mode & 0o7777 == want
+                && args.uid.is_none_or(|u| u == st.st_uid)
+                && args.gid.is_none_or(|g| g == st.st_gid))
+    })
 }
 
 /// A file of the current set, read through the set's directory (never a link).

@@ -272,9 +272,15 @@ fn data_dirs(dirs: &[PathBuf]) -> Result<Value, Error> {
     let mut map: BTreeMap<String, Value> = BTreeMap::new();
     for dir in dirs {
         for (path, rel) in files_below(dir)? {
-            let text = read_text(&path)?;
+            let bytes = std::fs::read(&path)
+                .map_err(|e| Error::usage(format!("--data-dir {}: {}", path.display(), podinit_core::redact::io_reason(&e))))?;
+            // A binary file (a keystore next to the secrets) fails only a template that uses it.
+            let value = match String::from_utf8(bytes) {
+                Ok(text) => Value::str(text),
+                Err(_) => Value::Missing(format!("{} is not UTF-8 text (in .Data)", rel.display()).into()),
+            };
             let parts: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
-            insert(&mut map, &parts, Value::str(text))
+            insert(&mut map, &parts, value)
                 .map_err(|()| Error::usage(format!("--data-dir {}: {} is also in another --data-dir", dir.display(), rel.display())))?;
         }
     }

@@ -130,10 +130,13 @@ impl Subst<'_> {
             out.push_str(&self.value(var, line)?);
             return Ok(used);
         }
-        let (colon, op, word) = match op_and_word.strip_prefix(':') {
-            Some(rest) => (true, rest.chars().next(), rest.get(1..).unwrap_or("")),
-            None => (false, op_and_word.chars().next(), &op_and_word[1..]),
+        let (colon, rest) = match op_and_word.strip_prefix(':') {
+            Some(rest) => (true, rest),
+            None => (false, op_and_word),
         };
+        let mut chars = rest.chars();
+        let op = chars.next();
+        let word = chars.as_str();
         // `:` tests "unset or empty"; without it, only "unset".
         let set = value.is_some_and(|v| !(colon && v.is_empty()));
         match op {

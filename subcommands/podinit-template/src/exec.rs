@@ -61,6 +61,9 @@ impl Exec<'_> {
                     let items: Vec<(Value, Value)> = match &value {
                         Value::List(list) => list.iter().enumerate().map(|(i, v)| (Value::Int(i as i64), v.clone())).collect(),
                         Value::Map(map) => map.iter().map(|(k, v)| (Value::str(k.as_str()), v.clone())).collect(),
+                        Value::Int(n) if *n > crate::funcs::MAX_COUNT as i64 * 16 => {
+                            return Err(self.err(*line, format!("range over {n}: at most {} iterations", crate::funcs::MAX_COUNT * 16)));
+                        }
                         Value::Int(n) => (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect(),
                         Value::Nil => Vec::new(),
                         Value::Missing(what) => return Err(self.err(*line, what.to_string())),

@@ -16,6 +16,11 @@ const TAKE_MISSING: &[&str] = &["default", "required", "empty", "not", "coalesce
 
 type Res = Result<Value, String>;
 
+/// The largest width, precision, indent or count a template may ask for.
+pub(crate) const MAX_COUNT: usize = 65_535;
+/// The largest string `repeat` makes.
+const MAX_OUTPUT: usize = 64 << 20;
+
 impl Engine {
     pub(crate) fn call(&self, name: &str, args: &[Value]) -> Res {
         if !TAKE_MISSING.contains(&name)
@@ -52,7 +57,7 @@ impl Engine {
                 for key in keys {
                     v = index(&v, key)?;
                     if let Value::Missing(what) = v {
-                        return Ok(Value::Missing(what));
+                        return Ok(if self.missing_ok { Value::Nil } else { Value::Missing(what) });
                     }
                 }
                 v
@@ -165,7 +170,9 @@ impl Engine {
                 } else {
                     base64::engine::general_purpose::STANDARD
                 };
-                let bytes = engine.decode(string(&args[0], name)?.trim()).map_err(|_| format!("{name}: the value is not base64"))?;
+                // Line-wrapped base64 (`base64`, `openssl base64`) decodes, as with Go's decoder.
+                let packed: String = string(&args[0], name)?.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                let bytes = engine.decode(packed).map_err(|_| format!("{name}: the value is not base64"))?;
                 Value::str(String::from_utf8(bytes).map_err(|_| format!("{name}: the decoded bytes are not UTF-8 text"))?)
             }
             "quote" | "squote" => {
@@ -227,7 +234,8 @@ impl Engine {
             "indent" | "nindent" => {
                 want(2)?;
                 let width = int(&args[0], name)?;
-                let pad = " ".repeat(usize::try_from(width).map_err(|_| format!("{name}: negative width"))?);
+                let width = usize::try_from(width).ok().filter(|w| *w <= MAX_COUNT).ok_or_else(|| format!("{name}: width out of range"))?;
+                let pad = " ".repeat(width);
                 let body = text(&args[1]);
                 let indented = format!("{pad}{}", body.replace('\n', &format!("\n{pad}")));
                 Value::str(if name == "nindent" { format!("\n{indented}") } else { indented })
@@ -235,7 +243,11 @@ impl Engine {
             "repeat" => {
                 want(2)?;
                 let count = usize::try_from(int(&args[0], name)?).map_err(|_| "repeat: negative count".to_owned())?;
-                Value::str(text(&args[1]).repeat(count))
+                let piece = text(&args[1]);
+                if count.saturating_mul(piece.len()) > MAX_OUTPUT {
+                    return Err(format!("repeat: the result would be over {MAX_OUTPUT} bytes"));
+                }
+                Value::str(piece.repeat(count))
             }
             "toString" => {
                 want(1)?;
@@ -435,18 +447,72 @@ fn printf(format: &str, args: &[Value]) -> String {
         let number = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>| {
             let mut n: Option<usize> = None;
             while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-                n = Some(n.unwrap_or(0) * 10 + d as usize);
+                n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
                 chars.next();
             }
             n
         };
-        let width = number(&mut chars);
+        // `%[n]v`: argument n (1-based) next; `*`: the width or precision from an argument.
+        let explicit = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, next: &mut usize| -> bool {
+            if chars.peek() != Some(&'[') {
+                return true;
+            }
+            chars.next();
+            let n = number(chars);
+            if chars.next() != Some(']') {
+                return false;
+            }
+            match n {
+                Some(n) if n >= 1 && n <= args.len() => {
+                    *next = n - 1;
+                    true
+                }
+                _ => false,
+            }
+        };
+        let star = |chars: &mut std::iter::Peekable<std::str::Chars<'_>>, next: &mut usize| -> Option<Option<usize>> {
+            if chars.peek() == Some(&'*') {
+                chars.next();
+                let n = match args.get(*next) {
+                    Some(Value::Int(i)) => usize::try_from(*i).ok(),
+                    _ => None,
+                };
+                *next += 1;
+                return n.map(Some);
+            }
+            Some(number(chars))
+        };
+        if !explicit(&mut chars, &mut next) {
+            out.push_str("%!(BADINDEX)");
+            continue;
+        }
+        let Some(width) = star(&mut chars, &mut next) else {
+            out.push_str("%!(BADWIDTH)");
+            continue;
+        };
         let precision = if chars.peek() == Some(&'.') {
             chars.next();
-            Some(number(&mut chars).unwrap_or(0))
+            match star(&mut chars, &mut next) {
+                Some(p) => Some(p.unwrap_or(0)),
+                None => {
+                    out.push_str("%!(BADPREC)");
+                    continue;
+                }
+            }
         } else {
             None
         };
+        if !explicit(&mut chars, &mut next) {
+            out.push_str("%!(BADINDEX)");
+            continue;
+        }
+        if width.is_some_and(|w| w > MAX_COUNT) || precision.is_some_and(|p| p > MAX_COUNT) {
+            // The verb and its argument are used up, so the rest of the format lines up.
+            out.push_str(if width.is_some_and(|w| w > MAX_COUNT) { "%!(BADWIDTH)" } else { "%!(BADPREC)" });
+            chars.next();
+            next += 1;
+            continue;
+        }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
             break;
@@ -615,6 +681,10 @@ fn yaml(value: &Value, indent: usize, out: &mut String) {
                         out.push(' ');
                         out.push_str(inner.trim_start());
                     }
+                    Value::List(inner) if !inner.is_empty() => {
+                        out.push('\n');
+                        yaml(v, indent + 2, out);
+                    }
                     _ => yaml_child(v, indent, out),
                 }
             }
@@ -635,7 +705,9 @@ fn yaml_child(value: &Value, indent: usize, out: &mut String) {
             out.push('\n');
             yaml(value, indent, out);
         }
-        Value::Str(s) if s.contains('\n') => {
+        // A block scalar, unless YAML could not read it back as the same text (a first line
+        // that starts with a space, or more than one trailing newline): then quoted.
+        Value::Str(s) if s.contains('\n') && !s.starts_with([' ', '\t']) && !s.ends_with("\n\n") => {
             let _ = writeln!(out, " |{}", if s.ends_with('\n') { "" } else { "-" });
             for line in s.strip_suffix('\n').unwrap_or(s).split('\n') {
                 let _ = writeln!(out, "{}{line}", " ".repeat(indent + 2));

@@ -61,6 +61,8 @@ pub struct Engine {
     templates: BTreeMap<String, parse::Parsed>,
     /// `define`d (and `block`) templates of every file, with the file that defines them.
     defines: BTreeMap<String, (String, Vec<parse::Node>)>,
+    /// Names in `defines` that are a `block`'s default (another file's `define` replaces it).
+    block_defaults: std::collections::BTreeSet<String>,
     env: BTreeMap<String, String>,
     functions: BTreeMap<String, Function>,
     delims: (String, String),
@@ -73,6 +75,7 @@ impl Engine {
         Self {
             templates: BTreeMap::new(),
             defines: BTreeMap::new(),
+            block_defaults: Default::default(),
             env,
             functions: BTreeMap::new(),
             delims: ("{{".into(), "}}".into()),
@@ -102,10 +105,22 @@ impl Engine {
     pub fn add(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
         let parsed = parse::parse(name, source, (&self.delims.0, &self.delims.1))?;
         for (define, body) in &parsed.defines {
+            let is_block = parsed.blocks.contains(define);
             if let Some((other, _)) = self.defines.get(define)
                 && other != name
             {
-                return Err(TemplateError::new(name, 1, format!("template {define:?} is also defined in {other}")));
+                match (self.block_defaults.contains(define), is_block) {
+                    // Another file's block default: this define replaces it.
+                    (true, false) => {}
+                    // A block default where a define exists: the define stays.
+                    (false, true) => continue,
+                    _ => return Err(TemplateError::new(name, 1, format!("template {define:?} is also defined in {other}"))),
+                }
+            }
+            if is_block {
+                self.block_defaults.insert(define.clone());
+            } else {
+                self.block_defaults.remove(define);
             }
             self.defines.insert(define.clone(), (name.to_owned(), body.clone()));
         }

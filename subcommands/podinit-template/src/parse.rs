@@ -15,6 +15,8 @@ use crate::TemplateError;
 pub(crate) struct Parsed {
     pub(crate) nodes: Vec<Node>,
     pub(crate) defines: BTreeMap<String, Vec<Node>>,
+    /// The names of `defines` that come from a `block`: defaults a `define` may replace.
+    pub(crate) blocks: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,12 +79,13 @@ enum Item {
 /// Parses `source`; `name` is used in errors (`name:LINE: …`).
 pub(crate) fn parse(name: &str, source: &str, delims: (&str, &str)) -> Result<Parsed, TemplateError> {
     let items = lex(name, source, delims)?;
-    let mut parser = Parser { name, items: items.into_iter(), defines: BTreeMap::new(), pending_else: None, loops: 0 };
+    let mut parser =
+        Parser { name, items: items.into_iter(), defines: BTreeMap::new(), blocks: Default::default(), pending_else: None, loops: 0 };
     let (nodes, end) = parser.list()?;
     if let Some((line, word)) = end {
         return Err(TemplateError::new(name, line, format!("unexpected {{{{{word}}}}}")));
     }
-    Ok(Parsed { nodes, defines: parser.defines })
+    Ok(Parsed { nodes, defines: parser.defines, blocks: parser.blocks })
 }
 
 fn lex(name: &str, source: &str, (left, right): (&str, &str)) -> Result<Vec<Item>, TemplateError> {
@@ -317,6 +320,7 @@ struct Parser<'a> {
     name: &'a str,
     items: std::vec::IntoIter<Item>,
     defines: BTreeMap<String, Vec<Node>>,
+    blocks: std::collections::BTreeSet<String>,
     /// The tokens after an `else` that ended the last list (`if …` of an `else if`).
     pending_else: Option<Vec<Tok>>,
     /// How many `range`s enclose the current list (`break` and `continue` need one).
@@ -367,8 +371,22 @@ impl Parser<'_> {
                     if !matches!(end, Some((_, ref w)) if w == "end") {
                         return Err(self.err(line, format!("unexpected EOF: {{{{{keyword}}}}} without {{{{end}}}}")));
                     }
-                    if self.defines.insert(name.clone(), body).is_some() && keyword == "define" {
-                        return Err(self.err(line, format!("template {name:?} defined twice")));
+                    // A `block` is a default: a `define` of the same name (before or after it)
+                    // wins; two `define`s or two `block`s of one name are an error.
+                    let is_block = keyword == "block";
+                    match self.defines.get(&name) {
+                        Some(_) if self.blocks.contains(&name) == is_block => {
+                            return Err(self.err(line, format!("template {name:?} defined twice")));
+                        }
+                        Some(_) if is_block => {}
+                        _ => {
+                            self.defines.insert(name.clone(), body);
+                            if is_block {
+                                self.blocks.insert(name.clone());
+                            } else {
+                                self.blocks.remove(&name);
+                            }
+                        }
                     }
                     if keyword == "block" {
                         nodes.push(Node::Template { line, name, pipe });

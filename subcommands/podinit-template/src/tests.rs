@@ -217,6 +217,40 @@ fn strict_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn a_define_in_another_file_overrides_a_block() {
+    // ExampleTemplate_block's overlay, with podinit's join argument order.
+    let mut engine = Engine::new(env());
+    engine.add("master", "Names:{{block \"list\" .}}{{range .}}-{{.}}{{end}}{{end}}").expect("parses");
+    engine.add("overlay", "{{define \"list\"}} {{join \", \" .}}{{end}} ").expect("parses");
+    assert_eq!(engine.render("master", &data(r#"["a", "b"]"#)).expect("renders"), "Names: a, b");
+    let mut engine = Engine::new(env());
+    engine.add("one", "{{define \"x\"}}1{{end}}").expect("parses");
+    assert!(engine.add("two", "{{define \"x\"}}2{{end}}").is_err(), "two defines of one name");
+}
+
+#[test]
+fn hostile_input_is_an_error_not_a_panic_or_a_huge_allocation() {
+    assert_eq!(
+        render(r#"{{printf "%.70000f|%99999999999999999999999d|%[4]s %[3]s|%[5]*d" 1.5 2 "a" "b" 4 7}}"#),
+        "%!(BADPREC)|%!(BADWIDTH)|b a|   7"
+    );
+    assert!(render_with(r#"{{ repeat 100000000 "abc" }}"#, &Value::Nil).is_err());
+    assert!(render_with(r#"{{ indent 100000000 "abc" }}"#, &Value::Nil).is_err());
+    assert!(render_with(r#"{{ range 100000000000 }}{{ end }}"#, &Value::Nil).is_err());
+    let e = env();
+    let err = envsubst("t", "${prénom}", &e, None, true).expect_err("not a name");
+    assert!(err.to_string().contains("unsupported substitution"), "{err}");
+}
+
+#[test]
+fn yaml_of_nested_lists_and_awkward_strings_reads_back() {
+    assert_eq!(render_with("{{ parseJSON \"[[1, 2], [3]]\" | toYaml }}", &Value::Nil).expect("yaml"), "-\n  - 1\n  - 2\n-\n  - 3");
+    assert_eq!(render_with("{{ toYaml (dict \"k\" \"  indented\\nx\") }}", &Value::Nil).expect("yaml"), "k: \"  indented\\nx\"");
+    assert_eq!(render_with("{{ toYaml (dict \"k\" \"a\\nb\\n\") }}", &Value::Nil).expect("yaml"), "k: |\n  a\n  b");
+    assert_eq!(render_with("{{ b64dec \"aGVs\\nbG8=\\n\" }}", &Value::Nil).expect("wrapped base64"), "hello");
+}
+
+#[test]
 fn other_delimiters() {
     let mut engine = Engine::new(env());
     engine.delims("[[", "]]");
