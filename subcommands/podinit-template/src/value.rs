@@ -133,8 +133,8 @@ impl fmt::Display for Value {
     }
 }
 
-/// A float as Go's `%v` (`strconv.FormatFloat(f, 'g', -1, 64)`): shortest digits, an exponent
-/// from 1e21 up and below 1e-4.
+/// A float as Go's `%v` (`strconv.FormatFloat(f, 'g', -1, 64)`): the shortest digits, with an
+/// exponent when it is below -4 or at least 6 (`1e+06`, `1.5e-07`, `123456.7`).
 pub(crate) fn format_float_g(x: f64) -> String {
     if x.is_nan() {
         return "NaN".into();
@@ -142,15 +142,13 @@ pub(crate) fn format_float_g(x: f64) -> String {
     if x.is_infinite() {
         return if x > 0.0 { "+Inf".into() } else { "-Inf".into() };
     }
-    let abs = x.abs();
-    if abs != 0.0 && !(1e-4..1e21).contains(&abs) {
-        // Rust's `{:e}` gives `1e21`; Go writes `1e+21`.
-        let text = format!("{x:e}");
-        return match text.split_once('e') {
-            Some((m, e)) if !e.starts_with('-') => format!("{m}e+{e:0>2}"),
-            Some((m, e)) => format!("{m}e-{:0>2}", &e[1..]),
-            None => text,
-        };
+    // Rust's `{:e}` is the shortest round-trip digits too: `1.2345675e6`.
+    let sci = format!("{x:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else { return sci };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if x != 0.0 && !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.unsigned_abs());
     }
     format!("{x}")
 }
