@@ -110,9 +110,33 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("'{text}' is not an octal file mode (e.g. 0644)"))
 }
 
+/// Parses a size such as `16MiB`, `8M`, `1048576` or `512k` into bytes (binary units; zero is
+/// refused).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("'{text}' is not a size (e.g. 16MiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => return Err(format!("'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)")),
+    };
+    n.checked_mul(factor).filter(|n| *n > 0).ok_or_else(|| format!("'{text}' is not a usable size"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert!(parse_size("0").is_err() && parse_size("3 parsecs").is_err());
+    }
 
     #[test]
     fn modes_are_octal() {

@@ -126,7 +126,7 @@ pub struct Args {
     pub parallel: u16,
 
     /// Size of one ranged GET; a smaller file is one GET.
-    #[arg(long, env = "PODINIT_HTTP_GET_PART_SIZE", value_name = "SIZE", default_value = "16MiB", value_parser = parse_part_size)]
+    #[arg(long, env = "PODINIT_HTTP_GET_PART_SIZE", value_name = "SIZE", default_value = "16MiB", value_parser = podinit_transfer::parse_part_size)]
     pub part_size: u64,
 
     /// Give up on (and retry) a response that sends nothing for this long.
@@ -136,30 +136,6 @@ pub struct Args {
     /// Download even when DEST is current.
     #[arg(long, env = "PODINIT_HTTP_GET_FORCE", value_parser = BoolishValueParser::new())]
     pub force: bool,
-}
-
-fn parse_part_size(text: &str) -> Result<u64, String> {
-    let size = parse_size(text)?;
-    if !(64 << 10..=5 << 30).contains(&size) {
-        return Err(format!("'{text}': a part is 64KiB to 5GiB"));
-    }
-    Ok(size)
-}
-
-/// `16MiB`, `8M`, `1048576`, `512k` → bytes.
-fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{text}' is not a size (e.g. 16MiB)"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor).filter(|n| *n > 0).ok_or_else(|| format!("'{text}' is not a usable size"))
 }
 
 /// What to do, settled before any request.

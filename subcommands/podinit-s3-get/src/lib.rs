@@ -128,7 +128,7 @@ pub struct Args {
     pub concurrency: u16,
 
     /// Size of one ranged GET.
-    #[arg(long, env = "PODINIT_S3_PART_SIZE", value_name = "SIZE", default_value = "16MiB", value_parser = parse_part_size)]
+    #[arg(long, env = "PODINIT_S3_PART_SIZE", value_name = "SIZE", default_value = "16MiB", value_parser = podinit_transfer::parse_part_size)]
     pub part_size: u64,
 
     /// Prefix mode: small objects downloaded at once.
@@ -142,14 +142,6 @@ pub struct Args {
     /// Download even when DEST is current.
     #[arg(long, env = "PODINIT_S3_FORCE", value_parser = BoolishValueParser::new())]
     pub force: bool,
-}
-
-fn parse_part_size(text: &str) -> Result<u64, String> {
-    let size = spec::parse_size(text)?;
-    if !(64 << 10..=5 << 30).contains(&size) {
-        return Err(format!("'{text}': a part is 64KiB to 5GiB"));
-    }
-    Ok(size)
 }
 
 /// What to do, settled before any request.

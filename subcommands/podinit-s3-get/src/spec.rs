@@ -188,22 +188,6 @@ pub(crate) fn uniform_part_size(size: u64, parts: u32, part_1: u64) -> Option<u6
     (part_1 > 0 && (n - 1) * part_1 < size && size <= n * part_1).then_some(part_1)
 }
 
-/// `16MiB`, `8M`, `1048576`, `512k` → bytes.
-pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("'{text}' is not a size (e.g. 16MiB)"))?;
-    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => return Err(format!("'{text}': unknown unit '{unit}' (use KiB, MiB or GiB)")),
-    };
-    n.checked_mul(factor).filter(|n| *n > 0).ok_or_else(|| format!("'{text}' is not a usable size"))
-}
-
 /// The archive format of `--extract`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ArchiveFormat {
@@ -295,9 +279,6 @@ mod tests {
         assert_eq!(uniform_part_size(25, 3, 10), Some(10));
         assert_eq!(uniform_part_size(31, 3, 10), None);
         assert_eq!(uniform_part_size(20, 3, 10), None);
-        assert_eq!(parse_size("16MiB"), Ok(16 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert!(parse_size("0").is_err() && parse_size("3 parsecs").is_err());
     }
 
     #[test]

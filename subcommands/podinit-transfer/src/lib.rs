@@ -26,6 +26,16 @@ pub fn ranges(size: u64, part: u64) -> Vec<Range<u64>> {
     (0..size.div_ceil(part)).map(|i| i * part..((i + 1) * part).min(size)).collect()
 }
 
+/// `--part-size` of the applets that download: a size ([`podinit_core::args::parse_size`])
+/// from 64 KiB to 5 GiB (S3's bounds for a part).
+pub fn parse_part_size(text: &str) -> Result<u64, String> {
+    let size = podinit_core::args::parse_size(text)?;
+    if !(64 << 10..=5 << 30).contains(&size) {
+        return Err(format!("'{text}': a part is 64KiB to 5GiB"));
+    }
+    Ok(size)
+}
+
 /// Lowercase hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write as _;
