@@ -239,6 +239,22 @@ fn truststores_are_read_by_keytool_and_openssl_and_kept_when_current() {
     let text = std::fs::read_to_string(&pem).unwrap();
     assert_eq!(text, std::fs::read_to_string(cas.join("one.crt")).unwrap() + &std::fs::read_to_string(cas.join("two.crt")).unwrap());
 
+    // --out planted as a link to a file outside: the link is replaced, its target untouched;
+    // and a certs --out whose ..data was planted as a link outside is refused, nothing written.
+    let victim = tmp.path().join("victim");
+    std::fs::write(&victim, "victim\n").unwrap();
+    let planted = tmp.path().join("planted.pem");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    podinit(&["truststore", "--pem", s(&cas), "--out", s(&planted)]).code(0);
+    assert!(std::fs::symlink_metadata(&planted).unwrap().is_file());
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "victim\n");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let set = tmp.path().join("set");
+    std::fs::create_dir_all(&set).unwrap();
+    std::os::unix::fs::symlink(&outside, set.join("..data")).unwrap();
+    podinit(&["certs", "--out", s(&set), "--common-name", "svc"]).code(1).stderr_has("not at a data directory of podinit's");
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "certs wrote through a planted ..data link");
     // Anything that does not parse fails the run, naming the file, with nothing written.
     std::fs::write(cas.join("broken.crt"), "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").unwrap();
     let fresh = tmp.path().join("fresh.p12");
