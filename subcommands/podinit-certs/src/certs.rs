@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use podinit_core::fs::root::Dir;
 use podinit_core::fs::set::DataSet;
 use podinit_core::{Context, Error, Kind};
+use podinit_tls::inspect;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PublicKeyData as _, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use crate::read;
 
@@ -69,7 +70,7 @@ pub struct Args {
     pub key_type: KeyType,
 
     /// Make a new certificate when less than this fraction of its lifetime is left.
-    #[arg(long, env = "PODINIT_CERTS_RENEW_BELOW", value_name = "FRACTION", default_value = "0.33", value_parser = parse_fraction)]
+    #[arg(long, env = "PODINIT_CERTS_RENEW_BELOW", value_name = "FRACTION", default_value = "0.33", value_parser = podinit_core::args::parse_fraction)]
     pub renew_below: f64,
 
     /// Keep the key of a CA made here in DIR (ca.key, mode 0600), so that a renewed certificate
@@ -150,13 +151,6 @@ impl KeyType {
             Self::Rsa4096 => alg == "1.2.840.113549.1.1.1" && bits == 4096,
             Self::Ed25519 => alg == "1.3.101.112",
         }
-    }
-}
-
-fn parse_fraction(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
-        _ => Err(format!("{text:?}: expected a fraction from 0 to 1, e.g. 0.33")),
     }
 }
 
@@ -395,14 +389,8 @@ fn reusable_ca(cert: &[u8], key: &[u8], now: OffsetDateTime, renew_below: f64) -
     X509Certificate::from_der(&ca.der).is_ok_and(|(_, c)| life_left(&c, now) > renew_below)
 }
 
-/// The fraction of a certificate's lifetime still ahead (0 when expired or not yet valid).
 fn life_left(cert: &X509Certificate<'_>, now: OffsetDateTime) -> f64 {
-    let (from, to) = (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp());
-    let now = now.unix_timestamp();
-    if to <= from || now >= to || now < from {
-        return 0.0;
-    }
-    (to - now) as f64 / (to - from) as f64
+    inspect::life_left(cert, now.unix_timestamp())
 }
 
 /// Whether the set's tls.crt and tls.key are what this run would make: the key is the
@@ -416,31 +404,13 @@ fn leaf_is_current(args: &Args, crt: &[u8], key: &[u8], ca_der: &[u8], dns: &[St
     }
     let (Ok((_, cert)), Ok((_, ca))) = (X509Certificate::from_der(&leaf.der), X509Certificate::from_der(ca_der)) else { return false };
     let Ok(key) = key_pair(key) else { return false };
-    let mut have_dns = Vec::new();
-    let mut have_ips = Vec::new();
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(d) => have_dns.push((*d).to_owned()),
-                GeneralName::IPAddress(bytes) => match bytes.len() {
-                    4 => have_ips.push(IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default())),
-                    16 => have_ips.push(IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default())),
-                    _ => return false,
-                },
-                _ => return false,
-            }
-        }
-    }
-    have_dns.sort();
-    have_ips.sort();
-    let cn = cert.subject().iter_common_name().next().and_then(|c| c.as_str().ok());
+    let Some(names) = inspect::names(&cert) else { return false };
     cert.public_key().raw == key.subject_public_key_info().as_slice()
         && args.key_type.matches(&cert)
-        && cn == Some(args.common_name.as_str())
-        && have_dns == dns
-        && have_ips == ips
-        && cert.issuer().as_raw() == ca.subject().as_raw()
-        && cert.verify_signature(Some(ca.public_key())).is_ok()
+        && names.common_name.as_deref() == Some(args.common_name.as_str())
+        && names.dns == dns
+        && names.ips == ips
+        && inspect::issued_by(&cert, &ca)
         && life_left(&cert, now) > args.renew_below
         && ca.validity().not_after.timestamp() > now.unix_timestamp()
 }
@@ -459,11 +429,7 @@ fn files_as_asked(dir: &Dir, args: &Args) -> bool {
 
 /// A file of the current set, read through the set's directory (never a link).
 fn read_in(dir: &Dir, name: &str) -> Option<Vec<u8>> {
-    use std::io::Read as _;
-    let mut file = dir.open_file(std::ffi::OsStr::new(name)).ok()?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).ok()?;
-    Some(bytes)
+    dir.read(std::ffi::OsStr::new(name)).ok()
 }
 
 fn write(dir: &Dir, name: &str, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> anyhow::Result<()> {

@@ -110,6 +110,14 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("'{text}' is not an octal file mode (e.g. 0644)"))
 }
 
+/// Parses a fraction from 0 (inclusive) to 1 (exclusive), such as `0.33`.
+pub fn parse_fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..1.0).contains(&f) => Ok(f),
+        _ => Err(format!("{text:?}: expected a fraction from 0 to 1, e.g. 0.33")),
+    }
+}
+
 /// Parses a size such as `16MiB`, `8M`, `1048576` or `512k` into bytes (binary units; zero is
 /// refused).
 pub fn parse_size(text: &str) -> Result<u64, String> {

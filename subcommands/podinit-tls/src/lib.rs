@@ -5,6 +5,9 @@
 //! Every error is a usage error (exit 2) naming the setting as the user spelled it
 //! (`--ca-file`, `VAULT_CACERT`), so callers pass those names in [`TlsOptions`].
 
+#[cfg(feature = "inspect")]
+pub mod inspect;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -222,6 +222,14 @@ impl Dir {
         regular(File::from(nix::fcntl::openat(&self.fd, name, flags, Mode::empty())?))
     }
 
+    /// The whole content of the regular file `name` in this directory (never through a link).
+    pub fn read(&self, name: &OsStr) -> io::Result<Vec<u8>> {
+        use std::io::Read as _;
+        let mut bytes = Vec::new();
+        self.open_file(name)?.read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
+
     /// Creates the symbolic link `name` pointing at `target`.
     pub fn symlink(&self, name: &OsStr, target: &OsStr) -> anyhow::Result<()> {
         nix::unistd::symlinkat(target, &self.fd, name).map_err(|e| io_error(e, &self.path.join(name), "creating the link"))
