@@ -32,5 +32,6 @@ mod s3_get;
 mod sysctl;
 mod template_go;
 mod vault_fetch;
+mod vault_templates;
 mod volume;
 mod wait_for;

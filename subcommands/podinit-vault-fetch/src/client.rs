@@ -319,6 +319,45 @@ pub(crate) async fn read(client: &VaultClient, api_path: &str, version: Option<u
     Ok(body)
 }
 
+#[derive(Endpoint)]
+#[endpoint(path = "{self.path}", method = "POST", response = "Value")]
+struct WriteRequest {
+    #[endpoint(skip)]
+    path: String,
+    #[endpoint(raw)]
+    body: Vec<u8>,
+}
+
+/// One write attempt (`secret "pki/issue/web" "common_name=…"`, `--pki`): the whole response.
+pub(crate) async fn write(client: &VaultClient, path: &str, data: &serde_json::Map<String, Value>) -> anyhow::Result<Value> {
+    let body = serde_json::to_vec(data).map_err(|e| CallError::Unexpected(e.to_string()))?;
+    let answer = vaultrs::api::exec_with_no_result(client, WriteRequest { path: path.to_owned(), body }).await.map_err(CallError::from)?;
+    Ok(answer)
+}
+
+#[derive(Endpoint)]
+#[endpoint(path = "{self.path}", method = "LIST", response = "Value")]
+struct ListRequest {
+    #[endpoint(skip)]
+    path: String,
+}
+
+/// One list attempt: the keys under `path`, sorted; none when nothing is there (404).
+pub(crate) async fn list(client: &VaultClient, path: &str) -> anyhow::Result<Vec<String>> {
+    let body = match vaultrs::api::exec_with_no_result(client, ListRequest { path: path.to_owned() }).await.map_err(CallError::from) {
+        Ok(body) => body,
+        Err(CallError::Api { code: 404, .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let keys = body.pointer("/data/keys").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut keys = keys
+        .into_iter()
+        .map(|k| k.as_str().map(str::to_owned).ok_or_else(|| CallError::Unexpected(format!("listing {path}: a key that is not a string"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    keys.sort();
+    Ok(keys)
+}
+
 /// Revokes the client's own token; a failure is only worth a warning.
 pub(crate) async fn revoke_self(client: &VaultClient) -> Result<(), CallError> {
     vaultrs::token::revoke_self(client).await.map_err(CallError::from)

@@ -1,12 +1,14 @@
 //! `podinit vault-fetch`: log in to Vault or OpenBao and pre-populate secrets as files.
 //!
-//! Parse every `SECRET` and read every local input (token, JWT, role and secret ids) first,
-//! so bad input fails before any request. Log in (unless given a token), then for each secret
+//! Parse every `SECRET` and template and read every local input (token, JWT, role and secret
+//! ids) first, so bad input fails before any request. Log in (unless given a token), then for each secret
 //! find its mount and KV version (`sys/internal/ui/mounts`) and read it, all concurrently,
 //! each call retried through the retry helper while the server is unreachable, sealed or on
 //! standby, and failing at once on permission denied, an unknown role or a missing secret.
 //! Only when every secret is in memory are the files rendered and written as one set
-//! ([`output::write_set`]). A token podinit obtained is revoked at the end unless a secret
+//! ([`output::write_set`]), with the templates' output ([`template`]: rendered in rounds, each
+//! distinct call made once) and a PKI certificate ([`pki`]: kept while good). A token podinit
+//! obtained is revoked at the end unless a secret
 //! came with a lease that would die with it; a token given by the caller is never revoked.
 //!
 //! ```yaml
@@ -22,14 +24,18 @@
 mod client;
 mod env;
 mod output;
+mod pki;
 mod spec;
+mod template;
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
 use podinit_core::fs::FileOptions;
+use podinit_core::fs::set::DataSet;
 use podinit_core::retry::{self, Backoff};
 use podinit_core::{Context, Error, Kind};
 use podinit_tls::{Named, TlsOptions};
@@ -38,7 +44,9 @@ use vaultrs::client::VaultClient;
 
 use crate::client::{Connection, Engine, Login, Mount};
 pub use crate::output::Format;
+use crate::output::Planned;
 use crate::spec::SecretSpec;
+use crate::template::{Query, TemplateArg, Templates};
 
 /// Log in to Vault or OpenBao and write secrets as files (e.g. into a shared emptyDir).
 ///
@@ -48,12 +56,17 @@ use crate::spec::SecretSpec;
 /// every secret was written, 1 on a refusal, 2 for bad input, 124 on timeout.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-SECRET is PATH[?version=N][#KEY][=FILE]:
+SECRET is PATH[?version=N][&decode=base64][#KEY][=FILE]:
   secret/app/db              whole secret: --out/db/<key> files (like a Secret volume)
   secret/app/db#password     one key: --out/password
   secret/app/db#password=pw  one key into --out/pw
   secret/data/app/db         the KV v2 API path is accepted too
+  secret/app/java?decode=base64#keystore=keystore.jks   the bytes of a base64 value
   database/creds/app         any other engine: a plain read (its lease keeps the token alive)
+
+--template SRC=NAME renders a Vault Agent template (secret, secrets, toJSON, ...) into NAME;
+--pki writes tls.crt, tls.key and ca.crt, kept while more than --renew-below of its life is
+left. Secrets, templates and the certificate are written as one set.
 
 Variables (BAO_* first, then VAULT_*; an empty value counts as unset): ADDR, TOKEN, NAMESPACE,
 CACERT, CACERT_BYTES, CAPATH, CLIENT_CERT, CLIENT_KEY, TLS_SERVER_NAME, SKIP_VERIFY (true/false
@@ -63,11 +76,48 @@ Examples:
   podinit vault-fetch --auth kubernetes --role web --out /secrets secret/web/db
   VAULT_TOKEN=... podinit vault-fetch --out /secrets --format env secret/web/config
   podinit vault-fetch --auth approle --role-id-file /approle/role-id --secret-id-file /approle/secret-id \\
-      --out /secrets --mode 0440 'secret/web/db#password=db-password'")]
+      --out /secrets --mode 0440 'secret/web/db#password=db-password'
+  podinit vault-fetch --auth kubernetes --role web --out /vault/secrets --template /templates/db.env=db.env \\
+      --pki pki/issue/web --common-name web.shop.svc --ttl 720h")]
 pub struct Args {
     /// Secrets to fetch (see below).
-    #[arg(value_name = "SECRET", required = true)]
+    #[arg(value_name = "SECRET", required_unless_present_any = ["templates", "pki"])]
     pub secrets: Vec<String>,
+
+    /// Render the Vault Agent (consul-template) template SRC into NAME inside --out;
+    /// repeatable.
+    #[arg(long = "template", value_name = "SRC=NAME")]
+    pub templates: Vec<String>,
+
+    /// Issue a certificate from this PKI role (e.g. pki/issue/web) as tls.crt, tls.key and
+    /// ca.crt, kept on reruns while it is good.
+    #[arg(long, value_name = "PATH", requires = "common_name")]
+    pub pki: Option<String>,
+
+    /// Common name of the --pki certificate.
+    #[arg(long, value_name = "NAME", requires = "pki")]
+    pub common_name: Option<String>,
+
+    /// Another DNS name of the --pki certificate; repeatable.
+    #[arg(long = "alt-name", value_name = "NAME", requires = "pki")]
+    pub alt_names: Vec<String>,
+
+    /// An IP address of the --pki certificate; repeatable.
+    #[arg(long = "ip-san", value_name = "IP", requires = "pki")]
+    pub ip_sans: Vec<IpAddr>,
+
+    /// Lifetime of the --pki certificate [default: the role's].
+    #[arg(long, value_name = "DURATION", requires = "pki", value_parser = podinit_core::args::parse_duration)]
+    pub ttl: Option<Duration>,
+
+    /// Issue a new --pki certificate when less than this fraction of its life is left.
+    #[arg(long, env = "PODINIT_VAULT_RENEW_BELOW", value_name = "FRACTION", default_value = "0.33", value_parser = podinit_core::args::parse_fraction)]
+    pub renew_below: f64,
+
+    /// Write the client token into NAME inside --out for the app (Vault Agent's file sink);
+    /// the token is then not revoked.
+    #[arg(long, env = "PODINIT_VAULT_WRITE_TOKEN", value_name = "NAME")]
+    pub write_token: Option<String>,
 
     /// Directory to write into (the shared emptyDir); created if missing.
     #[arg(long, env = "PODINIT_VAULT_OUT", value_name = "DIR")]
@@ -198,6 +248,9 @@ pub enum AuthMethod {
 /// Everything read from the command line, the environment and local files, before any request.
 struct Plan {
     specs: Vec<SecretSpec>,
+    templates: Vec<TemplateArg>,
+    pki: Option<pki::Request>,
+    token_out: Option<PathBuf>,
     conn: Connection,
     namespace: Option<String>,
     auth_namespace: Option<String>,
@@ -219,6 +272,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
     let started = Instant::now();
     let plan = plan(&args)?;
+    let templates = Templates::load(&plan.templates)?;
     let namespace = plan.namespace.as_deref();
     let (token, obtained) = match &plan.auth {
         Auth::Given(token) => (token.clone(), false),
@@ -233,27 +287,34 @@ async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
         }
     };
     let vault = client::client(&plan.conn, namespace, &token)?;
-    let fetched = fetch_all(ctx, &vault, &plan.specs, &args).await;
-    let leased: Vec<&str> = match &fetched {
-        Ok(secrets) => secrets.iter().filter(|s| s.leased).map(|s| s.spec.path.as_str()).collect(),
-        Err(_) => Vec::new(),
-    };
-    let written = match fetched {
-        Ok(secrets) => write(ctx, &args, &secrets).await,
-        Err(err) => Err(err),
-    };
+    let mut leases = Vec::new();
+    let written = fetch_render_write(ctx, &args, &plan, &templates, &vault, &token, &mut leases).await;
+    for lease in &leases {
+        tracing::warn!(
+            lease_s = lease.seconds,
+            "{}: a lease of {}{}; nothing renews it once podinit exits, so these credentials stop working then. \
+             An app that runs longer needs a renewing sidecar (Vault Agent as a native sidecar: an init container with restartPolicy: Always)",
+            lease.path,
+            humantime::format_duration(Duration::from_secs(lease.seconds)),
+            if lease.renewable { ", renewable" } else { "" }
+        );
+    }
     if obtained {
-        finish_token(&vault, &leased).await;
+        if plan.token_out.is_some() && written.is_ok() {
+            tracing::info!("keeping the token: it was written for the app (--write-token)");
+        } else {
+            finish_token(&vault, &leases).await;
+        }
     }
     let written = written?;
     let elapsed = started.elapsed();
+    let asked = plan.specs.len() + plan.templates.len() + usize::from(plan.pki.is_some());
     tracing::info!(
-        secrets = plan.specs.len(),
+        secrets = asked,
         changed = written.changed.len(),
         unchanged = written.unchanged,
         elapsed_ms = elapsed.as_millis() as u64,
-        "{} secret(s) → {}: {} file(s) written, {} unchanged, in {}",
-        plan.specs.len(),
+        "{asked} secret(s) → {}: {} file(s) written, {} unchanged, in {}",
         args.out.display(),
         written.changed.len(),
         written.unchanged,
@@ -263,6 +324,187 @@ async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
         tracing::debug!(file = %path.display(), "wrote {}", path.display());
     }
     Ok(())
+}
+
+/// A secret that came with a lease.
+struct Lease {
+    path: String,
+    seconds: u64,
+    renewable: bool,
+}
+
+impl Lease {
+    fn of(path: &str, body: &Value) -> Option<Self> {
+        body.get("lease_id").and_then(Value::as_str).filter(|id| !id.is_empty())?;
+        Some(Self {
+            path: path.to_owned(),
+            seconds: body.get("lease_duration").and_then(Value::as_u64).unwrap_or(0),
+            renewable: body.get("renewable").and_then(Value::as_bool).unwrap_or(false),
+        })
+    }
+}
+
+/// Everything after logging in: read the secrets, render the templates, issue (or keep)
+/// the certificate, then write the one set. Leased secrets are pushed to `leases` as they
+/// come, so the token is kept for them even when a later step fails.
+async fn fetch_render_write(
+    ctx: &Context,
+    args: &Args,
+    plan: &Plan,
+    templates: &Templates,
+    vault: &VaultClient,
+    token: &str,
+    leases: &mut Vec<Lease>,
+) -> Result<output::Written, Error> {
+    let mounts = MountCache::default();
+    let secrets = fetch_all(ctx, vault, &plan.specs, args, &mounts).await?;
+    let mut planned = Vec::new();
+    for secret in &secrets {
+        leases.extend(secret.lease.as_ref().map(|l| Lease { path: l.path.clone(), seconds: l.seconds, renewable: l.renewable }));
+        planned.extend(output::render(secret.spec, &secret.data, args.format)?);
+    }
+    planned.extend(render_templates(ctx, vault, templates, args, &mounts, leases).await?);
+    if let Some(rel) = &plan.token_out {
+        planned.push(Planned { rel: rel.clone(), bytes: token.as_bytes().to_vec() });
+    }
+    let set = DataSet::open(ctx, &args.out, args.dir_mode).await?;
+    let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, &args.out);
+    if let Some(request) = &plan.pki {
+        let kept = set.current().map_err(explain)?.and_then(|current| request.kept(&current));
+        match kept {
+            Some((files, left)) => {
+                tracing::info!(
+                    "keeping the certificate for {} ({:.0}% of its life left, renewed below {:.0}%)",
+                    request.common_name,
+                    left * 100.0,
+                    request.renew_below * 100.0
+                );
+                planned.extend(files);
+            }
+            None => planned.extend(issue(ctx, vault, request, args).await?),
+        }
+    }
+    output::write_set(&set, &args.out, &planned, FileOptions { mode: args.mode, uid: args.uid, gid: args.gid }, args.dir_mode)
+}
+
+/// Issues a certificate at `--pki`.
+async fn issue(ctx: &Context, vault: &VaultClient, request: &pki::Request, args: &Args) -> Result<Vec<Planned>, Error> {
+    let what = format!("issuing a certificate for {} at {}", request.common_name, request.path);
+    let body = request.body();
+    let answer =
+        retry::retry(ctx, &what, backoff(args), client::classify, |_| client::write(vault, &request.path, &body)).await.map_err(|e| {
+            match client::api_code(&e) {
+                Some(403) => e.with_hint(format!("the token's policies need 'update' on {}", request.path)),
+                Some(400) => e.with_hint("the role decides which names, key types and TTLs it issues: check allowed_domains and max_ttl"),
+                _ => e,
+            }
+        })?;
+    let files = pki::files(&request.path, &answer)?;
+    tracing::info!("issued a certificate for {} at {}", request.common_name, request.path);
+    Ok(files)
+}
+
+/// Renders the templates in rounds (see [`template`]): each round's new calls are made
+/// together, `--concurrency` at a time, each distinct call once.
+async fn render_templates(
+    ctx: &Context,
+    vault: &VaultClient,
+    templates: &Templates,
+    args: &Args,
+    mounts: &MountCache,
+    leases: &mut Vec<Lease>,
+) -> Result<Vec<Planned>, Error> {
+    for _ in 0..template::MAX_ROUNDS {
+        let (rendered, pending) = templates.round();
+        if pending.is_empty() {
+            return rendered.into_iter().map(|r| r.map_err(|e| template::failed(&e))).collect();
+        }
+        let answers: Vec<Result<Answered, Error>> = futures_util::stream::iter(pending)
+            .map(|query| async move {
+                let (value, lease) = answer(ctx, vault, &query, args, mounts).await?;
+                Ok((query, value, lease))
+            })
+            .buffered(usize::from(args.concurrency))
+            .collect()
+            .await;
+        for answer in answers {
+            let (query, value, lease) = answer?;
+            leases.extend(lease);
+            templates.answer(query, value);
+        }
+    }
+    Err(Error::new(
+        Kind::Failed,
+        anyhow::anyhow!("the templates still asked for new secrets after {} rounds of reads", template::MAX_ROUNDS),
+    )
+    .with_hint("a secret path that comes from another secret's value may loop; check the templates"))
+}
+
+/// A template call made: the call, what the template sees, the lease that came with it.
+type Answered = (Query, podinit_template::Value, Option<Lease>);
+
+/// Makes one template call: what the template sees, and the lease that came with it.
+async fn answer(
+    ctx: &Context,
+    vault: &VaultClient,
+    query: &Query,
+    args: &Args,
+    mounts: &MountCache,
+) -> Result<(podinit_template::Value, Option<Lease>), Error> {
+    let what = query.describe();
+    match query {
+        Query::Read(text) => {
+            let (path, version) = match text.split_once("?version=") {
+                Some((path, v)) => {
+                    (path, Some(v.parse::<u64>().map_err(|_| Error::usage(format!("template: {text}: ?version= takes a number")))?))
+                }
+                None => (text.as_str(), None),
+            };
+            let mount = mount_for(ctx, vault, path, args, mounts).await?;
+            let api_path = template_api_path(path, &mount, false);
+            let version = if mount.engine == Engine::Kv2 { version } else { None };
+            let body = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::read(vault, &api_path, version))
+                .await
+                .map_err(|e| explain_read(e, path, &api_path))?;
+            Ok((template::secret_value(&body), Lease::of(path, &body)))
+        }
+        Query::Write(path, data) => {
+            let data = data.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+            let body =
+                retry::retry(ctx, &what, backoff(args), client::classify, |_| client::write(vault, path, &data)).await.map_err(|e| {
+                    if client::api_code(&e) == Some(403) { e.with_hint(format!("the token's policies need 'update' on {path}")) } else { e }
+                })?;
+            Ok((template::secret_value(&body), Lease::of(path, &body)))
+        }
+        Query::List(path) => {
+            let mount = mount_for(ctx, vault, path, args, mounts).await?;
+            let api_path = template_api_path(path, &mount, true);
+            let keys =
+                retry::retry(ctx, &what, backoff(args), client::classify, |_| client::list(vault, &api_path)).await.map_err(|e| {
+                    if client::api_code(&e) == Some(403) {
+                        e.with_hint(format!("the token's policies need 'list' on {api_path}"))
+                    } else {
+                        e
+                    }
+                })?;
+            Ok((podinit_template::Value::list(keys.into_iter().map(podinit_template::Value::str).collect()), None))
+        }
+    }
+}
+
+/// A template's path as consul-template reads it: on a KV v2 mount, `data/` (or, to list,
+/// `metadata/`) is added after the mount unless the path already has `data/`, `metadata/`
+/// or `subkeys/` there.
+fn template_api_path(path: &str, mount: &Mount, list: bool) -> String {
+    if mount.engine != Engine::Kv2 {
+        return path.to_owned();
+    }
+    let rest = format!("{path}/").strip_prefix(&mount.path).map(|r| r.trim_end_matches('/').to_owned()).unwrap_or_default();
+    if ["data/", "metadata/", "subkeys/"].iter().any(|p| rest.starts_with(p)) || (list && rest == "metadata") {
+        return path.to_owned();
+    }
+    let kind = if list { "metadata" } else { "data" };
+    if rest.is_empty() { format!("{}{kind}", mount.path) } else { format!("{}{kind}/{rest}", mount.path) }
 }
 
 fn backoff(args: &Args) -> Backoff {
@@ -275,6 +517,35 @@ fn plan(args: &Args) -> Result<Plan, Error> {
         .iter()
         .map(|s| SecretSpec::parse(s).map_err(|e| Error::usage(format!("bad SECRET {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let templates = args
+        .templates
+        .iter()
+        .map(|t| TemplateArg::parse(t).map_err(|e| Error::usage(format!("bad --template {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let token_out = match &args.write_token {
+        Some(name) => Some(spec::output_path(name, name).map_err(|e| Error::usage(format!("bad --write-token {e}")))?),
+        None => None,
+    };
+    let pki = match &args.pki {
+        None => None,
+        Some(path) => {
+            let path = path.trim_matches('/');
+            if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+                return Err(Error::usage(format!("--pki '{path}' is not a path")).with_hint("e.g. --pki pki/issue/my-role"));
+            }
+            let common_name = args.common_name.clone().unwrap_or_default();
+            if common_name.is_empty() {
+                return Err(Error::usage("--common-name is empty"));
+            }
+            let mut alt_names = args.alt_names.clone();
+            alt_names.sort();
+            alt_names.dedup();
+            let mut ip_sans = args.ip_sans.clone();
+            ip_sans.sort();
+            ip_sans.dedup();
+            Some(pki::Request { path: path.to_owned(), common_name, alt_names, ip_sans, ttl: args.ttl, renew_below: args.renew_below })
+        }
+    };
     if let Some(spec) = specs.iter().find(|s| s.version.is_some())
         && args.kv_version == Some(1)
     {
@@ -311,6 +582,9 @@ fn plan(args: &Args) -> Result<Plan, Error> {
     let auth = auth(args)?;
     Ok(Plan {
         specs,
+        templates,
+        pki,
+        token_out,
         conn: Connection { address, tls, attempt_timeout: args.attempt_timeout },
         auth_namespace: args.auth_namespace.clone().or_else(|| namespace.clone()),
         namespace,
@@ -398,18 +672,23 @@ fn explain_login(err: Error, login: &Login) -> Error {
 struct Fetched<'a> {
     spec: &'a SecretSpec,
     data: Map<String, Value>,
-    leased: bool,
+    lease: Option<Lease>,
 }
 
 /// Fetches the first secret alone (so an unreachable or sealed server is waited for by one
 /// retry loop, not by N noisy ones, and its mount is known to the rest), then the rest
 /// concurrently.
-async fn fetch_all<'a>(ctx: &Context, vault: &VaultClient, specs: &'a [SecretSpec], args: &Args) -> Result<Vec<Fetched<'a>>, Error> {
+async fn fetch_all<'a>(
+    ctx: &Context,
+    vault: &VaultClient,
+    specs: &'a [SecretSpec],
+    args: &Args,
+    mounts: &MountCache,
+) -> Result<Vec<Fetched<'a>>, Error> {
     let Some((first, rest)) = specs.split_first() else { return Ok(Vec::new()) };
-    let mounts = MountCache::default();
-    let mut fetched = vec![fetch_one(ctx, vault, first, args, &mounts).await?];
+    let mut fetched = vec![fetch_one(ctx, vault, first, args, mounts).await?];
     let results: Vec<Result<Fetched<'a>, Error>> = futures_util::stream::iter(rest)
-        .map(|spec| fetch_one(ctx, vault, spec, args, &mounts))
+        .map(|spec| fetch_one(ctx, vault, spec, args, mounts))
         .buffered(usize::from(args.concurrency))
         .collect()
         .await;
@@ -429,29 +708,20 @@ async fn fetch_one<'a>(
     args: &Args,
     mounts: &MountCache,
 ) -> Result<Fetched<'a>, Error> {
-    let mount = match args.kv_version {
-        Some(version) => Mount {
-            path: match &args.mount {
-                Some(mount) => format!("{}/", mount.trim_matches('/')),
-                None => format!("{}/", spec.path.split('/').next().unwrap_or_default()),
-            },
-            engine: if version == 2 { Engine::Kv2 } else { Engine::Kv1 },
-        },
-        None => mount_of(ctx, vault, spec, args, mounts).await?,
-    };
+    let mount = mount_for(ctx, vault, &spec.path, args, mounts).await?;
     let api_path = api_path(spec, &mount)?;
     let version = if mount.engine == Engine::Kv2 { spec.version } else { None };
     let what = format!("reading {}", spec.path);
     let body = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::read(vault, &api_path, version))
         .await
-        .map_err(|e| explain_read(e, spec, &api_path))?;
-    let leased = body.get("lease_id").and_then(Value::as_str).is_some_and(|id| !id.is_empty());
+        .map_err(|e| explain_read(e, &spec.path, &api_path))?;
+    let lease = Lease::of(&spec.path, &body);
     let data = match mount.engine {
         Engine::Kv2 => body.pointer("/data/data").cloned(),
         _ => body.get("data").cloned(),
     };
     match data {
-        Some(Value::Object(data)) => Ok(Fetched { spec, data, leased }),
+        Some(Value::Object(data)) => Ok(Fetched { spec, data, lease }),
         _ => Err(Error::new(
             Kind::Failed,
             anyhow::anyhow!("{}: the secret has no data (the latest version may be deleted or destroyed)", spec.path),
@@ -459,19 +729,32 @@ async fn fetch_one<'a>(
     }
 }
 
-/// The mount `spec` is on: from the cache, else asked (and remembered).
-async fn mount_of(ctx: &Context, vault: &VaultClient, spec: &SecretSpec, args: &Args, mounts: &MountCache) -> Result<Mount, Error> {
-    let under = format!("{}/", spec.path);
+/// The mount `path` is on: from --kv-version (and --mount) when given, else asked.
+async fn mount_for(ctx: &Context, vault: &VaultClient, path: &str, args: &Args, mounts: &MountCache) -> Result<Mount, Error> {
+    Ok(match args.kv_version {
+        Some(version) => Mount {
+            path: match &args.mount {
+                Some(mount) => format!("{}/", mount.trim_matches('/')),
+                None => format!("{}/", path.split('/').next().unwrap_or_default()),
+            },
+            engine: if version == 2 { Engine::Kv2 } else { Engine::Kv1 },
+        },
+        None => mount_of(ctx, vault, path, args, mounts).await?,
+    })
+}
+
+/// The mount `path` is on: from the cache, else asked (and remembered).
+async fn mount_of(ctx: &Context, vault: &VaultClient, path: &str, args: &Args, mounts: &MountCache) -> Result<Mount, Error> {
+    let under = format!("{path}/");
     if let Some(known) = mounts.lock().unwrap_or_else(PoisonError::into_inner).iter().find(|m| under.starts_with(&m.path)) {
         return Ok(known.clone());
     }
-    let what = format!("finding the mount of {}", spec.path);
-    let mount = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::mount_of(vault, &spec.path)).await.map_err(|e| {
-        let (first, rest) = spec.path.split_once('/').unwrap_or((&spec.path, ""));
+    let what = format!("finding the mount of {path}");
+    let mount = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::mount_of(vault, path)).await.map_err(|e| {
+        let (first, rest) = path.split_once('/').unwrap_or((path, ""));
         let hint = format!(
-            "the token has no capability on {0}: grant 'read' on {first}/data/{rest} (KV v2 at {first}/) or {0} (KV v1); \
-             --kv-version (and --mount) skip this lookup",
-            spec.path
+            "the token has no capability on {path}: grant 'read' on {first}/data/{rest} (KV v2 at {first}/) or {path} (KV v1); \
+             --kv-version (and --mount) skip this lookup"
         );
         if client::api_code(&e) == Some(403) { e.with_hint(hint) } else { e }
     })?;
@@ -499,30 +782,23 @@ fn api_path(spec: &SecretSpec, mount: &Mount) -> Result<String, Error> {
     })
 }
 
-fn explain_read(err: Error, spec: &SecretSpec, api_path: &str) -> Error {
+fn explain_read(err: Error, path: &str, api_path: &str) -> Error {
     match client::api_code(&err) {
-        Some(404) => Error::new(Kind::Failed, anyhow::anyhow!("{}: no secret at this path (read {api_path})", spec.path))
+        Some(404) => Error::new(Kind::Failed, anyhow::anyhow!("{path}: no secret at this path (read {api_path})"))
             .with_hint("check the path and the mount; a deleted KV v2 version reads as missing"),
         Some(403) => err.with_hint(format!("the token's policies need 'read' on {api_path}")),
         _ => err,
     }
 }
 
-async fn write(ctx: &Context, args: &Args, secrets: &[Fetched<'_>]) -> Result<output::Written, Error> {
-    let mut planned = Vec::new();
-    for secret in secrets {
-        planned.extend(output::render(secret.spec, &secret.data, args.format)?);
-    }
-    output::write_set(ctx, &args.out, &planned, FileOptions { mode: args.mode, uid: args.uid, gid: args.gid }, args.dir_mode).await
-}
-
 /// Revokes the token podinit obtained, unless a leased secret depends on it.
-async fn finish_token(vault: &VaultClient, leased: &[&str]) {
-    if !leased.is_empty() {
+async fn finish_token(vault: &VaultClient, leases: &[Lease]) {
+    if !leases.is_empty() {
+        let paths: Vec<&str> = leases.iter().map(|l| l.path.as_str()).collect();
         tracing::warn!(
             "keeping the token: {} carr{} a lease that would end with it; the lease ends when the token's TTL does",
-            leased.join(", "),
-            if leased.len() == 1 { "ies" } else { "y" }
+            paths.join(", "),
+            if paths.len() == 1 { "ies" } else { "y" }
         );
         return;
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use podinit_core::fs::FileOptions;
 use podinit_core::fs::root::{Dir, Kind as FileKind, components};
 use podinit_core::fs::set::DataSet;
-use podinit_core::{Context, Error, Kind};
+use podinit_core::{Error, Kind};
 use serde_json::{Map, Value};
 
 use crate::spec::{SecretSpec, is_file_name};
@@ -37,6 +37,18 @@ pub(crate) struct Planned {
 /// The files for one secret. Errors name the secret and the key, never a value.
 pub(crate) fn render(spec: &SecretSpec, data: &Map<String, Value>, format: Format) -> Result<Vec<Planned>, Error> {
     let fail = |message: String| Error::new(Kind::Failed, anyhow::anyhow!(message));
+    let raw = |key: &str, value: &Value| -> Result<Vec<u8>, Error> {
+        if !spec.decode_base64 {
+            return Ok(raw(value));
+        }
+        decode_base64(value).ok_or_else(|| {
+            fail(format!("{}: the value of '{key}' is not base64 text (asked by ?decode=base64)", spec.path))
+                .with_hint("drop ?decode=base64 for this secret, or store the value base64-encoded (base64 -w0 FILE)")
+        })
+    };
+    if spec.decode_base64 && spec.key.is_none() && format != Format::Files {
+        return Err(Error::usage(format!("'{}': ?decode=base64 writes raw files; it needs #KEY or --format files", spec.text)));
+    }
     if let Some(key) = &spec.key {
         let Some(value) = data.get(key) else {
             let keys: Vec<&str> = data.keys().map(String::as_str).collect();
@@ -48,7 +60,7 @@ pub(crate) fn render(spec: &SecretSpec, data: &Map<String, Value>, format: Forma
             None if is_file_name(key) => PathBuf::from(key),
             None => return Err(fail(format!("{}: key '{key}' cannot be a file name; choose one with '#{key}=FILE'", spec.path))),
         };
-        return Ok(vec![Planned { rel, bytes: raw(value) }]);
+        return Ok(vec![Planned { rel, bytes: raw(key, value)? }]);
     }
     let name = spec.name();
     match format {
@@ -65,7 +77,7 @@ pub(crate) fn render(spec: &SecretSpec, data: &Map<String, Value>, format: Forma
                             spec.path
                         )));
                     }
-                    Ok(Planned { rel: dir.join(key), bytes: raw(value) })
+                    Ok(Planned { rel: dir.join(key), bytes: raw(key, value)? })
                 })
                 .collect()
         }
@@ -88,6 +100,18 @@ fn raw(value: &Value) -> Vec<u8> {
         Value::String(text) => text.clone().into_bytes(),
         other => other.to_string().into_bytes(),
     }
+}
+
+/// The bytes of base64 text (standard alphabet, padding optional, line breaks ignored).
+fn decode_base64(value: &Value) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let text: String = value.as_str()?.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    LENIENT.decode(text).ok()
 }
 
 /// `KEY='value'` lines, single-quoted so a shell or a dotenv loader takes the value literally.
@@ -128,13 +152,7 @@ pub(crate) struct Written {
 /// so readers see the old secrets or the new ones, never a mix, and a killed run leaves the
 /// old set (its temp directory is removed by the next run). When every file already holds
 /// the same bytes, mode and owner and no file left the set, nothing is written (same inodes).
-pub(crate) async fn write_set(
-    ctx: &Context,
-    out: &Path,
-    planned: &[Planned],
-    options: FileOptions,
-    dir_mode: u32,
-) -> Result<Written, Error> {
+pub(crate) fn write_set(set: &DataSet, out: &Path, planned: &[Planned], options: FileOptions, dir_mode: u32) -> Result<Written, Error> {
     let mut seen = BTreeSet::new();
     for file in planned {
         let parts =
@@ -143,10 +161,12 @@ pub(crate) async fn write_set(
             return Err(Error::usage(format!("{}: names starting with '..' are reserved for the layout of --out", file.rel.display())));
         }
         if !seen.insert(parts.iter().collect::<PathBuf>()) {
-            return Err(Error::usage(format!("two secrets would write {}; give one of them '=FILE'", file.rel.display())));
+            return Err(Error::usage(format!(
+                "two outputs would write {}; give one of them another name ('=FILE', --template SRC=NAME)",
+                file.rel.display()
+            )));
         }
     }
-    let set = DataSet::open(ctx, out, dir_mode).await?;
     let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, out);
     let current = set.current().map_err(explain)?;
     let mut changed = Vec::new();
@@ -171,6 +191,11 @@ pub(crate) async fn write_set(
     }
     staged.commit().map_err(explain)?;
     Ok(Written { changed, unchanged })
+}
+
+/// A file of the current set, read through the set's directory (never through a link).
+pub(crate) fn read_in(current: &Dir, name: &str) -> Option<Vec<u8>> {
+    current.read(std::ffi::OsStr::new(name)).ok()
 }
 
 /// Whether `dir` (the current set) holds `file` with the same bytes, mode and owner.
@@ -281,6 +306,18 @@ mod tests {
     }
 
     #[test]
+    fn base64_values_are_decoded_on_request() {
+        let d = data(r#"{"keystore":"AAEC/w==","wrapped":"AAEC\n/w","text":"not base64!"}"#);
+        let one = render(&spec("secret/app?decode=base64#keystore=ks.jks"), &d, Format::Files).unwrap();
+        assert_eq!(one[0].bytes, [0, 1, 2, 255]);
+        let one = render(&spec("secret/app?decode=base64#wrapped"), &d, Format::Files).unwrap();
+        assert_eq!(one[0].bytes, [0, 1, 2, 255]);
+        let err = render(&spec("secret/app?decode=base64#text"), &d, Format::Files).unwrap_err();
+        assert!(err.message().contains("the value of 'text' is not base64") && !err.message().contains("not base64!"), "{}", err.message());
+        assert_eq!(render(&spec("secret/app?decode=base64"), &d, Format::Json).unwrap_err().kind(), Kind::Usage);
+    }
+
+    #[test]
     fn keys_that_would_escape_are_refused() {
         let d = data(r#"{"../../etc/passwd":"x"}"#);
         let err = render(&spec("secret/evil"), &d, Format::Files).unwrap_err();
@@ -298,8 +335,19 @@ mod tests {
         assert!(err.message().contains("both become the variable a_b"));
     }
 
-    fn ctx() -> Context {
-        Context::for_tests(&podinit_core::GlobalArgs::default()).0
+    fn ctx() -> podinit_core::Context {
+        podinit_core::Context::for_tests(&podinit_core::GlobalArgs::default()).0
+    }
+
+    async fn write_set(
+        ctx: &podinit_core::Context,
+        out: &Path,
+        planned: &[Planned],
+        options: FileOptions,
+        dir_mode: u32,
+    ) -> Result<Written, Error> {
+        let set = DataSet::open(ctx, out, dir_mode).await?;
+        super::write_set(&set, out, planned, options, dir_mode)
     }
 
     #[tokio::test]

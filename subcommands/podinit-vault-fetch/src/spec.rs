@@ -11,6 +11,8 @@ pub(crate) struct SecretSpec {
     pub(crate) path: String,
     /// A KV v2 version to read instead of the latest.
     pub(crate) version: Option<u64>,
+    /// Values are base64 text to be written decoded (`?decode=base64`).
+    pub(crate) decode_base64: bool,
     /// Take only this key.
     pub(crate) key: Option<String>,
     /// Output path relative to `--out`, instead of the default name.
@@ -30,15 +32,28 @@ impl SecretSpec {
         }
         let mut rest = &text[path_end..];
         let mut version = None;
-        if rest.starts_with('?') {
-            let digits_at = "?version=".len();
-            let Some(after) = rest.strip_prefix("?version=") else {
-                return Err(format!("'{text}': the only query is ?version=N (a KV v2 version)"));
-            };
-            let end = after.find(['#', '=']).unwrap_or(after.len());
-            let digits = &after[..end];
-            version = Some(digits.parse::<u64>().map_err(|_| format!("'{text}': ?version= takes a number, not '{digits}'"))?);
-            rest = &rest[digits_at + end..];
+        let mut decode_base64 = false;
+        if let Some(mut query) = rest.strip_prefix('?') {
+            // `name=value` items joined by `&`, up to the `#KEY` or `=FILE` that follows.
+            loop {
+                let (name, after) = query.split_once('=').ok_or_else(|| bad_query(text))?;
+                let end = after.find(['&', '#', '=']).unwrap_or(after.len());
+                let value = &after[..end];
+                match name {
+                    "version" => {
+                        version = Some(value.parse::<u64>().map_err(|_| format!("'{text}': ?version= takes a number, not '{value}'"))?);
+                    }
+                    "decode" if value == "base64" => decode_base64 = true,
+                    "decode" => return Err(format!("'{text}': ?decode= takes base64, not '{value}'")),
+                    _ => return Err(bad_query(text)),
+                }
+                query = &after[end..];
+                match query.strip_prefix('&') {
+                    Some(next) => query = next,
+                    None => break,
+                }
+            }
+            rest = query;
         }
         let mut key = None;
         if let Some(after) = rest.strip_prefix('#') {
@@ -55,7 +70,7 @@ impl SecretSpec {
             rest = "";
         }
         debug_assert!(rest.is_empty());
-        Ok(Self { text: text.to_owned(), path: path.to_owned(), version, key, out })
+        Ok(Self { text: text.to_owned(), path: path.to_owned(), version, decode_base64, key, out })
     }
 
     /// The last path segment: the default output name (`secret/app/db` → `db`).
@@ -64,7 +79,11 @@ impl SecretSpec {
     }
 }
 
-fn output_path(text: &str, target: &str) -> Result<PathBuf, String> {
+fn bad_query(text: &str) -> String {
+    format!("'{text}': the query takes version=N (a KV v2 version) and decode=base64, joined by '&'")
+}
+
+pub(crate) fn output_path(text: &str, target: &str) -> Result<PathBuf, String> {
     let path = Path::new(target);
     if target.is_empty() || target.ends_with('/') {
         return Err(format!("'{text}': '=' needs a file path after it, relative to --out"));
@@ -108,7 +127,21 @@ mod tests {
         assert_eq!(spec("secret/db?version=2=out").out.as_deref(), Some(Path::new("out")));
         assert_eq!(spec("secret/db?version=2").version, Some(2));
         assert!(SecretSpec::parse("secret/db?version=x").unwrap_err().contains("takes a number"));
-        assert!(SecretSpec::parse("secret/db?ver=1").unwrap_err().contains("?version=N"));
+        assert!(SecretSpec::parse("secret/db?ver=1").unwrap_err().contains("version=N"));
+        assert!(SecretSpec::parse("secret/db?version").is_err());
+    }
+
+    #[test]
+    fn decoding() {
+        let s = spec("secret/app?decode=base64#keystore=keystore.jks");
+        assert!(s.decode_base64);
+        assert_eq!((s.key.as_deref(), s.out.as_deref()), (Some("keystore"), Some(Path::new("keystore.jks"))));
+        let s = spec("secret/app?version=2&decode=base64");
+        assert_eq!((s.version, s.decode_base64), (Some(2), true));
+        let s = spec("secret/app?decode=base64&version=4#k");
+        assert_eq!((s.version, s.decode_base64, s.key.as_deref()), (Some(4), true, Some("k")));
+        assert!(!spec("secret/app#k").decode_base64);
+        assert!(SecretSpec::parse("secret/app?decode=hex").unwrap_err().contains("takes base64"));
     }
 
     #[test]

@@ -101,6 +101,11 @@ impl Bao {
         ]);
     }
 
+    /// The container's id, for `docker exec` of commands that may fail.
+    pub fn container_id(&self) -> &str {
+        self.container.id()
+    }
+
     /// [`cli`](Self::cli) with another token.
     pub fn cli_as(&self, token: &str, args: &[&str]) -> String {
         let out = std::process::Command::new("docker")
