@@ -40,7 +40,7 @@ pub enum Verdict {
     Fatal(Kind),
 }
 
-/// Delays between attempts: exponential from `initial` to `max`, with "equal jitter"
+/// Delays between attempts, from `initial` to `max` (see [`Growth`]), with "equal jitter"
 /// (half fixed, half random) so N replicas started together do not retry in lockstep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Backoff {
@@ -50,24 +50,49 @@ pub struct Backoff {
     pub max: Duration,
     /// Timeout of one attempt (clipped to the time left before the deadline).
     pub attempt_timeout: Option<Duration>,
+    /// How the delay grows.
+    pub growth: Growth,
+}
+
+/// How a [`Backoff`]'s delay grows between `initial` and `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Growth {
+    /// Doubling after each failure: for calls that load a server (a login, a read).
+    #[default]
+    Doubling,
+    /// The time waited so far divided by this: a poll of something cheap (a TCP connect)
+    /// reacts within a fixed share of the wait (1/40: 25 ms after one second), and its CPU
+    /// falls as the wait grows.
+    ShareOfWait(u32),
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Self { initial: Duration::from_millis(100), max: Duration::from_secs(5), attempt_timeout: Some(Duration::from_secs(10)) }
+        Self {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            attempt_timeout: Some(Duration::from_secs(10)),
+            growth: Growth::Doubling,
+        }
     }
 }
 
 impl Backoff {
-    /// The delay after failed attempt number `attempt` (1-based), before jitter is applied.
-    pub fn base_delay(&self, attempt: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
-        self.initial.saturating_mul(factor).min(self.max)
+    /// The delay after failed attempt number `attempt` (1-based), `waited` after the first
+    /// attempt started, before jitter is applied.
+    pub fn base_delay(&self, attempt: u32, waited: Duration) -> Duration {
+        match self.growth {
+            Growth::Doubling => {
+                let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+                self.initial.saturating_mul(factor).min(self.max)
+            }
+            Growth::ShareOfWait(divisor) => (waited / divisor.max(1)).max(self.initial).min(self.max),
+        }
     }
 
     /// The jittered delay after failed attempt number `attempt`: within `[base/2, base]`.
-    pub fn delay(&self, attempt: u32, rng: &mut Jitter) -> Duration {
-        let base = self.base_delay(attempt);
+    pub fn delay(&self, attempt: u32, waited: Duration, rng: &mut Jitter) -> Duration {
+        let base = self.base_delay(attempt, waited);
         let half = base / 2;
         half + half.mul_f64(rng.next_unit())
     }
@@ -187,7 +212,7 @@ where
             tracing::info!(attempt = number, error = %text, "{what}: not yet: {text}; retrying");
             last_logged = Some(text);
         }
-        let delay = backoff.delay(number, &mut jitter);
+        let delay = backoff.delay(number, started.elapsed(), &mut jitter);
         if ctx.remaining().is_some_and(|r| r.is_zero()) {
             return Err(give_up(ctx, what, number, started, err));
         }
@@ -251,17 +276,34 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), attempt_timeout: None };
-        assert_eq!(b.base_delay(1), Duration::from_millis(100));
-        assert_eq!(b.base_delay(2), Duration::from_millis(200));
-        assert_eq!(b.base_delay(4), Duration::from_millis(800));
-        assert_eq!(b.base_delay(5), Duration::from_secs(1));
-        assert_eq!(b.base_delay(1000), Duration::from_secs(1));
+        let b =
+            Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1), attempt_timeout: None, growth: Growth::Doubling };
+        let any = Duration::from_secs(7);
+        assert_eq!(b.base_delay(1, any), Duration::from_millis(100));
+        assert_eq!(b.base_delay(2, any), Duration::from_millis(200));
+        assert_eq!(b.base_delay(4, any), Duration::from_millis(800));
+        assert_eq!(b.base_delay(5, any), Duration::from_secs(1));
+        assert_eq!(b.base_delay(1000, any), Duration::from_secs(1));
         let mut j = Jitter::new();
         for attempt in 1..50 {
-            let d = b.delay(attempt, &mut j);
-            assert!(d >= b.base_delay(attempt) / 2 && d <= b.base_delay(attempt), "{d:?}");
+            let d = b.delay(attempt, any, &mut j);
+            assert!(d >= b.base_delay(attempt, any) / 2 && d <= b.base_delay(attempt, any), "{d:?}");
         }
+    }
+
+    #[test]
+    fn a_share_of_the_wait_grows_with_the_wait_not_the_attempts() {
+        let b = Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(500),
+            attempt_timeout: None,
+            growth: Growth::ShareOfWait(40),
+        };
+        assert_eq!(b.base_delay(1, Duration::ZERO), Duration::from_millis(5));
+        assert_eq!(b.base_delay(60, Duration::from_millis(100)), Duration::from_millis(5));
+        assert_eq!(b.base_delay(2, Duration::from_secs(1)), Duration::from_millis(25));
+        assert_eq!(b.base_delay(90, Duration::from_secs(8)), Duration::from_millis(200));
+        assert_eq!(b.base_delay(3, Duration::from_secs(3600)), Duration::from_millis(500));
     }
 
     #[tokio::test(start_paused = true)]
@@ -355,7 +397,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wake_cuts_the_delay_short() {
         let (ctx, _tx) = ctx_with_timeout(3600);
-        let backoff = Backoff { initial: Duration::from_secs(60), max: Duration::from_secs(60), attempt_timeout: None };
+        let backoff =
+            Backoff { initial: Duration::from_secs(60), max: Duration::from_secs(60), attempt_timeout: None, growth: Growth::Doubling };
         let calls = Cell::new(0);
         let out = retry_or_wake(
             &ctx,

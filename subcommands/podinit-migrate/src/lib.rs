@@ -118,8 +118,12 @@ fn database_url(args: &Args) -> Result<url::Url, Error> {
 /// Connects, waiting through refused connections, DNS failures and "starting up"; a wrong
 /// password or an unknown database fails at once.
 async fn connect(ctx: &Context, url: &url::Url, shown: &str, backend: Backend) -> Result<Db, Error> {
-    let backoff =
-        Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2), attempt_timeout: Some(Duration::from_secs(10)) };
+    let backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(2),
+        attempt_timeout: Some(Duration::from_secs(10)),
+        growth: retry::Growth::Doubling,
+    };
     let what = format!("connecting to {shown}");
     retry::retry(ctx, &what, backoff, classify_connect, |_| async {
         Db::connect(url, backend).await.map_err(|e| anyhow::Error::new(ConnectError(e)))
@@ -288,8 +292,12 @@ enum Locked {
 
 async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Error> {
     // A poll is a few cheap statements; polling often ends the wait soon after the holder.
-    let backoff =
-        Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(250), attempt_timeout: Some(Duration::from_secs(10)) };
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(250),
+        attempt_timeout: Some(Duration::from_secs(10)),
+        growth: retry::Growth::Doubling,
+    };
     let db = tokio::sync::Mutex::new(db);
     retry::retry(
         ctx,

@@ -153,8 +153,12 @@ async fn list(ctx: &Context, s3: &Client, url: &S3Url) -> Result<Vec<(String, u6
     let mut token: Option<String> = None;
     loop {
         let what = format!("LIST {url}");
-        let backoff =
-            Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), attempt_timeout: Some(Duration::from_secs(60)) };
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            attempt_timeout: Some(Duration::from_secs(60)),
+            growth: retry::Growth::Doubling,
+        };
         let page = retry::retry(ctx, &what, backoff, client::classify, |_| {
             let token = token.clone();
             async move {

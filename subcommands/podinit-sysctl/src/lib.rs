@@ -457,8 +457,14 @@ fn restore(tree: &Tree, key: &spec::Key, old: Option<&str>, now: Option<&str>) -
 /// `--wait`: `once` until it succeeds, with growing pauses (200 ms to 5 s, jittered); past
 /// `--timeout` exit 124 with the last error, on SIGTERM 143.
 fn wait_until(ctx: &Context, once: impl Fn() -> anyhow::Result<()>) -> Result<(), Error> {
-    let backoff = Backoff { initial: std::time::Duration::from_millis(200), max: std::time::Duration::from_secs(5), attempt_timeout: None };
+    let backoff = Backoff {
+        initial: std::time::Duration::from_millis(200),
+        max: std::time::Duration::from_secs(5),
+        attempt_timeout: None,
+        growth: retry::Growth::Doubling,
+    };
     let mut jitter = retry::Jitter::new();
+    let started = std::time::Instant::now();
     let mut attempt = 0u32;
     loop {
         attempt = attempt.saturating_add(1);
@@ -469,7 +475,7 @@ fn wait_until(ctx: &Context, once: impl Fn() -> anyhow::Result<()>) -> Result<()
         if attempt == 1 {
             tracing::info!("waiting for sysctl values: not yet: {err:#}");
         }
-        if let Err(stop) = ctx.sleep_blocking(backoff.delay(attempt, &mut jitter)) {
+        if let Err(stop) = ctx.sleep_blocking(backoff.delay(attempt, started.elapsed(), &mut jitter)) {
             if stop.kind() != Kind::Timeout {
                 return Err(stop);
             }

@@ -114,7 +114,7 @@ pub struct Options {
 
 /// For transfers: no limit on an attempt (a body may take long), [`Options::stall`] instead.
 pub fn backoff() -> Backoff {
-    Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), attempt_timeout: None }
+    Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5), attempt_timeout: None, growth: retry::Growth::Doubling }
 }
 
 /// What every step of a download needs.

@@ -508,7 +508,12 @@ fn template_api_path(path: &str, mount: &Mount, list: bool) -> String {
 }
 
 fn backoff(args: &Args) -> Backoff {
-    Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5), attempt_timeout: Some(args.attempt_timeout) }
+    Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(5),
+        attempt_timeout: Some(args.attempt_timeout),
+        growth: retry::Growth::Doubling,
+    }
 }
 
 fn plan(args: &Args) -> Result<Plan, Error> {
