@@ -1,15 +1,15 @@
 //! `podinit vault-fetch`: log in to Vault or OpenBao and pre-populate secrets as files.
 //!
 //! Parse every `SECRET` and template and read every local input (token, JWT, role and secret
-//! ids) first, so bad input fails before any request. Log in (unless given a token), then for each secret
-//! find its mount and KV version (`sys/internal/ui/mounts`) and read it, all concurrently,
-//! each call retried through the retry helper while the server is unreachable, sealed or on
-//! standby, and failing at once on permission denied, an unknown role or a missing secret.
-//! Only when every secret is in memory are the files rendered and written as one set
-//! ([`output::write_set`]), with the templates' output ([`template`]: rendered in rounds, each
-//! distinct call made once) and a PKI certificate ([`pki`]: kept while good). A token podinit
-//! obtained is revoked at the end unless a secret
-//! came with a lease that would die with it; a token given by the caller is never revoked.
+//! ids) first, so bad input fails before any request. Log in (unless given a token), then for
+//! each secret find its mount and KV version (`sys/internal/ui/mounts`) and read it, all
+//! concurrently, each call retried through the retry helper while the server is unreachable,
+//! sealed or on standby, and failing at once on permission denied, an unknown role or a
+//! missing secret. Render the templates ([`template`]: in rounds, each distinct call made
+//! once) and issue or keep the PKI certificate ([`pki`]). Only when everything is in memory
+//! are the files written, as one set ([`output::write_set`]). A token podinit obtained is
+//! revoked at the end (and on failure) unless a secret came with a lease that would die with
+//! it or `--write-token` gave it to the app; a token given by the caller is never revoked.
 //!
 //! ```yaml
 //! initContainers:
@@ -81,7 +81,7 @@ Examples:
       --pki pki/issue/web --common-name web.shop.svc --ttl 720h")]
 pub struct Args {
     /// Secrets to fetch (see below).
-    #[arg(value_name = "SECRET", required_unless_present_any = ["templates", "pki"])]
+    #[arg(value_name = "SECRET", required_unless_present_any = ["templates", "pki", "write_token"])]
     pub secrets: Vec<String>,
 
     /// Render the Vault Agent (consul-template) template SRC into NAME inside --out;
@@ -289,21 +289,24 @@ async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
     let vault = client::client(&plan.conn, namespace, &token)?;
     let mut leases = Vec::new();
     let written = fetch_render_write(ctx, &args, &plan, &templates, &vault, &token, &mut leases).await;
-    for lease in &leases {
-        tracing::warn!(
-            lease_s = lease.seconds,
-            "{}: a lease of {}{}; nothing renews it once podinit exits, so these credentials stop working then. \
-             An app that runs longer needs a renewing sidecar (Vault Agent as a native sidecar: an init container with restartPolicy: Always)",
-            lease.path,
-            humantime::format_duration(Duration::from_secs(lease.seconds)),
-            if lease.renewable { ", renewable" } else { "" }
-        );
+    if written.is_ok() {
+        for lease in &leases {
+            tracing::warn!(
+                lease_s = lease.seconds,
+                "{}: a lease of {}{}; nothing renews it once podinit exits, so these credentials stop working then. \
+                 An app that runs longer needs a renewing sidecar (Vault Agent as a native sidecar: an init container with restartPolicy: Always)",
+                lease.path,
+                humantime::format_duration(Duration::from_secs(lease.seconds)),
+                if lease.renewable { ", renewable" } else { "" }
+            );
+        }
     }
     if obtained {
-        if plan.token_out.is_some() && written.is_ok() {
-            tracing::info!("keeping the token: it was written for the app (--write-token)");
-        } else {
-            finish_token(&vault, &leases).await;
+        match &written {
+            Ok(_) if plan.token_out.is_some() => tracing::info!("keeping the token: it was written for the app (--write-token)"),
+            Ok(_) => finish_token(&vault, &leases).await,
+            // Nothing was written: revoking the token also ends the leases it got.
+            Err(_) => finish_token(&vault, &[]).await,
         }
     }
     let written = written?;
@@ -327,6 +330,7 @@ async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
 }
 
 /// A secret that came with a lease.
+#[derive(Clone)]
 struct Lease {
     path: String,
     seconds: u64,
@@ -346,7 +350,7 @@ impl Lease {
 
 /// Everything after logging in: read the secrets, render the templates, issue (or keep)
 /// the certificate, then write the one set. Leased secrets are pushed to `leases` as they
-/// come, so the token is kept for them even when a later step fails.
+/// come (the caller logs them, and keeps the token for them, once the set is written).
 async fn fetch_render_write(
     ctx: &Context,
     args: &Args,
@@ -360,7 +364,7 @@ async fn fetch_render_write(
     let secrets = fetch_all(ctx, vault, &plan.specs, args, &mounts).await?;
     let mut planned = Vec::new();
     for secret in &secrets {
-        leases.extend(secret.lease.as_ref().map(|l| Lease { path: l.path.clone(), seconds: l.seconds, renewable: l.renewable }));
+        leases.extend(secret.lease.clone());
         planned.extend(output::render(secret.spec, &secret.data, args.format)?);
     }
     planned.extend(render_templates(ctx, vault, templates, args, &mounts, leases).await?);
