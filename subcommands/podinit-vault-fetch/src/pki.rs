@@ -3,10 +3,11 @@
 //! a `kubernetes.io/tls` Secret, kept across pod restarts while it is still good.
 //!
 //! Keep rule: the set's `tls.crt` is kept when its key is `tls.key`, its common name and
-//! names are exactly the asked ones (Vault adds the common name to the DNS names, so that one
-//! may or may not be there), it chains to the set's `ca.crt`, and more than `--renew-below`
-//! of its life is left. Anything else issues a new one. A changed `--ttl` takes effect at the
-//! next renewal: the certificate does not say what TTL was asked.
+//! names are exactly the asked ones (Vault adds the common name to the DNS names, or to the IP
+//! names when it is an address, so that one may or may not be there), it chains to the set's
+//! `ca.crt`, and more than `--renew-below` of its life is left. Anything else issues a new
+//! one. A changed `--ttl` takes effect at the next renewal: the certificate does not say what
+//! TTL was asked, and a rotated PKI root is picked up then too.
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -71,6 +72,15 @@ impl Request {
         have_dns.push(self.common_name.clone());
         have_dns.sort();
         have_dns.dedup();
+        // A common name that is an address may be added to the IP names the same way.
+        let cn_ip: Option<IpAddr> = self.common_name.parse().ok();
+        let mut have_ips = names.ips.clone();
+        let mut want_ips = self.ip_sans.clone();
+        for ips in [&mut have_ips, &mut want_ips] {
+            ips.extend(cn_ip);
+            ips.sort();
+            ips.dedup();
+        }
         // Each certificate is signed by the next one, the last by (or is) the root.
         let parsed: Vec<_> = chain.iter().map(|der| inspect::parse(der)).collect::<Option<_>>()?;
         let chained = parsed.windows(2).all(|pair| inspect::issued_by(&pair[0], &pair[1]))
@@ -82,7 +92,7 @@ impl Request {
         let current = inspect::key_matches(&leaf, &key)
             && names.common_name.as_deref() == Some(self.common_name.as_str())
             && have_dns == want_dns
-            && names.ips == self.ip_sans
+            && have_ips == want_ips
             && chained
             && left > self.renew_below;
         current.then(|| {
