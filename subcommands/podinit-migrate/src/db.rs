@@ -94,18 +94,63 @@ impl Db {
         })
     }
 
+    /// Whether `table` exists where unqualified names find it (PostgreSQL: the search path).
+    pub(crate) async fn table_exists(&mut self, table: &str) -> anyhow::Result<bool> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = ANY (current_schemas(false))"
+            }
+            Backend::Mysql => "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        };
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(table)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(clean)
+            .with_context(|| format!("looking for {table}"))?;
+        Ok(n > 0)
+    }
+
+    /// Whether `table` has `column`.
+    pub(crate) async fn column_exists(&mut self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = $2 AND table_schema = ANY (current_schemas(false))"
+            }
+            Backend::Mysql => {
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?"
+            }
+            Backend::Sqlite => "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?",
+        };
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(table)
+            .bind(column)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(clean)
+            .with_context(|| format!("looking at the columns of {table}"))?;
+        Ok(n > 0)
+    }
+
+    /// Rows of two integers from a query podinit wrote (another tool's history).
+    pub(crate) async fn query_pairs(&mut self, sql: &str) -> anyhow::Result<Vec<(i64, i64)>> {
+        sqlx::query_as(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
+    }
+
+    /// One text column from a query podinit wrote.
+    pub(crate) async fn query_texts(&mut self, sql: &str) -> anyhow::Result<Vec<String>> {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
+    }
+
+    /// Flyway's history: version (NULL for repeatable rows), type, script, success.
+    pub(crate) async fn query_flyway(&mut self, sql: &str) -> anyhow::Result<Vec<(Option<String>, String, String, i64)>> {
+        sqlx::query_as(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
+    }
+
     /// The history, or `None` when the table does not exist yet.
     pub(crate) async fn applied(&mut self) -> anyhow::Result<Option<Vec<Applied>>> {
-        let exists: i64 = match self.backend {
-            Backend::Postgres => sqlx::query_scalar("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = ANY (current_schemas(false))"),
-            Backend::Mysql => sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'"),
-            Backend::Sqlite => sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"),
-        }
-        .fetch_one(&mut self.conn)
-        .await
-        .map_err(clean)
-        .context("looking for _sqlx_migrations")?;
-        if exists == 0 {
+        if !self.table_exists("_sqlx_migrations").await? {
             return Ok(None);
         }
         let sql = match self.backend {
@@ -291,6 +336,43 @@ impl Db {
         };
         sqlx::query(update).bind(millis).bind(m.version).execute(&mut self.conn).await.map_err(ApplyError::other)?;
         Ok(elapsed)
+    }
+
+    /// Records `adopted` as applied (another tool ran them), in one transaction: all or none.
+    pub(crate) async fn record_adopted(&mut self, adopted: &[&Local]) -> anyhow::Result<()> {
+        let mut tx = self.conn.begin().await.map_err(clean)?;
+        for m in adopted {
+            insert_row(self.backend, m, &mut tx).await.map_err(|e| match e {
+                ApplyError::Sql(e) | ApplyError::Other(e) => clean(e),
+            })?;
+        }
+        tx.commit().await.map_err(clean)?;
+        Ok(())
+    }
+
+    /// `repair --mark-applied`: the row of `m` says applied, with the file's checksum (a new
+    /// row when there is none).
+    pub(crate) async fn mark_applied(&mut self, m: &Local, has_row: bool) -> anyhow::Result<()> {
+        if has_row {
+            let sql = match self.backend {
+                Backend::Postgres => "UPDATE _sqlx_migrations SET success = TRUE, checksum = $1 WHERE version = $2",
+                _ => "UPDATE _sqlx_migrations SET success = TRUE, checksum = ? WHERE version = ?",
+            };
+            sqlx::query(sql).bind(m.checksum.clone()).bind(m.version).execute(&mut self.conn).await.map_err(clean)?;
+            Ok(())
+        } else {
+            self.record_adopted(&[m]).await
+        }
+    }
+
+    /// `repair --forget`: removes the row of `version`, so the file runs again.
+    pub(crate) async fn forget(&mut self, version: i64) -> anyhow::Result<()> {
+        let sql = match self.backend {
+            Backend::Postgres => "DELETE FROM _sqlx_migrations WHERE version = $1",
+            _ => "DELETE FROM _sqlx_migrations WHERE version = ?",
+        };
+        sqlx::query(sql).bind(version).execute(&mut self.conn).await.map_err(clean)?;
+        Ok(())
     }
 
     /// Whether a `success = FALSE` row for `version` survived a failed apply (MySQL DDL).
