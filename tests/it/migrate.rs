@@ -543,3 +543,73 @@ fn flyway_history_on_sqlite() {
         .code(0)
         .stdout_is("applied  V1__a.sql\napplied  V2__b.sql\napplied  V3__c.sql\n");
 }
+
+#[tokio::test]
+async fn two_services_with_their_own_history_tables_share_a_database() {
+    let db = postgres(0).await;
+    let mut conn = ready_pg(&db.url).await;
+    sqlx::raw_sql("CREATE TABLE gate (x INT)").execute(&mut conn).await.unwrap();
+    let billing = migrations(&[("1_billing.sql", "CREATE TABLE billing (n INT);"), ("2_count.sql", "INSERT INTO billing VALUES (1);")]);
+    // Orders' first migration waits on the gate this test holds, keeping orders' lock taken.
+    let orders = migrations(&[("1_orders.sql", "SELECT COUNT(*) FROM gate; CREATE TABLE orders (n INT); INSERT INTO orders VALUES (1);")]);
+    let billing_run = || migrate(&db.url, billing.path(), &["--history-table", "billing.schema_history"]);
+    let orders_run = || migrate(&db.url, orders.path(), &["--history-table", "orders_history"]);
+    let mut gate = conn.begin().await.unwrap();
+    sqlx::query("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE").execute(&mut *gate).await.unwrap();
+    let holder = orders_run().command().spawn().unwrap();
+    until_pg(
+        &db.url,
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE '%FROM gate%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    // While orders holds its lock, 4 billing replicas migrate at once: another table, another lock.
+    let outs = concurrently(4, billing_run);
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_billing.sql in")).count(), 1);
+    gate.commit().await.unwrap();
+    Outcome::from_output(holder.wait_with_output().unwrap()).code(0).stderr_has("applied 1_orders.sql");
+    // Neither sees the other's history: each is up to date with its own files only.
+    billing_run().arg("status").run().code(0).stdout_is("applied  1_billing.sql\napplied  2_count.sql\n");
+    orders_run().arg("status").run().code(0).stdout_is("applied  1_orders.sql\n");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM billing.schema_history").await, 2);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM orders_history").await, 1);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'").await, 0);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM billing").await, 1, "billing's counting migration ran once");
+    migrate(&db.url, billing.path(), &["--history-table", "Billing"])
+        .run()
+        .code(2)
+        .stderr_has("--history-table 'Billing' is not a table name");
+}
+
+#[tokio::test]
+async fn create_database_from_eight_replicas_at_once() {
+    let dir = migrations(&[("1_a.sql", "CREATE TABLE a (id INT);")]);
+    let pg = postgres(0).await;
+    ready_pg(&pg.url).await;
+    let fresh = format!("{}/fresh", pg.url.strip_suffix("/app").unwrap());
+    // Without the flag a missing database is an error at once.
+    migrate(&fresh, dir.path(), &[]).run().code(1).stderr_has("database \"fresh\" does not exist");
+    let outs = concurrently(8, || migrate(&fresh, dir.path(), &["--create-database"]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("created the database fresh")).count(), 1, "created once");
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_a.sql in")).count(), 1, "applied once");
+    assert_eq!(pg_scalar(&fresh, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'a'").await, 1);
+
+    let my = mariadb().await;
+    ready_my(&my.url).await;
+    let fresh = format!("{}/fresh", my.url.strip_suffix("/app").unwrap());
+    let outs = concurrently(8, || migrate(&fresh, dir.path(), &["--create-database"]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("created the database fresh")).count(), 1, "created once");
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_a.sql in")).count(), 1, "applied once");
+    assert_eq!(
+        my_scalar(&fresh, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'fresh' AND table_name = 'a'").await,
+        1
+    );
+}

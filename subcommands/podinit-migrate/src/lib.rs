@@ -29,7 +29,7 @@ use podinit_core::retry::{self, Backoff, Verdict};
 use podinit_core::{Context, Error, Kind};
 
 pub use crate::adopt::{OutOfOrder, Tool};
-use crate::db::{Applied, ApplyError, Backend, Db, sql_reason};
+use crate::db::{Applied, ApplyError, Backend, Db, History, sql_reason};
 pub use crate::formats::Format;
 use crate::source::Local;
 
@@ -96,6 +96,17 @@ pub struct Args {
     #[arg(long, env = "PODINIT_MIGRATE_OUT_OF_ORDER", value_enum, value_name = "WHAT", default_value_t = OutOfOrder::Refuse)]
     pub out_of_order: OutOfOrder,
 
+    /// The history table, [SCHEMA.]NAME (a schema on PostgreSQL only, created if missing): two
+    /// services with their own migrations share a database with a table each; the lock follows
+    /// the table. The default is sqlx's table and lock.
+    #[arg(long, env = "PODINIT_MIGRATE_HISTORY_TABLE", value_name = "NAME", default_value = db::SQLX_TABLE)]
+    pub history_table: String,
+
+    /// Create the URL's database when it does not exist (PostgreSQL, MySQL/MariaDB; SQLite:
+    /// the file), safe when N replicas do it at once.
+    #[arg(long, env = "PODINIT_MIGRATE_CREATE_DATABASE", value_parser = BoolishValueParser::new())]
+    pub create_database: bool,
+
     /// For `repair`: record VERSION as applied (it was completed by hand).
     #[arg(long, conflicts_with = "forget")]
     pub mark_applied: bool,
@@ -130,10 +141,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         Error::usage(format!("--database-url {shown}: unknown scheme '{}'", url.scheme()))
             .with_hint("use postgres://, mysql:// or sqlite://")
     })?;
+    let history = History::parse(&args.history_table, backend).map_err(|why| Error::usage(format!("--history-table {why}")))?;
     let format = format_of(&args)?;
     let repair = repair_args(&args)?;
     let locals = source::load(&args.source, format).await?;
-    let mut db = connect(ctx, &url, &shown, backend).await?;
+    let mut db = connect(ctx, &url, &shown, backend, &history, args.create_database).await?;
     let result = match (args.mode, repair) {
         (Mode::Status, _) => status(&mut db, &locals).await,
         (Mode::Validate, _) => validate(&mut db, &locals, &args).await,
@@ -200,6 +212,9 @@ fn database_url(args: &Args) -> Result<url::Url, Error> {
     let mut url = url::Url::parse(&args.database_url).map_err(|e| {
         Error::usage(format!("--database-url (DATABASE_URL) is not a URL: {e}")).with_hint("e.g. postgres://app@db:5432/app")
     })?;
+    if args.create_database && url.scheme() == "sqlite" && !url.query_pairs().any(|(k, _)| k == "mode") {
+        url.query_pairs_mut().append_pair("mode", "rwc");
+    }
     if let Some(path) = &args.database_password_file {
         let password = podinit_core::fs::read_secret_file("--database-password-file", path)?;
         if url.password().is_none() {
@@ -212,12 +227,20 @@ fn database_url(args: &Args) -> Result<url::Url, Error> {
 
 /// Connects, waiting through refused connections, DNS failures and "starting up"; a wrong
 /// password or an unknown database fails at once.
-async fn connect(ctx: &Context, url: &url::Url, shown: &str, backend: Backend) -> Result<Db, Error> {
+async fn connect(ctx: &Context, url: &url::Url, shown: &str, backend: Backend, history: &History, create: bool) -> Result<Db, Error> {
     let backoff =
         Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(2), attempt_timeout: Some(Duration::from_secs(10)) };
     let what = format!("connecting to {shown}");
     retry::retry(ctx, &what, backoff, classify_connect, |_| async {
-        Db::connect(url, backend).await.map_err(|e| anyhow::Error::new(ConnectError(e)))
+        match Db::connect(url, backend, history).await {
+            Err(err) if create && db::is_missing_database(&err) => {
+                if db::create_database(url, backend).await.map_err(|e| anyhow::Error::new(ConnectError(e)))? {
+                    tracing::info!("created the database {}", db::database_name(url));
+                }
+                Db::connect(url, backend, history).await.map_err(|e| anyhow::Error::new(ConnectError(e)))
+            }
+            other => other.map_err(|e| anyhow::Error::new(ConnectError(e))),
+        }
     })
     .await
     .map_err(|e| if e.kind() == Kind::Failed { e.with_hint("check the user, password and database name in the URL") } else { e })
@@ -290,7 +313,7 @@ fn check(plan: &Plan<'_>, locals: &[Local], args: &Args) -> Result<(), Error> {
         let file = locals.iter().find(|l| l.version == version).map_or_else(|| format!("version {version}"), |l| l.file.clone());
         return Err(Error::new(
             Kind::Failed,
-            anyhow::anyhow!("{file} failed part-way on an earlier run and is marked dirty in _sqlx_migrations"),
+            anyhow::anyhow!("{file} failed part-way on an earlier run and is marked dirty in {}", args.history_table),
         )
         .with_hint(repair_hint(&file, version)));
     }
