@@ -431,6 +431,45 @@ async fn golang_migrate_history_dirty_is_refused_then_adopted() {
         .stderr_has("adopted 2 migrations golang-migrate applied (1 to 2)")
         .stderr_has("applied 000003_c.up.sql");
     assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('a', 'b', 'c')").await, 3, "no down file ran");
+
+    // Flyway on PostgreSQL, kept in a history table of its own in the same database: its
+    // table as Flyway 9/10 creates it (createMetaDataTable.sql), a baseline at 1 (no file
+    // needed), V2 applied.
+    sqlx::raw_sql(
+        r#"CREATE TABLE "flyway_schema_history" (
+            "installed_rank" INT NOT NULL,
+            "version" VARCHAR(50),
+            "description" VARCHAR(200) NOT NULL,
+            "type" VARCHAR(20) NOT NULL,
+            "script" VARCHAR(1000) NOT NULL,
+            "checksum" INTEGER,
+            "installed_by" VARCHAR(100) NOT NULL,
+            "installed_on" TIMESTAMP NOT NULL DEFAULT now(),
+            "execution_time" INTEGER NOT NULL,
+            "success" BOOLEAN NOT NULL
+        );
+        ALTER TABLE "flyway_schema_history" ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
+        CREATE INDEX "flyway_schema_history_s_idx" ON "flyway_schema_history" ("success");
+        INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) VALUES
+            (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'app', 0, true),
+            (2, '2', 'fb', 'SQL', 'V2__fb.sql', 12345, 'app', 3, true);
+        CREATE TABLE fb (id INT);"#,
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let flyway = migrations(&[
+        ("V2__fb.sql", "CREATE TABLE fb (id INT);"),
+        ("U2__fb.sql", "DROP TABLE fb;"),
+        ("V3__fc.sql", "CREATE TABLE fc (id INT);"),
+    ]);
+    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations flyway applied (2 to 2)")
+        .stderr_has("applied V3__fc.sql");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM flyway_adopted").await, 2);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('fb', 'fc')").await, 2, "the undo file never ran");
 }
 
 #[tokio::test]

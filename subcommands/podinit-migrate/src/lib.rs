@@ -7,6 +7,10 @@
 //! at a time, and release the lock on every path. The history table, checksums and lock keys
 //! are sqlx's, so an app that also runs `sqlx::migrate!()` agrees with podinit.
 //!
+//! Around that: other tools' file formats (`formats`), taking over their history under the
+//! same lock (`adopt`, `--adopt TOOL`), `repair VERSION --mark-applied|--forget` for a
+//! failed version, `--history-table` (a table and lock per service) and `--create-database`.
+//!
 //! ```yaml
 //! initContainers:
 //!   - name: migrate
