@@ -402,7 +402,8 @@ async fn golang_migrate_history_dirty_is_refused_then_adopted() {
         ("000003_c.up.sql", "CREATE TABLE c (id INT);"),
     ]);
     let mut conn = ready_pg(&db.url).await;
-    // golang-migrate v4 database/postgres: its table, as it creates it, left dirty at 2.
+    // golang-migrate v4 database/postgres/postgres.go (ensureVersionTable, at 0165cfc): its
+    // table, as it creates it, left dirty at 2.
     sqlx::raw_sql(
         "CREATE TABLE a (id INT); CREATE TABLE b (id INT);
          CREATE TABLE IF NOT EXISTS schema_migrations (version bigint not null primary key, dirty boolean not null);
@@ -485,8 +486,8 @@ async fn goose_history_on_mariadb_missing_files_and_out_of_order() {
         ("00004_d.sql", &goose("CREATE TABLE d (id INT);")),
     ]);
     let mut conn = ready_my(&db.url).await;
-    // goose v3 internal/dialect/dialectquery/mysql.go: its table; 0 is goose's initial row. Versions
-    // 1 and 3 applied, 9 applied (no file here).
+    // goose v3 internal/dialect/dialectquery/mysql.go (CreateTable, at 04013ca): its table; 0 is
+    // goose's initial row. Versions 1 and 3 applied, 9 applied (no file here).
     sqlx::raw_sql(
         "CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id));
          INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (3, true), (9, true);

@@ -235,6 +235,12 @@ fn flyway(name: &str, text: &str) -> Result<File, String> {
     if kind == "U" {
         return Ok(File::Down);
     }
+    if text.lines().any(|l| l.trim_start().get(..10).is_some_and(|w| w.eq_ignore_ascii_case("delimiter "))) {
+        return Err(
+            "uses DELIMITER, which Flyway's parser handles and the server does not; remove it (the server reads BEGIN … END bodies whole)"
+                .into(),
+        );
+    }
     if let Some(at) = text.find("${") {
         let placeholder: String = text[at..].chars().take_while(|&c| c != '}').chain(['}']).take(60).collect();
         return Err(format!("uses the Flyway placeholder {placeholder}, which podinit does not replace"));
@@ -352,6 +358,7 @@ mod tests {
             ("V1__x.sql", "INSERT INTO t VALUES ('${user}');", "placeholder ${user}"),
             ("1_x.sql", "", "expected V<VERSION>__<NAME>.sql"),
             ("B5__base.sql", "", "baseline"),
+            ("V2__p.sql", "DELIMITER $$\nCREATE PROCEDURE p() BEGIN SELECT 1; END$$\nDELIMITER ;\n", "uses DELIMITER"),
         ] {
             assert!(parse(Format::Flyway, name, text).unwrap_err().contains(why), "{name}");
         }
