@@ -329,6 +329,9 @@ fn bad_input_is_a_usage_error() {
     let bad = migrations(&[("1_a.sql", "SELECT 1;"), ("1_b.sql", "SELECT 2;")]);
     migrate("sqlite://x.db", bad.path(), &[]).run().code(2).stderr_has("version 1 is used by both");
     Podinit::new().args(["migrate", "--source", "/tmp"]).run().code(2).stderr_has("--database-url");
+    migrate("sqlite://x.db", dir.path(), &["--out-of-order", "apply"]).run().code(2).stderr_has("--out-of-order is about adopting");
+    migrate("sqlite://x.db", dir.path(), &["repair", "1"]).run().code(2).stderr_has("say what to do: --mark-applied");
+    migrate("sqlite://x.db", dir.path(), &["--history-table", "a.b"]).run().code(2).stderr_has("a schema is for PostgreSQL");
 }
 
 #[test]

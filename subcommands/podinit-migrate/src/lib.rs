@@ -97,8 +97,8 @@ pub struct Args {
 
     /// When adopting: what to do with files older than the newest version TOOL applied that it
     /// never applied: refuse (default) or apply.
-    #[arg(long, env = "PODINIT_MIGRATE_OUT_OF_ORDER", value_enum, value_name = "WHAT", default_value_t = OutOfOrder::Refuse)]
-    pub out_of_order: OutOfOrder,
+    #[arg(long, env = "PODINIT_MIGRATE_OUT_OF_ORDER", value_enum, value_name = "WHAT")]
+    pub out_of_order: Option<OutOfOrder>,
 
     /// The history table, [SCHEMA.]NAME (a schema on PostgreSQL only, created if missing): two
     /// services with their own migrations share a database with a table each; the lock follows
@@ -163,6 +163,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 
 /// The directory's format: --format, else --adopt's tool, else sqlx.
 fn format_of(args: &Args) -> Result<Format, Error> {
+    if args.out_of_order.is_some() && args.adopt.is_none() {
+        return Err(Error::usage("--out-of-order is about adopting: it needs --adopt TOOL"));
+    }
     match (args.format, args.adopt) {
         (Some(format), Some(tool)) if format != tool.format() => Err(Error::usage(format!(
             "--format {} and --adopt {}: adopting {} means reading its files",
@@ -542,7 +545,7 @@ impl std::error::Error for Busy {}
 /// The files another tool applied and podinit's history does not have yet, or why not.
 async fn adoptable<'a>(db: &mut Db, tool: Tool, locals: &'a [Local], applied: &[Applied], args: &Args) -> Result<Vec<&'a Local>, Error> {
     match adopt::read(db, tool).await? {
-        Some(foreign) => adopt::reconcile(tool, &foreign, locals, applied, args.out_of_order),
+        Some(foreign) => adopt::reconcile(tool, &foreign, locals, applied, args.out_of_order.unwrap_or(OutOfOrder::Refuse)),
         None => {
             tracing::info!("no {} history table in this database: nothing to adopt", tool.name());
             Ok(Vec::new())
