@@ -374,6 +374,15 @@ async fn dbmate_history_is_adopted_once_by_eight_replicas() {
     migrate(&db.url, dir.path(), &[]).run().code(2).stderr_has("20240101000001_counter.sql has dbmate's up/down section markers");
     assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'").await, 0);
 
+    // status previews the adoption: nothing pending, nothing changed.
+    migrate(&db.url, dir.path(), &["--adopt", "dbmate"])
+        .arg("status")
+        .run()
+        .code(0)
+        .stdout_is("adopt    20240101000001_counter.sql\nadopt    20240101000002_count.sql\n")
+        .stderr_has("0 applied, 2 to adopt, 0 pending");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'").await, 0);
+
     // A new release adds a migration; 8 replicas adopt at once.
     let three = dbmate_file("INSERT INTO counter VALUES (10); SELECT pg_sleep(1);", "DELETE FROM counter WHERE n = 10;");
     std::fs::write(dir.path().join("20240101000003_more.sql"), three).unwrap();

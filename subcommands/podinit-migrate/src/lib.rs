@@ -151,7 +151,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let locals = source::load(&args.source, format).await?;
     let mut db = connect(ctx, &url, &shown, backend, &history, args.create_database).await?;
     let result = match (args.mode, repair) {
-        (Mode::Status, _) => status(&mut db, &locals).await,
+        (Mode::Status, _) => status(&mut db, &locals, &args).await,
         (Mode::Validate, _) => validate(&mut db, &locals, &args).await,
         (Mode::Apply, _) => apply(ctx, &mut db, &locals, &args).await,
         (Mode::Repair, Some(repair)) => repair_row(ctx, &mut db, &locals, repair).await,
@@ -349,15 +349,24 @@ fn repair_hint(file: &str, version: i64) -> String {
     )
 }
 
-async fn status(db: &mut Db, locals: &[Local]) -> Result<(), Error> {
+/// One line per file; with `--adopt`, files the other tool applied and podinit's history does
+/// not have yet are `adopt` (the next apply records them without running them), and a history
+/// that would be refused is reported as apply would.
+async fn status(db: &mut Db, locals: &[Local], args: &Args) -> Result<(), Error> {
     let applied = db.applied().await?.unwrap_or_default();
+    let adopted = match args.adopt {
+        Some(tool) => adoptable(db, tool, locals, &applied, args).await?,
+        None => Vec::new(),
+    };
     let plan = plan(locals, &applied);
+    let plan = Plan { pending: plan.pending.into_iter().filter(|l| !adopted.iter().any(|a| a.version == l.version)).collect(), ..plan };
     let mut out = String::new();
     for l in locals {
         let state = match applied.iter().find(|a| a.version == l.version) {
             Some(a) if !a.success => "dirty",
             Some(a) if a.checksum != l.checksum => "changed",
             Some(_) => "applied",
+            None if adopted.iter().any(|a| a.version == l.version) => "adopt",
             None => "pending",
         };
         out.push_str(&format!("{state:8} {}\n", l.file));
@@ -367,7 +376,18 @@ async fn status(db: &mut Db, locals: &[Local]) -> Result<(), Error> {
     }
     print(&out)?;
     let n = plan.pending.len();
-    tracing::info!(applied = applied.len(), pending = n, "{} applied, {n} pending", applied.len());
+    if adopted.is_empty() {
+        tracing::info!(applied = applied.len(), pending = n, "{} applied, {n} pending", applied.len());
+    } else {
+        tracing::info!(
+            applied = applied.len(),
+            adopt = adopted.len(),
+            pending = n,
+            "{} applied, {} to adopt, {n} pending",
+            applied.len(),
+            adopted.len()
+        );
+    }
     if n > 0 { Err(Error::new(Kind::Failed, anyhow::anyhow!("{n} migrations pending"))) } else { Ok(()) }
 }
 
