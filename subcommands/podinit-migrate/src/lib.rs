@@ -293,7 +293,12 @@ struct Plan<'a> {
     mismatched: Vec<(&'a Local, Vec<u8>)>,
 }
 
-impl Plan<'_> {
+impl<'a> Plan<'a> {
+    /// The plan once `adopted` are recorded: they are no longer pending.
+    fn without(self, adopted: &[&Local]) -> Self {
+        Plan { pending: self.pending.into_iter().filter(|l| !adopted.iter().any(|a| a.version == l.version)).collect(), ..self }
+    }
+
     /// Every file applied and no failed one: nothing for this runner to do.
     fn complete(&self) -> bool {
         self.pending.is_empty() && self.dirty.is_none()
@@ -359,7 +364,7 @@ async fn status(db: &mut Db, locals: &[Local], args: &Args) -> Result<(), Error>
         None => Vec::new(),
     };
     let plan = plan(locals, &applied);
-    let plan = Plan { pending: plan.pending.into_iter().filter(|l| !adopted.iter().any(|a| a.version == l.version)).collect(), ..plan };
+    let plan = plan.without(&adopted);
     let mut out = String::new();
     for l in locals {
         let state = match applied.iter().find(|a| a.version == l.version) {
@@ -416,7 +421,7 @@ async fn apply(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Res
             Some(tool) => adoptable(db, tool, locals, &applied, args).await?,
             None => Vec::new(),
         };
-        let plan = Plan { pending: plan.pending.into_iter().filter(|l| !adopted.iter().any(|a| a.version == l.version)).collect(), ..plan };
+        let plan = plan.without(&adopted);
         check(&plan, locals, args)?;
         for l in &adopted {
             tracing::info!(version = l.version, file = %l.file, "would adopt {} (applied by {})", l.file, args.adopt.map_or("", Tool::name));
@@ -508,7 +513,7 @@ async fn repair_locked(db: &mut Db, locals: &[Local], repair: Repair) -> Result<
     let local = locals.iter().find(|l| l.version == version);
     let file = local.map_or_else(|| format!("version {version}"), |l| l.file.clone());
     let was = match &row {
-        None => "no row",
+        None => "none: it is pending",
         Some(a) if !a.success => "failed",
         Some(a) if local.is_some_and(|l| l.checksum != a.checksum) => "applied, with another checksum",
         Some(_) => "applied",
