@@ -401,6 +401,19 @@ async fn dbmate_history_is_adopted_once_by_eight_replicas() {
         .stdout_is("applied  20240101000001_counter.sql\napplied  20240101000002_count.sql\napplied  20240101000003_more.sql\n");
     // Idempotent: the ordinary fast path.
     migrate(&db.url, dir.path(), &["--adopt", "dbmate"]).run().code(0).stderr_has("up to date: 3 migrations applied, nothing pending");
+    // dbmate's transaction:false runs outside a transaction, as CREATE INDEX CONCURRENTLY needs.
+    let four =
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY counter_n ON counter (n);\n\n-- migrate:down\nDROP INDEX counter_n;\n";
+    std::fs::write(dir.path().join("20240101000004_index.sql"), four).unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "dbmate"]).run().code(0).stderr_has("applied 20240101000004_index.sql");
+    assert_eq!(
+        pg_scalar(
+            &db.url,
+            "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'counter_n' AND i.indisvalid"
+        )
+        .await,
+        1
+    );
 }
 
 #[tokio::test]
