@@ -548,6 +548,18 @@ async fn goose_history_on_mariadb_missing_files_and_out_of_order() {
 }
 
 #[test]
+fn golang_migrate_files_on_sqlite_run_in_a_transaction() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/app.db?mode=rwc", data.path().display());
+    let dir =
+        migrations(&[("1_a.up.sql", "CREATE TABLE a (id INTEGER);\nINSERT INTO nope VALUES (1);\n"), ("1_a.down.sql", "DROP TABLE a;")]);
+    migrate(&url, dir.path(), &["--format", "golang-migrate"]).run().code(1).stderr_has("nothing of 1_a.up.sql was kept");
+    std::fs::write(dir.path().join("1_a.up.sql"), "CREATE TABLE a (id INTEGER);\n").unwrap();
+    // Had the failed file kept its CREATE TABLE, this would fail with "table a already exists".
+    migrate(&url, dir.path(), &["--format", "golang-migrate"]).run().code(0).stderr_has("applied 1_a.up.sql");
+}
+
+#[test]
 fn flyway_history_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
     let file = data.path().join("app.db");

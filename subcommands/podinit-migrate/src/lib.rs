@@ -148,7 +148,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let history = History::parse(&args.history_table, backend).map_err(|why| Error::usage(format!("--history-table {why}")))?;
     let format = format_of(&args)?;
     let repair = repair_args(&args)?;
-    let locals = source::load(&args.source, format).await?;
+    let mut locals = source::load(&args.source, format).await?;
+    if format == Format::GolangMigrate && backend == Backend::Sqlite {
+        // golang-migrate's sqlite3 driver wraps each file in a transaction; its PostgreSQL
+        // driver does not (the file is one implicit transaction there).
+        locals.iter_mut().for_each(|l| l.no_tx = false);
+    }
     let mut db = connect(ctx, &url, &shown, backend, &history, args.create_database).await?;
     let result = match (args.mode, repair) {
         (Mode::Status, _) => status(&mut db, &locals, &args).await,
