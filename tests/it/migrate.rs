@@ -332,6 +332,10 @@ fn bad_input_is_a_usage_error() {
     migrate("sqlite://x.db", dir.path(), &["--out-of-order", "apply"]).run().code(2).stderr_has("--out-of-order is about adopting");
     migrate("sqlite://x.db", dir.path(), &["repair", "1"]).run().code(2).stderr_has("say what to do: --mark-applied");
     migrate("sqlite://x.db", dir.path(), &["--history-table", "a.b"]).run().code(2).stderr_has("a schema is for PostgreSQL");
+    migrate("sqlite://x.db", dir.path(), &["--adopt", "goose", "--history-table", "goose_db_version"])
+        .run()
+        .code(2)
+        .stderr_has("that is goose's own table");
 }
 
 #[test]

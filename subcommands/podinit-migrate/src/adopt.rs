@@ -55,7 +55,7 @@ impl Tool {
         self.format().name()
     }
 
-    fn table(self) -> &'static str {
+    pub(crate) fn table(self) -> &'static str {
         match self {
             Self::GolangMigrate | Self::Dbmate => "schema_migrations",
             Self::Goose => "goose_db_version",

@@ -146,6 +146,10 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             .with_hint("use postgres://, mysql:// or sqlite://")
     })?;
     let history = History::parse(&args.history_table, backend).map_err(|why| Error::usage(format!("--history-table {why}")))?;
+    if let Some(tool) = args.adopt.filter(|t| history.schema.is_none() && history.table == t.table()) {
+        return Err(Error::usage(format!("--history-table {}: that is {}'s own table, which --adopt reads", history.table, tool.name()))
+            .with_hint("give podinit's history another name, or keep the default"));
+    }
     let format = format_of(&args)?;
     let repair = repair_args(&args)?;
     let mut locals = source::load(&args.source, format).await?;
