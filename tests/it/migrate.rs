@@ -549,6 +549,28 @@ async fn goose_history_on_mariadb_missing_files_and_out_of_order() {
         4
     );
     migrate(&db.url, dir.path(), &["--adopt", "goose"]).run().code(0).stderr_has("up to date: 4 migrations applied");
+
+    // The real dbmate on MariaDB, in the same database; podinit's history for it in a table of its own.
+    let dbmate_dir = migrations(&[("20240101000001_e.sql", "-- migrate:up\nCREATE TABLE e (id INT);\n-- migrate:down\nDROP TABLE e;\n")]);
+    let out =
+        dbmate().args(["--url", &db.url, "--migrations-dir"]).arg(dbmate_dir.path()).args(["--no-dump-schema", "up"]).output().unwrap();
+    assert!(out.status.success(), "dbmate up: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        dbmate_dir.path().join("20240101000002_f.sql"),
+        "-- migrate:up\nCREATE TABLE f (id INT);\n-- migrate:down\nDROP TABLE f;\n",
+    )
+    .unwrap();
+    migrate(&db.url, dbmate_dir.path(), &["--adopt", "dbmate", "--history-table", "dbmate_adopted"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations dbmate applied")
+        .stderr_has("applied 20240101000002_f.sql");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM dbmate_adopted").await, 2);
+    assert_eq!(
+        my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('e', 'f')")
+            .await,
+        2
+    );
 }
 
 #[test]
