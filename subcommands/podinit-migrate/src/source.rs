@@ -1,11 +1,15 @@
-//! The migration directory, read exactly as sqlx reads it, plus what podinit adds: file names
-//! for messages, duplicate detection, and line-ending/BOM diagnosis for changed files.
+//! The migration directory: sqlx's format read exactly as sqlx reads it, other tools' formats
+//! through `formats`; plus what podinit adds: file names for messages, duplicate detection,
+//! refusing a sqlx file that carries another tool's down section, and line-ending/BOM
+//! diagnosis for changed files.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use podinit_core::Error;
 use sqlx::migrate::{MigrationType, Migrator};
+
+use crate::formats::{self, File, Format};
 
 /// One migration to apply (never a `.down.sql`).
 #[derive(Clone, Debug)]
@@ -18,16 +22,25 @@ pub(crate) struct Local {
     pub(crate) no_tx: bool,
 }
 
-/// Reads `dir` with sqlx's own resolver, so versions, descriptions, checksums and the
-/// `-- no-transaction` marker agree with an app that runs `sqlx::migrate!()`. Symlinks are
-/// followed (ConfigMap volumes link every file through `..data/`).
-pub(crate) async fn load(dir: &Path) -> Result<Vec<Local>, Error> {
+/// Reads `dir` in `format`. Symlinks are followed (ConfigMap volumes link every file through
+/// `..data/`).
+pub(crate) async fn load(dir: &Path, format: Format) -> Result<Vec<Local>, Error> {
     let shown = dir.display();
     if !dir.is_dir() {
         return Err(
             Error::usage(format!("--source {shown}: not a directory")).with_hint("mount the migrations (e.g. a ConfigMap) at that path")
         );
     }
+    let out = if format == Format::Sqlx { load_sqlx(dir).await? } else { load_foreign(dir, format)? };
+    Ok(out)
+}
+
+/// Reads `dir` with sqlx's own resolver, so versions, descriptions, checksums and the
+/// `-- no-transaction` marker agree with an app that runs `sqlx::migrate!()`. A file with
+/// dbmate's or goose's section markers is refused: run as plain SQL, its down section would
+/// run right after its up section.
+async fn load_sqlx(dir: &Path) -> Result<Vec<Local>, Error> {
+    let shown = dir.display();
     let names = file_names(dir).map_err(|e| Error::usage(format!("--source {shown}: {e}")))?;
     let migrator = Migrator::new(dir.to_path_buf()).await.map_err(|e| Error::usage(format!("--source {shown}: {e}")))?;
     let mut seen = BTreeMap::new();
@@ -35,8 +48,13 @@ pub(crate) async fn load(dir: &Path) -> Result<Vec<Local>, Error> {
     for m in migrator.iter().filter(|m| m.migration_type != MigrationType::ReversibleDown) {
         let file = names.get(&m.version).cloned().unwrap_or_else(|| format!("{}_{}.sql", m.version, m.description.replace(' ', "_")));
         if let Some(other) = seen.insert(m.version, file.clone()) {
-            return Err(Error::usage(format!("--source {shown}: version {} is used by both {other} and {file}", m.version))
-                .with_hint("give every migration its own version number"));
+            return Err(duplicate(dir, m.version, &other, &file));
+        }
+        if let Some(tool) = formats::foreign_markers(m.sql.as_str()) {
+            return Err(Error::usage(format!(
+                "--source {shown}: {file} has {tool}'s up/down section markers; run as plain SQL, its down section would run too"
+            ))
+            .with_hint(format!("read the directory as {tool} reads it: add --format {tool} (or --adopt {tool})")));
         }
         out.push(Local {
             version: m.version,
@@ -45,6 +63,68 @@ pub(crate) async fn load(dir: &Path) -> Result<Vec<Local>, Error> {
             sql: m.sql.as_str().to_owned(),
             checksum: m.checksum.to_vec(),
             no_tx: m.no_tx,
+        });
+    }
+    out.sort_by_key(|m| m.version);
+    Ok(out)
+}
+
+fn duplicate(dir: &Path, version: i64, one: &str, other: &str) -> Error {
+    Error::usage(format!("--source {}: version {version} is used by both {one} and {other}", dir.display()))
+        .with_hint("give every migration its own version number")
+}
+
+/// Reads `dir` as `format`'s tool does (`formats::parse`); the checksum is SHA-384 of the
+/// whole file, as sqlx computes it, so editing any part of an applied file is noticed.
+fn load_foreign(dir: &Path, format: Format) -> Result<Vec<Local>, Error> {
+    let shown = dir.display();
+    let tool = format.name();
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::usage(format!("--source {shown}: {}", podinit_core::redact::io_reason(&e))))? {
+        let entry = entry.map_err(|e| Error::usage(format!("--source {shown}: {}", podinit_core::redact::io_reason(&e))))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // ConfigMap volumes: `..data` and the timestamped directory; metadata follows links.
+        if name.starts_with('.') || !std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            continue;
+        }
+        names.push(name);
+    }
+    names.sort();
+    let mut seen: BTreeMap<i64, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::usage(format!("--source {shown}: reading {name}: {}", podinit_core::redact::io_reason(&e))))?;
+        let refuse = |why: String| {
+            Error::usage(format!("--source {shown}: {name} cannot be read as a {tool} migration: {why}"))
+                .with_hint(format!("fix or remove {name}; podinit never runs a file it cannot read as {tool} means it"))
+        };
+        let text = String::from_utf8(bytes).map_err(|_| refuse("it is not UTF-8".into()))?;
+        let parsed = match formats::parse(format, &name, &text).map_err(refuse)? {
+            File::Ignored => continue,
+            File::Down => continue,
+            File::Up(parsed) => parsed,
+        };
+        let mut no_tx = parsed.no_tx;
+        if format == Format::Flyway {
+            let conf = dir.join(format!("{name}.conf"));
+            if conf.exists() {
+                let conf_text = std::fs::read_to_string(&conf)
+                    .map_err(|e| refuse(format!("reading {name}.conf: {}", podinit_core::redact::io_reason(&e))))?;
+                no_tx = formats::flyway_conf(&conf_text).map_err(|why| refuse(format!("{name}.conf: {why}")))?;
+            }
+        }
+        if let Some(other) = seen.insert(parsed.version, name.clone()) {
+            return Err(duplicate(dir, parsed.version, &other, &name));
+        }
+        out.push(Local {
+            version: parsed.version,
+            description: parsed.description,
+            checksum: sha384(text.as_bytes()),
+            file: name,
+            sql: parsed.sql,
+            no_tx,
         });
     }
     out.sort_by_key(|m| m.version);
@@ -114,7 +194,7 @@ mod tests {
         std::fs::write(dir.path().join("2_add_index.up.sql"), "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON users (id);").unwrap();
         std::fs::write(dir.path().join("2_add_index.down.sql"), "DROP INDEX i;").unwrap();
         std::fs::write(dir.path().join("README.md"), "not a migration").unwrap();
-        let got = load(dir.path()).await.unwrap();
+        let got = load(dir.path(), Format::Sqlx).await.unwrap();
         assert_eq!(
             got.iter().map(|m| (m.version, m.file.as_str(), m.no_tx)).collect::<Vec<_>>(),
             [(1, "1_create_users.sql", false), (2, "2_add_index.up.sql", true)]
@@ -127,24 +207,58 @@ mod tests {
     async fn explains_line_ending_and_bom_changes() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("1_a.sql"), "CREATE TABLE a (id INT);\nSELECT 1;\n").unwrap();
-        let applied = load(dir.path()).await.unwrap()[0].checksum.clone();
+        let applied = load(dir.path(), Format::Sqlx).await.unwrap()[0].checksum.clone();
         std::fs::write(dir.path().join("1_a.sql"), "CREATE TABLE a (id INT);\r\nSELECT 1;\r\n").unwrap();
-        let local = load(dir.path()).await.unwrap().remove(0);
+        let local = load(dir.path(), Format::Sqlx).await.unwrap().remove(0);
         assert_ne!(local.checksum, applied);
         assert!(explain_mismatch(dir.path(), &local, &applied).contains("line endings (CRLF here"));
         std::fs::write(dir.path().join("1_a.sql"), "\u{feff}CREATE TABLE a (id INT);\nSELECT 1;\n").unwrap();
-        let local = load(dir.path()).await.unwrap().remove(0);
+        let local = load(dir.path(), Format::Sqlx).await.unwrap().remove(0);
         assert!(explain_mismatch(dir.path(), &local, &applied).contains("byte-order mark"));
         std::fs::write(dir.path().join("1_a.sql"), "CREATE TABLE a (id BIGINT);\nSELECT 1;\n").unwrap();
-        let local = load(dir.path()).await.unwrap().remove(0);
+        let local = load(dir.path(), Format::Sqlx).await.unwrap().remove(0);
         assert_eq!(explain_mismatch(dir.path(), &local, &applied), "");
     }
 
     #[tokio::test]
+    async fn other_formats_and_down_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let dbmate = "-- migrate:up\nCREATE TABLE t (id INT);\n-- migrate:down\nDROP TABLE t;\n";
+        std::fs::write(dir.path().join("20240101000000_t.sql"), dbmate).unwrap();
+        // As sqlx, the down section would run: refused, naming the file and the fix.
+        let err = load(dir.path(), Format::Sqlx).await.unwrap_err();
+        assert_eq!(err.kind(), podinit_core::Kind::Usage);
+        let text = format!("{err:#}");
+        assert!(text.contains("20240101000000_t.sql has dbmate's up/down section markers"), "{text}");
+        let got = load(dir.path(), Format::Dbmate).await.unwrap();
+        assert_eq!(got[0].sql, "-- migrate:up\nCREATE TABLE t (id INT);\n");
+        assert_eq!(got[0].checksum, sha384(dbmate.as_bytes()), "the whole file is checksummed");
+        // Flyway: undo files never run, a script configuration is honoured.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("V1__a.sql"), "CREATE TABLE a (id INT);").unwrap();
+        std::fs::write(dir.path().join("U1__a.sql"), "DROP TABLE a;").unwrap();
+        std::fs::write(dir.path().join("V2__i.sql"), "CREATE INDEX CONCURRENTLY i ON a (id);").unwrap();
+        std::fs::write(dir.path().join("V2__i.sql.conf"), "executeInTransaction=false\n").unwrap();
+        let got = load(dir.path(), Format::Flyway).await.unwrap();
+        assert_eq!(
+            got.iter().map(|m| (m.version, m.file.as_str(), m.no_tx)).collect::<Vec<_>>(),
+            [(1, "V1__a.sql", false), (2, "V2__i.sql", true)]
+        );
+        std::fs::write(dir.path().join("R__views.sql"), "CREATE VIEW v AS SELECT 1;").unwrap();
+        let err = format!("{:#}", load(dir.path(), Format::Flyway).await.unwrap_err());
+        assert!(err.contains("R__views.sql cannot be read as a flyway migration: a repeatable migration"), "{err}");
+        // golang-migrate: a duplicate version is named.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1_a.up.sql"), "SELECT 1;").unwrap();
+        std::fs::write(dir.path().join("01_b.up.sql"), "SELECT 1;").unwrap();
+        assert!(format!("{:#}", load(dir.path(), Format::GolangMigrate).await.unwrap_err()).contains("version 1 is used by both"));
+    }
+
+    #[tokio::test]
     async fn bad_directories_are_usage_errors() {
-        assert_eq!(load(Path::new("/nonexistent")).await.unwrap_err().kind(), podinit_core::Kind::Usage);
+        assert_eq!(load(Path::new("/nonexistent"), Format::Sqlx).await.unwrap_err().kind(), podinit_core::Kind::Usage);
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("abc_x.sql"), "SELECT 1;").unwrap();
-        assert_eq!(load(dir.path()).await.unwrap_err().kind(), podinit_core::Kind::Usage);
+        assert_eq!(load(dir.path(), Format::Sqlx).await.unwrap_err().kind(), podinit_core::Kind::Usage);
     }
 }
