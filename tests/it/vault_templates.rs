@@ -156,11 +156,12 @@ async fn templates_from_the_vault_docs_render_against_openbao() {
     // A template writing where another output writes: refused before anything is written.
     fetch(&bao, empty.path())
         .env("VAULT_TOKEN", "root")
+        .env("VAULT_ADDR", "http://127.0.0.1:1")
         .args(&args[..2])
         .arg("secret/web#username=app.env")
         .run()
         .code(2)
-        .stderr_has("two outputs would write app.env");
+        .stderr_has("would both write app.env");
 }
 
 #[tokio::test]
@@ -212,13 +213,47 @@ async fn pki_certificates_are_issued_once_and_kept_while_good() {
     cert(&[]).code(0).stderr_has("keeping the certificate for web.shop.svc").stderr_has("0 file(s) written, 3 unchanged");
     assert_eq!(issued(&bao), before + 1);
     assert_eq!(std::fs::metadata(&crt).unwrap().ino(), inode);
+    // A self-signed pair with the same names planted in the volume is not kept: the chain is
+    // checked against the mount's issuers as Vault reports them, and ca.crt comes from Vault.
+    let vault_ca = read(&ca);
+    let planted = tempfile::tempdir().unwrap();
+    let (pk, pc) = (planted.path().join("k.pem"), planted.path().join("c.pem"));
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-days",
+        "36500",
+        "-subj",
+        "/CN=web.shop.svc",
+        "-addext",
+        "subjectAltName=DNS:web.shop.svc,DNS:web.shop.svc.cluster.local,IP:10.0.0.7",
+        "-keyout",
+        pk.to_str().unwrap(),
+        "-out",
+        pc.to_str().unwrap(),
+    ]);
+    let data = std::fs::read_link(o.join("..data")).unwrap();
+    for (name, from) in [("tls.crt", &pc), ("tls.key", &pk), ("ca.crt", &pc)] {
+        let target = o.join(&data).join(name);
+        std::fs::remove_file(&target).unwrap();
+        std::fs::copy(from, &target).unwrap();
+    }
+    cert(&[]).code(0).stderr_has("issued a certificate");
+    assert_eq!(issued(&bao), before + 2);
+    assert_eq!(read(&ca), vault_ca, "ca.crt is not the mount's CA");
+    openssl(&["verify", "-CAfile", ca.to_str().unwrap(), crt.to_str().unwrap()]);
     // Other names: a new certificate.
     cert(&["--alt-name", "api.shop.svc"]).code(0).stderr_has("issued a certificate");
-    assert_eq!(issued(&bao), before + 2);
+    assert_eq!(issued(&bao), before + 3);
     assert!(openssl(&["x509", "-noout", "-text", "-in", crt.to_str().unwrap()]).contains("DNS:api.shop.svc"));
     // Less life left than asked for: renewed.
     cert(&["--alt-name", "api.shop.svc", "--renew-below", "0.999"]).code(0).stderr_has("issued a certificate");
-    assert_eq!(issued(&bao), before + 3);
+    assert_eq!(issued(&bao), before + 4);
     // A name the role does not allow: refused at once with the role's hint, nothing replaced.
     let kept = read(&crt);
     fetch(&bao, o)

@@ -42,5 +42,5 @@ pub(crate) fn file(flag: &str, path: &Path) -> Result<Vec<u8>, Error> {
 
 /// PEM text of a certificate.
 pub(crate) fn cert_pem(der: &[u8]) -> String {
-    pem::encode_config(&pem::Pem::new("CERTIFICATE", der.to_vec()), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+    podinit_tls::inspect::certificate_pem(der)
 }

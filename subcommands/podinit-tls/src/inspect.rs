@@ -21,6 +21,11 @@ pub fn pem_certificates(text: &[u8]) -> Option<Vec<Vec<u8>>> {
     Some(ders)
 }
 
+/// PEM text of a DER certificate (LF line ends).
+pub fn certificate_pem(der: &[u8]) -> String {
+    pem::encode_config(&pem::Pem::new("CERTIFICATE", der.to_vec()), pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF))
+}
+
 /// Parses one DER certificate.
 pub fn parse(der: &[u8]) -> Option<X509Certificate<'_>> {
     X509Certificate::from_der(der).ok().map(|(_, c)| c)

@@ -56,7 +56,7 @@ use crate::template::{Query, TemplateArg, Templates};
 /// every secret was written, 1 on a refusal, 2 for bad input, 124 on timeout.
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "\
-SECRET is PATH[?version=N][&decode=base64][#KEY][=FILE]:
+SECRET is PATH[?QUERY][#KEY][=FILE], QUERY being version=N and/or decode=base64 joined by &:
   secret/app/db              whole secret: --out/db/<key> files (like a Secret volume)
   secret/app/db#password     one key: --out/password
   secret/app/db#password=pw  one key into --out/pw
@@ -374,7 +374,11 @@ async fn fetch_render_write(
     let set = DataSet::open(ctx, &args.out, args.dir_mode).await?;
     let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, &args.out);
     if let Some(request) = &plan.pki {
-        let kept = set.current().map_err(explain)?.and_then(|current| request.kept(&current));
+        let current = set.current().map_err(explain)?;
+        let kept = match current {
+            Some(current) => request.kept(&current, &ca_chain(ctx, vault, request, args).await?),
+            None => None,
+        };
         match kept {
             Some((files, left)) => {
                 tracing::info!(
@@ -385,14 +389,32 @@ async fn fetch_render_write(
                 );
                 planned.extend(files);
             }
-            None => planned.extend(issue(ctx, vault, request, args).await?),
+            None => planned.extend(issue(ctx, vault, request, args, leases).await?),
         }
     }
     output::write_set(&set, &args.out, &planned, FileOptions { mode: args.mode, uid: args.uid, gid: args.gid }, args.dir_mode)
 }
 
+/// The CA chain the `--pki` mount issues with now (`<mount>/cert/ca_chain`: its default
+/// issuer and the issuers above it), as DER, for the keep rule.
+async fn ca_chain(ctx: &Context, vault: &VaultClient, request: &pki::Request, args: &Args) -> Result<Vec<Vec<u8>>, Error> {
+    let path = format!("{}/cert/ca_chain", request.mount());
+    let what = format!("reading {path}");
+    let body = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::read(vault, &path, None)).await?;
+    let pem = body.pointer("/data/certificate").and_then(Value::as_str).unwrap_or_default();
+    podinit_tls::inspect::pem_certificates(pem.as_bytes())
+        .filter(|chain| !chain.is_empty())
+        .ok_or_else(|| Error::new(Kind::Failed, anyhow::anyhow!("{path}: no CA certificate in the answer; is the PKI mount set up?")))
+}
+
 /// Issues a certificate at `--pki`.
-async fn issue(ctx: &Context, vault: &VaultClient, request: &pki::Request, args: &Args) -> Result<Vec<Planned>, Error> {
+async fn issue(
+    ctx: &Context,
+    vault: &VaultClient,
+    request: &pki::Request,
+    args: &Args,
+    leases: &mut Vec<Lease>,
+) -> Result<Vec<Planned>, Error> {
     let what = format!("issuing a certificate for {} at {}", request.common_name, request.path);
     let body = request.body();
     let answer =
@@ -404,6 +426,8 @@ async fn issue(ctx: &Context, vault: &VaultClient, request: &pki::Request, args:
             }
         })?;
     let files = pki::files(&request.path, &answer)?;
+    // A role with generate_lease: revoking the token would revoke the certificate.
+    leases.extend(Lease::of(&request.path, &answer));
     tracing::info!("issued a certificate for {} at {}", request.common_name, request.path);
     Ok(files)
 }
@@ -418,12 +442,30 @@ async fn render_templates(
     mounts: &MountCache,
     leases: &mut Vec<Lease>,
 ) -> Result<Vec<Planned>, Error> {
-    for _ in 0..template::MAX_ROUNDS {
+    for round in 0..=template::MAX_ROUNDS {
         let (rendered, pending) = templates.round();
         if pending.is_empty() {
             return rendered.into_iter().map(|r| r.map_err(|e| template::failed(&e))).collect();
         }
-        let answers: Vec<Result<Answered, Error>> = futures_util::stream::iter(pending)
+        if round == template::MAX_ROUNDS {
+            let last_error = rendered.into_iter().find_map(Result::err);
+            let calls: Vec<String> = pending.iter().take(3).map(Query::describe).collect();
+            return Err(Error::new(
+                Kind::Failed,
+                anyhow::anyhow!(
+                    "the templates still make new calls after {} rounds (next: {}){}",
+                    template::MAX_ROUNDS,
+                    calls.join("; "),
+                    last_error.map(|e| format!("; last template error: {e}")).unwrap_or_default()
+                ),
+            )
+            .with_hint("each round follows paths that came from other secrets; guard reads with `with secret …` so one failing read does not stop the rest"));
+        }
+        // Writes (a PKI issue) wait until no read is open: their arguments or the branch they
+        // are in may depend on what the reads return (consul-template never sends them early).
+        let reads_open = pending.iter().any(|q| !matches!(q, Query::Write(..)));
+        let calls = pending.into_iter().filter(|q| !(reads_open && matches!(q, Query::Write(..))));
+        let answers: Vec<Result<Answered, Error>> = futures_util::stream::iter(calls)
             .map(|query| async move {
                 let (value, lease) = answer(ctx, vault, &query, args, mounts).await?;
                 Ok((query, value, lease))
@@ -437,11 +479,7 @@ async fn render_templates(
             templates.answer(query, value);
         }
     }
-    Err(Error::new(
-        Kind::Failed,
-        anyhow::anyhow!("the templates still asked for new secrets after {} rounds of reads", template::MAX_ROUNDS),
-    )
-    .with_hint("a secret path that comes from another secret's value may loop; check the templates"))
+    unreachable!("the last round returns")
 }
 
 /// A template call made: the call, what the template sees, the lease that came with it.
@@ -464,8 +502,8 @@ async fn answer(
                 }
                 None => (text.as_str(), None),
             };
-            let mount = mount_for(ctx, vault, path, args, mounts).await?;
-            let api_path = template_api_path(path, &mount, false);
+            let mount = template_mount(ctx, vault, path, args, mounts).await?;
+            let api_path = template_api_path(path, &mount, false)?;
             let version = if mount.engine == Engine::Kv2 { version } else { None };
             let body = retry::retry(ctx, &what, backoff(args), client::classify, |_| client::read(vault, &api_path, version))
                 .await
@@ -481,8 +519,8 @@ async fn answer(
             Ok((template::secret_value(&body), Lease::of(path, &body)))
         }
         Query::List(path) => {
-            let mount = mount_for(ctx, vault, path, args, mounts).await?;
-            let api_path = template_api_path(path, &mount, true);
+            let mount = template_mount(ctx, vault, path, args, mounts).await?;
+            let api_path = template_api_path(path, &mount, true)?;
             let keys =
                 retry::retry(ctx, &what, backoff(args), client::classify, |_| client::list(vault, &api_path)).await.map_err(|e| {
                     if client::api_code(&e) == Some(403) {
@@ -496,19 +534,32 @@ async fn answer(
     }
 }
 
+/// The mount of a template's path: `--kv-version` applies to paths under `--mount` only (a
+/// template also reads `database/creds/…` and other engines); others are looked up.
+async fn template_mount(ctx: &Context, vault: &VaultClient, path: &str, args: &Args, mounts: &MountCache) -> Result<Mount, Error> {
+    let under_mount = args.mount.as_ref().is_some_and(|m| format!("{path}/").starts_with(&format!("{}/", m.trim_matches('/'))));
+    if args.kv_version.is_some() && under_mount {
+        mount_for(ctx, vault, path, args, mounts).await
+    } else {
+        mount_of(ctx, vault, path, args, mounts).await
+    }
+}
+
 /// A template's path as consul-template reads it: on a KV v2 mount, `data/` (or, to list,
 /// `metadata/`) is added after the mount unless the path already has `data/`, `metadata/`
 /// or `subkeys/` there.
-fn template_api_path(path: &str, mount: &Mount, list: bool) -> String {
+fn template_api_path(path: &str, mount: &Mount, list: bool) -> Result<String, Error> {
     if mount.engine != Engine::Kv2 {
-        return path.to_owned();
+        return Ok(path.to_owned());
     }
-    let rest = format!("{path}/").strip_prefix(&mount.path).map(|r| r.trim_end_matches('/').to_owned()).unwrap_or_default();
+    let Some(rest) = format!("{path}/").strip_prefix(&mount.path).map(|r| r.trim_end_matches('/').to_owned()) else {
+        return Err(Error::usage(format!("template: {path} is not under the mount {}", mount.path)));
+    };
     if ["data/", "metadata/", "subkeys/"].iter().any(|p| rest.starts_with(p)) || (list && rest == "metadata") {
-        return path.to_owned();
+        return Ok(path.to_owned());
     }
     let kind = if list { "metadata" } else { "data" };
-    if rest.is_empty() { format!("{}{kind}", mount.path) } else { format!("{}{kind}/{rest}", mount.path) }
+    Ok(if rest.is_empty() { format!("{}{kind}", mount.path) } else { format!("{}{kind}/{rest}", mount.path) })
 }
 
 fn backoff(args: &Args) -> Backoff {
@@ -539,8 +590,11 @@ fn plan(args: &Args) -> Result<Plan, Error> {
         None => None,
         Some(path) => {
             let path = path.trim_matches('/');
-            if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
-                return Err(Error::usage(format!("--pki '{path}' is not a path")).with_hint("e.g. --pki pki/issue/my-role"));
+            if path.is_empty() || path.split('/').any(|s| s.is_empty() || s == "." || s == "..") || !path.contains("/issue/") {
+                return Err(Error::usage(format!("--pki '{path}' is not a PKI issue path")).with_hint("e.g. --pki pki/issue/my-role"));
+            }
+            if let Some(name) = args.alt_names.iter().find(|n| n.is_empty() || n.contains([',', ' '])) {
+                return Err(Error::usage(format!("--alt-name {name:?}: one name per --alt-name")));
             }
             let common_name = args.common_name.clone().unwrap_or_default();
             if common_name.is_empty() {
@@ -560,6 +614,7 @@ fn plan(args: &Args) -> Result<Plan, Error> {
     {
         return Err(Error::usage(format!("'{}': ?version= needs KV v2, but --kv-version is 1", spec.text)));
     }
+    check_outputs(&specs, &templates, token_out.as_deref(), pki.is_some(), args.format)?;
     let address = flag_or_env(&args.address, "--address", "ADDR")
         .ok_or_else(|| Error::usage("no server address").with_hint("set VAULT_ADDR (or BAO_ADDR), or give --address https://vault:8200"))?;
     let address =
@@ -599,6 +654,58 @@ fn plan(args: &Args) -> Result<Plan, Error> {
         namespace,
         auth,
     })
+}
+
+/// Refuses, before any request, outputs that would collide: two writing one name, or a file
+/// where another output needs a directory (`db` and `db/password`); and `?decode=base64` on a
+/// whole secret written as JSON or dotenv. The names of a whole secret's keys are known only
+/// after reading it; `output::write_set` checks those.
+fn check_outputs(
+    specs: &[SecretSpec],
+    templates: &[TemplateArg],
+    token_out: Option<&std::path::Path>,
+    pki: bool,
+    format: Format,
+) -> Result<(), Error> {
+    let mut outputs: Vec<(PathBuf, bool, String)> = Vec::new();
+    for spec in specs {
+        if spec.decode_base64 && spec.key.is_none() && format != Format::Files {
+            return Err(Error::usage(format!("'{}': ?decode=base64 writes raw files; it needs #KEY or --format files", spec.text)));
+        }
+        let (path, dir) = match (&spec.key, &spec.out, format) {
+            (Some(_), Some(out), _) => (out.clone(), false),
+            (Some(key), None, _) if spec::is_file_name(key) => (PathBuf::from(key), false),
+            (Some(_), None, _) => continue,
+            (None, Some(out), Format::Files) => (out.clone(), true),
+            (None, Some(out), _) => (out.clone(), false),
+            (None, None, Format::Files) => (PathBuf::from(spec.name()), true),
+            (None, None, Format::Json) => (PathBuf::from(format!("{}.json", spec.name())), false),
+            (None, None, Format::Env) => (PathBuf::from(format!("{}.env", spec.name())), false),
+        };
+        outputs.push((path, dir, format!("'{}'", spec.text)));
+    }
+    outputs.extend(templates.iter().map(|t| (t.out.clone(), false, format!("--template {}", t.src.display()))));
+    outputs.extend(token_out.map(|p| (p.to_owned(), false, "--write-token".to_owned())));
+    if pki {
+        outputs.extend(pki::FILES.iter().map(|f| (PathBuf::from(f), false, "--pki".to_owned())));
+    }
+    let normal = |p: &std::path::Path| p.components().filter(|c| !matches!(c, std::path::Component::CurDir)).collect::<PathBuf>();
+    for (i, (a, a_dir, a_by)) in outputs.iter().enumerate() {
+        for (b, b_dir, b_by) in &outputs[i + 1..] {
+            let (a, b) = (normal(a), normal(b));
+            let message = if a == b && !a_dir && !b_dir {
+                format!("{a_by} and {b_by} would both write {}", a.display())
+            } else if b.starts_with(&a) && !a_dir && (a != b || *b_dir) {
+                format!("{a_by} writes the file {} where {b_by} needs a directory", a.display())
+            } else if a.starts_with(&b) && !b_dir && (a != b || *a_dir) {
+                format!("{b_by} writes the file {} where {a_by} needs a directory", b.display())
+            } else {
+                continue;
+            };
+            return Err(Error::usage(message).with_hint("give one of them another name ('#KEY=FILE', '=DIR', --template SRC=NAME)"));
+        }
+    }
+    Ok(())
 }
 
 /// The flag when given, else `BAO_<var>`, else `VAULT_<var>`; named as it was given.
@@ -827,6 +934,23 @@ mod tests {
 
     fn kv(path: &str, engine: Engine) -> Mount {
         Mount { path: path.into(), engine }
+    }
+
+    #[test]
+    fn colliding_outputs_are_refused_before_any_request() {
+        let specs = |texts: &[&str]| texts.iter().map(|t| SecretSpec::parse(t).unwrap()).collect::<Vec<_>>();
+        let tpl = |text: &str| TemplateArg::parse(text).unwrap();
+        let ok = check_outputs(&specs(&["secret/a/db", "secret/b/db", "secret/x#k=conf/k"]), &[tpl("t=conf/t")], None, true, Format::Files);
+        assert!(ok.is_ok(), "{ok:?}");
+        let err =
+            check_outputs(&specs(&["secret/web#username=app.env"]), &[tpl("/t/app=./app.env")], None, false, Format::Files).unwrap_err();
+        assert_eq!(err.message(), "'secret/web#username=app.env' and --template /t/app would both write app.env");
+        let err = check_outputs(&specs(&["secret/app/db"]), &[tpl("t=db")], None, false, Format::Files).unwrap_err();
+        assert!(err.message().contains("writes the file db where 'secret/app/db' needs a directory"), "{}", err.message());
+        assert!(check_outputs(&specs(&["secret/a#tls.crt"]), &[], None, true, Format::Files).is_err());
+        assert!(check_outputs(&[], &[], Some(std::path::Path::new("ca.crt")), true, Format::Files).is_err());
+        let err = check_outputs(&specs(&["secret/app?decode=base64"]), &[], None, false, Format::Json).unwrap_err();
+        assert!(err.message().contains("?decode=base64 writes raw files"));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 //!
 //! Keep rule: the set's `tls.crt` is kept when its key is `tls.key`, its common name and
 //! names are exactly the asked ones (Vault adds the common name to the DNS names, or to the IP
-//! names when it is an address, so that one may or may not be there), it chains to the set's
-//! `ca.crt`, and more than `--renew-below` of its life is left. Anything else issues a new
-//! one. A changed `--ttl` takes effect at the next renewal: the certificate does not say what
-//! TTL was asked, and a rotated PKI root is picked up then too.
+//! names when it is an address, so that one may or may not be there), it is not self-signed
+//! and chains to the mount's issuers as Vault reports them now (`<mount>/cert/ca_chain`,
+//! read on every rerun; `ca.crt` is written from that answer, never trusted from disk), and
+//! more than `--renew-below` of its life is left. Anything else issues a new one. A changed
+//! `--ttl` or role takes effect at the next renewal (the certificate does not say what was
+//! asked), and a revoked certificate is not noticed (nothing reads the CRL).
 
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -55,14 +57,33 @@ impl Request {
         body
     }
 
-    /// The set's certificate files when they can stay, with the fraction of life left.
-    pub(crate) fn kept(&self, current: &Dir) -> Option<(Vec<Planned>, f64)> {
+    /// The mount of the issue path: `pki` of `pki/issue/web`.
+    pub(crate) fn mount(&self) -> &str {
+        self.path.rsplit_once("/issue/").map_or(self.path.as_str(), |(mount, _)| mount)
+    }
+
+    /// The set's certificate and key when they can stay, with the fraction of life left, and
+    /// `ca.crt` from `vault_chain` (the mount's issuers now, DER): nothing on disk is trusted
+    /// for the chain, so a planted self-signed pair or a certificate of another CA is replaced.
+    pub(crate) fn kept(&self, current: &Dir, vault_chain: &[Vec<u8>]) -> Option<(Vec<Planned>, f64)> {
         let read = |name: &str| crate::output::read_in(current, name);
-        let (crt, key, ca) = (read(FILES[0])?, read(FILES[1])?, read(FILES[2])?);
+        let (crt, key) = (read(FILES[0])?, read(FILES[1])?);
         let chain = inspect::pem_certificates(&crt)?;
-        let roots = inspect::pem_certificates(&ca)?;
         let leaf = inspect::parse(chain.first()?)?;
-        let root = inspect::parse(roots.first()?)?;
+        if inspect::is_self_signed(&leaf) {
+            return None;
+        }
+        // The intermediates are Vault's; the leaf is signed by the first of them, or by one of
+        // Vault's issuers when tls.crt holds the leaf alone.
+        if !chain[1..].iter().all(|der| vault_chain.contains(der)) {
+            return None;
+        }
+        let issuers: Vec<_> = vault_chain.iter().map(|der| inspect::parse(der)).collect::<Option<_>>()?;
+        let signed = match chain.get(1) {
+            Some(der) => inspect::parse(der).is_some_and(|issuer| inspect::issued_by(&leaf, &issuer)),
+            None => issuers.iter().any(|issuer| inspect::issued_by(&leaf, issuer)),
+        };
+        let root = issuers.iter().zip(vault_chain).find(|(c, _)| inspect::is_self_signed(c)).map_or(vault_chain.last()?, |(_, der)| der);
         let names = inspect::names(&leaf)?;
         let mut want_dns = self.alt_names.clone();
         want_dns.push(self.common_name.clone());
@@ -81,22 +102,17 @@ impl Request {
             ips.sort();
             ips.dedup();
         }
-        // Each certificate is signed by the next one, the last by (or is) the root.
-        let parsed: Vec<_> = chain.iter().map(|der| inspect::parse(der)).collect::<Option<_>>()?;
-        let chained = parsed.windows(2).all(|pair| inspect::issued_by(&pair[0], &pair[1]))
-            && parsed
-                .last()
-                .is_some_and(|last| last.tbs_certificate.as_ref() == root.tbs_certificate.as_ref() || inspect::issued_by(last, &root));
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         let left = inspect::life_left(&leaf, now);
-        let current = inspect::key_matches(&leaf, &key)
+        let current = signed
+            && inspect::key_matches(&leaf, &key)
             && names.common_name.as_deref() == Some(self.common_name.as_str())
             && have_dns == want_dns
             && have_ips == want_ips
-            && chained
             && left > self.renew_below;
         current.then(|| {
-            let files = FILES.iter().zip([crt, key, ca]).map(|(name, bytes)| Planned { rel: (*name).into(), bytes }).collect();
+            let ca = inspect::certificate_pem(root);
+            let files = FILES.iter().zip([crt, key, ca.into_bytes()]).map(|(name, bytes)| Planned { rel: (*name).into(), bytes }).collect();
             (files, left)
         })
     }

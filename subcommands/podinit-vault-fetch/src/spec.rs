@@ -1,4 +1,5 @@
-//! The `SECRET` argument: `PATH[?version=N][#KEY][=OUT]`, parsed without touching the network.
+//! The `SECRET` argument: `PATH[?version=N&decode=base64][#KEY][=OUT]` (either query item or
+//! both), parsed without touching the network.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -40,6 +41,8 @@ impl SecretSpec {
                 let end = after.find(['&', '#', '=']).unwrap_or(after.len());
                 let value = &after[..end];
                 match name {
+                    "version" if version.is_some() => return Err(format!("'{text}': version= is given twice")),
+                    "decode" if decode_base64 => return Err(format!("'{text}': decode= is given twice")),
                     "version" => {
                         version = Some(value.parse::<u64>().map_err(|_| format!("'{text}': ?version= takes a number, not '{value}'"))?);
                     }
@@ -142,6 +145,7 @@ mod tests {
         assert_eq!((s.version, s.decode_base64, s.key.as_deref()), (Some(4), true, Some("k")));
         assert!(!spec("secret/app#k").decode_base64);
         assert!(SecretSpec::parse("secret/app?decode=hex").unwrap_err().contains("takes base64"));
+        assert!(SecretSpec::parse("secret/app?version=1&version=2").unwrap_err().contains("given twice"));
     }
 
     #[test]

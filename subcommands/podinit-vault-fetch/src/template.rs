@@ -69,23 +69,30 @@ struct Answers {
     pending: BTreeSet<Query>,
 }
 
-/// The templates of one run, parsed, with the answers they have had.
+/// The templates of one run, parsed, with the answers they have had. Each template has an
+/// engine of its own (Vault Agent renders each alone: two files may `define` one name), all
+/// sharing the answers.
 pub(crate) struct Templates {
-    engine: Engine,
-    /// Template name (the SRC as given) and its output.
-    outputs: Vec<(String, PathBuf)>,
+    /// Template name (the SRC as given), its engine and its output.
+    outputs: Vec<(String, Engine, PathBuf)>,
     answers: Rc<RefCell<Answers>>,
+}
+
+/// Variables a template may read with `env`: the environment without the credentials
+/// vault-fetch itself reads (a template must not copy the token or a secret id into a file;
+/// `--write-token` is the way to hand the token over).
+fn template_env(vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>) -> BTreeMap<String, String> {
+    const CREDENTIALS: [&str; 3] = ["TOKEN", "SECRET_ID", "ROLE_ID"];
+    vars.filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| !["VAULT_", "BAO_"].iter().any(|prefix| k.strip_prefix(prefix).is_some_and(|rest| CREDENTIALS.contains(&rest))))
+        .collect()
 }
 
 impl Templates {
     /// Reads and parses every template: a missing file or a syntax error is bad input.
     pub(crate) fn load(args: &[TemplateArg]) -> Result<Self, Error> {
         let answers = Rc::new(RefCell::new(Answers::default()));
-        let mut engine = Engine::new(std::env::vars().collect());
-        let known = Rc::clone(&answers);
-        engine.function("secret", Box::new(move |args| secret(&known, args)));
-        let known = Rc::clone(&answers);
-        engine.function("secrets", Box::new(move |args| secrets(&known, args)));
+        let env = template_env(std::env::vars_os());
         let mut outputs = Vec::new();
         for arg in args {
             let name = arg.src.display().to_string();
@@ -93,10 +100,15 @@ impl Templates {
                 Error::usage(format!("--template {name}: {}", podinit_core::redact::io_reason(&e)))
                     .with_hint("mount the ConfigMap holding the template at that path")
             })?;
+            let mut engine = Engine::new(env.clone());
+            let known = Rc::clone(&answers);
+            engine.function("secret", Box::new(move |args| secret(&known, args)));
+            let known = Rc::clone(&answers);
+            engine.function("secrets", Box::new(move |args| secrets(&known, args)));
             engine.add(&name, &source).map_err(|e| Error::usage(format!("template {e}")))?;
-            outputs.push((name, arg.out.clone()));
+            outputs.push((name, engine, arg.out.clone()));
         }
-        Ok(Self { engine, outputs, answers })
+        Ok(Self { outputs, answers })
     }
 
     /// Renders every template with the answers known; returns the outputs (or errors) and
@@ -107,7 +119,7 @@ impl Templates {
         let rendered = self
             .outputs
             .iter()
-            .map(|(name, out)| self.engine.render(name, &data).map(|text| Planned { rel: out.clone(), bytes: text.into_bytes() }))
+            .map(|(name, engine, out)| engine.render(name, &data).map(|text| Planned { rel: out.clone(), bytes: text.into_bytes() }))
             .collect();
         let pending = std::mem::take(&mut self.answers.borrow_mut().pending).into_iter().collect();
         (rendered, pending)
@@ -139,10 +151,10 @@ fn secret(answers: &RefCell<Answers>, args: &[Value]) -> Result<Value, String> {
     let Some((path, rest)) = args.split_first() else { return Err("secret: needs a path".into()) };
     let path = clean(path).ok_or_else(|| format!("secret: {path:?} is not a secret path"))?;
     let mut data = BTreeMap::new();
-    for pair in rest.iter().filter(|p| !p.is_empty()) {
+    for (i, pair) in rest.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
         let Some((k, v)) = pair.split_once('=') else {
             // The pair may hold a secret: name only its position.
-            return Err(format!("secret {path:?}: argument {} is not a k=v pair", data.len() + 2));
+            return Err(format!("secret {path:?}: argument {} is not a k=v pair", i + 2));
         };
         data.insert(k.trim().to_owned(), v.trim().to_owned());
     }
@@ -251,6 +263,21 @@ mod tests {
         let (_dir, t) = templates(&[("w", "{{ secret \"pki/issue/web\" \"hunter2\" }}")]);
         let err = t.round().0.into_iter().next().unwrap().unwrap_err();
         assert!(err.message.contains("argument 2 is not a k=v pair") && !err.message.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn each_template_has_its_own_defines_and_no_credentials() {
+        let (_dir, t) = templates(&[
+            ("a", "{{ define \"x\" }}A{{ end }}{{ template \"x\" }}"),
+            ("b", "{{ define \"x\" }}B{{ end }}{{ template \"x\" }}"),
+        ]);
+        let (out, pending) = t.round();
+        assert!(pending.is_empty());
+        let out: Vec<String> = out.into_iter().map(|r| String::from_utf8(r.unwrap().bytes).unwrap()).collect();
+        assert_eq!(out, ["A", "B"]);
+        let vars = ["VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID", "BAO_ROLE_ID", "VAULT_ADDR", "APP_TOKEN", "PATH"];
+        let env = template_env(vars.iter().map(|k| ((*k).into(), "v".into())));
+        assert_eq!(env.keys().map(String::as_str).collect::<Vec<_>>(), ["APP_TOKEN", "PATH", "VAULT_ADDR"]);
     }
 
     #[test]
