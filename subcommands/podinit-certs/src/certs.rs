@@ -169,7 +169,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let set = DataSet::open(ctx, &args.out, 0o755).await?;
     let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, &args.out);
     let current = set.current().map_err(explain)?;
-    let existing = |name: &str| current.as_ref().and_then(|dir| read_in(dir, name));
+    let existing = |name: &str| current.as_ref().and_then(|dir| dir.read(std::ffi::OsStr::new(name)).ok());
 
     let mounted = match (&args.ca_cert, &args.ca_key) {
         (Some(cert), Some(key)) => Some(load_ca(cert, key)?),
@@ -185,7 +185,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         None => set_ca.map(|c| c.der),
     };
     if let Some(ca_der) = keep_against
-        && existing("ca.crt").is_some_and(|c| c == read::cert_pem(&ca_der).as_bytes())
+        && existing("ca.crt").is_some_and(|c| c == inspect::certificate_pem(&ca_der).as_bytes())
         && match (existing("tls.crt"), existing("tls.key")) {
             (Some(crt), Some(key)) => leaf_is_current(&args, &crt, &key, &ca_der, &dns, &ips, now),
             _ => false,
@@ -207,7 +207,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             _ => make_ca(&args, now)?,
         },
     };
-    let ca_pem = read::cert_pem(&ca.der);
+    let ca_pem = inspect::certificate_pem(&ca.der);
     let ca_not_after = X509Certificate::from_der(&ca.der)
         .map(|(_, c)| c.validity().not_after.timestamp())
         .map_err(|e| Error::usage(format!("the CA certificate: {e}")))?;
@@ -425,11 +425,6 @@ fn files_as_asked(dir: &Dir, args: &Args) -> bool {
                 && args.uid.is_none_or(|u| u == st.st_uid)
                 && args.gid.is_none_or(|g| g == st.st_gid))
     })
-}
-
-/// A file of the current set, read through the set's directory (never a link).
-fn read_in(dir: &Dir, name: &str) -> Option<Vec<u8>> {
-    dir.read(std::ffi::OsStr::new(name)).ok()
 }
 
 fn write(dir: &Dir, name: &str, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> anyhow::Result<()> {

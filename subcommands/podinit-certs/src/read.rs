@@ -39,8 +39,3 @@ pub(crate) fn file(flag: &str, path: &Path) -> Result<Vec<u8>, Error> {
             .with_hint("mount the Secret or ConfigMap at that path")
     })
 }
-
-/// PEM text of a certificate.
-pub(crate) fn cert_pem(der: &[u8]) -> String {
-    podinit_tls::inspect::certificate_pem(der)
-}

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use podinit_core::fs::FileOptions;
 use podinit_core::{Context, Error, Kind};
+use podinit_tls::inspect;
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
 use crate::read::{self, Found};
@@ -111,7 +112,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let options = FileOptions { mode: args.mode, uid: args.uid, gid: args.gid };
     let ders: BTreeSet<&[u8]> = certs.iter().map(|c| c.der.as_slice()).collect();
     let bytes = match format {
-        Format::Pem => certs.iter().map(|c| read::cert_pem(&c.der)).collect::<String>().into_bytes(),
+        Format::Pem => certs.iter().map(|c| inspect::certificate_pem(&c.der)).collect::<String>().into_bytes(),
         Format::Jks => crate::jks::write(&entries, &password).map_err(|e| Error::usage(format!("--out {}: {e}", args.out.display())))?,
         Format::Pkcs12 => {
             // PKCS#12 is salted: the same certificates give other bytes. Current when the file

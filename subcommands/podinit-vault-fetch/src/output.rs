@@ -193,11 +193,6 @@ pub(crate) fn write_set(set: &DataSet, out: &Path, planned: &[Planned], options:
     Ok(Written { changed, unchanged })
 }
 
-/// A file of the current set, read through the set's directory (never through a link).
-pub(crate) fn read_in(current: &Dir, name: &str) -> Option<Vec<u8>> {
-    current.read(std::ffi::OsStr::new(name)).ok()
-}
-
 /// Whether `dir` (the current set) holds `file` with the same bytes, mode and owner.
 fn holds(dir: &Dir, file: &Planned, options: FileOptions) -> bool {
     let Ok(parts) = components(&file.rel) else { return false };

@@ -66,7 +66,7 @@ impl Request {
     /// `ca.crt` from `vault_chain` (the mount's issuers now, DER): nothing on disk is trusted
     /// for the chain, so a planted self-signed pair or a certificate of another CA is replaced.
     pub(crate) fn kept(&self, current: &Dir, vault_chain: &[Vec<u8>]) -> Option<(Vec<Planned>, f64)> {
-        let read = |name: &str| crate::output::read_in(current, name);
+        let read = |name: &str| current.read(std::ffi::OsStr::new(name)).ok();
         let (crt, key) = (read(FILES[0])?, read(FILES[1])?);
         let chain = inspect::pem_certificates(&crt)?;
         let leaf = inspect::parse(chain.first()?)?;
