@@ -6,19 +6,11 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::cmd::{s, tool};
 use crate::support::{Outcome, Podinit};
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn podinit(args: &[&str]) -> Outcome {
     Podinit::new().args(args).run()
-}
-
-fn tool(program: &str, args: &[&str]) -> Outcome {
-    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} (scripts/ensure-tools installs it): {e}"));
-    Outcome::from_output(out)
 }
 
 /// Where `..data` points: a new name means a new set was written.

@@ -5,11 +5,8 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::Path;
 
+use crate::support::cmd::s;
 use crate::support::{Outcome, Podinit};
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn render(env: &[(&str, &str)], args: &[&str]) -> Outcome {
     let mut cmd = Podinit::new().arg("render").args(args);

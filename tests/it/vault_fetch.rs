@@ -248,11 +248,7 @@ fn token_count(bao: &Bao) -> usize {
 async fn approle_login_and_the_token_is_revoked_after_use() {
     let bao = services::openbao().await;
     bao.cli(&["kv", "put", "secret/app/db", "password=s3cret-pw"]);
-    bao.app_read_policy();
-    bao.cli(&["auth", "enable", "approle"]);
-    bao.cli(&["write", "auth/approle/role/app", "token_policies=app-read", "token_ttl=10m"]);
-    let role_id = bao.cli(&["read", "-field=role_id", "auth/approle/role/app/role-id"]);
-    bao.cli(&["write", "auth/approle/role/app/custom-secret-id", "secret_id=app-secret-id"]);
+    let role_id = bao.approle_app("app-secret-id");
     let creds = tempfile::tempdir().unwrap();
     std::fs::write(creds.path().join("role-id"), role_id.trim()).unwrap();
     std::fs::write(creds.path().join("secret-id"), "app-secret-id\n").unwrap();

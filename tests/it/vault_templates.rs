@@ -9,6 +9,7 @@ use std::process::Command;
 
 use sqlx::Connection as _;
 
+use crate::support::cmd::tool;
 use crate::support::pod::Network;
 use crate::support::services::{self, Bao};
 use crate::support::{Outcome, Podinit};
@@ -62,9 +63,9 @@ fn issued(bao: &Bao) -> usize {
 }
 
 fn openssl(args: &[&str]) -> String {
-    let out = Command::new("openssl").args(args).output().unwrap();
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+    let out = tool("openssl", args);
+    out.code(0);
+    out.stdout
 }
 
 /// The public key of a certificate and of a private key, as openssl sees them.
@@ -318,11 +319,7 @@ async fn base64_values_are_written_as_bytes_and_the_token_for_the_app() {
     let keystore: Vec<u8> = (0..=255u8).rev().chain(0..=255).collect();
     let encoded = base64_encode(&keystore);
     bao.cli(&["kv", "put", "secret/app/java", &format!("keystore={encoded}"), "password=ks-pw"]);
-    bao.app_read_policy();
-    bao.cli(&["auth", "enable", "approle"]);
-    bao.cli(&["write", "auth/approle/role/app", "token_policies=app-read", "token_ttl=10m"]);
-    let role_id = bao.cli(&["read", "-field=role_id", "auth/approle/role/app/role-id"]);
-    bao.cli(&["write", "auth/approle/role/app/custom-secret-id", "secret_id=app-secret-id"]);
+    let role_id = bao.approle_app("app-secret-id");
     let creds = tempfile::tempdir().unwrap();
     std::fs::write(creds.path().join("role-id"), role_id.trim()).unwrap();
     std::fs::write(creds.path().join("secret-id"), "app-secret-id").unwrap();

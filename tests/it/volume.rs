@@ -6,6 +6,7 @@
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use crate::support::cmd::s;
 use crate::support::{Outcome, Podinit};
 
 const NON_ROOT: &[&str] = &["/usr/bin/setpriv", "--reuid", "65532", "--regid", "65532", "--clear-groups"];
@@ -21,10 +22,6 @@ fn owner(path: impl AsRef<Path>) -> (u32, u32) {
 
 fn mode(path: impl AsRef<Path>) -> u32 {
     std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 /// A tree: `root/{a/f1, a/b/f2, top}` plus links planted to a file and a directory outside.

@@ -11,6 +11,18 @@ pub fn bin() -> PathBuf {
     std::env::var_os("PODINIT_TEST_BIN").map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_podinit")), PathBuf::from)
 }
 
+/// A path as the `&str` a command line takes (test paths are UTF-8).
+pub fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// Runs another program (a peer such as openssl or keytool), with its outcome; a missing
+/// program panics with where it comes from.
+pub fn tool(program: &str, args: &[&str]) -> Outcome {
+    let out = Command::new(program).args(args).output().unwrap_or_else(|e| panic!("{program} (scripts/ensure-tools installs it): {e}"));
+    Outcome::from_output(out)
+}
+
 /// A command line for podinit, with nothing inherited from the test's environment.
 pub struct Podinit {
     program: PathBuf,

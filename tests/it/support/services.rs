@@ -83,6 +83,16 @@ impl Bao {
         self.cli(&["write", "sys/policy/app-read", &format!("policy={hcl}")]);
     }
 
+    /// AppRole auth at `auth/approle` with a role `app` (policy `app-read`, made here) whose
+    /// secret id is `secret_id`; returns the role id.
+    pub fn approle_app(&self, secret_id: &str) -> String {
+        self.app_read_policy();
+        self.cli(&["auth", "enable", "approle"]);
+        self.cli(&["write", "auth/approle/role/app", "token_policies=app-read", "token_ttl=10m"]);
+        self.cli(&["write", "auth/approle/role/app/custom-secret-id", &format!("secret_id={secret_id}")]);
+        self.cli(&["read", "-field=role_id", "auth/approle/role/app/role-id"])
+    }
+
     /// Kubernetes auth at `auth/kubernetes`, reviewing tokens with `reviewer` (tokens signed by
     /// `key`), and a role `web` for service account `web` in namespace `shop` with `app-read`.
     pub fn kubernetes_auth(&self, key: &SigningKey, reviewer: &TokenReviewer) {
