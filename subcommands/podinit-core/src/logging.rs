@@ -9,15 +9,13 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::sync::{OnceLock, RwLock};
+use std::sync::RwLock;
 
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::Registry;
-use tracing_subscriber::filter::{LevelFilter, Targets};
-use tracing_subscriber::layer::{Context as LayerContext, Layer, SubscriberExt as _};
-use tracing_subscriber::reload;
-use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing::level_filters::LevelFilter;
+use tracing::span::{Attributes, Id, Record};
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
 
 use crate::args::{GlobalArgs, LogFormat, LogLevel};
 use crate::error::Error;
@@ -35,36 +33,61 @@ static FORMAT: RwLock<LogFormat> = RwLock::new(LogFormat::Text);
 static APPLET: RwLock<&'static str> = RwLock::new("");
 
 /// The level filter, replaced when a step asks for another level.
-static FILTER: OnceLock<reload::Handle<Targets, Registry>> = OnceLock::new();
+static FILTER: RwLock<Filter> = RwLock::new(Filter { ours: LevelFilter::OFF, echoes: LevelFilter::OFF, theirs: LevelFilter::OFF });
 
 /// Sets up logging for `applet` with the settings of `args`: format, level and `--quiet`.
 /// Called again for each step of a multi-step run, so every step logs as its own options say.
 pub fn init(applet: &'static str, args: &GlobalArgs) {
     set_applet(applet);
     *FORMAT.write().unwrap_or_else(std::sync::PoisonError::into_inner) = args.log_format;
-    let filter = targets(args);
-    match FILTER.get() {
-        Some(handle) => {
-            let _ = handle.reload(filter);
-        }
-        None => {
-            let (filter, handle) = reload::Layer::new(filter);
-            if tracing_subscriber::registry().with(LineLayer.with_filter(filter)).try_init().is_ok() {
-                let _ = FILTER.set(handle);
-            }
-        }
+    let filter = Filter::new(args);
+    let changed = {
+        let mut current = FILTER.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *current, filter) != filter
+    };
+    // The first call installs the subscriber; later ones that change the levels make tracing
+    // ask it again which callsites are enabled.
+    if tracing::subscriber::set_global_default(LineSubscriber).is_err() && changed {
+        tracing::callsite::rebuild_interest_cache();
     }
 }
 
 /// podinit's own events from `--log-level` (`warn` with `--quiet`); dependencies' from
-/// `warn` up (everything at `trace`).
-fn targets(args: &GlobalArgs) -> Targets {
-    let ours = if args.quiet { LogLevel::Warn.min(args.log_level) } else { args.log_level };
-    let ours = level_filter(ours);
-    let theirs = if args.log_level == LogLevel::Trace { LevelFilter::TRACE } else { LevelFilter::WARN.min(ours) };
-    // vaultrs and rustify log every failed call at ERROR; podinit reports them itself, once.
-    let echoes = if args.log_level == LogLevel::Trace { LevelFilter::TRACE } else { LevelFilter::OFF };
-    Targets::new().with_target("podinit", ours).with_target("vaultrs", echoes).with_target("rustify", echoes).with_default(theirs)
+/// `warn` up (everything at `trace`). vaultrs and rustify log every failed call at ERROR;
+/// podinit reports them itself, once, so theirs are off below `trace`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Filter {
+    ours: LevelFilter,
+    echoes: LevelFilter,
+    theirs: LevelFilter,
+}
+
+impl Filter {
+    fn new(args: &GlobalArgs) -> Self {
+        let ours = if args.quiet { LogLevel::Warn.min(args.log_level) } else { args.log_level };
+        let ours = level_filter(ours);
+        let trace = args.log_level == LogLevel::Trace;
+        let theirs = if trace { LevelFilter::TRACE } else { LevelFilter::WARN.min(ours) };
+        let echoes = if trace { LevelFilter::TRACE } else { LevelFilter::OFF };
+        Self { ours, echoes, theirs }
+    }
+
+    /// The level for events of `target`: by its crate, the part before the first `::`.
+    fn level_for(&self, target: &str) -> LevelFilter {
+        match target.split("::").next().unwrap_or(target) {
+            t if t.starts_with("podinit") => self.ours,
+            "vaultrs" | "rustify" => self.echoes,
+            _ => self.theirs,
+        }
+    }
+
+    fn enables(&self, meta: &Metadata<'_>) -> bool {
+        self.level_for(meta.target()) >= *meta.level()
+    }
+
+    fn max(&self) -> LevelFilter {
+        self.ours.max(self.echoes).max(self.theirs)
+    }
 }
 
 fn level_filter(level: LogLevel) -> LevelFilter {
@@ -75,6 +98,10 @@ fn level_filter(level: LogLevel) -> LevelFilter {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Trace => LevelFilter::TRACE,
     }
+}
+
+fn filter() -> Filter {
+    *FILTER.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Names `applet` in the prefix of the lines that follow.
@@ -138,10 +165,38 @@ fn emit(line: &str) {
     });
 }
 
-struct LineLayer;
+/// The one subscriber: events that pass the [`Filter`] become lines. Spans (the SDKs open
+/// some) are given an id and otherwise ignored: a line is the event's message alone. Not
+/// tracing-subscriber's registry, whose span slab alone allocated and zeroed 32 KiB at every
+/// start (8 of a start's page faults) for spans podinit never shows.
+struct LineSubscriber;
 
-impl<S: Subscriber> Layer<S> for LineLayer {
-    fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
+impl Subscriber for LineSubscriber {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if filter().enables(meta) { Interest::always() } else { Interest::never() }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(filter().max())
+    }
+
+    fn enabled(&self, meta: &Metadata<'_>) -> bool {
+        filter().enables(meta)
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
         let s = settings();
         let mut fields = Fields::default();
         event.record(&mut fields);
@@ -217,6 +272,22 @@ impl Visit for Fields {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn levels_by_crate() {
+        let args = |log_level, quiet| GlobalArgs { log_level, quiet, ..GlobalArgs::default() };
+        let f = Filter::new(&args(LogLevel::Info, false));
+        assert_eq!(f.level_for("podinit_s3_get::object"), LevelFilter::INFO);
+        assert_eq!(f.level_for("podinit"), LevelFilter::INFO);
+        assert_eq!(f.level_for("aws_smithy_runtime::client"), LevelFilter::WARN);
+        assert_eq!(f.level_for("vaultrs::api"), LevelFilter::OFF);
+        let f = Filter::new(&args(LogLevel::Info, true));
+        assert_eq!((f.level_for("podinit_fs"), f.level_for("hyper")), (LevelFilter::WARN, LevelFilter::WARN));
+        let f = Filter::new(&args(LogLevel::Error, false));
+        assert_eq!(f.level_for("sqlx::query"), LevelFilter::ERROR, "dependencies never louder than podinit");
+        let f = Filter::new(&args(LogLevel::Trace, false));
+        assert_eq!((f.level_for("rustify"), f.level_for("h2"), f.max()), (LevelFilter::TRACE, LevelFilter::TRACE, LevelFilter::TRACE));
+    }
 
     #[test]
     fn prefix_names_the_applet() {
