@@ -24,6 +24,9 @@ fn main() -> ExitCode {
         Ok(argv) => cli::reorder_install(argv),
         Err(err) => return fail("", &GlobalArgs::default(), &err),
     };
+    if let Some(version) = cli::version_only(&argv) {
+        return print_lines(&[&version]);
+    }
     match steps::split(&argv) {
         Ok(Some(steps)) => return run_steps(&steps),
         Ok(None) => {}
