@@ -43,16 +43,13 @@ pub fn static_binary() -> PathBuf {
     if let Some(path) = &*slot {
         return path.clone();
     }
-    let target_dir = repo().join("target/static");
-    let status = Command::new(env!("CARGO"))
-        .current_dir(repo())
-        .args(["build", "--release", "--locked", "--target", "x86_64-unknown-linux-gnu", "--bin", "podinit"])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C relocation-model=static")
-        .status()
-        .expect("running cargo build for the static binary");
-    assert!(status.success(), "building the static binary failed");
-    let path = target_dir.join("x86_64-unknown-linux-gnu/release/podinit");
+    // What the image ships: scripts/build-static's binary (start-up order, stripped).
+    let out = Command::new(repo().join("scripts/build-static"))
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("running scripts/build-static");
+    assert!(out.status.success(), "building the static binary failed");
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     *slot = Some(path.clone());
     path
 }
