@@ -1,5 +1,5 @@
 //! Link-time layout of the release binary. `PODINIT_SYMBOL_ORDER=FILE` (scripts/build-static
-//! sets it to `build/startup-order.txt`) names the functions a start runs; the linker (LLD,
+//! sets it to `src/startup-order.txt`) names the functions a start runs; the linker (LLD,
 //! Rust's default on x86_64 Linux) places them together, so a start touches a few pages of a
 //! 10 MiB text instead of one page per function. Names missing from the binary (code that
 //! changed since the list was made) are skipped; `scripts/startup-order` remakes the list.
