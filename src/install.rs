@@ -56,9 +56,13 @@ fn is_podinit(path: &Path) -> bool {
     if std::fs::read_link(path).is_ok_and(|t| t.file_name().is_some_and(|n| n.to_string_lossy().starts_with("podinit"))) {
         return true;
     }
-    // A hard link or a copy: the binary carries SIGNATURE.
-    std::fs::read(path).is_ok_and(|bytes| bytes.windows(SIGNATURE.len()).any(|w| w == SIGNATURE))
+    // A hard link or a copy: the binary carries SIGNATURE. Read as podinit reads any file it
+    // finds in a volume: no FIFO to hang on, no link to /dev/zero to fill memory with.
+    podinit_core::fs::read_capped(path, MAX_BINARY).is_ok_and(|bytes| bytes.windows(SIGNATURE.len()).any(|w| w == SIGNATURE))
 }
+
+/// The largest file `--install` reads to tell a podinit: far above podinit's own size.
+const MAX_BINARY: u64 = 256 << 20;
 
 /// Bytes every podinit binary carries, so `--install` can tell an older podinit (replaced)
 /// from an app's own tool of the same name (kept).

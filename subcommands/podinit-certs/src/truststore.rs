@@ -202,7 +202,7 @@ fn pkcs12_holds(out: &Path, password: &str, ders: &BTreeSet<&[u8]>, options: Fil
     {
         return false;
     }
-    let Ok(bytes) = std::fs::read(out) else { return false };
+    let Ok(bytes) = podinit_core::fs::read_capped(out, podinit_core::fs::STATE_FILE_MAX) else { return false };
     let Ok(store) = p12_keystore::KeyStore::from_pkcs12(&bytes, password) else { return false };
     let mut held = BTreeSet::new();
     for (_, entry) in store.entries() {

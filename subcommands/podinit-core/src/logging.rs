@@ -2,10 +2,12 @@
 //!
 //! Applets log with `tracing` macros and structured fields (`key = %k`); this module turns
 //! each event into one line. Every text line starts with `podinit <applet>:` because
-//! `kubectl logs` interleaves containers. Events from dependencies (AWS SDK, sqlx, …) are
-//! shown only from `warn` up, unless `--log-level trace`. A text line is the message alone,
-//! so messages are whole sentences; JSON carries the message and every field. Stdout is
-//! left to data.
+//! `kubectl logs` interleaves containers. Events from dependencies (AWS SDK, sqlx, hyper, …)
+//! are shown only from `warn` up, whatever the level: their debug and trace events can carry
+//! request bodies and headers (a Vault login, a bearer token). A text line is the message
+//! alone, so messages are whole sentences; JSON carries the message and every field. Control
+//! characters in a text line (a newline in a file name) are escaped by [`printable`], so no
+//! input can forge a line. Stdout is left to data.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -53,8 +55,9 @@ pub fn init(applet: &'static str, args: &GlobalArgs) {
 }
 
 /// podinit's own events from `--log-level` (`warn` with `--quiet`); dependencies' from
-/// `warn` up (everything at `trace`). vaultrs and rustify log every failed call at ERROR;
-/// podinit reports them itself, once, so theirs are off below `trace`.
+/// `warn` up, never lower (not even at `trace`: a client's trace events can show a request's
+/// body or headers). vaultrs and rustify log every failed call at ERROR; podinit reports them
+/// itself, once, so theirs are off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Filter {
     ours: LevelFilter,
@@ -66,9 +69,8 @@ impl Filter {
     fn new(args: &GlobalArgs) -> Self {
         let ours = if args.quiet { LogLevel::Warn.min(args.log_level) } else { args.log_level };
         let ours = level_filter(ours);
-        let trace = args.log_level == LogLevel::Trace;
-        let theirs = if trace { LevelFilter::TRACE } else { LevelFilter::WARN.min(ours) };
-        let echoes = if trace { LevelFilter::TRACE } else { LevelFilter::OFF };
+        let theirs = LevelFilter::WARN.min(ours);
+        let echoes = LevelFilter::OFF;
         Self { ours, echoes, theirs }
     }
 
@@ -121,11 +123,11 @@ pub fn report_error(err: &Error) {
     match s.format {
         LogFormat::Text => {
             let mut out = text_prefix(s.applet);
-            let _ = write!(out, "error: {}", err.message());
+            let _ = write!(out, "error: {}", printable(&err.message()));
             for hint in err.hints() {
                 out.push('\n');
                 out.push_str(&text_prefix(s.applet));
-                let _ = write!(out, "hint: {hint}");
+                let _ = write!(out, "hint: {}", printable(hint));
             }
             emit(&out);
         }
@@ -139,6 +141,31 @@ pub fn report_error(err: &Error) {
             emit(&serde_json::Value::Object(obj).to_string());
         }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\r`, `\x1b`…; a tab kept): what goes
+/// into one line of a log, or the termination message, whatever a file name, an archive
+/// entry or a server's answer holds. The one place podinit makes foreign text printable.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let control = |c: char| c.is_control() && c != '\t';
+    if !text.chars().any(control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if control(c) && u32::from(c) < 0x100 => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if control(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `podinit <applet>: ` (or `podinit: ` before an applet is known).
@@ -211,7 +238,7 @@ impl Subscriber for LineSubscriber {
                     Level::DEBUG => "debug: ",
                     Level::TRACE => "trace: ",
                 });
-                out.push_str(&fields.message);
+                out.push_str(&printable(&fields.message));
                 out
             }
             LogFormat::Json => {
@@ -286,7 +313,17 @@ mod tests {
         let f = Filter::new(&args(LogLevel::Error, false));
         assert_eq!(f.level_for("sqlx::query"), LevelFilter::ERROR, "dependencies never louder than podinit");
         let f = Filter::new(&args(LogLevel::Trace, false));
-        assert_eq!((f.level_for("rustify"), f.level_for("h2"), f.max()), (LevelFilter::TRACE, LevelFilter::TRACE, LevelFilter::TRACE));
+        assert_eq!(
+            (f.level_for("rustify"), f.level_for("hyper_util"), f.level_for("podinit_http_get"), f.max()),
+            (LevelFilter::OFF, LevelFilter::WARN, LevelFilter::TRACE, LevelFilter::TRACE),
+            "a dependency's trace events can carry request bodies and headers: never shown"
+        );
+    }
+
+    #[test]
+    fn control_characters_never_start_a_line() {
+        assert_eq!(printable("plain /data/a b\tc"), "plain /data/a b\tc");
+        assert_eq!(printable("x\npodinit chown: error: forged\r\u{1b}[2J\u{85}"), "x\\npodinit chown: error: forged\\r\\x1b[2J\\x85");
     }
 
     #[test]

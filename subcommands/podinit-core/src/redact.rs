@@ -1,13 +1,18 @@
 //! Secrets out of what podinit prints: URLs with their passwords masked, I/O errors in short.
 //!
 //! Every applet that logs a URL given by the operator (a database, a health endpoint, a store)
-//! shows it through [`url`], so a password in the user part or in a query parameter
-//! (`?password=`, `sslkey=`, `…token…`, `…secret…`) never reaches a log line, an error or the
-//! termination message.
+//! shows it through [`url`], so a user name or password in the user part (a token is often
+//! the user name alone: `https://ghp_…@github.com/`) or in a query parameter (`?password=`,
+//! `sslkey=`, `…token…`, `…secret…`) never reaches a log line, an error or the termination
+//! message.
 
-/// The URL with its password and secret-looking query values replaced by `***`.
+/// The URL with its user part (name and password) and secret-looking query values replaced
+/// by `***`.
 pub fn url(url: &url::Url) -> String {
     let mut shown = url.clone();
+    if !shown.username().is_empty() {
+        let _ = shown.set_username("***");
+    }
     if shown.password().is_some() {
         let _ = shown.set_password(Some("***"));
     }
@@ -88,7 +93,9 @@ mod tests {
     #[test]
     fn passwords_in_user_part_and_query_are_masked() {
         let u = |s: &str| url::Url::parse(s).unwrap();
-        assert_eq!(url(&u("postgres://app:s3cr3t@db:5432/app?sslmode=disable")), "postgres://app:***@db:5432/app?sslmode=disable");
+        assert_eq!(url(&u("postgres://app:s3cr3t@db:5432/app?sslmode=disable")), "postgres://***:***@db:5432/app?sslmode=disable");
+        // A token as the user name alone (GitHub, GitLab, Bitbucket URLs).
+        assert_eq!(url(&u("https://ghp_0123456789abcdef@git.example.com/x.tar.gz")), "https://***@git.example.com/x.tar.gz");
         let shown = url(&u("postgres://app@db/app?password=hunter2&application_name=x&sslkey=/k&api_token=t"));
         assert!(!shown.contains("hunter2") && !shown.contains("/k") && !shown.contains("=t"), "{shown}");
         assert!(shown.contains("application_name=x"), "{shown}");

@@ -28,10 +28,11 @@ pub fn target(configured: Option<&Path>) -> Option<PathBuf> {
 
 /// `podinit <applet>: <error> (exit N)` plus hints, cut to [`MAX_LEN`] bytes.
 pub fn summary(applet: &str, err: &Error) -> String {
-    let mut text = format!("podinit {applet}: {} (exit {})", err.message(), err.kind().exit_code());
+    let printable = crate::logging::printable;
+    let mut text = format!("podinit {applet}: {} (exit {})", printable(&err.message()), err.kind().exit_code());
     for hint in err.hints() {
         text.push_str("\nhint: ");
-        text.push_str(hint);
+        text.push_str(&printable(hint));
     }
     truncate(text, MAX_LEN)
 }

@@ -97,6 +97,9 @@ pub struct Args {
     #[arg(long, env = "PODINIT_HTTP_GET_FORMAT", value_enum, default_value_t = Format::Auto, requires = "extract")]
     pub format: Format,
 
+    #[command(flatten)]
+    pub extract_limits: podinit_transfer::unpack::Limits,
+
     /// A file holding a bearer token, sent as `Authorization: Bearer …` to the URL's origin only.
     #[arg(long, env = "PODINIT_HTTP_GET_BEARER_TOKEN_FILE", value_name = "FILE")]
     pub bearer_token_file: Option<PathBuf>,
@@ -283,6 +286,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             stall: args.stall_timeout,
         },
         force: args.force,
+        limits: args.extract_limits,
     };
     match plan.target {
         Target::File(dest) => get.file(&dest).await,
@@ -390,6 +394,8 @@ struct Get<'a> {
     want: Option<Want>,
     options: podinit_transfer::Options,
     force: bool,
+    /// What `--extract` may unpack.
+    limits: podinit_transfer::unpack::Limits,
 }
 
 impl Get<'_> {
@@ -472,8 +478,9 @@ impl Get<'_> {
         let root = staged.dir().try_clone().with_context(|| format!("opening {}", staged.dir().path().display()))?.shown_as(dir);
         let file = std::fs::File::open(&archive).with_context(|| format!("opening {}", archive.display()))?;
         let shown = self.shown.clone();
+        let limits = self.limits;
         let (entries, root) = tokio::task::spawn_blocking(move || {
-            let entries = podinit_transfer::archive::unpack_file(file, format, &root)?;
+            let entries = podinit_transfer::archive::unpack_file(file, format, &root, limits)?;
             anyhow::Ok((entries, root))
         })
         .await
@@ -686,14 +693,13 @@ const MANIFEST: &str = "..podinit-http.json";
 /// The manifest of the set's current version and the fingerprint of its tree now.
 fn current_manifest(set: &DataSet) -> Option<(Saved, String)> {
     let current = set.current().ok()??;
-    let file = current.open_file(OsStr::new(MANIFEST)).ok()?;
-    let saved: Saved = serde_json::from_reader(std::io::BufReader::new(file)).ok()?;
+    let saved: Saved = serde_json::from_slice(&current.read(OsStr::new(MANIFEST)).ok()?).ok()?;
     let tree = podinit_transfer::unpack::fingerprint(&current).ok()?;
     Some((saved, tree))
 }
 
 fn load_saved(path: &Path) -> Option<Saved> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    serde_json::from_slice(&podinit_core::fs::read_capped(path, podinit_core::fs::STATE_FILE_MAX).ok()?).ok()
 }
 
 fn save(path: &Path, saved: &Saved) -> Result<(), Error> {

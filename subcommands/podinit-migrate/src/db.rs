@@ -291,12 +291,8 @@ impl Db {
                 } else {
                     path.with_extension(format!("podinit-migrate.{}.lock", self.history.table))
                 };
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&lock_path)
-                    .with_context(|| format!("opening the lock file {}", lock_path.display()))?;
+                let file = podinit_core::fs::open_lock_file(&lock_path)
+                    .map_err(|e| podinit_core::fs::io_error(e, format!("opening the lock file {}", lock_path.display())))?;
                 match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
                     Ok(lock) => {
                         self.sqlite_lock = Some(lock);

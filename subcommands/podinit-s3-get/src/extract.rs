@@ -12,7 +12,6 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use aws_sdk_s3::Client;
@@ -23,7 +22,7 @@ use podinit_core::fs::set::DataSet;
 use podinit_core::progress::Progress;
 use podinit_core::{Context, Error, Kind};
 
-use podinit_transfer::unpack::{self, Unpacker};
+use podinit_transfer::unpack::{self, Limits, Unpacker};
 use podinit_transfer::{Object, Transfer};
 
 use crate::object::{Remote, S3Source};
@@ -57,16 +56,13 @@ pub(crate) struct Extracted {
 /// Whether the set's current version is `url`'s object at `etag`, untouched since written.
 pub(crate) fn is_current(set: &DataSet, url: &spec::S3Url, etag: &str) -> bool {
     let Ok(Some(current)) = set.current() else { return false };
-    let Some(manifest) =
-        current.open_file(OsStr::new(MANIFEST)).ok().and_then(|f| serde_json::from_reader::<_, Manifest>(io::BufReader::new(f)).ok())
-    else {
+    let Some(manifest) = current.read(OsStr::new(MANIFEST)).ok().and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok()) else {
         return false;
     };
     manifest.source == url.to_string() && manifest.etag == etag && unpack::fingerprint(&current).is_ok_and(|f| f == manifest.fingerprint)
 }
 
 /// Downloads and unpacks `remote` as a new version of `set`, then switches to it.
-#[expect(clippy::too_many_arguments, reason = "one call site")]
 pub(crate) async fn extract(
     ctx: &Context,
     s3: &Client,
@@ -74,14 +70,13 @@ pub(crate) async fn extract(
     remote: &Remote,
     format: ArchiveFormat,
     set: &DataSet,
-    concurrency: usize,
-    stall: Duration,
+    opts: &crate::object::Options,
     progress: &Progress,
 ) -> Result<Extracted, Error> {
     let dest = set.dir().path();
     let staged = set.stage(0o755, None, None).map_err(|e| podinit_core::fs::explain_write(e, dest))?;
     let root = staged.dir().try_clone().with_context(|| format!("opening {}", staged.dir().path().display()))?.shown_as(dest);
-    let (verified, entries, root) = unpack_streamed(ctx, s3, url, remote, format, root, concurrency, stall, progress).await?;
+    let (verified, entries, root) = unpack_streamed(ctx, s3, url, remote, format, root, opts, progress).await?;
     let manifest = Manifest {
         source: url.to_string(),
         etag: remote.etag.clone(),
@@ -106,17 +101,17 @@ async fn unpack_streamed(
     remote: &Remote,
     format: ArchiveFormat,
     root: Dir,
-    concurrency: usize,
-    stall: Duration,
+    opts: &crate::object::Options,
     progress: &Progress,
 ) -> Result<(String, u64, Dir), Error> {
+    let (concurrency, stall, limits) = (opts.concurrency.max(1), opts.stall, opts.limits);
     progress.set_total(remote.size);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency.max(1));
     let hasher = Hasher::new(remote.expected.plan());
     let dest = root.path().to_owned();
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader { rx, current: bytes::Bytes::new(), hasher };
-        unpack(reader, format, root)
+        unpack(reader, format, root, limits)
     });
     let source = S3Source { s3, url, remote };
     let object = Object { source: url.to_string(), size: remote.size, validator: remote.etag.clone() };
@@ -180,8 +175,8 @@ impl Read for ChannelReader {
 
 /// Unpacks the archive into `root`; returns the hasher (having seen every byte), the number
 /// of entries, and the root.
-fn unpack(mut reader: ChannelReader, format: ArchiveFormat, root: Dir) -> anyhow::Result<(Hasher, u64, Dir)> {
-    let mut unpacker = Unpacker::new(root.try_clone()?);
+fn unpack(mut reader: ChannelReader, format: ArchiveFormat, root: Dir, limits: Limits) -> anyhow::Result<(Hasher, u64, Dir)> {
+    let mut unpacker = Unpacker::new(root.try_clone()?, limits);
     {
         let format = match format {
             ArchiveFormat::Tar | ArchiveFormat::Auto => podinit_transfer::archive::Format::Tar,

@@ -107,6 +107,9 @@ pub struct Args {
     #[arg(long, env = "PODINIT_S3_EXTRACT_FORMAT", value_enum, default_value_t = ArchiveFormat::Auto, requires = "extract")]
     pub extract_format: ArchiveFormat,
 
+    #[command(flatten)]
+    pub extract_limits: podinit_transfer::unpack::Limits,
+
     /// The object's expected SHA-256 (hex); a mismatch writes nothing and exits 1.
     #[arg(long, env = "PODINIT_S3_SHA256", value_name = "HEX")]
     pub sha256: Option<String>,
@@ -171,6 +174,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         concurrency: usize::from(args.concurrency),
         part_size: args.part_size,
         file: FileOptions { mode: args.mode, uid: args.uid, gid: args.gid },
+        limits: args.extract_limits,
         stall: args.stall_timeout,
         pinned_sha256: args.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
     };
@@ -291,7 +295,7 @@ async fn get_extract(
     // A multipart archive is checked against its ETag part by part as it streams.
     object::learn_part_size(ctx, s3, url, &mut remote).await;
     let progress = ctx.progress(format!("{url}"), Some(remote.size), Unit::Bytes);
-    let extracted = extract::extract(ctx, s3, url, &remote, format, &set, opts.concurrency.max(1), opts.stall, &progress).await?;
+    let extracted = extract::extract(ctx, s3, url, &remote, format, &set, opts, &progress).await?;
     drop(progress);
     summary(
         started,

@@ -80,6 +80,8 @@ pub(crate) struct Options {
     /// A body that sends nothing for this long is given up (and retried).
     pub(crate) stall: Duration,
     pub(crate) pinned_sha256: Option<String>,
+    /// What `--extract` may unpack.
+    pub(crate) limits: podinit_transfer::unpack::Limits,
 }
 
 /// What a download did.

@@ -35,7 +35,7 @@ impl Manifest {
 
     /// The manifest at `path` if it exists, is readable and is for `source`; else empty.
     pub(crate) fn load(path: &Path, source: &str) -> Self {
-        std::fs::read(path)
+        podinit_core::fs::read_capped(path, podinit_core::fs::STATE_FILE_MAX)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Self>(&bytes).ok())
             .filter(|m| m.source == source)

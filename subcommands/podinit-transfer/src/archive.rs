@@ -1,6 +1,6 @@
 //! Archive formats and unpacking a downloaded archive file into a directory (through
 //! [`Unpacker`]'s rules: no entry outside, links judged against the finished tree, no
-//! setuid/setgid/sticky bits).
+//! setuid/setgid bits, budgets of bytes, entries and depth).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use anyhow::Context as _;
 use podinit_core::fs::root::Dir;
 
-use crate::unpack::Unpacker;
+use crate::unpack::{Limits, Unpacker};
 
 /// The format of an archive to extract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -59,9 +59,9 @@ pub fn tar_decoder<'a>(format: Format, reader: impl Read + 'a) -> anyhow::Result
     })
 }
 
-/// Unpacks the archive `file` into `root`; returns the number of entries.
-pub fn unpack_file(file: File, format: Format, root: &Dir) -> anyhow::Result<u64> {
-    let mut unpacker = Unpacker::new(root.try_clone()?);
+/// Unpacks the archive `file` into `root` within `limits`; returns the number of entries.
+pub fn unpack_file(file: File, format: Format, root: &Dir, limits: Limits) -> anyhow::Result<u64> {
+    let mut unpacker = Unpacker::new(root.try_clone()?, limits);
     if format == Format::Zip {
         unpacker.zip(file)?;
     } else {

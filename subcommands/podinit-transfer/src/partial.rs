@@ -33,7 +33,7 @@ impl Partial {
     }
 
     pub fn load(dest: &Path) -> Option<Self> {
-        let bytes = std::fs::read(Self::state_path(dest)).ok()?;
+        let bytes = podinit_core::fs::read_capped(&Self::state_path(dest), podinit_core::fs::STATE_FILE_MAX).ok()?;
         serde_json::from_slice(&bytes).ok()
     }
 

@@ -7,10 +7,17 @@
 //!   are refused; top-level names starting with `..` are the data-directory layout's.
 //! - Symbolic links are created as they come, then judged at the end, against the finished
 //!   tree, by where they really lead ([`Dir::check_link`]): one that leaves the root fails
-//!   the whole extraction. Hard links must name an entry inside.
-//! - Modes keep only the permission bits: setuid, setgid and sticky are stripped (an archive
-//!   must not plant a setuid file in a volume the app runs from). A setgid bit a directory
+//!   the whole extraction. A hard link may name only a regular file already extracted: a
+//!   hard link to a symbolic link would give it a second name at another depth, where the
+//!   same target leads elsewhere.
+//! - Modes keep only the permission bits: setuid and setgid are stripped (an archive must
+//!   not plant a setuid file in a volume the app runs from); the sticky bit is kept on
+//!   directories (a `1777` scratch directory), dropped on files. A setgid bit a directory
 //!   inherits from an `fsGroup` volume is kept. Owners are not restored.
+//! - Budgets ([`Limits`]): bytes unpacked (by default the volume's free space less a margin,
+//!   checked against each entry's declared size before it is written, and as it is written),
+//!   entries, and depth; going over stops the extraction (the caller's staged set is then
+//!   removed). Runs of zeros (a sparse entry's holes) are written as holes.
 //! - Directory modes and times are applied last, deepest first, as tar does: a `0555`
 //!   directory is still writable while its entries are written, also without root.
 //! - Device nodes and FIFOs are skipped with a warning.
@@ -23,15 +30,53 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, bail};
-use podinit_core::fs::root::{Dir, Kind, components};
+use podinit_core::fs::root::{Dir, Kind, MAX_DEPTH, components};
 use sha2::Digest as _;
 
 /// Mode of directories an archive implies but does not list.
 const IMPLIED_DIR_MODE: u32 = 0o755;
 
+/// What one extraction may write; the options every applet that extracts takes.
+#[derive(Clone, Copy, Debug, Default, clap::Args)]
+pub struct Limits {
+    /// Most bytes --extract unpacks (files' sizes, holes included); going over stops it, nothing published [default: the volume's free space less 5 %, at most 1 GiB less]
+    #[arg(long, env = "PODINIT_EXTRACT_MAX_SIZE", value_name = "SIZE", value_parser = podinit_core::args::parse_size)]
+    pub extract_max_size: Option<u64>,
+
+    /// Most entries --extract unpacks; going over stops it, nothing published.
+    #[arg(long, env = "PODINIT_EXTRACT_MAX_ENTRIES", value_name = "N", default_value_t = DEFAULT_MAX_ENTRIES)]
+    pub extract_max_entries: u64,
+}
+
+/// Entries an archive may hold by default: a node_modules tree has some 100k.
+pub const DEFAULT_MAX_ENTRIES: u64 = 2_000_000;
+
+impl Limits {
+    /// The byte budget for unpacking into `root`: the one given, else what the file system
+    /// has free for an unprivileged writer, less 5 % of it (at most 1 GiB): an archive never
+    /// fills the volume the app writes to.
+    fn bytes_for(&self, root: &Dir) -> u64 {
+        if let Some(max) = self.extract_max_size {
+            return max;
+        }
+        match nix::sys::statvfs::fstatvfs(root) {
+            Ok(vfs) => {
+                let free = u64::from(vfs.blocks_available()).saturating_mul(u64::from(vfs.fragment_size()));
+                free - (free / 20).min(1 << 30)
+            }
+            Err(_) => u64::MAX,
+        }
+    }
+}
+
 /// Unpacks entries into a directory of its own (see the module docs).
 pub struct Unpacker {
     root: Dir,
+    /// Bytes still allowed.
+    bytes_left: u64,
+    /// The byte budget, for messages.
+    max_bytes: u64,
+    max_entries: u64,
     /// Links created, to judge once the tree is complete.
     links: Vec<PathBuf>,
     /// Directories listed by the archive: mode and mtime to apply at the end.
@@ -42,8 +87,43 @@ pub struct Unpacker {
 }
 
 impl Unpacker {
-    pub fn new(root: Dir) -> Self {
-        Self { root, links: Vec::new(), dirs: Vec::new(), last_parent: None, entries: 0 }
+    pub fn new(root: Dir, limits: Limits) -> Self {
+        let max_bytes = limits.bytes_for(&root);
+        Self {
+            root,
+            bytes_left: max_bytes,
+            max_bytes,
+            max_entries: limits.extract_max_entries,
+            links: Vec::new(),
+            dirs: Vec::new(),
+            last_parent: None,
+            entries: 0,
+        }
+    }
+
+    /// Refuses an entry over the entry budget, or one whose declared size is over what is
+    /// left of the byte budget (before anything of it is written).
+    fn admit(&mut self, shown: &Path, size: u64) -> anyhow::Result<()> {
+        if self.entries >= self.max_entries {
+            bail!(
+                "the archive has more than {} entries: stopped at '{}' (--extract-max-entries raises the limit)",
+                self.max_entries,
+                shown.display()
+            );
+        }
+        if size > self.bytes_left {
+            bail!("{}", self.over_budget(shown));
+        }
+        Ok(())
+    }
+
+    fn over_budget(&self, shown: &Path) -> String {
+        format!(
+            "the archive unpacks to more than {} bytes: stopped at '{}' (--extract-max-size raises the limit{})",
+            self.max_bytes,
+            shown.display(),
+            if self.max_bytes == u64::MAX { "" } else { "; by default it is the volume's free space less a margin" }
+        )
     }
 
     /// Unpacks a tar stream.
@@ -54,7 +134,7 @@ impl Unpacker {
             let path = entry.path().context("an entry with an unreadable name")?.into_owned();
             let header = entry.header();
             let kind = header.entry_type();
-            let mode = header.mode().unwrap_or(0o644) & 0o777;
+            let mode = header.mode().unwrap_or(0o644) & 0o1777;
             let mtime = header.mtime().ok().map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
             use tar::EntryType as T;
             let what = match kind {
@@ -72,7 +152,8 @@ impl Unpacker {
                     continue;
                 }
             };
-            self.entry(&path, what, mode, mtime, &mut entry)?;
+            let size = entry.size();
+            self.entry(&path, what, mode, mtime, size, &mut entry)?;
         }
         Ok(())
     }
@@ -95,19 +176,34 @@ impl Unpacker {
             } else {
                 Entry::File
             };
-            let mode = unix.map_or(if matches!(what, Entry::Dir) { 0o755 } else { 0o644 }, |m| m & 0o777);
-            self.entry(&path, what, mode, None, &mut entry)?;
+            let mode = unix.map_or(if matches!(what, Entry::Dir) { 0o755 } else { 0o644 }, |m| m & 0o1777);
+            let size = entry.size();
+            self.entry(&path, what, mode, None, size, &mut entry)?;
         }
         Ok(())
     }
 
-    /// Writes one entry; `data` is its content (for a file).
-    fn entry(&mut self, path: &Path, what: Entry, mode: u32, mtime: Option<SystemTime>, data: &mut dyn Read) -> anyhow::Result<()> {
+    /// Writes one entry; `data` is its content (for a file), `size` the size its header
+    /// declares. `mode` may carry the sticky bit, which only a directory keeps.
+    fn entry(
+        &mut self,
+        path: &Path,
+        what: Entry,
+        mode: u32,
+        mtime: Option<SystemTime>,
+        size: u64,
+        data: &mut dyn Read,
+    ) -> anyhow::Result<()> {
+        self.admit(path, if matches!(what, Entry::File) { size } else { 0 })?;
+        let mode = if matches!(what, Entry::Dir) { mode & 0o1777 } else { mode & 0o777 };
         let shown = path.display();
         if matches!(what, Entry::Dir) && path.components().all(|c| matches!(c, std::path::Component::CurDir)) {
             return Ok(()); // `./`: the root itself
         }
         let parts = components(path).map_err(|e| anyhow::anyhow!("entry {e}: refused (it would land outside the destination)"))?;
+        if parts.len() > MAX_DEPTH {
+            bail!("entry '{shown}' is more than {MAX_DEPTH} directories deep: refused");
+        }
         if parts[0].as_bytes().starts_with(b"..") {
             bail!("entry '{shown}': top-level names starting with '..' are reserved for the data directory layout; refused");
         }
@@ -131,7 +227,9 @@ impl Unpacker {
             Entry::File => {
                 make_room(&dir, name, &shown)?;
                 let mut file = dir.create_file(name)?;
-                std::io::copy(data, &mut file).map_err(|e| written(e, &dir, name))?;
+                let wrote = write_sparse(data, &mut file, self.bytes_left).map_err(|e| written(e, &dir, name))?;
+                let Some(wrote) = wrote else { bail!("{}", self.over_budget(path)) };
+                self.bytes_left -= wrote;
                 file.set_permissions(std::fs::Permissions::from_mode(mode)).with_context(|| format!("setting the mode of '{shown}'"))?;
                 if let Some(mtime) = mtime {
                     let _ = file.set_modified(mtime);
@@ -149,6 +247,12 @@ impl Unpacker {
                 let from = components(&target).map_err(|e| anyhow::anyhow!("hard link '{shown}' to {e}: refused"))?;
                 let (from_name, from_parent) = from.split_last().unwrap_or((&from[0], &[]));
                 let from_dir = self.root.open_dir(from_parent).with_context(|| format!("hard link '{shown}'"))?;
+                // Only to a regular file this archive wrote: a second name for a symbolic
+                // link would be judged nowhere (links are judged by the name they were made at).
+                let target_kind = from_dir.stat(from_name).with_context(|| format!("hard link '{shown}'"))?.map(|s| Kind::of(&s));
+                if target_kind != Some(Kind::File) {
+                    bail!("hard link '{shown}' names '{}', which is not a file the archive extracted before it: refused", target.display());
+                }
                 make_room(&dir, name, &shown)?;
                 dir.hard_link(name, &from_dir, from_name)?;
             }
@@ -214,47 +318,96 @@ fn make_room(dir: &Dir, name: &OsStr, shown: &impl std::fmt::Display) -> anyhow:
     }
 }
 
+/// Copies `data` into `file`, which is new and empty, leaving runs of zeros as holes (a sparse
+/// entry's, or any 64 KiB of zeros: the same content). Returns the bytes copied, or `None`
+/// as soon as they would be more than `budget` (the caller fails the extraction).
+fn write_sparse(data: &mut dyn Read, file: &mut std::fs::File, budget: u64) -> std::io::Result<Option<u64>> {
+    use std::io::{Seek as _, SeekFrom, Write as _};
+    const BLOCK: usize = 64 << 10;
+    let mut buf = vec![0u8; BLOCK];
+    let mut total = 0u64;
+    let mut hole = 0u64;
+    loop {
+        let mut filled = 0;
+        while filled < BLOCK {
+            match data.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        total += filled as u64;
+        if total > budget {
+            return Ok(None);
+        }
+        let chunk = &buf[..filled];
+        if chunk.iter().all(|b| *b == 0) {
+            hole += filled as u64;
+        } else {
+            if hole > 0 {
+                file.seek(SeekFrom::Current(i64::try_from(hole).unwrap_or(i64::MAX)))?;
+                hole = 0;
+            }
+            file.write_all(chunk)?;
+        }
+        if filled < BLOCK {
+            break;
+        }
+    }
+    if hole > 0 {
+        file.set_len(total)?;
+    }
+    Ok(Some(total))
+}
+
 /// A write error naming the file (ENOSPC stays the cause, for the caller's hint).
 fn written(err: std::io::Error, dir: &Dir, name: &OsStr) -> anyhow::Error {
     podinit_core::fs::io_error(err, format!("writing {}", dir.path().join(name).display()))
 }
 
-/// A digest of the tree below `root` as it is on disk (names, types, modes, sizes, inodes,
-/// mtimes and ctimes): any change made after it was taken, even one that puts an mtime
-/// back, changes it. Top-level names starting with `..` (podinit's own) are left out.
+/// A digest of the tree below `root` as it is on disk (names, depths, types, modes, sizes,
+/// inodes, mtimes and ctimes, in walk order): any change made after it was taken, even one
+/// that puts an mtime back, changes it. Top-level names starting with `..` (podinit's own)
+/// are left out. Iterative ([`Dir::walk`]): memory and time linear in the depth.
 pub fn fingerprint(root: &Dir) -> anyhow::Result<String> {
     let mut hash = sha2::Sha256::new();
-    walk(root, Path::new(""), &mut |rel, stat| {
-        hash.update(rel.as_os_str().as_bytes());
-        hash.update([0]);
-        for n in [
-            u64::from(stat.st_mode),
-            u64::try_from(stat.st_size).unwrap_or(0),
-            stat.st_ino,
-            u64::try_from(stat.st_mtime).unwrap_or(0),
-            u64::try_from(stat.st_mtime_nsec).unwrap_or(0),
-            u64::try_from(stat.st_ctime).unwrap_or(0),
-            u64::try_from(stat.st_ctime_nsec).unwrap_or(0),
-        ] {
-            hash.update(n.to_le_bytes());
-        }
-    })?;
+    // The first top-level `..` directory being skipped, and the depth below it.
+    let mut skipping: Option<usize> = None;
+    root.walk(
+        &mut |_, name, stat, depth| {
+            if let Some(at) = skipping {
+                if depth > at {
+                    return Ok(());
+                }
+                skipping = None;
+            }
+            if depth == 1 && name.as_bytes().starts_with(b"..") {
+                skipping = Some(depth);
+                return Ok(());
+            }
+            hash.update((depth as u64).to_le_bytes());
+            hash.update(name.as_bytes());
+            hash.update([0]);
+            for n in [
+                u64::from(stat.st_mode),
+                u64::try_from(stat.st_size).unwrap_or(0),
+                stat.st_ino,
+                u64::try_from(stat.st_mtime).unwrap_or(0),
+                u64::try_from(stat.st_mtime_nsec).unwrap_or(0),
+                u64::try_from(stat.st_ctime).unwrap_or(0),
+                u64::try_from(stat.st_ctime_nsec).unwrap_or(0),
+            ] {
+                hash.update(n.to_le_bytes());
+            }
+            Ok(())
+        },
+        &mut |_| Ok(()),
+    )?;
     Ok(crate::hex(&hash.finalize()))
-}
-
-fn walk(dir: &Dir, rel: &Path, visit: &mut dyn FnMut(&Path, &nix::sys::stat::FileStat)) -> anyhow::Result<()> {
-    for name in dir.names()? {
-        if rel.as_os_str().is_empty() && name.as_bytes().starts_with(b"..") {
-            continue;
-        }
-        let Some(stat) = dir.stat(&name)? else { continue };
-        let here = rel.join(&name);
-        visit(&here, &stat);
-        if Kind::of(&stat) == Kind::Dir {
-            walk(&dir.sub(&name)?, &here, visit)?;
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -292,7 +445,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        let mut unpacker = Unpacker::new(Dir::open(&root).unwrap());
+        let mut unpacker = Unpacker::new(Dir::open(&root).unwrap(), Limits { extract_max_size: None, extract_max_entries: 100 });
         let result = unpacker.tar(&archive(entries)[..]).and_then(|()| unpacker.finish());
         (tmp, result)
     }
@@ -346,9 +499,52 @@ mod tests {
         let mode = |p: &str| std::fs::symlink_metadata(tmp.path().join("root").join(p)).unwrap().mode() & 0o7777;
         assert_eq!(mode("ro/suid"), 0o755);
         assert_eq!(mode("ro/sgid"), 0o755);
-        assert_eq!(mode("sticky"), 0o777);
+        assert_eq!(mode("sticky"), 0o1777, "a scratch directory keeps its sticky bit");
         assert_eq!(mode("ro"), 0o555, "applied after its entries were written");
         std::fs::set_permissions(tmp.path().join("root/ro"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_hard_link_to_a_symbolic_link_is_refused() {
+        // `a/b/l -> ../../x` stays inside where it stands; a second name for it at the top
+        // (`top`, a hard link) would point two levels above the root.
+        let (tmp, result) = unpack(&[("a/b/l", L, 0o777, "../../x"), ("top", H, 0o644, "a/b/l")]);
+        let err = result.unwrap_err();
+        assert!(format!("{err:#}").contains("not a file the archive extracted"), "{err:#}");
+        assert!(std::fs::symlink_metadata(tmp.path().join("root/top")).is_err());
+        // To a directory neither.
+        let (_tmp, result) = unpack(&[("d", D, 0o755, ""), ("h", H, 0o644, "d")]);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn budgets_of_bytes_and_entries_stop_an_extraction() {
+        let entries: Vec<(String, tar::EntryType, u32, &str)> = (0..150).map(|i| (format!("f{i}"), F, 0o644, "x")).collect();
+        let borrowed: Vec<(&str, tar::EntryType, u32, &str)> = entries.iter().map(|(p, k, m, t)| (p.as_str(), *k, *m, *t)).collect();
+        let (_tmp, result) = unpack(&borrowed);
+        assert!(format!("{:#}", result.unwrap_err()).contains("more than 100 entries"));
+        let tmp = tempfile::tempdir().unwrap();
+        let limits = Limits { extract_max_size: Some(1000), extract_max_entries: 100 };
+        let mut unpacker = Unpacker::new(Dir::open(tmp.path()).unwrap(), limits);
+        let body = "y".repeat(600);
+        let result = unpacker.tar(&archive(&[("a", F, 0o644, &body), ("b", F, 0o644, &body)])[..]);
+        assert!(format!("{:#}", result.unwrap_err()).contains("more than 1000 bytes"));
+        assert!(!tmp.path().join("b").exists(), "refused by its declared size, before a byte of it");
+    }
+
+    #[test]
+    fn zeros_are_written_as_holes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 8 << 20];
+        data[3 << 20] = 1;
+        let mut file = std::fs::File::create(tmp.path().join("f")).unwrap();
+        assert_eq!(write_sparse(&mut &data[..], &mut file, 16 << 20).unwrap(), Some(8 << 20));
+        drop(file);
+        assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), data);
+        let blocks = std::fs::metadata(tmp.path().join("f")).unwrap().blocks();
+        assert!(blocks * 512 < 1 << 20, "8 MiB of mostly zeros take {} bytes", blocks * 512);
+        let mut file = std::fs::File::create(tmp.path().join("g")).unwrap();
+        assert_eq!(write_sparse(&mut &data[..], &mut file, 1 << 20).unwrap(), None, "over the budget");
     }
 
     #[test]

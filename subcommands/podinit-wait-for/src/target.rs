@@ -311,7 +311,7 @@ mod tests {
     fn database_targets_hide_their_password() {
         let t = ok("postgres://app:s3cr3t@db:5432/app?sslmode=disable");
         assert!(matches!(t, Target::Db { kind: Database::Postgres, .. }));
-        assert_eq!(t.to_string(), "postgres://app:***@db:5432/app?sslmode=disable");
+        assert_eq!(t.to_string(), "postgres://***:***@db:5432/app?sslmode=disable");
         let t = ok("mariadb://app:pw@db/app?password=x");
         assert!(matches!(&t, Target::Db { kind: Database::Mysql, url } if url.scheme() == "mysql"));
         assert!(!t.to_string().contains("pw@") && !t.to_string().contains("password=x"), "{t}");
@@ -324,7 +324,7 @@ mod tests {
         let mut t = ok("postgres://app@db/app");
         t.set_default_password("from-file");
         assert!(matches!(&t, Target::Db { url, .. } if url.password() == Some("from-file")));
-        assert_eq!(t.to_string(), "postgres://app:***@db/app");
+        assert_eq!(t.to_string(), "postgres://***:***@db/app");
         let mut t = ok("postgres://app:given@db/app");
         t.set_default_password("from-file");
         assert!(matches!(&t, Target::Db { url, .. } if url.password() == Some("given")), "the URL's own password wins");

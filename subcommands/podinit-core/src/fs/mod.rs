@@ -209,7 +209,8 @@ pub fn read_secret_file(flag: &str, path: &Path) -> Result<String, crate::Error>
 }
 
 /// Whether `dest` already holds exactly `data` with the mode and owner of `options`: a
-/// rerun then leaves the file (and its inode) alone.
+/// rerun then leaves the file (and its inode) alone. Read as [`read_capped`] reads (a link,
+/// a FIFO or a device there is simply "not the same").
 pub fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(dest) else { return false };
     use std::os::unix::fs::MetadataExt;
@@ -218,8 +219,51 @@ pub fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
         && meta.mode() & 0o7777 == options.mode
         && options.uid.is_none_or(|u| u == meta.uid())
         && options.gid.is_none_or(|g| g == meta.gid())
-        && std::fs::read(dest).is_ok_and(|old| old == data)
+        && read_capped(dest, data.len() as u64).is_ok_and(|old| old == data)
 }
+
+/// Reads a file podinit finds in a volume (its own state beside a destination, a file it
+/// compares with): the one safe way to read what someone else may have planted. Never
+/// through a link at `path` (`O_NOFOLLOW`), never blocking on a FIFO (`O_NONBLOCK`), a
+/// regular file only, and at most `max` bytes (more is an error, checked before reading:
+/// a link to `/dev/zero` or a huge file cannot exhaust memory).
+pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use nix::fcntl::OFlag;
+    use std::io::Read as _;
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let file = File::from(nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?);
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    }
+    Ok(bytes)
+}
+
+/// Opens (creating it, mode `0600`) the lock file `path` that podinit flocks beside what it
+/// writes (a set's `..podinit.lock`, a SQLite database's migration lock): never through a
+/// link planted there (root would create a file where it points), never blocking on a FIFO
+/// planted there, a regular file only.
+pub fn open_lock_file(path: &Path) -> io::Result<File> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
+    let file = File::from(nix::fcntl::open(path, flags, nix::sys::stat::Mode::from_bits_truncate(0o600))?);
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// The most podinit reads of one of its own state files (records, manifests, partial
+/// download states): far above what it writes, far below what could hurt.
+pub const STATE_FILE_MAX: u64 = 16 << 20;
 
 /// Copies what is left of `from` to the end of `to`: in the kernel (`copy_file_range`, which
 /// also lets a file system share extents), or by reading and writing where it cannot. Unlike

@@ -56,6 +56,29 @@ impl Kind {
     }
 }
 
+/// The deepest tree a walk goes down (remove, sync, fingerprint, unpack): deeper than any
+/// path the kernel resolves (`PATH_MAX` is 4096 bytes, so 2048 levels of one-letter names),
+/// deeper than any real tree, and shallow enough that a walk holding a descriptor per level
+/// stays within a pod's open-file limit.
+pub const MAX_DEPTH: usize = 2048;
+
+/// The depth from which a walk makes sure it may hold [`MAX_DEPTH`] descriptors.
+const DEEP: usize = 256;
+
+/// Raises the soft limit of open files to the hard one (as Go's runtime does at every start),
+/// once: a walk holds a descriptor per level, and a pod's soft limit may be 1024.
+fn allow_deep_walks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+            && soft < hard
+        {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    });
+}
+
 const DIR_FLAGS: OFlag = OFlag::O_RDONLY.union(OFlag::O_DIRECTORY).union(OFlag::O_NOFOLLOW).union(OFlag::O_CLOEXEC);
 
 /// The normal components of an untrusted relative path; refuses an absolute path, a `..`
@@ -222,11 +245,17 @@ impl Dir {
         regular(File::from(nix::fcntl::openat(&self.fd, name, flags, Mode::empty())?))
     }
 
-    /// The whole content of the regular file `name` in this directory (never through a link).
+    /// The whole content of the regular file `name` in this directory (never through a link),
+    /// at most [`super::STATE_FILE_MAX`] bytes (more is an error, found before reading).
     pub fn read(&self, name: &OsStr) -> io::Result<Vec<u8>> {
         use std::io::Read as _;
+        let max = super::STATE_FILE_MAX;
+        let file = self.open_file(name)?;
+        if file.metadata()?.len() > max {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+        }
         let mut bytes = Vec::new();
-        self.open_file(name)?.read_to_end(&mut bytes)?;
+        file.take(max).read_to_end(&mut bytes)?;
         Ok(bytes)
     }
 
@@ -302,23 +331,127 @@ impl Dir {
     /// Removes `name` and, for a directory, everything below it, never following a link
     /// (a link is removed, not what it points at). Directories made read-only (an archive's
     /// `0555`) are made writable first, so removal works without root. Missing is fine.
+    /// Iterative: memory grows with the depth (one descriptor and the names left per level),
+    /// which is capped at [`MAX_DEPTH`].
     pub fn remove_all(&self, name: &OsStr) -> anyhow::Result<()> {
+        let gone = |e: Errno| if e == Errno::ENOENT { Ok(()) } else { Err(e) };
         let Some(stat) = self.stat(name).map_err(|e| io_error(e, &self.path.join(name), "reading"))? else { return Ok(()) };
-        if Kind::of(&stat) == Kind::Dir {
-            let sub = self.sub(name).map_err(|e| walk_error(self, name, e))?;
+        if Kind::of(&stat) != Kind::Dir {
+            return nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+                .or_else(gone)
+                .map_err(|e| io_error(e, &self.path.join(name), "removing"));
+        }
+        // Each level: the directory being emptied, the names left in it, its own name.
+        let mut levels: Vec<(Dir, Vec<OsString>, OsString)> = Vec::new();
+        let shown = |levels: &[(Dir, Vec<OsString>, OsString)], last: &OsStr| {
+            levels.iter().fold(self.path.clone(), |p, (_, _, n)| p.join(n)).join(last)
+        };
+        let open = |parent: &Self, child: &OsStr| -> anyhow::Result<(Self, Vec<OsString>)> {
+            let sub = parent.sub_unnamed(child).map_err(|e| walk_error(parent, child, e))?;
             // Only the owner (or root) can: for someone else's directory the unlinks below
             // say why it fails.
             let _ = nix::sys::stat::fchmod(&sub.fd, Mode::from_bits_truncate(0o700));
-            for child in sub.names()? {
-                sub.remove_all(&child)?;
+            let mut names = sub.names()?;
+            names.reverse();
+            Ok((sub, names))
+        };
+        let (sub, names) = open(self, name)?;
+        levels.push((sub, names, name.to_owned()));
+        loop {
+            let next = match levels.last_mut() {
+                Some((_, names, _)) => names.pop(),
+                None => break,
+            };
+            let Some(child) = next else {
+                if let Some((dir, _, own)) = levels.pop() {
+                    drop(dir);
+                    let parent = levels.last().map_or(self, |(d, _, _)| d);
+                    nix::unistd::unlinkat(&parent.fd, own.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
+                        .or_else(gone)
+                        .map_err(|e| io_error(e, &shown(&levels, &own), "removing"))?;
+                }
+                continue;
+            };
+            let Some((dir, _, _)) = levels.last() else { break };
+            let found = dir.stat(&child).map_err(|e| io_error(e, &shown(&levels, &child), "reading"))?;
+            match found.map(|s| Kind::of(&s)) {
+                None => {}
+                Some(Kind::Dir) => {
+                    if levels.len() >= MAX_DEPTH {
+                        bail!(
+                            "{} is more than {MAX_DEPTH} directories deep: podinit does not remove it; remove it by hand",
+                            shown(&levels, &child).display()
+                        );
+                    }
+                    if levels.len() == DEEP {
+                        allow_deep_walks();
+                    }
+                    let (sub, names) =
+                        open(dir, &child).map_err(|e| e.context(format!("removing {}", shown(&levels, &child).display())))?;
+                    levels.push((sub, names, child));
+                }
+                Some(_) => nix::unistd::unlinkat(&dir.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
+                    .or_else(gone)
+                    .map_err(|e| io_error(e, &shown(&levels, &child), "removing"))?,
             }
-            drop(sub);
-            nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::RemoveDir)
-        } else {
-            nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
         }
-        .or_else(|e| if e == Errno::ENOENT { Ok(()) } else { Err(e) })
-        .map_err(|e| io_error(e, &self.path.join(name), "removing"))
+        Ok(())
+    }
+
+    /// Visits every entry below this directory, depth first, parents before their entries,
+    /// names in order, never following a link: `on_entry` for each entry (with its depth,
+    /// 1 for this directory's own entries), `on_leave` for each subdirectory once everything
+    /// below it was visited. Iterative, memory linear in the depth, which is capped at
+    /// [`MAX_DEPTH`] (a deeper tree is an error naming it). The `Dir` an entry comes with is
+    /// shown by its name alone: the path of a deep entry is built only for an error.
+    pub fn walk(
+        &self,
+        on_entry: &mut dyn FnMut(&Self, &OsStr, &FileStat, usize) -> anyhow::Result<()>,
+        on_leave: &mut dyn FnMut(&Self) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let mut levels: Vec<(Self, Vec<OsString>, OsString)> = Vec::new();
+        let mut top = self.names()?;
+        top.reverse();
+        let shown = |levels: &[(Self, Vec<OsString>, OsString)], last: &OsStr| {
+            levels.iter().fold(self.path.clone(), |p, (_, _, n)| p.join(n)).join(last)
+        };
+        loop {
+            let next = match levels.last_mut() {
+                Some((_, names, _)) => names.pop(),
+                None => top.pop(),
+            };
+            let Some(name) = next else {
+                match levels.pop() {
+                    Some((dir, _, _)) => on_leave(&dir)?,
+                    None => return Ok(()),
+                }
+                continue;
+            };
+            let dir = levels.last().map_or(self, |(d, _, _)| d);
+            let Some(stat) = dir.stat(&name).map_err(|e| io_error(e, &shown(&levels, &name), "reading"))? else { continue };
+            on_entry(dir, &name, &stat, levels.len() + 1).map_err(|e| e.context(format!("at {}", shown(&levels, &name).display())))?;
+            if Kind::of(&stat) == Kind::Dir {
+                if levels.len() + 1 >= MAX_DEPTH {
+                    bail!("{} is more than {MAX_DEPTH} directories deep: refused", shown(&levels, &name).display());
+                }
+                if levels.len() == DEEP {
+                    allow_deep_walks();
+                }
+                let sub = dir
+                    .sub_unnamed(&name)
+                    .map_err(|e| walk_error(dir, &name, e).context(format!("at {}", shown(&levels, &name).display())))?;
+                let mut names = sub.names()?;
+                names.reverse();
+                levels.push((sub, names, name));
+            }
+        }
+    }
+
+    /// The directory `name` in this one (never through a link), shown by `name` alone: for
+    /// walks that would otherwise keep a whole path per level.
+    fn sub_unnamed(&self, name: &OsStr) -> io::Result<Self> {
+        let fd = nix::fcntl::openat(&self.fd, name, DIR_FLAGS, Mode::empty())?;
+        Ok(Self { fd, path: PathBuf::from(name) })
     }
 
     /// Flushes this directory's entries to disk (after renames in it).
@@ -477,6 +610,40 @@ mod tests {
         assert!(link("y", "d/d/d/sub").is_ok());
         assert!(link("z", "missing/../../etc").is_err(), "a dangling link that would climb out");
         assert!(link("loop", "loop").is_err());
+    }
+
+    /// A chain of `depth` directories `d/d/d/…` below `root`, with a file at the bottom.
+    fn chain(root: &Dir, depth: usize) {
+        let mut dir = root.mkdir(OsStr::new("d"), 0o755).unwrap();
+        for _ in 1..depth {
+            dir = dir.mkdir(OsStr::new("d"), 0o755).unwrap();
+        }
+        drop(dir.create_file(OsStr::new("f")).unwrap());
+    }
+
+    #[test]
+    fn deep_trees_are_walked_and_removed_up_to_the_cap() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Dir::open(tmp.path()).unwrap();
+        chain(&root, 1500);
+        let mut seen = (0, 0);
+        root.walk(
+            &mut |_, _, _, depth| {
+                seen.0 += 1;
+                seen.1 = seen.1.max(depth);
+                Ok(())
+            },
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(seen, (1501, 1501));
+        root.remove_all(OsStr::new("d")).unwrap();
+        assert!(!tmp.path().join("d").exists());
+        chain(&root, MAX_DEPTH + 10);
+        let err = root.remove_all(OsStr::new("d")).unwrap_err();
+        assert!(format!("{err:#}").contains("directories deep"), "{err:#}");
+        let err = root.walk(&mut |_, _, _, _| Ok(()), &mut |_| Ok(())).unwrap_err();
+        assert!(format!("{err:#}").contains("directories deep"), "{err:#}");
     }
 
     #[test]

@@ -20,8 +20,7 @@
 //! cannot start with `..` (callers refuse such names, as the kubelet does).
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::fs::File;
 use std::path::Path;
 use std::time::Duration;
 
@@ -216,14 +215,7 @@ async fn lock(ctx: &Context, dir: &Path) -> Result<Flock<File>, Error> {
     let path = dir.join(LOCK);
     let mut waited = false;
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
+        let file = super::open_lock_file(&path)
             .map_err(|e| super::explain_write(super::io_error(e, format!("creating the lock {}", path.display())), dir))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(lock) => return Ok(lock),
@@ -276,24 +268,19 @@ fn visible(names: &[OsString]) -> Vec<OsString> {
     names.iter().filter(|n| !n.as_encoded_bytes().starts_with(b"..")).cloned().collect()
 }
 
-/// Syncs every file (data) and directory (entries) below `dir`, deepest first.
+/// Syncs every file (data) and directory (entries) below `dir`, each directory after what
+/// is in it; iterative ([`Dir::walk`]), so a deep tree costs memory linear in its depth.
 pub fn sync_tree(dir: &Dir) -> anyhow::Result<()> {
-    for name in dir.names()? {
-        let Some(stat) = dir.stat(&name).with_context(|| format!("reading {}", dir.path().join(&name).display()))? else { continue };
-        match Kind::of(&stat) {
-            Kind::Dir => {
-                let sub = dir.sub(&name).with_context(|| format!("opening {}", dir.path().join(&name).display()))?;
-                sync_tree(&sub)?;
-                sub.sync()?;
+    dir.walk(
+        &mut |parent, name, stat, _| {
+            if Kind::of(stat) == Kind::File {
+                let file = parent.open_file(name).map_err(|e| super::io_error(e, "opening"))?;
+                file.sync_data().map_err(|e| super::io_error(e, "syncing"))?;
             }
-            Kind::File => {
-                let file = dir.open_file(&name).with_context(|| format!("opening {}", dir.path().join(&name).display()))?;
-                file.sync_data().with_context(|| format!("syncing {}", dir.path().join(&name).display()))?;
-            }
-            Kind::Symlink | Kind::Other => {}
-        }
-    }
-    Ok(())
+            Ok(())
+        },
+        &mut |sub| sub.sync(),
+    )
 }
 
 #[cfg(test)]
