@@ -85,6 +85,10 @@ impl Context {
     pub fn new(applet: &'static str, args: &GlobalArgs) -> Self {
         let shutdown = Arc::new(Shutdown::default());
         spawn_signal_listener(Arc::clone(&shutdown));
+        // Also straight from the handler: work that runs without yielding (a template
+        // render) sees the signal while the runtime's listener task cannot run.
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown.term))
+            .and_then(|_| signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&shutdown.int)));
         Self::with_shutdown(applet, args, shutdown)
     }
 
@@ -176,6 +180,22 @@ impl Context {
             return Err(self.timeout_error());
         }
         Ok(())
+    }
+
+    /// For work that runs without yielding or checking the context itself (a template
+    /// render): `Err` with the reason once a stop signal arrived or the deadline passed. The
+    /// caller maps that to [`Context::check_shutdown`]'s error.
+    pub fn stop_check(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
+        let (shutdown, deadline) = (Arc::clone(&self.shutdown), self.deadline);
+        Arc::new(move || {
+            if let Some(signal) = shutdown.signal() {
+                return Err(format!("stopped by {signal}"));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err("stopped: the --timeout ran out".into());
+            }
+            Ok(())
+        })
     }
 
     /// Resolves when SIGTERM or SIGINT arrives; returns its name.

@@ -110,7 +110,14 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
         tracing::info!("{}: already mode {old:04o}: the tree is left alone (--if-root-mismatch)", path.display());
         return Ok(());
     }
-    args.walk.walk(false).run(ctx, root, tally, |entry| chmod_at(entry.dir, entry.name, entry.stat, mode, umask));
+    let allow_hard_links = args.walk.allow_hard_links;
+    args.walk.walk(false).run(ctx, root, (), tally, |entry| {
+        if entry.hard_linked() && !allow_hard_links && mode.apply(entry.stat.st_mode & 0o7777, false, umask) != entry.stat.st_mode & 0o7777
+        {
+            return Ok((tally.skip_hard_link(entry), ()));
+        }
+        Ok((chmod_at(entry.dir, entry.name, entry.stat, mode, umask)?, ()))
+    });
     Ok(())
 }
 

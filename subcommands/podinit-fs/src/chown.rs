@@ -126,7 +126,13 @@ fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner
         tracing::info!("{}: already owned by {owner}: the tree is left alone (--if-root-mismatch)", path.display());
         return Ok(());
     }
-    args.walk.walk(false).run(ctx, root, tally, |entry| chown_at(entry.dir, entry.name, entry.stat, owner, from));
+    let allow_hard_links = args.walk.allow_hard_links;
+    args.walk.walk(false).run(ctx, root, (), tally, |entry| {
+        if entry.hard_linked() && !allow_hard_links && !owner.matches(entry.stat.st_uid, entry.stat.st_gid) {
+            return Ok((tally.skip_hard_link(entry), ()));
+        }
+        Ok((chown_at(entry.dir, entry.name, entry.stat, owner, from)?, ()))
+    });
     Ok(())
 }
 

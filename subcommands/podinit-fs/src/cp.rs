@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use nix::sys::stat::FileStat;
-use podinit_core::fs::root::{Dir, Kind, components};
+use podinit_core::fs::root::{Dir, Kind};
 use podinit_core::{Context, Error};
 
 use crate::mode::{self, Mode};
@@ -135,9 +135,46 @@ const MAX_LATER: usize = 256;
 const BATCH: usize = 256;
 
 thread_local! {
-    /// The destination directory this thread last wrote into, by path: the walk visits the
-    /// files of one directory one after another, so one open descriptor serves them all.
-    static LAST_DIR: RefCell<Option<(PathBuf, Arc<Dir>, u64)>> = const { RefCell::new(None) };
+    /// The destination directory this thread last wrote into (its parent's copy and its
+    /// name there, the parent kept alive so the pointer stays its own): the walk visits the
+    /// entries of one directory one after another, so one open descriptor serves them all.
+    static LAST_DIR: RefCell<Option<(Arc<Dir>, OsString, Arc<Dir>, u64)>> = const { RefCell::new(None) };
+}
+
+/// Where the entries of a source directory are copied to, carried down the walk: never found
+/// again from the destination's root, which cost time quadratic in the depth.
+#[derive(Default)]
+enum Dest {
+    /// The directory's copy could not be made: its entries are skipped (its failure counted).
+    #[default]
+    None,
+    /// An open directory and its file system (the root of a copy).
+    Open(Arc<Dir>, u64),
+    /// The directory `name` in the copy of the parent (opened when its entries' turn comes:
+    /// a wide tree waiting in the walk keeps no descriptor per directory).
+    In(Arc<Dir>, OsString),
+}
+
+impl Dest {
+    /// The open destination directory and its file system, `None` to skip.
+    fn open(&self) -> anyhow::Result<Option<(Arc<Dir>, u64)>> {
+        match self {
+            Self::None => Ok(None),
+            Self::Open(dir, device) => Ok(Some((Arc::clone(dir), *device))),
+            Self::In(parent, name) => LAST_DIR.with_borrow_mut(|last| {
+                if let Some((p, n, dir, device)) = last.as_ref()
+                    && Arc::ptr_eq(p, parent)
+                    && n == name
+                {
+                    return Ok(Some((Arc::clone(dir), *device)));
+                }
+                let dir = Arc::new(parent.create_dir_all(&[name.as_os_str()], 0o755)?);
+                let device = dir.stat_self()?.st_dev;
+                *last = Some((Arc::clone(parent), name.clone(), Arc::clone(&dir), device));
+                Ok(Some((dir, device)))
+            }),
+        }
+    }
 }
 
 /// Runs `podinit cp` to completion.
@@ -288,17 +325,17 @@ impl Copier {
             skip_dotdot = true;
         }
         let walk = crate::walk::Walk { skip_dotdot, ..walk.clone() };
-        walk.run(ctx, from, tally, |entry| {
-            let rel = components(&entry.rel)?;
-            let (name, parent) = rel.split_last().ok_or_else(|| anyhow::anyhow!("an empty path"))?;
-            let (dest_dir, device) = dest_dir(root, parent)?;
+        let top = Dest::Open(Arc::new(root.try_clone()?), root.stat_self()?.st_dev);
+        walk.run(ctx, from, top, tally, |entry| {
+            let name = &entry.name;
+            let Some((dest_dir, device)) = entry.carry.open()? else { return Ok((Change::Skipped, Dest::None)) };
             let kind = entry.kind();
             if kind == Kind::Symlink && self.follow {
                 // -L: the operator asked for what links in the source point at.
                 let path = entry.path();
                 let meta = std::fs::metadata(&path).map_err(|e| podinit_core::fs::io_error(e, format!("following {}", path.display())))?;
                 if !meta.is_dir() {
-                    return self.one(&path, &meta, &dest_dir, device, name, tally);
+                    return Ok((self.one(&path, &meta, &dest_dir, device, name, tally)?, Dest::None));
                 }
                 let seen = (meta.dev(), meta.ino());
                 if ancestors.contains(&seen) {
@@ -311,9 +348,9 @@ impl Copier {
                 // Walked by this thread alone: the run's threads are busy already.
                 let single = crate::walk::Walk { jobs: 1, ..walk.clone() };
                 self.copy_dir(ctx, &path, &sub, tally, &inner, &single)?;
-                return Ok(if made { Change::Changed } else { Change::Unchanged });
+                return Ok((if made { Change::Changed } else { Change::Unchanged }, Dest::None));
             }
-            match kind {
+            let change = match kind {
                 Kind::Dir => {
                     let made = dest_dir.stat(name)?.is_none();
                     let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
@@ -321,7 +358,7 @@ impl Copier {
                         let mode = if self.preserve.mode { entry.stat.st_mode & 0o7777 } else { entry.stat.st_mode & 0o777 & !self.umask };
                         self.dir_mode(sub, mode)?;
                     }
-                    Ok(if made { Change::Changed } else { Change::Unchanged })
+                    return Ok((if made { Change::Changed } else { Change::Unchanged }, Dest::In(dest_dir, (*name).to_owned())));
                 }
                 Kind::File => self.file(entry.dir, entry.name, entry.stat, &dest_dir, device, name, tally),
                 Kind::Symlink => self.symlink(entry.dir.read_link(entry.name)?.as_os_str(), &dest_dir, device, name, tally),
@@ -329,7 +366,8 @@ impl Copier {
                     tracing::warn!("skipping {}: devices, FIFOs and sockets are not copied", entry.path().display());
                     Ok(Change::Skipped)
                 }
-            }
+            };
+            Ok((change?, Dest::None))
         });
         Ok(())
     }
@@ -552,23 +590,6 @@ impl Drop for Copier {
             let _ = staged.dir.remove_all(&staged.temp);
         }
     }
-}
-
-/// The destination directory `parent` below `root` (made when missing) and its file
-/// system, from this thread's last one when it is the same.
-fn dest_dir(root: &Dir, parent: &[&OsStr]) -> anyhow::Result<(Arc<Dir>, u64)> {
-    let key: PathBuf = parent.iter().fold(root.path().to_owned(), |path, part| path.join(part));
-    LAST_DIR.with_borrow_mut(|last| {
-        if let Some((path, dir, device)) = last.as_ref()
-            && *path == key
-        {
-            return Ok((Arc::clone(dir), *device));
-        }
-        let dir = Arc::new(root.create_dir_all(parent, 0o755)?);
-        let device = dir.stat_self()?.st_dev;
-        *last = Some((key, Arc::clone(&dir), device));
-        Ok((dir, device))
-    })
 }
 
 /// Whether `dest_dir/name` holds what `source` holds (read from the start; `source` is

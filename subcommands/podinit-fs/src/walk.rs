@@ -8,7 +8,9 @@
 //! two cores, is the limit, and several requests in flight hide it. The walk stays on the
 //! root's file system unless told otherwise, and leaves out entries by name (`lost+found`).
 //! A failure on one entry is counted and the walk goes on; the first one is kept for the final
-//! error.
+//! error. What a visit needs of each directory (`cp`'s open destination directory) is carried
+//! down with it, so no level is reached again from the root; the depth is capped at
+//! [`MAX_DEPTH`].
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use nix::sys::stat::FileStat;
 use podinit_core::Context;
-use podinit_core::fs::root::{Dir, Kind};
+use podinit_core::fs::root::{Dir, Kind, MAX_DEPTH};
 
 /// What a visit did to one entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,19 +32,25 @@ pub(crate) enum Change {
     Skipped,
 }
 
-/// One entry met by the walk.
-pub(crate) struct Entry<'a> {
+/// One entry met by the walk; `C` is what the visit carries down for its directory.
+pub(crate) struct Entry<'a, C = ()> {
     /// The directory it is in.
     pub(crate) dir: &'a Dir,
     pub(crate) name: &'a OsStr,
     pub(crate) stat: &'a FileStat,
-    /// Below the walk's root (for the destination of a copy).
-    pub(crate) rel: PathBuf,
+    /// What the visit of that directory returned for its entries (`cp`: the destination).
+    pub(crate) carry: &'a C,
 }
 
-impl Entry<'_> {
+impl<C> Entry<'_, C> {
     pub(crate) fn kind(&self) -> Kind {
         Kind::of(self.stat)
+    }
+
+    /// A regular file with another name somewhere (a hard link): changing it changes that
+    /// one too, which may be outside the volume (a root-owned script or secret linked in).
+    pub(crate) fn hard_linked(&self) -> bool {
+        self.kind() == Kind::File && self.stat.st_nlink > 1
     }
 
     /// The path for messages.
@@ -64,6 +72,8 @@ pub(crate) struct Tally {
     seen: AtomicU64,
     /// Failures that were something else than a missing privilege.
     other_failures: AtomicU64,
+    /// Files left alone for their hard links.
+    hard_links: AtomicU64,
     first: Mutex<Option<String>>,
 }
 
@@ -104,6 +114,22 @@ impl Tally {
     pub(crate) fn retract(&self, err: &anyhow::Error) {
         self.changed.fetch_sub(1, Ordering::Relaxed);
         self.fail(err);
+    }
+
+    /// Leaves a regular file with more than one hard link alone (see [`Entry::hard_linked`]):
+    /// a warning for the first few, then only counted.
+    pub(crate) fn skip_hard_link<C>(&self, entry: &Entry<'_, C>) -> Change {
+        let n = self.hard_links.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LOGGED_FAILURES {
+            tracing::warn!(
+                "{} has {} other hard link(s), maybe outside the volume: left alone (--allow-hard-links changes it)",
+                entry.path().display(),
+                entry.stat.st_nlink - 1
+            );
+        } else if n == LOGGED_FAILURES + 1 {
+            tracing::warn!("more files with hard links follow; only counted from here");
+        }
+        Change::Skipped
     }
 
     /// A change counted already that turned out to be `instead`.
@@ -178,14 +204,18 @@ impl Walk {
 
     /// Calls `visit` for every entry below `root` (not the root itself), from several threads.
     /// A failure of `visit` or of listing a directory is counted in `tally` and the walk goes
-    /// on. Ends early on a stop signal or at the deadline (the caller checks the context
+    /// on. For a directory, what `visit` returns is carried to the visits of its entries
+    /// (`root_carry` for the root's; `C::default()` below a directory whose visit failed).
+    /// Ends early on a stop signal or at the deadline (the caller checks the context
     /// afterwards).
-    pub(crate) fn run<F>(&self, ctx: &Context, root: Dir, tally: &Tally, visit: F)
+    pub(crate) fn run<C, F>(&self, ctx: &Context, root: Dir, root_carry: C, tally: &Tally, visit: F)
     where
-        F: Fn(&Entry<'_>) -> anyhow::Result<Change> + Sync,
+        C: Default + Send + Sync,
+        F: Fn(&Entry<'_, C>) -> anyhow::Result<(Change, C)> + Sync,
     {
         let device = root.stat_self().map(|s| s.st_dev).ok();
-        let shared = Shared { state: Mutex::new(State { stack: vec![Pending::Root(root)], busy: 0 }), ready: Condvar::new() };
+        let first = Pending::Root(root, root_carry);
+        let shared = Shared { state: Mutex::new(State { stack: vec![first], busy: 0 }), ready: Condvar::new() };
         std::thread::scope(|scope| {
             for _ in 0..self.jobs.max(1) {
                 scope.spawn(|| self.worker(ctx, &shared, device, tally, &visit));
@@ -193,9 +223,10 @@ impl Walk {
         });
     }
 
-    fn worker<F>(&self, ctx: &Context, shared: &Shared, device: Option<u64>, tally: &Tally, visit: &F)
+    fn worker<C, F>(&self, ctx: &Context, shared: &Shared<C>, device: Option<u64>, tally: &Tally, visit: &F)
     where
-        F: Fn(&Entry<'_>) -> anyhow::Result<Change> + Sync,
+        C: Default + Send + Sync,
+        F: Fn(&Entry<'_, C>) -> anyhow::Result<(Change, C)> + Sync,
     {
         while let Some(pending) = shared.take() {
             // The directory is done when this ends, even by a panic: the others must not wait.
@@ -203,15 +234,15 @@ impl Walk {
             // A stop signal or the deadline (--timeout) ends the walk; `finish` reports it.
             if ctx.check_shutdown().is_ok() {
                 let opened = match pending {
-                    Pending::Root(dir) => Ok((dir, PathBuf::new())),
-                    Pending::Sub { parent, name, rel } => parent
+                    Pending::Root(dir, carry) => Ok((dir, carry, 0)),
+                    Pending::Sub { parent, name, carry, depth } => parent
                         .sub(&name)
-                        .map(|dir| (dir, rel))
+                        .map(|dir| (dir, carry, depth))
                         .map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.path().join(&name).display()))),
                 };
                 match opened {
-                    Ok((dir, rel)) => {
-                        let found = self.visit_dir(dir, &rel, device, tally, visit);
+                    Ok((dir, carry, depth)) => {
+                        let found = self.visit_dir(dir, &carry, depth, device, tally, visit);
                         shared.push_all(found);
                     }
                     Err(e) => tally.fail(&e),
@@ -220,11 +251,13 @@ impl Walk {
         }
     }
 
-    /// Visits the entries of one directory; returns its subdirectories to walk (opened when
-    /// their turn comes, so a wide directory keeps one descriptor open, not one per child).
-    fn visit_dir<F>(&self, dir: Dir, rel: &std::path::Path, device: Option<u64>, tally: &Tally, visit: &F) -> Vec<Pending>
+    /// Visits the entries of one directory (`depth` levels below the root); returns its
+    /// subdirectories to walk (opened when their turn comes, so a wide directory keeps one
+    /// descriptor open, not one per child).
+    fn visit_dir<C, F>(&self, dir: Dir, carry: &C, depth: usize, device: Option<u64>, tally: &Tally, visit: &F) -> Vec<Pending<C>>
     where
-        F: Fn(&Entry<'_>) -> anyhow::Result<Change>,
+        C: Default,
+        F: Fn(&Entry<'_, C>) -> anyhow::Result<(Change, C)>,
     {
         let dir = Arc::new(dir);
         let mut subdirs = Vec::new();
@@ -247,18 +280,28 @@ impl Walk {
                     continue;
                 }
             };
-            let entry = Entry { dir: &dir, name: &name, stat: &stat, rel: rel.join(&name) };
-            match visit(&entry) {
-                Ok(change) => tally.add(change),
-                Err(e) => tally.fail(&e),
-            }
+            let entry = Entry { dir: &dir, name: &name, stat: &stat, carry };
+            let below = match visit(&entry) {
+                Ok((change, below)) => {
+                    tally.add(change);
+                    below
+                }
+                Err(e) => {
+                    tally.fail(&e);
+                    C::default()
+                }
+            };
             if Kind::of(&stat) == Kind::Dir {
+                let path = || dir.path().join(&name);
                 if self.one_file_system && device.is_some_and(|d| d != stat.st_dev) {
-                    tracing::warn!("{}: another file system, not descended into (add --cross-file-systems)", entry.path().display());
+                    tracing::warn!("{}: another file system, not descended into (add --cross-file-systems)", path().display());
                     continue;
                 }
-                let rel = entry.rel;
-                subdirs.push(Pending::Sub { parent: Arc::clone(&dir), name, rel });
+                if depth + 1 >= MAX_DEPTH {
+                    tally.fail(&anyhow::anyhow!("{} is more than {MAX_DEPTH} directories deep: not descended into", path().display()));
+                    continue;
+                }
+                subdirs.push(Pending::Sub { parent: Arc::clone(&dir), name, carry: below, depth: depth + 1 });
             }
         }
         subdirs
@@ -266,34 +309,34 @@ impl Walk {
 }
 
 /// Marks a taken directory done when dropped.
-struct Done<'a>(&'a Shared);
+struct Done<'a, C>(&'a Shared<C>);
 
-impl Drop for Done<'_> {
+impl<C> Drop for Done<'_, C> {
     fn drop(&mut self) {
         self.0.done();
     }
 }
 
-/// A directory still to visit.
-enum Pending {
-    Root(Dir),
-    Sub { parent: Arc<Dir>, name: OsString, rel: PathBuf },
+/// A directory still to visit, with what its entries' visits get.
+enum Pending<C> {
+    Root(Dir, C),
+    Sub { parent: Arc<Dir>, name: OsString, carry: C, depth: usize },
 }
 
-struct State {
-    stack: Vec<Pending>,
+struct State<C> {
+    stack: Vec<Pending<C>>,
     /// Directories being visited (their subdirectories may still come).
     busy: usize,
 }
 
-struct Shared {
-    state: Mutex<State>,
+struct Shared<C> {
+    state: Mutex<State<C>>,
     ready: Condvar,
 }
 
-impl Shared {
+impl<C> Shared<C> {
     /// The next directory to visit, or `None` when the walk is over.
-    fn take(&self) -> Option<Pending> {
+    fn take(&self) -> Option<Pending<C>> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(next) = state.stack.pop() {
@@ -307,7 +350,7 @@ impl Shared {
         }
     }
 
-    fn push_all(&self, found: Vec<Pending>) {
+    fn push_all(&self, found: Vec<Pending<C>>) {
         if found.is_empty() {
             return;
         }

@@ -125,7 +125,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let dir_mode = args.src != Path::new("-") && args.src.is_dir();
     let sources = read_sources(&args, dir_mode)?;
     ctx.check_shutdown()?;
-    let rendered = render_all(&args, env, &sources)?;
+    let rendered = render_all(ctx, &args, env, &sources)?;
     if args.dest == Path::new("-") {
         let mut out = std::io::stdout().lock();
         for (_, text) in &rendered {
@@ -221,7 +221,7 @@ fn files_below(root: &Path) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
 }
 
 /// Renders every source that has an output; nothing is written until all of them rendered.
-fn render_all(args: &Args, env: BTreeMap<String, String>, sources: &[Source]) -> Result<Vec<(usize, String)>, Error> {
+fn render_all(ctx: &Context, args: &Args, env: BTreeMap<String, String>, sources: &[Source]) -> Result<Vec<(usize, String)>, Error> {
     let mut rendered = Vec::with_capacity(sources.len());
     match args.syntax {
         Syntax::Envsubst => {
@@ -244,6 +244,7 @@ fn render_all(args: &Args, env: BTreeMap<String, String>, sources: &[Source]) ->
             data.insert("Data".to_owned(), data_dirs(&args.data_dir)?);
             let data = Value::map(data);
             let mut engine = Engine::new(env);
+            engine.stop_check(ctx.stop_check());
             engine.allow_missing(args.allow_missing);
             if let Some(delims) = &args.delims {
                 let (left, right) = delims
@@ -256,7 +257,10 @@ fn render_all(args: &Args, env: BTreeMap<String, String>, sources: &[Source]) ->
                 engine.add(&source.name, &source.text).map_err(template_error)?;
             }
             for (i, source) in sources.iter().enumerate().filter(|(_, s)| s.out.is_some() || sources.len() == 1) {
-                rendered.push((i, engine.render(&source.name, &data).map_err(template_error)?));
+                // Stopped by the deadline or a signal: exit 124 or 143, not a template error.
+                let text =
+                    engine.render(&source.name, &data).map_err(|e| ctx.check_shutdown().err().unwrap_or_else(|| template_error(e)))?;
+                rendered.push((i, text));
             }
         }
     }

@@ -8,8 +8,28 @@ use crate::{Engine, TemplateError, Value};
 /// How deep `template` calls may nest (a template that includes itself ends here).
 const MAX_DEPTH: usize = 64;
 
+/// Steps (nodes walked, commands run) one render may take: far beyond real templates (the
+/// nginx example takes a few hundred), while two `template` calls per level of 40 levels
+/// (2^40 renders) stop within a second or two.
+pub(crate) const MAX_STEPS: u64 = 20_000_000;
+
+/// Bytes one render may write (counted where text and values are written, so a `range`
+/// over a huge value stops at once).
+pub(crate) const MAX_OUTPUT: usize = 64 << 20;
+
+/// How often (in steps) the deadline and stop signals are checked.
+const CHECK_EVERY: u64 = 4096;
+
+/// What one render has used, shared by the nested executions of `template` calls.
+#[derive(Default)]
+pub(crate) struct Meter {
+    steps: std::cell::Cell<u64>,
+    written: std::cell::Cell<usize>,
+}
+
 pub(crate) struct Exec<'a> {
     pub(crate) engine: &'a Engine,
+    pub(crate) meter: &'a Meter,
     /// The template file being executed, for errors.
     pub(crate) name: &'a str,
     pub(crate) vars: Vec<(String, Value)>,
@@ -28,10 +48,40 @@ impl Exec<'_> {
         TemplateError::new(self.name, line, message)
     }
 
+    /// One more step; an error past the budget, or when the engine's stop check says so
+    /// (the deadline, SIGTERM), looked at every [`CHECK_EVERY`] steps.
+    fn step(&self, line: usize) -> Result<(), TemplateError> {
+        let steps = self.meter.steps.get() + 1;
+        self.meter.steps.set(steps);
+        if steps > MAX_STEPS {
+            return Err(self.err(line, format!("the template takes more than {MAX_STEPS} steps to render: stopped")));
+        }
+        if steps % CHECK_EVERY == 0
+            && let Some(check) = &self.engine.stop
+        {
+            check().map_err(|why| self.err(line, why))?;
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes written; an error past [`MAX_OUTPUT`].
+    fn wrote(&self, n: usize, line: usize) -> Result<(), TemplateError> {
+        let written = self.meter.written.get().saturating_add(n);
+        self.meter.written.set(written);
+        if written > MAX_OUTPUT {
+            return Err(self.err(line, format!("the template writes more than {} MiB: stopped", MAX_OUTPUT >> 20)));
+        }
+        Ok(())
+    }
+
     pub(crate) fn walk(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
         for node in nodes {
+            self.step(node.line())?;
             match node {
-                Node::Text(text) => self.out.push_str(text),
+                Node::Text(text) => {
+                    self.wrote(text.len(), 0)?;
+                    self.out.push_str(text);
+                }
                 Node::Action { line, pipe } => {
                     let value = self.pipe(pipe, dot, *line, true)?;
                     if pipe.decl.is_empty() {
@@ -106,6 +156,7 @@ impl Exec<'_> {
                     }
                     let mut inner = Exec {
                         engine: self.engine,
+                        meter: self.meter,
                         name: file,
                         vars: vec![("$".into(), value.clone())],
                         out: String::new(),
@@ -125,8 +176,9 @@ impl Exec<'_> {
         if let Value::Missing(what) = value {
             return Err(self.err(line, what.to_string()));
         }
+        let before = self.out.len();
         let _ = write!(self.out, "{value}");
-        Ok(())
+        self.wrote(self.out.len() - before, line)
     }
 
     /// Evaluates a pipeline; with `declare`, its variables are declared (or assigned).
@@ -152,6 +204,7 @@ impl Exec<'_> {
     }
 
     fn command(&mut self, args: &[Arg], dot: &Value, piped: Option<Value>, line: usize) -> Result<Value, TemplateError> {
+        self.step(line)?;
         if let Arg::Func(name) = &args[0] {
             if name == "and" || name == "or" {
                 return self.and_or(name == "and", &args[1..], dot, piped, line);

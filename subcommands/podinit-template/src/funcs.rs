@@ -109,8 +109,7 @@ impl Engine {
             "file" => {
                 want(1)?;
                 let path = string(&args[0], name)?;
-                let text = std::fs::read_to_string(path).map_err(|e| format!("file {path:?}: {}", io_reason(&e)))?;
-                Value::str(text)
+                self.read_file(path)?
             }
 
             // Missing values and defaults.
@@ -315,6 +314,41 @@ fn int(value: &Value, func: &str) -> Result<i64, String> {
         Value::Float(f) if f.fract() == 0.0 => Ok(*f as i64),
         Value::Str(s) => s.trim().parse().map_err(|_| format!("{func}: the value is not an integer")),
         other => Err(format!("{func}: expected an integer, got {}", other.kind())),
+    }
+}
+
+impl Engine {
+    /// `file PATH`: a regular file (links followed, as the operator's paths are), never a
+    /// FIFO to hang on, at most [`MAX_OUTPUT`] bytes; nothing on a pseudo-file system
+    /// (`/proc/self/environ` holds the process's credentials, whatever `env` hides), and
+    /// none of the files the caller named with [`Engine::deny_files`] (the credentials it
+    /// logs in with), by whatever name or link they are reached.
+    fn read_file(&self, path: &str) -> Res {
+        use std::io::Read as _;
+        use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+        let failed = |why: String| format!("file {path:?}: {why}");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+            .open(path)
+            .map_err(|e| failed(io_reason(&e)))?;
+        let meta = file.metadata().map_err(|e| failed(io_reason(&e)))?;
+        if !meta.is_file() {
+            return Err(failed("not a regular file".into()));
+        }
+        let fs = nix::sys::statfs::fstatfs(&file).map_err(|e| failed(e.desc().into()))?.filesystem_type();
+        if [nix::sys::statfs::PROC_SUPER_MAGIC, nix::sys::statfs::SYSFS_MAGIC].contains(&fs) {
+            return Err(failed("templates do not read /proc or /sys".into()));
+        }
+        if self.denied.contains(&(meta.dev(), meta.ino())) {
+            return Err(failed("a credential podinit logs in with; templates cannot read it".into()));
+        }
+        if meta.len() > MAX_OUTPUT as u64 {
+            return Err(failed(format!("larger than {} MiB", MAX_OUTPUT >> 20)));
+        }
+        let mut text = String::new();
+        file.take(MAX_OUTPUT as u64).read_to_string(&mut text).map_err(|e| failed(io_reason(&e)))?;
+        Ok(Value::str(text))
     }
 }
 

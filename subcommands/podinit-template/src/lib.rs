@@ -67,7 +67,15 @@ pub struct Engine {
     functions: BTreeMap<String, Function>,
     delims: (String, String),
     pub(crate) missing_ok: bool,
+    /// Asked every few thousand steps whether to go on (the caller's deadline and stop
+    /// signals): an `Err` ends the render with its text.
+    pub(crate) stop: Option<StopCheck>,
+    /// Files (device, inode) the `file` function refuses: the caller's credentials.
+    pub(crate) denied: Vec<(u64, u64)>,
 }
+
+/// See [`Engine::stop_check`].
+pub type StopCheck = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 impl Engine {
     /// An engine whose `env` function reads `env` (the caller's environment).
@@ -80,7 +88,24 @@ impl Engine {
             functions: BTreeMap::new(),
             delims: ("{{".into(), "}}".into()),
             missing_ok: false,
+            stop: None,
+            denied: Vec::new(),
         }
+    }
+
+    /// Files the `file` function must never read (the token, secret id or key files the
+    /// caller logs in with), by whatever path or link a template names them: refused by
+    /// identity (device and inode). Paths that do not exist are ignored.
+    pub fn deny_files<'p>(&mut self, paths: impl IntoIterator<Item = &'p std::path::Path>) {
+        use std::os::unix::fs::MetadataExt as _;
+        self.denied.extend(paths.into_iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| (m.dev(), m.ino())));
+    }
+
+    /// A check the render calls every few thousand steps: the caller's `--timeout` and
+    /// SIGTERM end a template that would otherwise run on (besides the step, output and
+    /// nesting budgets every render has).
+    pub fn stop_check(&mut self, check: StopCheck) {
+        self.stop = Some(check);
     }
 
     /// Action delimiters other than `{{` and `}}` (e.g. for a template that is itself a
@@ -133,7 +158,9 @@ impl Engine {
         let Some(parsed) = self.templates.get(name) else {
             return Err(TemplateError::new(name, 0, "no such template"));
         };
-        let mut exec = exec::Exec { engine: self, name, vars: vec![("$".into(), data.clone())], out: String::new(), depth: 0 };
+        let meter = exec::Meter::default();
+        let mut exec =
+            exec::Exec { engine: self, meter: &meter, name, vars: vec![("$".into(), data.clone())], out: String::new(), depth: 0 };
         exec.walk(&parsed.nodes, data)?;
         Ok(exec.out)
     }

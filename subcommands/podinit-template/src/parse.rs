@@ -31,6 +31,20 @@ pub(crate) enum Node {
     Continue,
 }
 
+impl Node {
+    /// The line an action is on (0 for text and `break`/`continue`).
+    pub(crate) fn line(&self) -> usize {
+        match self {
+            Self::Action { line, .. }
+            | Self::If { line, .. }
+            | Self::Range { line, .. }
+            | Self::With { line, .. }
+            | Self::Template { line, .. } => *line,
+            Self::Text(_) | Self::Break | Self::Continue => 0,
+        }
+    }
+}
+
 /// `$a, $b := cmd | cmd …`
 #[derive(Debug, Clone)]
 pub(crate) struct Pipe {
@@ -79,8 +93,15 @@ enum Item {
 /// Parses `source`; `name` is used in errors (`name:LINE: …`).
 pub(crate) fn parse(name: &str, source: &str, delims: (&str, &str)) -> Result<Parsed, TemplateError> {
     let items = lex(name, source, delims)?;
-    let mut parser =
-        Parser { name, items: items.into_iter(), defines: BTreeMap::new(), blocks: Default::default(), pending_else: None, loops: 0 };
+    let mut parser = Parser {
+        name,
+        items: items.into_iter(),
+        defines: BTreeMap::new(),
+        blocks: Default::default(),
+        pending_else: None,
+        loops: 0,
+        nesting: 0,
+    };
     let (nodes, end) = parser.list()?;
     if let Some((line, word)) = end {
         return Err(TemplateError::new(name, line, format!("unexpected {{{{{word}}}}}")));
@@ -325,7 +346,14 @@ struct Parser<'a> {
     pending_else: Option<Vec<Tok>>,
     /// How many `range`s enclose the current list (`break` and `continue` need one).
     loops: usize,
+    /// How many `if`/`range`/`with`/`define`/`block` (and `else if`) enclose it.
+    nesting: usize,
 }
+
+/// The deepest nesting of actions (`if` in `if`…, `else if` chains) and of parentheses a
+/// template may have: far beyond real templates, far below what would overflow the stack of
+/// the recursive parser and executor (20,000 parentheses did).
+pub(crate) const MAX_NESTING: usize = 100;
 
 /// How a list ended: `{{end}}`, `{{else …}}` (with the tokens after `else`), or the source's end.
 type End = Option<(usize, String)>;
@@ -367,7 +395,7 @@ impl Parser<'_> {
                 "if" | "range" | "with" => nodes.push(self.control(keyword, line, rest())?),
                 "define" | "block" => {
                     let (name, pipe) = self.template_args(line, keyword, &toks[1..])?;
-                    let (body, end) = self.list()?;
+                    let (body, end) = self.nested(line, Self::list)?;
                     if !matches!(end, Some((_, ref w)) if w == "end") {
                         return Err(self.err(line, format!("unexpected EOF: {{{{{keyword}}}}} without {{{{end}}}}")));
                     }
@@ -412,6 +440,21 @@ impl Parser<'_> {
 
     /// `if`, `range` or `with` whose action (after the keyword) is `toks`, up to its `end`.
     fn control(&mut self, keyword: &str, line: usize, toks: Vec<Tok>) -> Result<Node, TemplateError> {
+        self.nested(line, |p| p.control_inner(keyword, line, toks))
+    }
+
+    /// Runs `inner` one level of nesting deeper, refused past [`MAX_NESTING`].
+    fn nested<T>(&mut self, line: usize, inner: impl FnOnce(&mut Self) -> Result<T, TemplateError>) -> Result<T, TemplateError> {
+        if self.nesting >= MAX_NESTING {
+            return Err(self.err(line, format!("actions nest deeper than {MAX_NESTING}")));
+        }
+        self.nesting += 1;
+        let result = inner(self);
+        self.nesting -= 1;
+        result
+    }
+
+    fn control_inner(&mut self, keyword: &str, line: usize, toks: Vec<Tok>) -> Result<Node, TemplateError> {
         let pipe = self.pipe(line, &toks, true)?;
         let looping = keyword == "range";
         self.loops += usize::from(looping);
@@ -459,6 +502,19 @@ impl Parser<'_> {
 
     /// A whole action's pipeline.
     fn pipe(&self, line: usize, toks: &[Tok], allow_decl: bool) -> Result<Pipe, TemplateError> {
+        let mut open = 0usize;
+        for tok in toks {
+            match tok {
+                Tok::LParen => {
+                    open += 1;
+                    if open > MAX_NESTING {
+                        return Err(self.err(line, format!("parentheses nest deeper than {MAX_NESTING}")));
+                    }
+                }
+                Tok::RParen(_) => open = open.saturating_sub(1),
+                _ => {}
+            }
+        }
         let mut pos = 0;
         let pipe = self.pipeline(line, toks, &mut pos, false).map_err(|m| self.err(line, m))?;
         if !allow_decl && !pipe.decl.is_empty() {

@@ -287,3 +287,62 @@ fn envsubst_only_listed_variables() {
     );
     assert!(Variables::parse("no dollars").is_err());
 }
+
+#[test]
+fn hostile_templates_meet_their_budgets() {
+    // Two calls of the next level per level: 2^40 renders without the step budget.
+    let mut bomb = String::from(r#"{{define "t0"}}x{{end}}"#);
+    for level in 1..=40 {
+        bomb.push_str(&format!(
+            r#"{{{{define "t{level}"}}}}{{{{template "t{prev}"}}}}{{{{template "t{prev}"}}}}{{{{end}}}}"#,
+            prev = level - 1
+        ));
+    }
+    bomb.push_str(r#"{{template "t40"}}"#);
+    let started = std::time::Instant::now();
+    let err = render_with(&bomb, &Value::Nil).unwrap_err();
+    assert!(err.contains("steps"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "stopped by the budget, not by luck");
+    // A range writing a large value over and over: stopped by the output budget.
+    let err = render_with(r#"{{$x := repeat 1000000 "ab"}}{{range 1000}}{{$x}}{{end}}"#, &Value::Nil).unwrap_err();
+    assert!(err.contains("MiB"), "{err}");
+    // 20,000 nested parentheses, and 20,000 nested ifs: refused when parsed, no stack overflow.
+    let parens = format!("{{{{{}1{}}}}}", "(".repeat(20_000), ")".repeat(20_000));
+    assert!(render_with(&parens, &Value::Nil).unwrap_err().contains("nest deeper"));
+    let ifs = format!("{}x{}", "{{if true}}".repeat(20_000), "{{end}}".repeat(20_000));
+    assert!(render_with(&ifs, &Value::Nil).unwrap_err().contains("nest deeper"));
+    // Real nesting is far from the limits.
+    assert_eq!(render(&format!("{{{{{}1{}}}}}", "(".repeat(50), ")".repeat(50))), "1");
+}
+
+#[test]
+fn a_stop_check_ends_a_long_render() {
+    let mut engine = Engine::new(env());
+    engine.stop_check(std::sync::Arc::new(|| Err("stopped by SIGTERM".into())));
+    engine.add("t", "{{range 100000}}.{{end}}").unwrap();
+    let err = engine.render("t", &Value::Nil).unwrap_err().to_string();
+    assert!(err.contains("SIGTERM"), "{err}");
+}
+
+#[test]
+fn file_never_reads_credentials_or_pseudo_files() {
+    let dir = std::env::temp_dir().join(format!("podinit-template-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = dir.join("token");
+    std::fs::write(&token, "s.secret").unwrap();
+    let link = dir.join("innocent");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(&token, &link).unwrap();
+    let mut engine = Engine::new(env());
+    engine.deny_files([token.as_path()]);
+    for path in [token.display().to_string(), link.display().to_string(), "/proc/self/environ".into()] {
+        engine.add("t", &format!("{{{{file {path:?}}}}}")).unwrap();
+        let err = engine.render("t", &Value::Nil).unwrap_err().to_string();
+        assert!(!err.contains("s.secret"), "{err}");
+        assert!(err.contains("credential") || err.contains("/proc"), "{path}: {err}");
+    }
+    std::fs::write(dir.join("plain"), "ok").unwrap();
+    engine.add("t", &format!("{{{{file {:?}}}}}", dir.join("plain").display().to_string())).unwrap();
+    assert_eq!(engine.render("t", &Value::Nil).unwrap(), "ok");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -272,7 +272,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 async fn fetch_and_write(ctx: &Context, args: Args) -> Result<(), Error> {
     let started = Instant::now();
     let plan = plan(&args)?;
-    let templates = Templates::load(&plan.templates)?;
+    let templates = Templates::load(ctx, &plan.templates, &credential_files(&args))?;
     let namespace = plan.namespace.as_deref();
     let (token, obtained) = match &plan.auth {
         Auth::Given(token) => (token.clone(), false),
@@ -445,7 +445,11 @@ async fn render_templates(
     for round in 0..=template::MAX_ROUNDS {
         let (rendered, pending) = templates.round();
         if pending.is_empty() {
-            return rendered.into_iter().map(|r| r.map_err(|e| template::failed(&e))).collect();
+            // Stopped by the deadline or a signal: exit 124 or 143, not a template error.
+            return rendered
+                .into_iter()
+                .map(|r| r.map_err(|e| ctx.check_shutdown().err().unwrap_or_else(|| template::failed(&e))))
+                .collect();
         }
         if round == template::MAX_ROUNDS {
             let last_error = rendered.into_iter().find_map(Result::err);
@@ -714,6 +718,21 @@ fn flag_or_env(flag: &Option<String>, name: &str, var: &str) -> Option<Named<Str
         Some(value) => Some(Named::new(name, value.clone())),
         None => env::get(var).map(|(var, value)| Named::new(var, value)),
     }
+}
+
+/// Every file vault-fetch may read a credential from (whichever the auth method): a
+/// template's `file` must never read one.
+fn credential_files(args: &Args) -> Vec<PathBuf> {
+    let mut files = vec![args.jwt_file.clone()];
+    for (flag, name, var) in [
+        (&args.token_file, "--token-file", "TOKEN_FILE"),
+        (&args.role_id_file, "--role-id-file", "ROLE_ID_FILE"),
+        (&args.secret_id_file, "--secret-id-file", "SECRET_ID_FILE"),
+        (&args.client_key, "--client-key", "CLIENT_KEY"),
+    ] {
+        files.extend(flag_or_env_path(flag, name, var).map(|named| named.value));
+    }
+    files
 }
 
 fn flag_or_env_path(flag: &Option<PathBuf>, name: &str, var: &str) -> Option<Named<PathBuf>> {

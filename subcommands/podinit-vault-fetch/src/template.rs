@@ -90,7 +90,9 @@ fn template_env(vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsStri
 
 impl Templates {
     /// Reads and parses every template: a missing file or a syntax error is bad input.
-    pub(crate) fn load(args: &[TemplateArg]) -> Result<Self, Error> {
+    /// `stop` ends a render at the deadline or on SIGTERM; `credentials` are the files the
+    /// login reads, which `file` refuses.
+    pub(crate) fn load(ctx: &podinit_core::Context, args: &[TemplateArg], credentials: &[PathBuf]) -> Result<Self, Error> {
         let answers = Rc::new(RefCell::new(Answers::default()));
         let env = template_env(std::env::vars_os());
         let mut outputs = Vec::new();
@@ -101,6 +103,8 @@ impl Templates {
                     .with_hint("mount the ConfigMap holding the template at that path")
             })?;
             let mut engine = Engine::new(env.clone());
+            engine.stop_check(ctx.stop_check());
+            engine.deny_files(credentials.iter().map(PathBuf::as_path));
             let known = Rc::clone(&answers);
             engine.function("secret", Box::new(move |args| secret(&known, args)));
             let known = Rc::clone(&answers);
@@ -216,7 +220,8 @@ mod tests {
                 TemplateArg::parse(&format!("{}={name}.out", dir.path().join(name).display())).unwrap()
             })
             .collect();
-        let templates = Templates::load(&args).unwrap();
+        let (ctx, _signal) = podinit_core::Context::for_tests(&podinit_core::GlobalArgs::default());
+        let templates = Templates::load(&ctx, &args, &[]).unwrap();
         (dir, templates)
     }
 
