@@ -22,6 +22,7 @@ mod support;
 mod certs;
 mod cli;
 mod faults;
+mod hostile;
 mod http_get;
 mod kube;
 mod manifests;

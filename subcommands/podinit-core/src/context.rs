@@ -84,11 +84,14 @@ impl Context {
     /// Must be called inside a Tokio runtime with signals and timers enabled.
     pub fn new(applet: &'static str, args: &GlobalArgs) -> Self {
         let shutdown = Arc::new(Shutdown::default());
-        spawn_signal_listener(Arc::clone(&shutdown));
-        // Also straight from the handler: work that runs without yielding (a template
-        // render) sees the signal while the runtime's listener task cannot run.
-        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown.term))
-            .and_then(|_| signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&shutdown.int)));
+        if spawn_signal_listener(Arc::clone(&shutdown)) {
+            // Also straight from the handler: work that runs without yielding (a template
+            // render) sees the signal while the runtime's listener task cannot run. Only
+            // with the listener in place: else the default action (ending the process)
+            // must stay.
+            let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&shutdown.term))
+                .and_then(|_| signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&shutdown.int)));
+        }
         Self::with_shutdown(applet, args, shutdown)
     }
 
@@ -267,11 +270,12 @@ pub fn interrupted(signal: &str) -> Error {
     Error::new(Kind::Interrupted, anyhow::anyhow!("stopped by {signal}"))
 }
 
-fn spawn_signal_listener(shutdown: Arc<Shutdown>) {
+/// Starts the task that raises `shutdown` on SIGTERM or SIGINT; false when it cannot listen.
+fn spawn_signal_listener(shutdown: Arc<Shutdown>) -> bool {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         tracing::warn!("cannot listen for SIGTERM/SIGINT; a stop signal will end the process abruptly");
-        return;
+        return false;
     };
     tokio::spawn(async move {
         let name = tokio::select! {
@@ -280,6 +284,7 @@ fn spawn_signal_listener(shutdown: Arc<Shutdown>) {
         };
         shutdown.raise(name);
     });
+    true
 }
 
 #[cfg(test)]

@@ -147,7 +147,10 @@ pub fn report_error(err: &Error) {
 /// into one line of a log, or the termination message, whatever a file name, an archive
 /// entry or a server's answer holds. The one place podinit makes foreign text printable.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    let control = |c: char| c.is_control() && c != '\t';
+    // C0, DEL and C1 controls, the line and paragraph separators, and the bidirectional
+    // overrides and isolates (which make a line read otherwise than it is).
+    let control =
+        |c: char| (c.is_control() && c != '\t') || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     if !text.chars().any(control) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -324,6 +327,7 @@ mod tests {
     fn control_characters_never_start_a_line() {
         assert_eq!(printable("plain /data/a b\tc"), "plain /data/a b\tc");
         assert_eq!(printable("x\npodinit chown: error: forged\r\u{1b}[2J\u{85}"), "x\\npodinit chown: error: forged\\r\\x1b[2J\\x85");
+        assert_eq!(printable("a\u{2028}b\u{202e}c"), "a\\u{2028}b\\u{202e}c");
     }
 
     #[test]

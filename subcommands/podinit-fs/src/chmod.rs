@@ -34,6 +34,12 @@ pub struct Args {
     #[arg(long)]
     pub if_root_mismatch: bool,
 
+    /// With -R: also change regular files that have more than one hard link (by default left
+    /// alone with a warning: the other name may be outside the volume, a root-owned script or
+    /// secret linked in; systemd-tmpfiles refuses them too).
+    #[arg(long)]
+    pub allow_hard_links: bool,
+
     #[command(flatten)]
     pub walk: WalkArgs,
 
@@ -110,14 +116,18 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
         tracing::info!("{}: already mode {old:04o}: the tree is left alone (--if-root-mismatch)", path.display());
         return Ok(());
     }
-    let allow_hard_links = args.walk.allow_hard_links;
+    let links = crate::walk::HardLinks::default();
     args.walk.walk(false).run(ctx, root, (), tally, |entry| {
-        if entry.hard_linked() && !allow_hard_links && mode.apply(entry.stat.st_mode & 0o7777, false, umask) != entry.stat.st_mode & 0o7777
+        if entry.hard_linked()
+            && !args.allow_hard_links
+            && mode.apply(entry.stat.st_mode & 0o7777, false, umask) != entry.stat.st_mode & 0o7777
+            && !links.all_met(entry)
         {
-            return Ok((tally.skip_hard_link(entry), ()));
+            return (Ok(Change::Unchanged), ());
         }
-        Ok((chmod_at(entry.dir, entry.name, entry.stat, mode, umask)?, ()))
+        (chmod_at(entry.dir, entry.name, entry.stat, mode, umask), ())
     });
+    links.report(tally);
     Ok(())
 }
 

@@ -48,6 +48,12 @@ pub struct Args {
     #[arg(long)]
     pub if_root_mismatch: bool,
 
+    /// With -R: also change regular files that have more than one hard link (by default left
+    /// alone with a warning: the other name may be outside the volume, a root-owned script or
+    /// secret linked in; systemd-tmpfiles refuses them too).
+    #[arg(long)]
+    pub allow_hard_links: bool,
+
     #[command(flatten)]
     pub walk: WalkArgs,
 
@@ -126,13 +132,14 @@ fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner
         tracing::info!("{}: already owned by {owner}: the tree is left alone (--if-root-mismatch)", path.display());
         return Ok(());
     }
-    let allow_hard_links = args.walk.allow_hard_links;
+    let links = crate::walk::HardLinks::default();
     args.walk.walk(false).run(ctx, root, (), tally, |entry| {
-        if entry.hard_linked() && !allow_hard_links && !owner.matches(entry.stat.st_uid, entry.stat.st_gid) {
-            return Ok((tally.skip_hard_link(entry), ()));
+        if entry.hard_linked() && !args.allow_hard_links && !owner.matches(entry.stat.st_uid, entry.stat.st_gid) && !links.all_met(entry) {
+            return (Ok(Change::Unchanged), ());
         }
-        Ok((chown_at(entry.dir, entry.name, entry.stat, owner, from)?, ()))
+        (chown_at(entry.dir, entry.name, entry.stat, owner, from), ())
     });
+    links.report(tally);
     Ok(())
 }
 

@@ -327,47 +327,55 @@ impl Copier {
         let walk = crate::walk::Walk { skip_dotdot, ..walk.clone() };
         let top = Dest::Open(Arc::new(root.try_clone()?), root.stat_self()?.st_dev);
         walk.run(ctx, from, top, tally, |entry| {
-            let name = &entry.name;
-            let Some((dest_dir, device)) = entry.carry.open()? else { return Ok((Change::Skipped, Dest::None)) };
-            let kind = entry.kind();
-            if kind == Kind::Symlink && self.follow {
-                // -L: the operator asked for what links in the source point at.
-                let path = entry.path();
-                let meta = std::fs::metadata(&path).map_err(|e| podinit_core::fs::io_error(e, format!("following {}", path.display())))?;
-                if !meta.is_dir() {
-                    return Ok((self.one(&path, &meta, &dest_dir, device, name, tally)?, Dest::None));
-                }
-                let seen = (meta.dev(), meta.ino());
-                if ancestors.contains(&seen) {
-                    anyhow::bail!("{} leads to a directory it is inside (a cycle of links): not followed", path.display());
-                }
-                let made = dest_dir.stat(name)?.is_none();
-                let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
-                let mut inner = ancestors.to_vec();
-                inner.push(seen);
-                // Walked by this thread alone: the run's threads are busy already.
-                let single = crate::walk::Walk { jobs: 1, ..walk.clone() };
-                self.copy_dir(ctx, &path, &sub, tally, &inner, &single)?;
-                return Ok((if made { Change::Changed } else { Change::Unchanged }, Dest::None));
-            }
-            let change = match kind {
-                Kind::Dir => {
+            // What this entry's own entries get: set for a directory as soon as its copy
+            // exists, so a later failure (its mode) does not lose the subtree.
+            let mut below = Dest::None;
+            let result = (|| -> anyhow::Result<Change> {
+                let name = &entry.name;
+                let Some((dest_dir, device)) = entry.carry.open()? else { return Ok(Change::Skipped) };
+                let kind = entry.kind();
+                if kind == Kind::Symlink && self.follow {
+                    // -L: the operator asked for what links in the source point at.
+                    let path = entry.path();
+                    let meta =
+                        std::fs::metadata(&path).map_err(|e| podinit_core::fs::io_error(e, format!("following {}", path.display())))?;
+                    if !meta.is_dir() {
+                        return self.one(&path, &meta, &dest_dir, device, name, tally);
+                    }
+                    let seen = (meta.dev(), meta.ino());
+                    if ancestors.contains(&seen) {
+                        anyhow::bail!("{} leads to a directory it is inside (a cycle of links): not followed", path.display());
+                    }
                     let made = dest_dir.stat(name)?.is_none();
                     let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
-                    if made || self.preserve.mode {
-                        let mode = if self.preserve.mode { entry.stat.st_mode & 0o7777 } else { entry.stat.st_mode & 0o777 & !self.umask };
-                        self.dir_mode(sub, mode)?;
+                    let mut inner = ancestors.to_vec();
+                    inner.push(seen);
+                    // Walked by this thread alone: the run's threads are busy already.
+                    let single = crate::walk::Walk { jobs: 1, ..walk.clone() };
+                    self.copy_dir(ctx, &path, &sub, tally, &inner, &single)?;
+                    return Ok(if made { Change::Changed } else { Change::Unchanged });
+                }
+                match kind {
+                    Kind::Dir => {
+                        let made = dest_dir.stat(name)?.is_none();
+                        let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
+                        below = Dest::In(Arc::clone(&dest_dir), (*name).to_owned());
+                        if made || self.preserve.mode {
+                            let mode =
+                                if self.preserve.mode { entry.stat.st_mode & 0o7777 } else { entry.stat.st_mode & 0o777 & !self.umask };
+                            self.dir_mode(sub, mode)?;
+                        }
+                        Ok(if made { Change::Changed } else { Change::Unchanged })
                     }
-                    return Ok((if made { Change::Changed } else { Change::Unchanged }, Dest::In(dest_dir, (*name).to_owned())));
+                    Kind::File => self.file(entry.dir, entry.name, entry.stat, &dest_dir, device, name, tally),
+                    Kind::Symlink => self.symlink(entry.dir.read_link(entry.name)?.as_os_str(), &dest_dir, device, name, tally),
+                    Kind::Other => {
+                        tracing::warn!("skipping {}: devices, FIFOs and sockets are not copied", entry.path().display());
+                        Ok(Change::Skipped)
+                    }
                 }
-                Kind::File => self.file(entry.dir, entry.name, entry.stat, &dest_dir, device, name, tally),
-                Kind::Symlink => self.symlink(entry.dir.read_link(entry.name)?.as_os_str(), &dest_dir, device, name, tally),
-                Kind::Other => {
-                    tracing::warn!("skipping {}: devices, FIFOs and sockets are not copied", entry.path().display());
-                    Ok(Change::Skipped)
-                }
-            };
-            Ok((change?, Dest::None))
+            })();
+            (result, below)
         });
         Ok(())
     }

@@ -47,12 +47,6 @@ pub struct WalkArgs {
     #[arg(long)]
     pub cross_file_systems: bool,
 
-    /// With -R (chown, chmod): also change regular files that have more than one hard link.
-    /// By default they are left alone with a warning: the other name may be outside the
-    /// volume (a root-owned script or secret linked in), as systemd-tmpfiles refuses them.
-    #[arg(long)]
-    pub allow_hard_links: bool,
-
     /// Threads walking the tree [default: 4 per core, at most 16].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub jobs: Option<u16>,

@@ -72,8 +72,6 @@ pub(crate) struct Tally {
     seen: AtomicU64,
     /// Failures that were something else than a missing privilege.
     other_failures: AtomicU64,
-    /// Files left alone for their hard links.
-    hard_links: AtomicU64,
     first: Mutex<Option<String>>,
 }
 
@@ -114,22 +112,6 @@ impl Tally {
     pub(crate) fn retract(&self, err: &anyhow::Error) {
         self.changed.fetch_sub(1, Ordering::Relaxed);
         self.fail(err);
-    }
-
-    /// Leaves a regular file with more than one hard link alone (see [`Entry::hard_linked`]):
-    /// a warning for the first few, then only counted.
-    pub(crate) fn skip_hard_link<C>(&self, entry: &Entry<'_, C>) -> Change {
-        let n = self.hard_links.fetch_add(1, Ordering::Relaxed) + 1;
-        if n <= LOGGED_FAILURES {
-            tracing::warn!(
-                "{} has {} other hard link(s), maybe outside the volume: left alone (--allow-hard-links changes it)",
-                entry.path().display(),
-                entry.stat.st_nlink - 1
-            );
-        } else if n == LOGGED_FAILURES + 1 {
-            tracing::warn!("more files with hard links follow; only counted from here");
-        }
-        Change::Skipped
     }
 
     /// A change counted already that turned out to be `instead`.
@@ -182,6 +164,50 @@ pub(crate) fn errno(err: &anyhow::Error) -> Option<i32> {
     })
 }
 
+/// Regular files with more than one hard link met by a `chown -R` or `chmod -R` walk. Such a
+/// file is changed only once every one of its names was met inside the walk (an owner or mode
+/// is the inode's: changing it through one name changes it through all, and another name may
+/// be outside the volume, a root-owned script or secret the app linked in). Until then each
+/// name counts as unchanged; [`HardLinks::report`] turns the ones never completed into
+/// skipped files, with a warning.
+#[derive(Default)]
+pub(crate) struct HardLinks {
+    /// (device, inode) → names met, links the file has, the first name met.
+    met: Mutex<std::collections::HashMap<(u64, u64), (u64, u64, PathBuf)>>,
+}
+
+impl HardLinks {
+    /// Whether `entry` (a regular file with other links) may be changed now: this is the last
+    /// of its names, all met inside the walk.
+    pub(crate) fn all_met<C>(&self, entry: &Entry<'_, C>) -> bool {
+        let mut met = self.met.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = met.entry((entry.stat.st_dev, entry.stat.st_ino)).or_insert_with(|| (0, entry.stat.st_nlink, entry.path()));
+        slot.0 += 1;
+        slot.0 >= slot.1
+    }
+
+    /// Warns about the files some of whose names are outside the walk (the first few), and
+    /// counts their names as skipped rather than unchanged.
+    pub(crate) fn report(&self, tally: &Tally) {
+        let met = std::mem::take(&mut *self.met.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut left: Vec<(u64, u64, PathBuf)> = met.into_values().filter(|(seen, links, _)| seen < links).collect();
+        left.sort_by(|a, b| a.2.cmp(&b.2));
+        for (i, (seen, links, path)) in left.iter().enumerate() {
+            if (i as u64) < LOGGED_FAILURES {
+                tracing::warn!(
+                    "{} has {} hard link(s) outside the tree, maybe outside the volume: left alone (--allow-hard-links changes it)",
+                    path.display(),
+                    links - seen
+                );
+            } else if i as u64 == LOGGED_FAILURES {
+                tracing::warn!("{} more files with hard links outside the tree left alone", left.len() as u64 - LOGGED_FAILURES);
+            }
+            tally.unchanged.fetch_sub(*seen, Ordering::Relaxed);
+            tally.skipped.fetch_add(*seen, Ordering::Relaxed);
+        }
+    }
+}
+
 /// How to walk.
 #[derive(Clone, Debug)]
 pub(crate) struct Walk {
@@ -204,14 +230,14 @@ impl Walk {
 
     /// Calls `visit` for every entry below `root` (not the root itself), from several threads.
     /// A failure of `visit` or of listing a directory is counted in `tally` and the walk goes
-    /// on. For a directory, what `visit` returns is carried to the visits of its entries
-    /// (`root_carry` for the root's; `C::default()` below a directory whose visit failed).
+    /// on. For a directory, what `visit` returns beside its result is carried to the visits
+    /// of its entries (`root_carry` for the root's), whether or not the visit failed.
     /// Ends early on a stop signal or at the deadline (the caller checks the context
     /// afterwards).
     pub(crate) fn run<C, F>(&self, ctx: &Context, root: Dir, root_carry: C, tally: &Tally, visit: F)
     where
         C: Default + Send + Sync,
-        F: Fn(&Entry<'_, C>) -> anyhow::Result<(Change, C)> + Sync,
+        F: Fn(&Entry<'_, C>) -> (anyhow::Result<Change>, C) + Sync,
     {
         let device = root.stat_self().map(|s| s.st_dev).ok();
         let first = Pending::Root(root, root_carry);
@@ -226,7 +252,7 @@ impl Walk {
     fn worker<C, F>(&self, ctx: &Context, shared: &Shared<C>, device: Option<u64>, tally: &Tally, visit: &F)
     where
         C: Default + Send + Sync,
-        F: Fn(&Entry<'_, C>) -> anyhow::Result<(Change, C)> + Sync,
+        F: Fn(&Entry<'_, C>) -> (anyhow::Result<Change>, C) + Sync,
     {
         while let Some(pending) = shared.take() {
             // The directory is done when this ends, even by a panic: the others must not wait.
@@ -257,7 +283,7 @@ impl Walk {
     fn visit_dir<C, F>(&self, dir: Dir, carry: &C, depth: usize, device: Option<u64>, tally: &Tally, visit: &F) -> Vec<Pending<C>>
     where
         C: Default,
-        F: Fn(&Entry<'_, C>) -> anyhow::Result<(Change, C)>,
+        F: Fn(&Entry<'_, C>) -> (anyhow::Result<Change>, C),
     {
         let dir = Arc::new(dir);
         let mut subdirs = Vec::new();
@@ -281,21 +307,19 @@ impl Walk {
                 }
             };
             let entry = Entry { dir: &dir, name: &name, stat: &stat, carry };
-            let below = match visit(&entry) {
-                Ok((change, below)) => {
-                    tally.add(change);
-                    below
-                }
-                Err(e) => {
-                    tally.fail(&e);
-                    C::default()
-                }
-            };
+            let (result, below) = visit(&entry);
+            match result {
+                Ok(change) => tally.add(change),
+                Err(e) => tally.fail(&e),
+            }
             if Kind::of(&stat) == Kind::Dir {
                 let path = || dir.path().join(&name);
                 if self.one_file_system && device.is_some_and(|d| d != stat.st_dev) {
                     tracing::warn!("{}: another file system, not descended into (add --cross-file-systems)", path().display());
                     continue;
+                }
+                if depth + 1 == podinit_core::fs::root::DEEP {
+                    podinit_core::fs::root::allow_deep_walks();
                 }
                 if depth + 1 >= MAX_DEPTH {
                     tally.fail(&anyhow::anyhow!("{} is more than {MAX_DEPTH} directories deep: not descended into", path().display()));

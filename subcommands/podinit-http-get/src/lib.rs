@@ -478,9 +478,9 @@ impl Get<'_> {
         let root = staged.dir().try_clone().with_context(|| format!("opening {}", staged.dir().path().display()))?.shown_as(dir);
         let file = std::fs::File::open(&archive).with_context(|| format!("opening {}", archive.display()))?;
         let shown = self.shown.clone();
-        let limits = self.limits;
+        let (limits, stop) = (self.limits, self.ctx.stop_check());
         let (entries, root) = tokio::task::spawn_blocking(move || {
-            let entries = podinit_transfer::archive::unpack_file(file, format, &root, limits)?;
+            let entries = podinit_transfer::archive::unpack_file(file, format, &root, limits, stop)?;
             anyhow::Ok((entries, root))
         })
         .await
@@ -600,7 +600,7 @@ impl Get<'_> {
         let source = HttpSource { http: self.http, url: probe.url.clone(), validator: validator.clone(), size };
         let object = Object { source: self.shown.clone(), size, validator };
         let transfer = Transfer { ctx: self.ctx, source: &source, object: &object, options: &self.options, progress };
-        let prepared = transfer.prepare(dest)?;
+        let prepared = transfer.prepare(dest, self.want.is_some())?;
         let (hasher, fetched) = transfer.fetch(prepared, Hasher::new(self.want.as_ref()), &mut ()).await?;
         match checksum::check(self.want.as_ref(), hasher.finish()) {
             Ok(verified) => {

@@ -104,14 +104,14 @@ async fn unpack_streamed(
     opts: &crate::object::Options,
     progress: &Progress,
 ) -> Result<(String, u64, Dir), Error> {
-    let (concurrency, stall, limits) = (opts.concurrency.max(1), opts.stall, opts.limits);
+    let (concurrency, stall, limits, stop) = (opts.concurrency.max(1), opts.stall, opts.limits, ctx.stop_check());
     progress.set_total(remote.size);
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency.max(1));
     let hasher = Hasher::new(remote.expected.plan());
     let dest = root.path().to_owned();
     let unpacker = tokio::task::spawn_blocking(move || {
         let reader = ChannelReader { rx, current: bytes::Bytes::new(), hasher };
-        unpack(reader, format, root, limits)
+        unpack(reader, format, root, limits, stop)
     });
     let source = S3Source { s3, url, remote };
     let object = Object { source: url.to_string(), size: remote.size, validator: remote.etag.clone() };
@@ -175,8 +175,14 @@ impl Read for ChannelReader {
 
 /// Unpacks the archive into `root`; returns the hasher (having seen every byte), the number
 /// of entries, and the root.
-fn unpack(mut reader: ChannelReader, format: ArchiveFormat, root: Dir, limits: Limits) -> anyhow::Result<(Hasher, u64, Dir)> {
-    let mut unpacker = Unpacker::new(root.try_clone()?, limits);
+fn unpack(
+    mut reader: ChannelReader,
+    format: ArchiveFormat,
+    root: Dir,
+    limits: Limits,
+    stop: unpack::Stop,
+) -> anyhow::Result<(Hasher, u64, Dir)> {
+    let mut unpacker = Unpacker::new(root.try_clone()?, limits, Some(stop));
     {
         let format = match format {
             ArchiveFormat::Tar | ArchiveFormat::Auto => podinit_transfer::archive::Format::Tar,

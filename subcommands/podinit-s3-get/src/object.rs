@@ -220,8 +220,8 @@ pub(crate) async fn download(
     let options = opts.transfer();
     let transfer = Transfer { ctx, source: &source, object: &object, options: &options, progress };
     let started = Instant::now();
-    let prepared = transfer.prepare(dest)?;
     let mut plan = remote.expected.plan();
+    let prepared = transfer.prepare(dest, !plan.is_empty())?;
     let mut parts = plan.split_multipart().map(|m| PartHashes::new(m, remote.size, prepared.range_size()));
     let observer: &mut dyn RangeObserver = match &mut parts {
         Some(parts) => parts,

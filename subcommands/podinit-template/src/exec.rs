@@ -17,6 +17,9 @@ pub(crate) const MAX_STEPS: u64 = 20_000_000;
 /// over a huge value stops at once).
 pub(crate) const MAX_OUTPUT: usize = 64 << 20;
 
+/// Items a list or map made by a function may hold.
+pub(crate) const MAX_ITEMS: usize = 1 << 20;
+
 /// How often (in steps) the deadline and stop signals are checked.
 const CHECK_EVERY: u64 = 4096;
 
@@ -60,6 +63,22 @@ impl Exec<'_> {
             && let Some(check) = &self.engine.stop
         {
             check().map_err(|why| self.err(line, why))?;
+        }
+        Ok(())
+    }
+
+    /// A function's result within the budgets: a string of at most [`MAX_OUTPUT`] bytes, a
+    /// list or map of at most [`MAX_ITEMS`] items (a value doubled in a loop, `split` of a
+    /// huge string, would otherwise fill memory without writing a byte).
+    fn fits(&self, value: &Value, name: &str, line: usize) -> Result<(), TemplateError> {
+        let too_big = match value {
+            Value::Str(s) => s.len() > MAX_OUTPUT,
+            Value::List(items) => items.len() > MAX_ITEMS,
+            Value::Map(items) => items.len() > MAX_ITEMS,
+            _ => false,
+        };
+        if too_big {
+            return Err(self.err(line, format!("{name}: the result is over {} MiB or {MAX_ITEMS} items: stopped", MAX_OUTPUT >> 20)));
         }
         Ok(())
     }
@@ -214,7 +233,9 @@ impl Exec<'_> {
                 values.push(self.arg(arg, dot, line)?);
             }
             values.extend(piped);
-            return self.engine.call(name, &values).map_err(|m| self.err(line, m));
+            let value = self.engine.call(name, &values).map_err(|m| self.err(line, m))?;
+            self.fits(&value, name, line)?;
+            return Ok(value);
         }
         if args.len() > 1 || piped.is_some() {
             return Err(self.err(line, "can't give argument to non-function"));

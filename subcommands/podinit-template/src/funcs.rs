@@ -215,18 +215,38 @@ impl Engine {
             }
             "replace" | "replaceAll" => {
                 want(3)?;
-                Value::str(text(&args[2]).replace(&text(&args[0]), &text(&args[1])))
+                let (from, to, s) = (text(&args[0]), text(&args[1]), text(&args[2]));
+                let grows = to.len().saturating_sub(from.len());
+                if grows > 0 && s.len().saturating_add(s.matches(from.as_str()).count().saturating_mul(grows)) > MAX_OUTPUT {
+                    return Err(format!("{name}: the result would be over {MAX_OUTPUT} bytes"));
+                }
+                Value::str(s.replace(&from, &to))
             }
             "split" | "splitList" => {
                 want(2)?;
                 let (sep, s) = (text(&args[0]), text(&args[1]));
-                if s.is_empty() { Value::list(Vec::new()) } else { Value::list(s.split(sep.as_str()).map(Value::str).collect()) }
+                if s.is_empty() {
+                    Value::list(Vec::new())
+                } else {
+                    let items: Vec<Value> = s.split(sep.as_str()).take(crate::exec::MAX_ITEMS + 1).map(Value::str).collect();
+                    if items.len() > crate::exec::MAX_ITEMS {
+                        return Err(format!("{name}: more than {} items", crate::exec::MAX_ITEMS));
+                    }
+                    Value::list(items)
+                }
             }
             "join" => {
                 want(2)?;
                 let sep = text(&args[0]);
                 match &args[1] {
-                    Value::List(list) => Value::str(list.iter().map(text).collect::<Vec<_>>().join(&sep)),
+                    Value::List(list) => {
+                        let parts: Vec<String> = list.iter().map(text).collect();
+                        let len = parts.iter().map(String::len).sum::<usize>() + sep.len() * parts.len();
+                        if len > MAX_OUTPUT {
+                            return Err(format!("join: the result would be over {MAX_OUTPUT} bytes"));
+                        }
+                        Value::str(parts.join(&sep))
+                    }
                     other => Value::str(text(other)),
                 }
             }
@@ -340,7 +360,8 @@ impl Engine {
         if [nix::sys::statfs::PROC_SUPER_MAGIC, nix::sys::statfs::SYSFS_MAGIC].contains(&fs) {
             return Err(failed("templates do not read /proc or /sys".into()));
         }
-        if self.denied.contains(&(meta.dev(), meta.ino())) {
+        let id = (meta.dev(), meta.ino());
+        if self.denied.iter().filter_map(|p| std::fs::metadata(p).ok()).any(|m| (m.dev(), m.ino()) == id) {
             return Err(failed("a credential podinit logs in with; templates cannot read it".into()));
         }
         if meta.len() > MAX_OUTPUT as u64 {

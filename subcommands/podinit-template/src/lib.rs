@@ -70,8 +70,9 @@ pub struct Engine {
     /// Asked every few thousand steps whether to go on (the caller's deadline and stop
     /// signals): an `Err` ends the render with its text.
     pub(crate) stop: Option<StopCheck>,
-    /// Files (device, inode) the `file` function refuses: the caller's credentials.
-    pub(crate) denied: Vec<(u64, u64)>,
+    /// Files the `file` function refuses (the caller's credentials), looked up at each call
+    /// (a projected token is replaced by the kubelet, with a new inode).
+    pub(crate) denied: Vec<std::path::PathBuf>,
 }
 
 /// See [`Engine::stop_check`].
@@ -95,10 +96,10 @@ impl Engine {
 
     /// Files the `file` function must never read (the token, secret id or key files the
     /// caller logs in with), by whatever path or link a template names them: refused by
-    /// identity (device and inode). Paths that do not exist are ignored.
+    /// identity (device and inode, looked up at each call). Paths that do not exist are
+    /// ignored.
     pub fn deny_files<'p>(&mut self, paths: impl IntoIterator<Item = &'p std::path::Path>) {
-        use std::os::unix::fs::MetadataExt as _;
-        self.denied.extend(paths.into_iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| (m.dev(), m.ino())));
+        self.denied.extend(paths.into_iter().map(std::path::Path::to_path_buf));
     }
 
     /// A check the render calls every few thousand steps: the caller's `--timeout` and

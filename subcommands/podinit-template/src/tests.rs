@@ -311,6 +311,11 @@ fn hostile_templates_meet_their_budgets() {
     assert!(render_with(&parens, &Value::Nil).unwrap_err().contains("nest deeper"));
     let ifs = format!("{}x{}", "{{if true}}".repeat(20_000), "{{end}}".repeat(20_000));
     assert!(render_with(&ifs, &Value::Nil).unwrap_err().contains("nest deeper"));
+    // A value doubled in a loop writes nothing but fills memory: each result is bounded.
+    let err = render_with(r#"{{$x := "ab"}}{{range 40}}{{$x = printf "%s%s" $x $x}}{{end}}"#, &Value::Nil).unwrap_err();
+    assert!(err.contains("MiB"), "{err}");
+    let err = render_with(r#"{{$x := repeat 2000000 "a,"}}{{$l := split "," $x}}{{len $l}}"#, &Value::Nil).unwrap_err();
+    assert!(err.contains("items"), "{err}");
     // Real nesting is far from the limits.
     assert_eq!(render(&format!("{{{{{}1{}}}}}", "(".repeat(50), ")".repeat(50))), "1");
 }

@@ -8,7 +8,7 @@ use std::io::{self, Read};
 use anyhow::Context as _;
 use podinit_core::fs::root::Dir;
 
-use crate::unpack::{Limits, Unpacker};
+use crate::unpack::{Limits, Stop, Unpacker};
 
 /// The format of an archive to extract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -59,9 +59,10 @@ pub fn tar_decoder<'a>(format: Format, reader: impl Read + 'a) -> anyhow::Result
     })
 }
 
-/// Unpacks the archive `file` into `root` within `limits`; returns the number of entries.
-pub fn unpack_file(file: File, format: Format, root: &Dir, limits: Limits) -> anyhow::Result<u64> {
-    let mut unpacker = Unpacker::new(root.try_clone()?, limits);
+/// Unpacks the archive `file` into `root` within `limits`, asking `stop` every so often;
+/// returns the number of entries.
+pub fn unpack_file(file: File, format: Format, root: &Dir, limits: Limits, stop: Stop) -> anyhow::Result<u64> {
+    let mut unpacker = Unpacker::new(root.try_clone()?, limits, Some(stop));
     if format == Format::Zip {
         unpacker.zip(file)?;
     } else {

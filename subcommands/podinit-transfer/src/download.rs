@@ -189,11 +189,21 @@ impl<S: Source> Transfer<'_, S> {
     }
 
     /// The partial file of `dest`: resumed when an earlier run left one of this object (same
-    /// source, version and size), else a new one with the space reserved.
-    pub fn prepare(&self, dest: &Path) -> Result<Prepared, Error> {
+    /// source, version and size) and `verified` says every byte will be checked against a
+    /// digest (the bytes on disk are the volume's, which someone else may have forged along
+    /// with the state file: without a digest nothing would notice), else a new one with the
+    /// space reserved.
+    pub fn prepare(&self, dest: &Path, verified: bool) -> Result<Prepared, Error> {
         let object = self.object;
         let data_path = Partial::data_path(dest);
-        let resumable = Partial::load(dest).filter(|p| {
+        let found = Partial::load(dest);
+        if found.is_some() && !verified {
+            tracing::info!(
+                "{}: not resuming the earlier partial download: without a checksum nothing would verify the bytes on disk",
+                dest.display()
+            );
+        }
+        let resumable = found.filter(|_| verified).filter(|p| {
             p.source == object.source
                 && p.validator == object.validator
                 && p.size == object.size

@@ -37,7 +37,7 @@ use sha2::Digest as _;
 const IMPLIED_DIR_MODE: u32 = 0o755;
 
 /// What one extraction may write; the options every applet that extracts takes.
-#[derive(Clone, Copy, Debug, Default, clap::Args)]
+#[derive(Clone, Copy, Debug, clap::Args)]
 pub struct Limits {
     /// Most bytes --extract unpacks (files' sizes, holes included); going over stops it, nothing published [default: the volume's free space less 5 %, at most 1 GiB less]
     #[arg(long, env = "PODINIT_EXTRACT_MAX_SIZE", value_name = "SIZE", value_parser = podinit_core::args::parse_size)]
@@ -50,6 +50,12 @@ pub struct Limits {
 
 /// Entries an archive may hold by default: a node_modules tree has some 100k.
 pub const DEFAULT_MAX_ENTRIES: u64 = 2_000_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { extract_max_size: None, extract_max_entries: DEFAULT_MAX_ENTRIES }
+    }
+}
 
 impl Limits {
     /// The byte budget for unpacking into `root`: the one given, else what the file system
@@ -72,6 +78,13 @@ impl Limits {
 /// Unpacks entries into a directory of its own (see the module docs).
 pub struct Unpacker {
     root: Dir,
+    /// Asked every so often whether to go on (the deadline, SIGTERM).
+    stop: Option<Stop>,
+    /// Entries met (written or skipped), for the entry budget.
+    seen: u64,
+    /// Directory steps left for finding entries' parents (an archive alternating between two
+    /// deep directories would cost its depth for every entry).
+    steps_left: u64,
     /// Bytes still allowed.
     bytes_left: u64,
     /// The byte budget, for messages.
@@ -86,11 +99,29 @@ pub struct Unpacker {
     entries: u64,
 }
 
+/// A check that says whether to go on: `Err` with the reason (the deadline, a stop signal).
+pub type Stop = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Directory steps (components opened to find entries' parents) one extraction may take:
+/// archives in the usual order take one or two per entry.
+const MAX_STEPS: u64 = 200_000_000;
+
+/// Skipped entries named in a warning one by one before only counting.
+const LOGGED_SKIPS: u64 = 20;
+
+/// How often (entries, or 64 KiB blocks of one file) the stop check is asked.
+const CHECK_EVERY: u64 = 1024;
+
 impl Unpacker {
-    pub fn new(root: Dir, limits: Limits) -> Self {
+    /// Unpacks into `root` within `limits`; `stop` (the caller's deadline and signals) is
+    /// asked every so often, since the unpacker runs on a thread of its own.
+    pub fn new(root: Dir, limits: Limits, stop: Option<Stop>) -> Self {
         let max_bytes = limits.bytes_for(&root);
         Self {
             root,
+            stop,
+            seen: 0,
+            steps_left: MAX_STEPS,
             bytes_left: max_bytes,
             max_bytes,
             max_entries: limits.extract_max_entries,
@@ -104,7 +135,11 @@ impl Unpacker {
     /// Refuses an entry over the entry budget, or one whose declared size is over what is
     /// left of the byte budget (before anything of it is written).
     fn admit(&mut self, shown: &Path, size: u64) -> anyhow::Result<()> {
-        if self.entries >= self.max_entries {
+        self.seen += 1;
+        if self.seen % CHECK_EVERY == 0 {
+            self.check()?;
+        }
+        if self.seen > self.max_entries {
             bail!(
                 "the archive has more than {} entries: stopped at '{}' (--extract-max-entries raises the limit)",
                 self.max_entries,
@@ -113,6 +148,27 @@ impl Unpacker {
         }
         if size > self.bytes_left {
             bail!("{}", self.over_budget(shown));
+        }
+        Ok(())
+    }
+
+    /// The caller's stop check, if any.
+    fn check(&self) -> anyhow::Result<()> {
+        match &self.stop {
+            Some(stop) => stop().map_err(|why| anyhow::anyhow!("{why}")),
+            None => Ok(()),
+        }
+    }
+
+    /// An entry not extracted: counted against the entry budget, named in a warning (the
+    /// first few: an archive of a million FIFOs must not write a million lines).
+    fn skip(&mut self, path: &Path, why: &str) -> anyhow::Result<()> {
+        self.admit(path, 0)?;
+        let skipped = self.seen - self.entries;
+        if skipped <= LOGGED_SKIPS {
+            tracing::warn!("skipping '{}': {why}", path.display());
+        } else if skipped == LOGGED_SKIPS + 1 {
+            tracing::warn!("more entries are skipped; only counted from here");
         }
         Ok(())
     }
@@ -144,11 +200,11 @@ impl Unpacker {
                 T::Symlink => Entry::Symlink(entry.link_name().context("reading a link target")?.unwrap_or_default().into_owned()),
                 T::Link => Entry::HardLink(entry.link_name().context("reading a link target")?.unwrap_or_default().into_owned()),
                 T::Char | T::Block | T::Fifo => {
-                    tracing::warn!("skipping '{}': device nodes and FIFOs are not extracted", path.display());
+                    self.skip(&path, "device nodes and FIFOs are not extracted")?;
                     continue;
                 }
                 other => {
-                    tracing::warn!("skipping '{}': entries of type {:?} are not extracted", path.display(), other.as_byte() as char);
+                    self.skip(&path, &format!("entries of type {:?} are not extracted", other.as_byte() as char))?;
                     continue;
                 }
             };
@@ -170,8 +226,9 @@ impl Unpacker {
             let what = if entry.is_dir() {
                 Entry::Dir
             } else if entry.is_symlink() {
+                // A link target is a path: PATH_MAX bytes at most.
                 let mut target = Vec::new();
-                entry.read_to_end(&mut target).context("reading a link target")?;
+                (&mut entry).take(4096).read_to_end(&mut target).context("reading a link target")?;
                 Entry::Symlink(PathBuf::from(OsStr::from_bytes(&target)))
             } else {
                 Entry::File
@@ -201,8 +258,10 @@ impl Unpacker {
             return Ok(()); // `./`: the root itself
         }
         let parts = components(path).map_err(|e| anyhow::anyhow!("entry {e}: refused (it would land outside the destination)"))?;
-        if parts.len() > MAX_DEPTH {
-            bail!("entry '{shown}' is more than {MAX_DEPTH} directories deep: refused");
+        // Room below MAX_DEPTH for the set's own levels, so whatever is extracted can be
+        // walked (synced, fingerprinted) from the set's directory.
+        if parts.len() > MAX_DEPTH - 8 {
+            bail!("entry '{shown}' is more than {} directories deep: refused", MAX_DEPTH - 8);
         }
         if parts[0].as_bytes().starts_with(b"..") {
             bail!("entry '{shown}': top-level names starting with '..' are reserved for the data directory layout; refused");
@@ -227,7 +286,7 @@ impl Unpacker {
             Entry::File => {
                 make_room(&dir, name, &shown)?;
                 let mut file = dir.create_file(name)?;
-                let wrote = write_sparse(data, &mut file, self.bytes_left).map_err(|e| written(e, &dir, name))?;
+                let wrote = write_sparse(data, &mut file, self.bytes_left, self.stop.as_ref()).map_err(|e| written(e, &dir, name))?;
                 let Some(wrote) = wrote else { bail!("{}", self.over_budget(path)) };
                 self.bytes_left -= wrote;
                 file.set_permissions(std::fs::Permissions::from_mode(mode)).with_context(|| format!("setting the mode of '{shown}'"))?;
@@ -270,6 +329,9 @@ impl Unpacker {
         {
             return Ok(dir.try_clone()?);
         }
+        self.steps_left = self.steps_left.checked_sub(parent.len() as u64).ok_or_else(|| {
+            anyhow::anyhow!("the archive's entries take more than {MAX_STEPS} directory steps to place: refused (entries out of order between deep directories)")
+        })?;
         let dir = self.root.create_dir_all(parent, IMPLIED_DIR_MODE)?;
         self.last_parent = Some((rel, dir.try_clone()?));
         Ok(dir)
@@ -321,7 +383,7 @@ fn make_room(dir: &Dir, name: &OsStr, shown: &impl std::fmt::Display) -> anyhow:
 /// Copies `data` into `file`, which is new and empty, leaving runs of zeros as holes (a sparse
 /// entry's, or any 64 KiB of zeros: the same content). Returns the bytes copied, or `None`
 /// as soon as they would be more than `budget` (the caller fails the extraction).
-fn write_sparse(data: &mut dyn Read, file: &mut std::fs::File, budget: u64) -> std::io::Result<Option<u64>> {
+fn write_sparse(data: &mut dyn Read, file: &mut std::fs::File, budget: u64, stop: Option<&Stop>) -> std::io::Result<Option<u64>> {
     use std::io::{Seek as _, SeekFrom, Write as _};
     const BLOCK: usize = 64 << 10;
     let mut buf = vec![0u8; BLOCK];
@@ -343,6 +405,11 @@ fn write_sparse(data: &mut dyn Read, file: &mut std::fs::File, budget: u64) -> s
         total += filled as u64;
         if total > budget {
             return Ok(None);
+        }
+        if let Some(stop) = stop
+            && (total / BLOCK as u64) % CHECK_EVERY == 0
+        {
+            stop().map_err(std::io::Error::other)?;
         }
         let chunk = &buf[..filled];
         if chunk.iter().all(|b| *b == 0) {
@@ -445,7 +512,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
-        let mut unpacker = Unpacker::new(Dir::open(&root).unwrap(), Limits { extract_max_size: None, extract_max_entries: 100 });
+        let mut unpacker = Unpacker::new(Dir::open(&root).unwrap(), Limits { extract_max_size: None, extract_max_entries: 100 }, None);
         let result = unpacker.tar(&archive(entries)[..]).and_then(|()| unpacker.finish());
         (tmp, result)
     }
@@ -525,7 +592,7 @@ mod tests {
         assert!(format!("{:#}", result.unwrap_err()).contains("more than 100 entries"));
         let tmp = tempfile::tempdir().unwrap();
         let limits = Limits { extract_max_size: Some(1000), extract_max_entries: 100 };
-        let mut unpacker = Unpacker::new(Dir::open(tmp.path()).unwrap(), limits);
+        let mut unpacker = Unpacker::new(Dir::open(tmp.path()).unwrap(), limits, None);
         let body = "y".repeat(600);
         let result = unpacker.tar(&archive(&[("a", F, 0o644, &body), ("b", F, 0o644, &body)])[..]);
         assert!(format!("{:#}", result.unwrap_err()).contains("more than 1000 bytes"));
@@ -538,13 +605,13 @@ mod tests {
         let mut data = vec![0u8; 8 << 20];
         data[3 << 20] = 1;
         let mut file = std::fs::File::create(tmp.path().join("f")).unwrap();
-        assert_eq!(write_sparse(&mut &data[..], &mut file, 16 << 20).unwrap(), Some(8 << 20));
+        assert_eq!(write_sparse(&mut &data[..], &mut file, 16 << 20, None).unwrap(), Some(8 << 20));
         drop(file);
         assert_eq!(std::fs::read(tmp.path().join("f")).unwrap(), data);
         let blocks = std::fs::metadata(tmp.path().join("f")).unwrap().blocks();
         assert!(blocks * 512 < 1 << 20, "8 MiB of mostly zeros take {} bytes", blocks * 512);
         let mut file = std::fs::File::create(tmp.path().join("g")).unwrap();
-        assert_eq!(write_sparse(&mut &data[..], &mut file, 1 << 20).unwrap(), None, "over the budget");
+        assert_eq!(write_sparse(&mut &data[..], &mut file, 1 << 20, None).unwrap(), None, "over the budget");
     }
 
     #[test]

@@ -230,6 +230,11 @@ pub fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
 pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     use nix::fcntl::OFlag;
     use std::io::Read as _;
+    // A device is never opened (opening one can do something): refused by its `lstat`, then
+    // by the open file's own `fstat` (something swapped in between is not read either).
+    if !std::fs::symlink_metadata(path)?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     let file = File::from(nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?);
     let meta = file.metadata()?;
@@ -253,6 +258,9 @@ pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
 /// planted there, a regular file only.
 pub fn open_lock_file(path: &Path) -> io::Result<File> {
     use nix::fcntl::OFlag;
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_file() && !m.is_symlink()) {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+    }
     let flags = OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     let file = File::from(nix::fcntl::open(path, flags, nix::sys::stat::Mode::from_bits_truncate(0o600))?);
     if !file.metadata()?.is_file() {

@@ -63,11 +63,11 @@ impl Kind {
 pub const MAX_DEPTH: usize = 2048;
 
 /// The depth from which a walk makes sure it may hold [`MAX_DEPTH`] descriptors.
-const DEEP: usize = 256;
+pub const DEEP: usize = 256;
 
 /// Raises the soft limit of open files to the hard one (as Go's runtime does at every start),
 /// once: a walk holds a descriptor per level, and a pod's soft limit may be 1024.
-fn allow_deep_walks() {
+pub fn allow_deep_walks() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -250,12 +250,16 @@ impl Dir {
     pub fn read(&self, name: &OsStr) -> io::Result<Vec<u8>> {
         use std::io::Read as _;
         let max = super::STATE_FILE_MAX;
+        let too_big = || io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes"));
         let file = self.open_file(name)?;
         if file.metadata()?.len() > max {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+            return Err(too_big());
         }
         let mut bytes = Vec::new();
-        file.take(max).read_to_end(&mut bytes)?;
+        file.take(max + 1).read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > max {
+            return Err(too_big());
+        }
         Ok(bytes)
     }
 
@@ -331,8 +335,10 @@ impl Dir {
     /// Removes `name` and, for a directory, everything below it, never following a link
     /// (a link is removed, not what it points at). Directories made read-only (an archive's
     /// `0555`) are made writable first, so removal works without root. Missing is fine.
-    /// Iterative: memory grows with the depth (one descriptor and the names left per level),
-    /// which is capped at [`MAX_DEPTH`].
+    /// Iterative and at any depth: one open directory at a time (the way back up is `..`,
+    /// checked to be the directory it came from by device and inode), and per level its name
+    /// and the names left in it: memory linear in the depth, no descriptor per level. A
+    /// leftover too deep for any other walk is still removed.
     pub fn remove_all(&self, name: &OsStr) -> anyhow::Result<()> {
         let gone = |e: Errno| if e == Errno::ENOENT { Ok(()) } else { Err(e) };
         let Some(stat) = self.stat(name).map_err(|e| io_error(e, &self.path.join(name), "reading"))? else { return Ok(()) };
@@ -341,59 +347,63 @@ impl Dir {
                 .or_else(gone)
                 .map_err(|e| io_error(e, &self.path.join(name), "removing"));
         }
-        // Each level: the directory being emptied, the names left in it, its own name.
-        let mut levels: Vec<(Dir, Vec<OsString>, OsString)> = Vec::new();
-        let shown = |levels: &[(Dir, Vec<OsString>, OsString)], last: &OsStr| {
-            levels.iter().fold(self.path.clone(), |p, (_, _, n)| p.join(n)).join(last)
-        };
-        let open = |parent: &Self, child: &OsStr| -> anyhow::Result<(Self, Vec<OsString>)> {
+        /// A directory being emptied: its name in its parent, its identity, the names left.
+        struct Level {
+            name: OsString,
+            id: (u64, u64),
+            left: Vec<OsString>,
+        }
+        let shown = |levels: &[Level], last: &OsStr| levels.iter().fold(self.path.clone(), |p, l| p.join(&l.name)).join(last);
+        let open = |parent: &Self, child: &OsStr| -> anyhow::Result<(Self, Level)> {
             let sub = parent.sub_unnamed(child).map_err(|e| walk_error(parent, child, e))?;
             // Only the owner (or root) can: for someone else's directory the unlinks below
             // say why it fails.
             let _ = nix::sys::stat::fchmod(&sub.fd, Mode::from_bits_truncate(0o700));
-            let mut names = sub.names()?;
-            names.reverse();
-            Ok((sub, names))
+            let own = sub.stat_self()?;
+            let mut left = sub.names()?;
+            left.reverse();
+            Ok((sub, Level { name: child.to_owned(), id: (own.st_dev, own.st_ino), left }))
         };
-        let (sub, names) = open(self, name)?;
-        levels.push((sub, names, name.to_owned()));
-        loop {
-            let next = match levels.last_mut() {
-                Some((_, names, _)) => names.pop(),
-                None => break,
-            };
-            let Some(child) = next else {
-                if let Some((dir, _, own)) = levels.pop() {
-                    drop(dir);
-                    let parent = levels.last().map_or(self, |(d, _, _)| d);
-                    nix::unistd::unlinkat(&parent.fd, own.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
+        let (mut here, first) = open(self, name)?;
+        let mut levels = vec![first];
+        while let Some(level) = levels.last_mut() {
+            if let Some(child) = level.left.pop() {
+                let found = here.stat(&child).map_err(|e| io_error(e, &shown(&levels, &child), "reading"))?;
+                match found.map(|s| Kind::of(&s)) {
+                    None => {}
+                    Some(Kind::Dir) => {
+                        let (sub, level) =
+                            open(&here, &child).map_err(|e| e.context(format!("removing {}", shown(&levels, &child).display())))?;
+                        here = sub;
+                        levels.push(level);
+                    }
+                    Some(_) => nix::unistd::unlinkat(&here.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
                         .or_else(gone)
-                        .map_err(|e| io_error(e, &shown(&levels, &own), "removing"))?;
+                        .map_err(|e| io_error(e, &shown(&levels, &child), "removing"))?,
                 }
                 continue;
-            };
-            let Some((dir, _, _)) = levels.last() else { break };
-            let found = dir.stat(&child).map_err(|e| io_error(e, &shown(&levels, &child), "reading"))?;
-            match found.map(|s| Kind::of(&s)) {
-                None => {}
-                Some(Kind::Dir) => {
-                    if levels.len() >= MAX_DEPTH {
-                        bail!(
-                            "{} is more than {MAX_DEPTH} directories deep: podinit does not remove it; remove it by hand",
-                            shown(&levels, &child).display()
-                        );
-                    }
-                    if levels.len() == DEEP {
-                        allow_deep_walks();
-                    }
-                    let (sub, names) =
-                        open(dir, &child).map_err(|e| e.context(format!("removing {}", shown(&levels, &child).display())))?;
-                    levels.push((sub, names, child));
-                }
-                Some(_) => nix::unistd::unlinkat(&dir.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-                    .or_else(gone)
-                    .map_err(|e| io_error(e, &shown(&levels, &child), "removing"))?,
             }
+            let Some(done) = levels.pop() else { break };
+            // Back to the parent: `self` at the top, else `..`, which must be the directory
+            // this one was opened from (a tree moved meanwhile is not followed elsewhere).
+            let parent = match levels.last() {
+                None => None,
+                Some(above) => {
+                    let up = here.sub_unnamed(OsStr::new("..")).map_err(|e| walk_error(&here, OsStr::new(".."), e))?;
+                    let id = up.stat_self()?;
+                    if (id.st_dev, id.st_ino) != above.id {
+                        bail!("{} was moved while podinit removed it: stopped", shown(&levels, &done.name).display());
+                    }
+                    Some(up)
+                }
+            };
+            here = match parent {
+                Some(up) => up,
+                None => self.try_clone().map_err(|e| io_error(e, &self.path, "opening"))?,
+            };
+            nix::unistd::unlinkat(&here.fd, done.name.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
+                .or_else(gone)
+                .map_err(|e| io_error(e, &shown(&levels, &done.name), "removing"))?;
         }
         Ok(())
     }
@@ -640,10 +650,11 @@ mod tests {
         root.remove_all(OsStr::new("d")).unwrap();
         assert!(!tmp.path().join("d").exists());
         chain(&root, MAX_DEPTH + 10);
-        let err = root.remove_all(OsStr::new("d")).unwrap_err();
-        assert!(format!("{err:#}").contains("directories deep"), "{err:#}");
         let err = root.walk(&mut |_, _, _, _| Ok(()), &mut |_| Ok(())).unwrap_err();
         assert!(format!("{err:#}").contains("directories deep"), "{err:#}");
+        // Removal has no cap: a leftover too deep to walk must still go.
+        root.remove_all(OsStr::new("d")).unwrap();
+        assert!(!tmp.path().join("d").exists());
     }
 
     #[test]

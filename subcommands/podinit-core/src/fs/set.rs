@@ -42,7 +42,24 @@ pub struct DataSet {
     dir: Dir,
     /// The data directory `..data` points at, if any.
     current: Option<OsString>,
+    /// The directory this open made (it did not exist), to remove again if nothing is
+    /// ever published in it.
+    created: Option<std::path::PathBuf>,
     _lock: Flock<File>,
+}
+
+impl Drop for DataSet {
+    /// A first run that published nothing (a download that did not verify, an archive
+    /// refused) leaves no trace: the directory it made, holding only the lock, is removed.
+    fn drop(&mut self) {
+        if let Some(path) = &self.created
+            && self.dir.stat(OsStr::new(DATA)).ok().flatten().is_none()
+        {
+            let _ = self.dir.remove_all(OsStr::new(LOCK));
+            // Fails, and so keeps the directory, when anything else is in it.
+            let _ = std::fs::remove_dir(path);
+        }
+    }
 }
 
 impl DataSet {
@@ -50,6 +67,17 @@ impl DataSet {
     /// writers of the same directory hold (replicas sharing a volume), and removes what a
     /// killed writer left behind.
     pub async fn open(ctx: &Context, path: &Path, mode: u32) -> Result<Self, Error> {
+        loop {
+            if let Some(set) = Self::try_open(ctx, path, mode).await? {
+                return Ok(set);
+            }
+            // The writer we waited for removed the directory it had made and published
+            // nothing (see `Drop`): start over, as the first writer now.
+            ctx.check_shutdown()?;
+        }
+    }
+
+    async fn try_open(ctx: &Context, path: &Path, mode: u32) -> Result<Option<Self>, Error> {
         let failed = |e: anyhow::Error| Error::new(ErrorKind::Failed, e);
         let created = !path.is_dir();
         if created {
@@ -64,11 +92,11 @@ impl DataSet {
             // volume's root) keeps its own.
             dir.set_mode(mode).map_err(failed)?;
         }
-        let lock = lock(ctx, path).await?;
+        let Some(lock) = lock(ctx, path).await? else { return Ok(None) };
         let current = current_name(&dir).map_err(failed)?;
-        let set = Self { dir, current, _lock: lock };
+        let set = Self { dir, current, created: created.then(|| path.to_owned()), _lock: lock };
         set.clean_leftovers().map_err(failed)?;
-        Ok(set)
+        Ok(Some(set))
     }
 
     /// The directory holding the set.
@@ -210,15 +238,21 @@ impl Drop for Staged<'_> {
 }
 
 /// Takes the set's lock, waiting (within `--timeout`, ended by SIGTERM) while another
-/// podinit holds it.
-async fn lock(ctx: &Context, dir: &Path) -> Result<Flock<File>, Error> {
+/// podinit holds it. `None` when the holder removed the lock and its directory (a first
+/// run that published nothing): the caller starts over.
+async fn lock(ctx: &Context, dir: &Path) -> Result<Option<Flock<File>>, Error> {
     let path = dir.join(LOCK);
     let mut waited = false;
     loop {
-        let file = super::open_lock_file(&path)
-            .map_err(|e| super::explain_write(super::io_error(e, format!("creating the lock {}", path.display())), dir))?;
+        let file = match super::open_lock_file(&path) {
+            Err(e) if waited && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            other => other,
+        };
+        let file = file.map_err(|e| super::explain_write(super::io_error(e, format!("creating the lock {}", path.display())), dir))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => return Ok(lock),
+            // Unlinked by the holder before it let go: it removed its directory too.
+            Ok(lock) if lock.metadata().is_ok_and(|m| std::os::unix::fs::MetadataExt::nlink(&m) == 0) => return Ok(None),
+            Ok(lock) => return Ok(Some(lock)),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                 if !waited {
                     tracing::info!("{}: another podinit is writing here; waiting for it", dir.display());
