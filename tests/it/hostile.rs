@@ -15,6 +15,10 @@ use crate::support::services;
 use crate::support::web::Server;
 use crate::support::{Outcome, Podinit};
 
+/// The longest any run here may take: a regression that hangs (a FIFO read, a template
+/// without budgets) is killed and fails its test.
+const LIMIT: Duration = Duration::from_secs(120);
+
 /// A tar archive of `(path, kind, mode, link target or content)` written header by header, so
 /// hostile entries are kept as given (the tar crate's builder refuses some).
 fn raw_tar(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
@@ -47,7 +51,7 @@ fn url(server: &Server, name: &str) -> String {
 }
 
 fn http_get(args: &[&str]) -> Outcome {
-    Podinit::new().args(["--timeout", "60s", "http-get"]).args(args).run()
+    Podinit::new().args(["--timeout", "60s", "http-get"]).args(args).run_within(LIMIT)
 }
 
 /// `depth` directories `d/d/…` below `root`, made one level at a time from descriptors (a
@@ -82,6 +86,10 @@ fn an_archive_hard_link_to_a_link_cannot_leave_dest() {
     let dest = out.path().join("dest");
     http_get(&[&url(&server, "bad.tar"), s(&dest), "--extract"]).code(1).stderr_has("hard link 'top'").stderr_has("refused");
     assert!(!dest.exists(), "nothing published, and the directory this run made is gone");
+    // A wrong checksum: the same (it left `DEST/..podinit.lock` behind).
+    std::fs::write(www.path().join("ok.tar"), raw_tar(&[("a", tar::EntryType::Regular, 0o644, "a")])).unwrap();
+    http_get(&[&url(&server, "ok.tar"), s(&dest), "--extract", "--sha256", &"0".repeat(64)]).code(1);
+    assert!(!dest.exists(), "nothing published, no directory left");
 }
 
 #[test]
@@ -166,14 +174,14 @@ fn chown_and_chmod_leave_hard_links_into_the_volume_alone() {
     let owner = |p: &Path| std::fs::metadata(p).unwrap().uid();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
 
-    Podinit::new().args(["chown", "-R", "1234:1234"]).arg(&volume).run().code(0).stderr_has("outside the tree").stderr_has("1 skipped");
+    Podinit::new().args(["chown", "-R", "1234:1234"]).arg(&volume).run_within(LIMIT).code(0).stderr_has("outside the tree").stderr_has("1 skipped");
     assert_eq!(owner(&secret), 0, "the file outside kept its owner");
     assert_eq!(owner(&volume.join("own")), 1234);
     assert_eq!(owner(&volume.join("b")), 1234, "every name inside: changed");
-    Podinit::new().args(["chmod", "-R", "0644"]).arg(&volume).run().code(0).stderr_has("--allow-hard-links");
+    Podinit::new().args(["chmod", "-R", "0644"]).arg(&volume).run_within(LIMIT).code(0).stderr_has("--allow-hard-links");
     assert_eq!(mode(&secret), 0o600, "and its mode");
     // The operator's choice: then the file is changed, as GNU does.
-    Podinit::new().args(["chown", "-R", "--allow-hard-links", "1234:1234"]).arg(&volume).run().code(0);
+    Podinit::new().args(["chown", "-R", "--allow-hard-links", "1234:1234"]).arg(&volume).run_within(LIMIT).code(0);
     assert_eq!(owner(&secret), 1234);
 }
 
@@ -188,14 +196,14 @@ fn state_files_and_lock_files_planted_as_fifos_or_links_never_hang_or_redirect()
     // the first hung past --timeout, the second filled memory.
     tool("mkfifo", &[s(&out.path().join(".f.bin.podinit-http.json"))]).code(0);
     std::os::unix::fs::symlink("/dev/zero", out.path().join(".f.bin.podinit-partial.json")).unwrap();
-    let run = Podinit::new().args(["--timeout", "20s", "http-get", &url(&server, "f.bin"), s(&dest)]).run();
+    let run = Podinit::new().args(["--timeout", "20s", "http-get", &url(&server, "f.bin"), s(&dest)]).run_within(LIMIT);
     run.code(0);
     assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 100_000]);
 
     // `--install`'s check of an existing name: a FIFO named like an applet is kept, not read.
     let bin = tempfile::tempdir().unwrap();
     tool("mkfifo", &[s(&bin.path().join("cp"))]).code(0);
-    Podinit::new().args(["--timeout", "20s", "--install"]).arg(bin.path()).run().code(0);
+    Podinit::new().args(["--timeout", "20s", "--install"]).arg(bin.path()).run_within(LIMIT).code(0);
     assert!(std::fs::symlink_metadata(bin.path().join("cp")).unwrap().file_type().is_fifo());
 
     // migrate's SQLite lock beside the database: a dangling link must not make root create the
@@ -212,11 +220,11 @@ fn state_files_and_lock_files_planted_as_fifos_or_links_never_hang_or_redirect()
             .arg(migrations.path())
             .env("DATABASE_URL", format!("sqlite://{}/app.db?mode=rwc", data.path().display()))
     };
-    migrate().run().code(1).stderr_has("opening the lock file");
+    migrate().run_within(LIMIT).code(1).stderr_has("opening the lock file");
     assert!(!target.exists(), "nothing created where the link points");
     std::fs::remove_file(data.path().join("app.podinit-migrate.lock")).unwrap();
     tool("mkfifo", &[s(&data.path().join("app.podinit-migrate.lock"))]).code(0);
-    migrate().run().code(1).stderr_has("not a regular file");
+    migrate().run_within(LIMIT).code(1).stderr_has("not a regular file");
 }
 
 #[test]
@@ -225,7 +233,7 @@ fn deep_trees_cost_memory_linear_in_depth_and_stop_at_the_cap() {
     // next run (the recursive removal kept the whole path per level).
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("tls");
-    let certs = || Podinit::new().args(["certs", "--out", s(&out), "--common-name", "api"]).run();
+    let certs = || Podinit::new().args(["certs", "--out", s(&out), "--common-name", "api"]).run_within(LIMIT);
     certs().code(0);
     let leftover = out.join("..2020_01_01_00_00_00.1_1");
     std::fs::create_dir(&leftover).unwrap();
@@ -245,7 +253,7 @@ fn deep_trees_cost_memory_linear_in_depth_and_stop_at_the_cap() {
     std::fs::create_dir(&src).unwrap();
     deep_chain(&src, 1500);
     let copy = tmp.path().join("copy");
-    Podinit::new().args(["cp", "-r"]).arg(&src).arg(&copy).run().code(0);
+    Podinit::new().args(["cp", "-r"]).arg(&src).arg(&copy).run_within(LIMIT).code(0);
     let mut bottom = copy.clone();
     for _ in 0..10 {
         bottom.push("d");
@@ -255,7 +263,7 @@ fn deep_trees_cost_memory_linear_in_depth_and_stop_at_the_cap() {
     let deeper = tmp.path().join("deeper");
     std::fs::create_dir(&deeper).unwrap();
     deep_chain(&deeper, 2100);
-    Podinit::new().args(["chown", "-R", "1:1"]).arg(&deeper).run().code(1).stderr_has("directories deep");
+    Podinit::new().args(["chown", "-R", "1:1"]).arg(&deeper).run_within(LIMIT).code(1).stderr_has("directories deep");
     rm_rf(&deeper);
     rm_rf(&copy);
     rm_rf(&src);
@@ -278,9 +286,9 @@ fn template_bombs_stop_within_their_budgets_and_the_deadline() {
     let dest = tmp.path().join("out.conf");
     // 2^40 renders: the step budget ends it (exit 2, a template error), or the deadline
     // first (exit 124) on a slow build; never a run past --timeout.
-    let run = Podinit::new().args(["--timeout", "60s", "render"]).arg(&bomb).arg(&dest).run();
+    let run = Podinit::new().args(["--timeout", "60s", "render"]).arg(&bomb).arg(&dest).run_within(LIMIT);
     assert!((run.code == 2 && run.stderr.contains("steps")) || run.code == 124, "{run:?}");
-    let run = Podinit::new().args(["--timeout", "300ms", "render"]).arg(&bomb).arg(&dest).run();
+    let run = Podinit::new().args(["--timeout", "300ms", "render"]).arg(&bomb).arg(&dest).run_within(LIMIT);
     assert!(run.code == 124 || run.stderr.contains("steps"), "{run:?}");
     // SIGTERM ends a render at once (exit 143).
     let mut child = Podinit::new().args(["render"]).arg(&bomb).arg(&dest).command().spawn().unwrap();
@@ -297,15 +305,25 @@ fn template_bombs_stop_within_their_budgets_and_the_deadline() {
     }
     std::thread::sleep(Duration::from_millis(50));
     crate::support::cmd::sigterm(&child);
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(143), "{status:?}");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            break child.wait().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(143), "SIGTERM ends a render: {status:?}");
     // A 60 MB value written 1,000 times: the output budget.
     let big = write("big.tmpl", r#"{{$x := repeat 30000000 "ab"}}{{range 1000}}{{$x}}{{end}}"#);
-    Podinit::new().args(["render"]).arg(&big).arg(&dest).run().code(2).stderr_has("MiB");
+    Podinit::new().args(["render"]).arg(&big).arg(&dest).run_within(LIMIT).code(2).stderr_has("MiB");
     // 20,000 nested parentheses overflowed the stack (no termination message).
     let parens = write("parens.tmpl", &format!("{{{{{}1{}}}}}", "(".repeat(20_000), ")".repeat(20_000)));
     let log = tmp.path().join("termination-log");
-    Podinit::new().args(["--termination-log", s(&log), "render"]).arg(&parens).arg(&dest).run().code(2).stderr_has("nest deeper than");
+    Podinit::new().args(["--termination-log", s(&log), "render"]).arg(&parens).arg(&dest).run_within(LIMIT).code(2).stderr_has("nest deeper than");
     assert!(std::fs::read_to_string(&log).unwrap().contains("nest deeper than"));
     assert!(!dest.exists(), "nothing written by any of them");
 }
@@ -318,7 +336,7 @@ fn a_token_in_a_urls_user_part_is_never_printed() {
     let run = Podinit::new()
         .args(["--timeout", "3s", "--termination-log", s(&log), "http-get", "http://ghp_0123456789secret@127.0.0.1:9/x.tar.gz"])
         .arg(tmp.path().join("x.tar.gz"))
-        .run();
+        .run_within(LIMIT);
     assert_ne!(run.code, 0);
     let summary = std::fs::read_to_string(&log).unwrap();
     assert!(!run.stderr.contains("0123456789secret") && !summary.contains("0123456789secret"), "{}\n{summary}", run.stderr);
@@ -411,7 +429,7 @@ async fn a_vault_template_cannot_read_the_credentials_podinit_holds() {
             .arg("--secret-id-file")
             .arg(creds.path().join("secret-id"))
             .args(["--template", &format!("{}=out.txt", src.display())])
-            .run();
+            .run_within(LIMIT);
         assert_ne!(run.code, 0, "{name}: {run:?}");
         assert!(run.stderr.contains("/proc") || run.stderr.contains("credential"), "{name}: {}", run.stderr);
         for secret in ["the-secret-id-value", "env-secret-id-value", role_id.trim()] {

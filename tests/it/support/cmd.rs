@@ -95,6 +95,26 @@ impl Podinit {
         cmd
     }
 
+    /// Runs to completion, or until `limit` has passed: then it is killed (SIGKILL) and the
+    /// outcome's code is -1, so a regression that hangs fails its test instead of the run.
+    pub fn run_within(self, limit: std::time::Duration) -> Outcome {
+        let mut child = self.command().spawn().unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
+        if let Some(data) = &self.stdin {
+            child.stdin.take().unwrap().write_all(data).unwrap();
+        }
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid fits in i32"));
+        let (done, finished) = std::sync::mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if finished.recv_timeout(limit).is_err() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        let out = child.wait_with_output().unwrap();
+        let _ = done.send(());
+        watchdog.join().unwrap();
+        Outcome::from_output(out)
+    }
+
     /// Runs to completion.
     pub fn run(self) -> Outcome {
         let mut child = self.command().spawn().unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
