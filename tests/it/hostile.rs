@@ -174,7 +174,13 @@ fn chown_and_chmod_leave_hard_links_into_the_volume_alone() {
     let owner = |p: &Path| std::fs::metadata(p).unwrap().uid();
     let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
 
-    Podinit::new().args(["chown", "-R", "1234:1234"]).arg(&volume).run_within(LIMIT).code(0).stderr_has("outside the tree").stderr_has("1 skipped");
+    Podinit::new()
+        .args(["chown", "-R", "1234:1234"])
+        .arg(&volume)
+        .run_within(LIMIT)
+        .code(0)
+        .stderr_has("outside the tree")
+        .stderr_has("1 skipped");
     assert_eq!(owner(&secret), 0, "the file outside kept its owner");
     assert_eq!(owner(&volume.join("own")), 1234);
     assert_eq!(owner(&volume.join("b")), 1234, "every name inside: changed");
@@ -323,7 +329,13 @@ fn template_bombs_stop_within_their_budgets_and_the_deadline() {
     // 20,000 nested parentheses overflowed the stack (no termination message).
     let parens = write("parens.tmpl", &format!("{{{{{}1{}}}}}", "(".repeat(20_000), ")".repeat(20_000)));
     let log = tmp.path().join("termination-log");
-    Podinit::new().args(["--termination-log", s(&log), "render"]).arg(&parens).arg(&dest).run_within(LIMIT).code(2).stderr_has("nest deeper than");
+    Podinit::new()
+        .args(["--termination-log", s(&log), "render"])
+        .arg(&parens)
+        .arg(&dest)
+        .run_within(LIMIT)
+        .code(2)
+        .stderr_has("nest deeper than");
     assert!(std::fs::read_to_string(&log).unwrap().contains("nest deeper than"));
     assert!(!dest.exists(), "nothing written by any of them");
 }
