@@ -138,8 +138,11 @@ thread_local! {
     /// The destination directory this thread last wrote into (its parent's copy and its
     /// name there, the parent kept alive so the pointer stays its own): the walk visits the
     /// entries of one directory one after another, so one open descriptor serves them all.
-    static LAST_DIR: RefCell<Option<(Arc<Dir>, OsString, Arc<Dir>, u64)>> = const { RefCell::new(None) };
+    static LAST_DIR: RefCell<Option<LastDir>> = const { RefCell::new(None) };
 }
+
+/// The parent's copy, the name in it, the open directory and its file system.
+type LastDir = (Arc<Dir>, OsString, Arc<Dir>, u64);
 
 /// Where the entries of a source directory are copied to, carried down the walk: never found
 /// again from the destination's root, which cost time quadratic in the depth.

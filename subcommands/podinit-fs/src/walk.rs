@@ -173,8 +173,11 @@ pub(crate) fn errno(err: &anyhow::Error) -> Option<i32> {
 #[derive(Default)]
 pub(crate) struct HardLinks {
     /// (device, inode) → names met, links the file has, the first name met.
-    met: Mutex<std::collections::HashMap<(u64, u64), (u64, u64, PathBuf)>>,
+    met: Mutex<std::collections::HashMap<(u64, u64), Met>>,
 }
+
+/// Names met, links the file has, the first name met.
+type Met = (u64, u64, PathBuf);
 
 impl HardLinks {
     /// Whether `entry` (a regular file with other links) may be changed now: this is the last

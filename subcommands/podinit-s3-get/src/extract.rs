@@ -63,6 +63,7 @@ pub(crate) fn is_current(set: &DataSet, url: &spec::S3Url, etag: &str) -> bool {
 }
 
 /// Downloads and unpacks `remote` as a new version of `set`, then switches to it.
+#[expect(clippy::too_many_arguments, reason = "one call site")]
 pub(crate) async fn extract(
     ctx: &Context,
     s3: &Client,

@@ -59,7 +59,7 @@ impl Exec<'_> {
         if steps > MAX_STEPS {
             return Err(self.err(line, format!("the template takes more than {MAX_STEPS} steps to render: stopped")));
         }
-        if steps % CHECK_EVERY == 0
+        if steps.is_multiple_of(CHECK_EVERY)
             && let Some(check) = &self.engine.stop
         {
             check().map_err(|why| self.err(line, why))?;

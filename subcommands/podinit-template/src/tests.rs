@@ -330,6 +330,7 @@ fn a_stop_check_ends_a_long_render() {
 }
 
 #[test]
+#[expect(clippy::disallowed_methods, reason = "fixtures are written plainly")]
 fn file_never_reads_credentials_or_pseudo_files() {
     let dir = std::env::temp_dir().join(format!("podinit-template-file-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -67,7 +67,7 @@ impl Limits {
         }
         match nix::sys::statvfs::fstatvfs(root) {
             Ok(vfs) => {
-                let free = u64::from(vfs.blocks_available()).saturating_mul(u64::from(vfs.fragment_size()));
+                let free = vfs.blocks_available().saturating_mul(vfs.fragment_size());
                 free - (free / 20).min(1 << 30)
             }
             Err(_) => u64::MAX,
@@ -136,7 +136,7 @@ impl Unpacker {
     /// left of the byte budget (before anything of it is written).
     fn admit(&mut self, shown: &Path, size: u64) -> anyhow::Result<()> {
         self.seen += 1;
-        if self.seen % CHECK_EVERY == 0 {
+        if self.seen.is_multiple_of(CHECK_EVERY) {
             self.check()?;
         }
         if self.seen > self.max_entries {
@@ -407,7 +407,7 @@ fn write_sparse(data: &mut dyn Read, file: &mut std::fs::File, budget: u64, stop
             return Ok(None);
         }
         if let Some(stop) = stop
-            && (total / BLOCK as u64) % CHECK_EVERY == 0
+            && (total / BLOCK as u64).is_multiple_of(CHECK_EVERY)
         {
             stop().map_err(std::io::Error::other)?;
         }
