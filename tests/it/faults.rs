@@ -281,14 +281,20 @@ async fn a_full_volume_fails_in_one_line_and_leaves_nothing() {
     let run = s3_get(&garage, &ep, &["s3://test/full/big.bin", &format!("{}/", vol.path().display())]);
     run.code(1).stderr_has("no space left on device").stderr_has("is full");
     assert_eq!(std::fs::read_dir(vol.path()).unwrap().count(), 0, "no partial file is kept");
-    // An archive whose entries do not fit: the volume holds nothing of it afterwards.
+    // An archive whose entries do not fit: stopped by the byte budget (the volume's free
+    // space less a margin) before the volume fills; it holds nothing of it afterwards.
     let files = archive_version(3, 12, 512 << 10);
     garage.put("full/big.tar", &tar_of(&files), None).await;
     let out = vol.path().join("x");
     let run = s3_get(&garage, &ep, &["--extract", "s3://test/full/big.tar", out.to_str().unwrap()]);
+    run.code(1).stderr_has("the archive unpacks to more than").stderr_has("the volume's free space less a margin");
+    assert_eq!(run.stderr.lines().filter(|l| l.contains("error:")).count(), 1, "one error line:\n{}", run.stderr);
+    assert!(!out.exists(), "nothing of it, no directory left");
+    // Past the budget (raised on purpose), the volume itself fills: one line and a hint.
+    let run = s3_get(&garage, &ep, &["--extract", "--extract-max-size", "1GiB", "s3://test/full/big.tar", out.to_str().unwrap()]);
     run.code(1).stderr_has("no space left on device").stderr_has(&format!("hint: the volume at {} is full", out.display()));
     assert_eq!(run.stderr.lines().filter(|l| l.contains("error:")).count(), 1, "one error line:\n{}", run.stderr);
-    assert!(tree(&out).is_empty() && leftovers(&out).is_empty(), "{:?}", std::fs::read_dir(&out).unwrap().collect::<Vec<_>>());
+    assert!(!out.exists(), "nothing of it, no directory left");
 
     // vault-fetch: the old set stays when the new one does not fit.
     let bao = services::openbao().await;

@@ -346,7 +346,8 @@ fn a_password_in_the_url_query_never_reaches_the_log() {
         .arg(dir.path())
         .env("DATABASE_URL", "postgres://app@127.0.0.1:1/app?password=hunter2")
         .run();
-    out.code(124).stderr_has("connecting to postgres://app@127.0.0.1:1/app?password=***");
+    // The user part is masked whole (a token is often the user name alone).
+    out.code(124).stderr_has("connecting to postgres://***@127.0.0.1:1/app?password=***");
     assert!(!out.stderr.contains("hunter2"), "the password reached the log:\n{}", out.stderr);
 }
 
