@@ -28,6 +28,8 @@ const CHECK_EVERY: u64 = 4096;
 pub(crate) struct Meter {
     steps: std::cell::Cell<u64>,
     written: std::cell::Cell<usize>,
+    /// The line of the last action, for a budget error met in text (which has no line).
+    line: std::cell::Cell<usize>,
 }
 
 pub(crate) struct Exec<'a> {
@@ -54,6 +56,8 @@ impl Exec<'_> {
     /// One more step; an error past the budget, or when the engine's stop check says so
     /// (the deadline, SIGTERM), looked at every [`CHECK_EVERY`] steps.
     fn step(&self, line: usize) -> Result<(), TemplateError> {
+        let line = if line == 0 { self.meter.line.get() } else { line };
+        self.meter.line.set(line);
         let steps = self.meter.steps.get() + 1;
         self.meter.steps.set(steps);
         if steps > MAX_STEPS {
@@ -85,6 +89,7 @@ impl Exec<'_> {
 
     /// Counts `n` bytes written; an error past [`MAX_OUTPUT`].
     fn wrote(&self, n: usize, line: usize) -> Result<(), TemplateError> {
+        let line = if line == 0 { self.meter.line.get() } else { line };
         let written = self.meter.written.get().saturating_add(n);
         self.meter.written.set(written);
         if written > MAX_OUTPUT {
