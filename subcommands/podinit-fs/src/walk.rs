@@ -324,7 +324,7 @@ impl Walk {
                 if depth + 1 == podinit_core::fs::root::DEEP {
                     podinit_core::fs::root::allow_deep_walks();
                 }
-                if depth + 1 >= MAX_DEPTH {
+                if depth + 1 > MAX_DEPTH {
                     tally.fail(&anyhow::anyhow!("{} is more than {MAX_DEPTH} directories deep: not descended into", path().display()));
                     continue;
                 }

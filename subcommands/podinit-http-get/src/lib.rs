@@ -487,7 +487,11 @@ impl Get<'_> {
         .map_err(|e| anyhow::anyhow!("the unpacker stopped: {e}"))?
         .map_err(|e| {
             let _ = std::fs::remove_file(&archive);
-            podinit_core::fs::explain_write(e.context(format!("extracting {shown}")), dir)
+            // Stopped by the deadline or a signal: exit 124 or 143, as any wait.
+            self.ctx
+                .check_shutdown()
+                .err()
+                .unwrap_or_else(|| podinit_core::fs::explain_write(e.context(format!("extracting {shown}")), dir))
         })?;
         let saved = Saved {
             source: self.shown.clone(),

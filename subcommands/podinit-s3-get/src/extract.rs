@@ -142,7 +142,10 @@ async fn unpack_streamed(
     drop(tx);
     let unpacked = unpacker.await.map_err(|e| anyhow::anyhow!("the unpacker stopped: {e}"))?;
     download?;
-    let (hasher, entries, root) = unpacked.map_err(|e| podinit_core::fs::explain_write(e.context(format!("extracting {url}")), &dest))?;
+    // Stopped by the deadline or a signal: exit 124 or 143, as any wait.
+    let (hasher, entries, root) = unpacked.map_err(|e| {
+        ctx.check_shutdown().err().unwrap_or_else(|| podinit_core::fs::explain_write(e.context(format!("extracting {url}")), &dest))
+    })?;
     let verified = hasher
         .finish()
         .map_err(|m| Error::new(Kind::Failed, anyhow::anyhow!("{url}: verification failed: {m}")).with_hint("nothing was extracted"))?;

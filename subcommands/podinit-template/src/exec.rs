@@ -30,6 +30,33 @@ pub(crate) struct Meter {
     written: std::cell::Cell<usize>,
     /// The line of the last action, for a budget error met in text (which has no line).
     line: std::cell::Cell<usize>,
+    /// Lists of nodes being walked, across `template` calls: the executor's recursion.
+    nest: std::cell::Cell<usize>,
+}
+
+/// How deep the executor may recurse in one render (actions in actions, across `template`
+/// calls): each template's nesting is bounded when parsed (100) and calls nest 64 deep, but
+/// the two multiply; far above real templates, far below the stack's end.
+pub(crate) const MAX_EXEC_NESTING: usize = 1000;
+
+/// The output, refusing to grow past the room left in the budget while a value is printed
+/// (a list nested in itself prints 4^k bytes from a few steps).
+struct Bounded<'a> {
+    out: &'a mut String,
+    room: usize,
+    over: bool,
+}
+
+impl std::fmt::Write for Bounded<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if s.len() > self.room {
+            self.over = true;
+            return Err(std::fmt::Error);
+        }
+        self.room -= s.len();
+        self.out.push_str(s);
+        Ok(())
+    }
 }
 
 pub(crate) struct Exec<'a> {
@@ -99,6 +126,17 @@ impl Exec<'_> {
     }
 
     pub(crate) fn walk(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
+        let depth = self.meter.nest.get() + 1;
+        if depth > MAX_EXEC_NESTING {
+            return Err(self.err(self.meter.line.get(), format!("actions and template calls nest deeper than {MAX_EXEC_NESTING}")));
+        }
+        self.meter.nest.set(depth);
+        let flow = self.walk_nodes(nodes, dot);
+        self.meter.nest.set(depth - 1);
+        flow
+    }
+
+    fn walk_nodes(&mut self, nodes: &[Node], dot: &Value) -> Result<Flow, TemplateError> {
         for node in nodes {
             self.step(node.line())?;
             match node {
@@ -201,7 +239,12 @@ impl Exec<'_> {
             return Err(self.err(line, what.to_string()));
         }
         let before = self.out.len();
-        let _ = write!(self.out, "{value}");
+        let room = MAX_OUTPUT.saturating_sub(self.meter.written.get());
+        let mut bounded = Bounded { out: &mut self.out, room, over: false };
+        let _ = write!(bounded, "{value}");
+        if bounded.over {
+            return Err(self.err(line, format!("the template writes more than {} MiB: stopped", MAX_OUTPUT >> 20)));
+        }
         self.wrote(self.out.len() - before, line)
     }
 

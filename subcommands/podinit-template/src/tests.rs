@@ -316,6 +316,14 @@ fn hostile_templates_meet_their_budgets() {
     assert!(err.contains("MiB"), "{err}");
     let err = render_with(r#"{{$x := repeat 2000000 "a,"}}{{$l := split "," $x}}{{len $l}}"#, &Value::Nil).unwrap_err();
     assert!(err.contains("items"), "{err}");
+    // A list nested in itself: a few steps, 4^12 items when printed.
+    let mut nested = String::from(r#"{{$a := list "xxxxxxxxxxxxxxxx"}}"#);
+    for _ in 0..12 {
+        nested.push_str("{{$a = list $a $a $a $a}}");
+    }
+    nested.push_str("{{$a}}");
+    let err = render_with(&nested, &Value::Nil).unwrap_err();
+    assert!(err.contains("MiB"), "{err}");
     // Real nesting is far from the limits.
     assert_eq!(render(&format!("{{{{{}1{}}}}}", "(".repeat(50), ")".repeat(50))), "1");
 }

@@ -106,6 +106,9 @@ pub type Stop = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 /// archives in the usual order take one or two per entry.
 const MAX_STEPS: u64 = 200_000_000;
 
+/// What a directory or link entry costs of the byte budget: the block it takes.
+const NON_FILE_COST: u64 = 4096;
+
 /// Skipped entries named in a warning one by one before only counting.
 const LOGGED_SKIPS: u64 = 20;
 
@@ -194,7 +197,11 @@ impl Unpacker {
             let mtime = header.mtime().ok().map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s));
             use tar::EntryType as T;
             let what = match kind {
-                T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
+                // Counted like any entry: an endless stream of them must meet the budgets.
+                T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => {
+                    self.admit(&path, 0)?;
+                    continue;
+                }
                 T::Directory => Entry::Dir,
                 T::Regular | T::Continuous | T::GNUSparse => Entry::File,
                 T::Symlink => Entry::Symlink(entry.link_name().context("reading a link target")?.unwrap_or_default().into_owned()),
@@ -252,6 +259,11 @@ impl Unpacker {
         data: &mut dyn Read,
     ) -> anyhow::Result<()> {
         self.admit(path, if matches!(what, Entry::File) { size } else { 0 })?;
+        if !matches!(what, Entry::File) {
+            // A directory or link takes a block of its own: two million empty directories
+            // would fill a volume without a byte of data.
+            self.bytes_left = self.bytes_left.checked_sub(NON_FILE_COST).ok_or_else(|| anyhow::anyhow!("{}", self.over_budget(path)))?;
+        }
         let mode = if matches!(what, Entry::Dir) { mode & 0o1777 } else { mode & 0o777 };
         let shown = path.display();
         if matches!(what, Entry::Dir) && path.components().all(|c| matches!(c, std::path::Component::CurDir)) {
@@ -341,10 +353,20 @@ impl Unpacker {
     /// deepest first. Returns the number of entries written.
     pub fn finish(mut self) -> anyhow::Result<u64> {
         self.last_parent = None;
-        for link in &self.links {
+        let links = std::mem::take(&mut self.links);
+        for (i, link) in links.iter().enumerate() {
             let parts = components(link)?;
+            // Judging a link walks its path, and each link it goes through, from the root:
+            // charged to the same step budget as placing entries, and the stop check asked.
+            self.steps_left = self
+                .steps_left
+                .checked_sub(parts.len() as u64 * 2)
+                .ok_or_else(|| anyhow::anyhow!("the archive's links take more than {MAX_STEPS} directory steps to judge: refused"))?;
+            if (i as u64).is_multiple_of(CHECK_EVERY) {
+                self.check()?;
+            }
             let (name, parent) = parts.split_last().unwrap_or((&parts[0], &[]));
-            let Ok(dir) = self.root.open_dir(parent) else { continue };
+            let dir = self.root.open_dir(parent).map_err(|e| e.context(format!("judging the link '{}': refused", link.display())))?;
             // A later entry may have replaced the link.
             if dir.stat(name)?.is_some_and(|s| Kind::of(&s) == Kind::Symlink) {
                 self.root.check_link(&parts).map_err(|e| anyhow::anyhow!("{e:#}: refused, nothing was extracted"))?;

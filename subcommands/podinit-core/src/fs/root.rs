@@ -441,7 +441,7 @@ impl Dir {
             let Some(stat) = dir.stat(&name).map_err(|e| io_error(e, &shown(&levels, &name), "reading"))? else { continue };
             on_entry(dir, &name, &stat, levels.len() + 1).map_err(|e| e.context(format!("at {}", shown(&levels, &name).display())))?;
             if Kind::of(&stat) == Kind::Dir {
-                if levels.len() + 1 >= MAX_DEPTH {
+                if levels.len() + 1 > MAX_DEPTH {
                     bail!("{} is more than {MAX_DEPTH} directories deep: refused", shown(&levels, &name).display());
                 }
                 if levels.len() == DEEP {

@@ -67,7 +67,7 @@ impl DataSet {
     /// writers of the same directory hold (replicas sharing a volume), and removes what a
     /// killed writer left behind.
     pub async fn open(ctx: &Context, path: &Path, mode: u32) -> Result<Self, Error> {
-        loop {
+        for _ in 0..100 {
             if let Some(set) = Self::try_open(ctx, path, mode).await? {
                 return Ok(set);
             }
@@ -75,6 +75,10 @@ impl DataSet {
             // nothing (see `Drop`): start over, as the first writer now.
             ctx.check_shutdown()?;
         }
+        Err(Error::new(
+            ErrorKind::Failed,
+            anyhow::anyhow!("{}: removed under podinit again and again while it waited to write there", path.display()),
+        ))
     }
 
     async fn try_open(ctx: &Context, path: &Path, mode: u32) -> Result<Option<Self>, Error> {
@@ -245,7 +249,9 @@ async fn lock(ctx: &Context, dir: &Path) -> Result<Option<Flock<File>>, Error> {
     let mut waited = false;
     loop {
         let file = match super::open_lock_file(&path) {
-            Err(e) if waited && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            // The directory was removed by the writer before us (a first run that published
+            // nothing): start over.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             other => other,
         };
         let file = file.map_err(|e| super::explain_write(super::io_error(e, format!("creating the lock {}", path.display())), dir))?;
