@@ -255,4 +255,18 @@ fn truststores_are_read_by_keytool_and_openssl_and_kept_when_current() {
         .stderr_has("broken.crt: a CERTIFICATE block is not an X.509 certificate");
     assert!(!fresh.exists());
     podinit(&["truststore", "--pem", s(&tmp.path().join("nope")), "--out", s(&fresh)]).code(2).stderr_has("--pem");
+    std::fs::remove_file(cas.join("broken.crt")).unwrap();
+
+    // A PEM holding a key beside its certificate (a Secret's combined tls.pem): the key is
+    // skipped with a warning naming the file, never copied; --out in a missing directory is
+    // made, as certs makes its own.
+    let combined = tmp.path().join("combined.pem");
+    let key = tool("openssl", &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]).stdout;
+    std::fs::write(&combined, std::fs::read_to_string(cas.join("one.crt")).unwrap() + &key).unwrap();
+    let deep = tmp.path().join("new/dir/bundle.pem");
+    podinit(&["truststore", "--pem", s(&combined), "--out", s(&deep)])
+        .code(0)
+        .stderr_has(&format!("{}: holds a private key (PRIVATE KEY): skipped", combined.display()));
+    let bundle = std::fs::read_to_string(&deep).unwrap();
+    assert!(bundle.contains("BEGIN CERTIFICATE") && !bundle.contains("PRIVATE KEY"), "{bundle}");
 }

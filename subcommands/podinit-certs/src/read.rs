@@ -21,6 +21,11 @@ pub(crate) fn certificates(file: &Path, text: &[u8]) -> Result<Vec<Found>, Error
     }
     let mut found = Vec::new();
     for block in blocks {
+        if block.tag().contains("PRIVATE KEY") {
+            // A Secret's tls.key next to its ca.crt, or a combined PEM: never copied along.
+            tracing::warn!("{}: holds a private key ({}): skipped, only certificates are read", file.display(), block.tag());
+            continue;
+        }
         if block.tag() != "CERTIFICATE" {
             tracing::debug!("{}: skipping a {} block", file.display(), block.tag());
             continue;

@@ -130,6 +130,12 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             store.writer(&password).write().map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("writing PKCS#12: {e}")))?
         }
     };
+    // A missing directory is made, as `certs --out` makes its own (its mode: 0755, less the umask).
+    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+        std::fs::DirBuilder::new().recursive(true).create(parent).map_err(|e| {
+            podinit_core::fs::explain_write(podinit_core::fs::io_error(e, format!("creating {}", parent.display())), parent)
+        })?;
+    }
     let written = podinit_core::fs::write_atomic(&args.out, &bytes, options).map_err(|e| podinit_core::fs::explain_write(e, &args.out))?;
     let verb = if written { "written" } else { "kept (unchanged)" };
     tracing::info!("{}: {verb}: {} certificates ({format:?}) from {} sources", args.out.display(), certs.len(), sources.len());
