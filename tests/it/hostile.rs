@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::archive::{raw, raw_tar};
 use crate::support::cmd::{s, tool};
 use crate::support::services;
 use crate::support::web::Server;
@@ -18,29 +19,6 @@ use crate::support::{Outcome, Podinit};
 /// The longest any run here may take: a regression that hangs (a FIFO read, a template
 /// without budgets) is killed and fails its test.
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A tar archive of `(path, kind, mode, link target or content)` written header by header, so
-/// hostile entries are kept as given (the tar crate's builder refuses some).
-fn raw_tar(entries: &[(&str, tar::EntryType, u32, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (path, kind, mode, text) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
-        header.set_entry_type(*kind);
-        header.set_mode(*mode);
-        let body: &[u8] = if *kind == tar::EntryType::Regular { text.as_bytes() } else { b"" };
-        if matches!(kind, tar::EntryType::Symlink | tar::EntryType::Link) {
-            header.as_old_mut().linkname[..text.len()].copy_from_slice(text.as_bytes());
-        }
-        header.set_size(body.len() as u64);
-        header.set_cksum();
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(body);
-        out.resize(out.len().div_ceil(512) * 512, 0);
-    }
-    out.resize(out.len() + 1024, 0);
-    out
-}
 
 fn serve(root: &Path) -> Server {
     Server::python(&["--root", s(root)])
@@ -79,7 +57,7 @@ fn an_archive_hard_link_to_a_link_cannot_leave_dest() {
     use tar::EntryType::{Link as H, Symlink as L};
     // `a/b/c/l -> ../../../x` stays inside where it stands; `top`, a hard link to it, would
     // give it a name at the root, from where it points above DEST.
-    let bad = raw_tar(&[("a/b/c/l", L, 0o777, "../../../etc"), ("top", H, 0o644, "a/b/c/l")]);
+    let bad = raw_tar(&[raw("a/b/c/l", L, 0o777, "../../../etc"), raw("top", H, 0o644, "a/b/c/l")]);
     std::fs::write(www.path().join("bad.tar"), bad).unwrap();
     let server = serve(www.path());
     let out = tempfile::tempdir().unwrap();
@@ -87,7 +65,7 @@ fn an_archive_hard_link_to_a_link_cannot_leave_dest() {
     http_get(&[&url(&server, "bad.tar"), s(&dest), "--extract"]).code(1).stderr_has("hard link 'top'").stderr_has("refused");
     assert!(!dest.exists(), "nothing published, and the directory this run made is gone");
     // A wrong checksum: the same (it left `DEST/..podinit.lock` behind).
-    std::fs::write(www.path().join("ok.tar"), raw_tar(&[("a", tar::EntryType::Regular, 0o644, "a")])).unwrap();
+    std::fs::write(www.path().join("ok.tar"), raw_tar(&[raw("a", tar::EntryType::Regular, 0o644, "a")])).unwrap();
     http_get(&[&url(&server, "ok.tar"), s(&dest), "--extract", "--sha256", &"0".repeat(64)]).code(1);
     assert!(!dest.exists(), "nothing published, no directory left");
 }
@@ -148,7 +126,7 @@ fn extraction_is_bounded_and_writes_holes() {
 fn a_sticky_directory_keeps_its_bit_and_setuid_files_lose_theirs() {
     let www = tempfile::tempdir().unwrap();
     use tar::EntryType::{Directory as D, Regular as F};
-    std::fs::write(www.path().join("t.tar"), raw_tar(&[("tmp", D, 0o1777, ""), ("tmp/x", F, 0o4755, "x")])).unwrap();
+    std::fs::write(www.path().join("t.tar"), raw_tar(&[raw("tmp", D, 0o1777, ""), raw("tmp/x", F, 0o4755, "x")])).unwrap();
     let server = serve(www.path());
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("dest");

@@ -1,6 +1,7 @@
-//! Test support: the command builder, the Docker gate with its image builder, and the
+//! Test support: the command builder, hand-made tar archives, the Docker gate with its image builder, and the
 //! database services.
 
+pub mod archive;
 pub mod cmd;
 pub mod docker;
 pub mod fault;
