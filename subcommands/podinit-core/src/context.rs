@@ -31,6 +31,9 @@ pub struct Context {
     quiet: bool,
 }
 
+/// A check for work that cannot await the context: `Err` with the reason to stop.
+pub type StopCheck = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
 /// Which stop signal arrived, if any; async waiters are woken when one does.
 #[derive(Debug, Default)]
 struct Shutdown {
@@ -188,7 +191,7 @@ impl Context {
     /// For work that runs without yielding or checking the context itself (a template
     /// render): `Err` with the reason once a stop signal arrived or the deadline passed. The
     /// caller maps that to [`Context::check_shutdown`]'s error.
-    pub fn stop_check(&self) -> Arc<dyn Fn() -> Result<(), String> + Send + Sync> {
+    pub fn stop_check(&self) -> StopCheck {
         let (shutdown, deadline) = (Arc::clone(&self.shutdown), self.deadline);
         Arc::new(move || {
             if let Some(signal) = shutdown.signal() {

@@ -100,7 +100,7 @@ pub struct Unpacker {
 }
 
 /// A check that says whether to go on: `Err` with the reason (the deadline, a stop signal).
-pub type Stop = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+pub use podinit_core::context::StopCheck as Stop;
 
 /// Directory steps (components opened to find entries' parents) one extraction may take:
 /// archives in the usual order take one or two per entry.

@@ -229,7 +229,6 @@ pub fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
 /// a link to `/dev/zero` or a huge file cannot exhaust memory).
 pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     use nix::fcntl::OFlag;
-    use std::io::Read as _;
     // A device is never opened (opening one can do something): refused by its `lstat`, then
     // by the open file's own `fstat` (something swapped in between is not read either).
     if !std::fs::symlink_metadata(path)?.is_file() {
@@ -237,17 +236,25 @@ pub fn read_capped(path: &Path, max: u64) -> io::Result<Vec<u8>> {
     }
     let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_NOCTTY | OFlag::O_CLOEXEC;
     let file = File::from(nix::fcntl::open(path, flags, nix::sys::stat::Mode::empty())?);
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    if !file.metadata()?.is_file() {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
     }
-    if meta.len() > max {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+    read_whole(file, max)
+}
+
+/// All of the regular file `file`, if it holds at most `max` bytes: its size is checked
+/// before reading, and the read stops one byte past `max` (a file that grew meanwhile).
+pub(crate) fn read_whole(file: File, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let too_big = || io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes"));
+    let len = file.metadata()?.len();
+    if len > max {
+        return Err(too_big());
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
     file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes")));
+        return Err(too_big());
     }
     Ok(bytes)
 }

@@ -248,19 +248,7 @@ impl Dir {
     /// The whole content of the regular file `name` in this directory (never through a link),
     /// at most [`super::STATE_FILE_MAX`] bytes (more is an error, found before reading).
     pub fn read(&self, name: &OsStr) -> io::Result<Vec<u8>> {
-        use std::io::Read as _;
-        let max = super::STATE_FILE_MAX;
-        let too_big = || io::Error::new(io::ErrorKind::InvalidData, format!("larger than {max} bytes"));
-        let file = self.open_file(name)?;
-        if file.metadata()?.len() > max {
-            return Err(too_big());
-        }
-        let mut bytes = Vec::new();
-        file.take(max + 1).read_to_end(&mut bytes)?;
-        if bytes.len() as u64 > max {
-            return Err(too_big());
-        }
-        Ok(bytes)
+        super::read_whole(self.open_file(name)?, super::STATE_FILE_MAX)
     }
 
     /// Creates the symbolic link `name` pointing at `target`.
