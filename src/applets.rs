@@ -181,9 +181,12 @@ registry! {
     Ln "ln" "ln" podinit_fs::ln => blocking;
     Migrate "migrate" "migrate" podinit_migrate => current;
     Mkdir "mkdir" "mkdir" podinit_fs::mkdir => blocking;
+    Mv "mv" "mv" podinit_fs::mv => blocking;
     Render "render" "render" podinit_render => blocking;
+    Rm "rm" "rm" podinit_fs::rm => blocking;
     S3Get "s3-get" "s3-get" podinit_s3_get => multi;
     Sysctl "sysctl" "sysctl" podinit_sysctl => blocking;
+    Sysfs "sysfs" "sysfs" podinit_sysctl::sysfs => blocking;
     Touch "touch" "touch" podinit_fs::touch => blocking;
     Truststore "truststore" "truststore" podinit_certs::truststore => blocking;
     VaultFetch "vault-fetch" "vault-fetch" podinit_vault_fetch => current;

@@ -21,6 +21,7 @@ mod support;
 
 mod certs;
 mod cli;
+mod dropin;
 mod faults;
 mod hostile;
 mod http_get;

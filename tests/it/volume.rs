@@ -412,3 +412,163 @@ fn install_never_shadows_an_images_own_tools() {
     assert_eq!(listing(&only), ["wait-for"]);
     podinit(&["--install", s(&only), "--applets", "rsync"]).code(2).stderr_has("'rsync' is not an applet");
 }
+
+/// Runs `script` with `sh` in a fresh mount namespace (tmpfs mounts there stay there), `$0`
+/// being the podinit binary.
+fn in_mount_namespace(script: &str) -> Outcome {
+    let out = std::process::Command::new("/usr/bin/unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script])
+        .arg(crate::support::cmd::bin())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    Outcome::from_output(out)
+}
+
+#[test]
+fn rm_removes_links_never_their_targets_and_refuses_roots_before_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("vol"), dir.path().join("outside"));
+    tree(&root, &outside);
+    // A pattern matching a planted link removes the link, never the directory it leads to.
+    podinit(&["rm", "-rf", s(&root.join("a/b/*"))]).code(0);
+    assert!(!root.join("a/b/to-dir").exists() && !root.join("a/b/f2").exists());
+    podinit(&["rm", "-r", s(&root)]).code(0);
+    assert!(!root.exists());
+    assert_eq!(std::fs::read_to_string(outside.join("file")).unwrap(), "victim");
+    assert_eq!(std::fs::read_to_string(outside.join("dir/inner")).unwrap(), "victim");
+    // A rerun: -f accepts what is gone; without it, one line and exit 1.
+    podinit(&["rm", "-rf", s(&root)]).code(0);
+    let out = podinit(&["rm", s(&root)]);
+    out.code(1).stderr_has("not found").stderr_has("hint: add -f");
+    // `/`, `.` and `..` are refused before any operand is removed.
+    std::fs::write(dir.path().join("keep"), "k").unwrap();
+    for bad in ["/", ".", &format!("{}/..", s(&outside))] {
+        podinit(&["rm", "-rf", s(&dir.path().join("keep")), bad]).code(2);
+        assert!(dir.path().join("keep").exists(), "{bad}: nothing removed");
+    }
+    // A directory without -r: exit 1 with the hint, untouched.
+    podinit(&["rm", s(&outside)]).code(1).stderr_has("hint: add -r");
+    assert!(outside.join("dir/inner").exists());
+}
+
+#[test]
+fn rm_stops_at_a_mount_below_and_refuses_the_mount_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("m")).unwrap();
+    std::fs::write(tree.join("f"), "f").unwrap();
+    let script = format!(
+        "mount -t tmpfs none {t}/m && echo keep > {t}/m/keep && \
+         \"$0\" rm -rf {t}; echo \"rc=$?\"; cat {t}/m/keep; \"$0\" rm -rf {t}/m; echo \"rc=$?\"; cat {t}/m/keep",
+        t = s(&tree)
+    );
+    let out = in_mount_namespace(&script);
+    assert_eq!(out.stdout, "rc=1\nkeep\nrc=2\nkeep\n", "{}", out.stderr);
+    assert!(out.stderr.contains("another file system is mounted there"), "{}", out.stderr);
+    assert!(out.stderr.contains("is a mount point") && out.stderr.contains("hint: to empty it"), "{}", out.stderr);
+}
+
+#[test]
+fn mv_across_file_systems_puts_a_whole_tree_in_place_and_a_rerun_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::create_dir_all(src.join("tree/sub")).unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::write(src.join("tree/sub/f"), "data").unwrap();
+    std::fs::set_permissions(src.join("tree/sub/f"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::os::unix::fs::symlink("sub/f", src.join("tree/link")).unwrap();
+    let script = format!(
+        "mount -t tmpfs none {d} && \"$0\" mv -v {s}/tree {d}/ && find {d} -printf '%P %m %y %l\\n' | sort && \
+         \"$0\" mv {s}/tree {d}/; echo \"rc=$?\"; ls -a {d}",
+        s = s(&src),
+        d = s(&dst)
+    );
+    let out = in_mount_namespace(&script);
+    let want = format!(
+        "renamed '{}/tree' -> '{}/tree'\n 1777 d \ntree 755 d \ntree/link 777 l sub/f\ntree/sub 755 d \ntree/sub/f 640 f \nrc=0\n.\n..\ntree\n",
+        s(&src),
+        s(&dst)
+    );
+    assert_eq!(out.stdout, want, "{}", out.stderr);
+    assert!(!src.join("tree").exists(), "the source is removed once the copy is in place");
+}
+
+#[test]
+fn mv_replaces_a_planted_link_at_dest_never_writes_through_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("victim"), "victim").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("victim"), dir.path().join("config")).unwrap();
+    std::fs::write(dir.path().join("new"), "new").unwrap();
+    podinit(&["mv", "-T", s(&dir.path().join("new")), s(&dir.path().join("config"))]).code(0);
+    assert_eq!(std::fs::read_to_string(dir.path().join("victim")).unwrap(), "victim");
+    assert!(!std::fs::symlink_metadata(dir.path().join("config")).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(dir.path().join("config")).unwrap(), "new");
+}
+
+#[test]
+fn patterns_expand_as_sh_does_and_what_they_find_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("vol"), dir.path().join("outside"));
+    tree(&root, &outside);
+    std::fs::write(root.join("a/.dot"), "d").unwrap();
+    // chown -R through a pattern: the planted link to a directory is changed itself.
+    podinit(&["chown", "-R", "1001:1001", s(&root.join("a/*"))]).code(0);
+    assert_eq!(owner(root.join("a/b/f2")), (1001, 1001));
+    assert_eq!(owner(root.join("a/to-file")), (1001, 1001));
+    assert_eq!(owner(outside.join("file")), (0, 0));
+    assert_eq!(owner(root.join("a/.dot")), (0, 0), "a dot file only when the pattern starts with a dot");
+    // No match: the operand as written, and the applet's own error names it.
+    podinit(&["chmod", "600", s(&root.join("a/*.nothing"))]).code(1).stderr_has("a/*.nothing");
+    // A file literally named with a `*` is that file.
+    std::fs::write(root.join("star*"), "s").unwrap();
+    podinit(&["chmod", "600", s(&root.join("star*"))]).code(0);
+    assert_eq!(mode(root.join("star*")), 0o600);
+}
+
+#[test]
+fn cp_a_keeps_times_of_directories_and_links_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    std::fs::create_dir_all(src.join("d/e")).unwrap();
+    std::fs::write(src.join("d/e/f"), "f").unwrap();
+    std::os::unix::fs::symlink("e/f", src.join("d/l")).unwrap();
+    let set = crate::support::cmd::tool("find", &[s(&src), "-exec", "touch", "-h", "-d", "2020-01-01T00:00:00Z", "{}", "+"]);
+    set.code(0);
+    podinit(&["cp", "-a", s(&src), s(&dst)]).code(0);
+    for rel in ["", "d", "d/e", "d/e/f", "d/l"] {
+        assert_eq!(std::fs::symlink_metadata(dst.join(rel)).unwrap().mtime(), 1_577_836_800, "{rel}");
+    }
+    // The same copy again (into DEST itself now that it exists): nothing to change.
+    let again = podinit(&["cp", "-a", &format!("{}/.", s(&src)), s(&dst)]);
+    again.code(0).stderr_has("0 changed");
+    assert_eq!(std::fs::metadata(&dst).unwrap().mtime(), 1_577_836_800);
+}
+
+#[test]
+fn sysfs_sets_a_namespaced_attribute_checks_and_reruns_without_writing() {
+    // A fresh network namespace with its own sysfs: lo's mtu is that namespace's only.
+    let script = "mount -t sysfs none /sys && \"$0\" sysfs class/net/lo/mtu=1400 && cat /sys/class/net/lo/mtu && \
+                  \"$0\" sysfs /sys/class/net/lo/mtu=1400 && \"$0\" sysfs --check class/net/lo/mtu=1400 && \
+                  \"$0\" sysfs --check class/net/lo/mtu=1500; echo \"rc=$?\"; \"$0\" sysfs class/net/lo/mtu=1500 ../x=1; echo \"rc=$?\"; \
+                  \"$0\" sysfs class/net/lo/mtu=1500 class/net/lo/nope=1; echo \"rc=$?\"; cat /sys/class/net/lo/mtu";
+    let out = std::process::Command::new("/usr/bin/unshare")
+        .args(["--net", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script])
+        .arg(crate::support::cmd::bin())
+        .env_clear()
+        .output()
+        .unwrap();
+    let out = Outcome::from_output(out);
+    assert_eq!(out.stdout, "1400\nrc=1\nrc=2\nrc=2\n1400\n", "{}", out.stderr);
+    out.stderr_has("set 1400 (was").stderr_has("unchanged 1400").stderr_has("is 1400, wants 1500").stderr_has("no such attribute");
+}
+
+#[tokio::test]
+async fn sysfs_in_an_unprivileged_container_exits_77_with_a_hint() {
+    use testcontainers::ImageExt as _;
+    let image = crate::support::docker::podinit_image().await;
+    // Docker mounts /sys read-only; the attribute is the container's own network's.
+    let out = crate::support::docker::run_to_exit(image.with_cmd(["sysfs", "class/net/lo/mtu=1400"]).with_user("0:0")).await;
+    out.code(77).stderr_has("hint: /sys is read-only in an unprivileged container");
+}

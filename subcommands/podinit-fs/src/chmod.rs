@@ -10,7 +10,7 @@ use podinit_core::{Context, Error};
 
 use crate::mode::{self, Mode};
 use crate::walk::{Change, Tally};
-use crate::{WalkArgs, finish};
+use crate::{Verbose, WalkArgs, finish};
 
 /// Change the mode of files, as chmod does; with -R of everything below.
 ///
@@ -40,6 +40,14 @@ pub struct Args {
     #[arg(long)]
     pub allow_hard_links: bool,
 
+    /// A line for every file (changed or retained), as GNU's -v; on stdout.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// A line for every file changed.
+    #[arg(short = 'c', long)]
+    pub changes: bool,
+
     #[command(flatten)]
     pub walk: WalkArgs,
 
@@ -53,14 +61,16 @@ pub struct Args {
 }
 
 /// Runs `podinit chmod` to completion.
-pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let mode = Mode::parse(&args.mode).map_err(|e| Error::usage(format!("MODE {e}")))?;
-    let umask = mode::umask();
+    let walk = args.walk.walk(false)?;
+    args.paths = crate::operands(std::mem::take(&mut args.paths))?;
+    let job = Job { mode, umask: mode::umask(), verbose: Verbose::of(args.verbose, args.changes) };
     let started = Instant::now();
     let tally = Tally::with_progress(ctx, format!("chmod {}", args.mode));
     for path in &args.paths {
         // One operand failing does not stop the others (as chmod does); counted, named at the end.
-        if let Err(e) = one(ctx, &args, path, &mode, umask, &tally) {
+        if let Err(e) = one(ctx, &args, &walk, path, &job, &tally) {
             tally.fail(&e);
         }
     }
@@ -68,7 +78,34 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     finish("chmod", &format!("{} {}", args.mode, paths.join(" ")), &tally, started, ctx)
 }
 
-fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: &Tally) -> anyhow::Result<()> {
+/// What to do to each file.
+struct Job {
+    mode: Mode,
+    umask: u32,
+    verbose: Verbose,
+}
+
+impl Job {
+    /// GNU's -v line for a file whose mode was `old`.
+    fn say(&self, path: &Path, old: u32, new: u32) {
+        if !self.verbose.says(old != new) {
+            return;
+        }
+        if old == new {
+            crate::say(format_args!("mode of {} retained as {old:04o} ({})", crate::quoted(path), mode::letters(old)));
+        } else {
+            crate::say(format_args!(
+                "mode of {} changed from {old:04o} ({}) to {new:04o} ({})",
+                crate::quoted(path),
+                mode::letters(old),
+                mode::letters(new)
+            ));
+        }
+    }
+}
+
+fn one(ctx: &Context, args: &Args, walk: &crate::walk::Walk, path: &Path, job: &Job, tally: &Tally) -> anyhow::Result<()> {
+    let (mode, umask) = (&job.mode, job.umask);
     let access = |e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display()));
     if !args.recursive {
         // Not a walk: a link given as PATH is followed, as chmod does.
@@ -82,6 +119,7 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
                 .map_err(|e| podinit_core::fs::io_error(e, format!("setting mode {new:04o} on {}", path.display())))?;
             tally.add(Change::Changed);
         }
+        job.say(path, old, new);
         return Ok(());
     }
     // With -R nothing is followed: a link planted where the volume's directory was must not
@@ -95,7 +133,7 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
     if !link.is_dir() {
         let (parent, name) = crate::parent_of(path)?;
         let stat = parent.stat(&name)?.ok_or_else(|| anyhow::anyhow!("{} is gone", path.display()))?;
-        tally.add(chmod_at(&parent, &name, &stat, mode, umask)?);
+        tally.add(chmod_at(&parent, &name, &stat, job)?);
         return Ok(());
     }
     // Through a descriptor opened without following a link: one swapped in since is refused.
@@ -105,10 +143,14 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
     let new = mode.apply(old, true, umask);
     if new == old {
         tally.add(Change::Unchanged);
+        job.say(path, old, new);
     } else {
         // A failure here is counted and the walk goes on, as chmod does.
         match root.chmod_exact(new) {
-            Ok(()) => tally.add(Change::Changed),
+            Ok(()) => {
+                tally.add(Change::Changed);
+                job.say(path, old, new);
+            }
             Err(e) => tally.fail(&e),
         }
     }
@@ -117,7 +159,7 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
         return Ok(());
     }
     let links = crate::walk::HardLinks::default();
-    args.walk.walk(false).run(ctx, root, (), tally, |entry| {
+    walk.run(ctx, root, (), tally, |entry| {
         if entry.hard_linked()
             && !args.allow_hard_links
             && mode.apply(entry.stat.st_mode & 0o7777, false, umask) != entry.stat.st_mode & 0o7777
@@ -125,21 +167,25 @@ fn one(ctx: &Context, args: &Args, path: &Path, mode: &Mode, umask: u32, tally: 
         {
             return (Ok(Change::Unchanged), ());
         }
-        (chmod_at(entry.dir, entry.name, entry.stat, mode, umask), ())
+        (chmod_at(entry.dir, entry.name, entry.stat, job), ())
     });
     links.report(tally);
     Ok(())
 }
 
 /// Sets one entry's mode without following it, unless it already has it; links are skipped.
-fn chmod_at(dir: &Dir, name: &std::ffi::OsStr, stat: &FileStat, mode: &Mode, umask: u32) -> anyhow::Result<Change> {
+fn chmod_at(dir: &Dir, name: &std::ffi::OsStr, stat: &FileStat, job: &Job) -> anyhow::Result<Change> {
     let kind = Kind::of(stat);
     if kind == Kind::Symlink {
+        if job.verbose == Verbose::All {
+            crate::say(format_args!("neither symbolic link {} nor referent has been changed", crate::quoted(&dir.path().join(name))));
+        }
         return Ok(Change::Skipped);
     }
     let old = stat.st_mode & 0o7777;
-    let new = mode.apply(old, kind == Kind::Dir, umask);
+    let new = job.mode.apply(old, kind == Kind::Dir, job.umask);
     if new == old {
+        job.say(&dir.path().join(name), old, new);
         return Ok(Change::Unchanged);
     }
     let shown = || format!("setting mode {new:04o} on {}", dir.path().join(name).display());
@@ -148,7 +194,10 @@ fn chmod_at(dir: &Dir, name: &std::ffi::OsStr, stat: &FileStat, mode: &Mode, uma
     // link with EOPNOTSUPP (fchmodat2, or its /proc emulation on older kernels), and that is
     // an error here, never a reason to try again following it.
     match fchmodat_nofollow(dir, name, bits) {
-        Ok(()) => Ok(Change::Changed),
+        Ok(()) => {
+            job.say(&dir.path().join(name), old, new);
+            Ok(Change::Changed)
+        }
         Err(nix::errno::Errno::EOPNOTSUPP) => {
             anyhow::bail!("{}: a symbolic link now (it was not when read): not followed", dir.path().join(name).display())
         }

@@ -11,7 +11,7 @@ use podinit_core::{Context, Error};
 
 use crate::owner::{self, Owner};
 use crate::walk::{Change, Tally};
-use crate::{WalkArgs, finish, parent_of};
+use crate::{Verbose, WalkArgs, finish, parent_of};
 
 /// Change the owner and group of files, as chown does; with -R of everything below.
 ///
@@ -54,6 +54,14 @@ pub struct Args {
     #[arg(long)]
     pub allow_hard_links: bool,
 
+    /// A line for every file (changed or retained), as GNU's -v; on stdout.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// A line for every file changed.
+    #[arg(short = 'c', long)]
+    pub changes: bool,
+
     #[command(flatten)]
     pub walk: WalkArgs,
 
@@ -75,14 +83,17 @@ pub struct Args {
 }
 
 /// Runs `podinit chown` to completion.
-pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let owner = owner::parse(&args.owner, &args.etc).map_err(|e| Error::usage(format!("OWNER {e}")))?;
     let from = args.from.as_deref().map(|f| owner::parse(f, &args.etc)).transpose().map_err(|e| Error::usage(format!("--from {e}")))?;
+    let walk = args.walk.walk(false)?;
+    args.paths = crate::operands(std::mem::take(&mut args.paths))?;
+    let job = Job { owner, from, verbose: Verbose::of(args.verbose, args.changes) };
     let started = Instant::now();
     let tally = Tally::with_progress(ctx, format!("chown {}", args.owner));
     for path in &args.paths {
         // One operand failing does not stop the others (as chown does); counted, named at the end.
-        if let Err(e) = one(ctx, &args, path, owner, from, &tally) {
+        if let Err(e) = one(ctx, &args, &walk, path, job, &tally) {
             tally.fail(&e);
         }
     }
@@ -90,17 +101,48 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     finish("chown", &format!("{owner} {}", paths.join(" ")), &tally, started, ctx)
 }
 
-fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner>, tally: &Tally) -> anyhow::Result<()> {
+/// What to do to each file.
+#[derive(Clone, Copy)]
+struct Job {
+    owner: Owner,
+    from: Option<Owner>,
+    verbose: Verbose,
+}
+
+impl Job {
+    /// Whether a file owned by `uid:gid` is left as it is.
+    fn leaves(&self, uid: u32, gid: u32) -> bool {
+        self.owner.matches(uid, gid) || self.from.is_some_and(|f| !f.matches(uid, gid))
+    }
+
+    /// GNU's -v line for a file that was owned by `uid:gid`.
+    fn say(&self, path: &Path, uid: u32, gid: u32, changed: bool) {
+        if !self.verbose.says(changed) {
+            return;
+        }
+        let now = Owner { uid: Some(self.owner.uid.unwrap_or(uid)), gid: Some(self.owner.gid.unwrap_or(gid)) };
+        if changed {
+            crate::say(format_args!("changed ownership of {} from {uid}:{gid} to {now}", crate::quoted(path)));
+        } else {
+            crate::say(format_args!("ownership of {} retained as {uid}:{gid}", crate::quoted(path)));
+        }
+    }
+}
+
+fn one(ctx: &Context, args: &Args, walk: &crate::walk::Walk, path: &Path, job: Job, tally: &Tally) -> anyhow::Result<()> {
+    let owner = job.owner;
     if !(args.recursive || args.no_dereference) {
         // Not a walk: a link given as PATH is followed, as chown does.
         let meta = std::fs::metadata(path).map_err(|e| podinit_core::fs::io_error(e, format!("cannot access {}", path.display())))?;
         let (uid, gid) = (std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta));
-        if owner.matches(uid, gid) || from.is_some_and(|f| !f.matches(uid, gid)) {
+        if job.leaves(uid, gid) {
             tally.add(Change::Unchanged);
+            job.say(path, uid, gid, false);
         } else {
             std::os::unix::fs::chown(path, owner.uid, owner.gid)
                 .map_err(|e| podinit_core::fs::io_error(e, format!("changing the owner to {owner} of {}", path.display())))?;
             tally.add(Change::Changed);
+            job.say(path, uid, gid, true);
         }
         return Ok(());
     }
@@ -110,7 +152,7 @@ fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner
         // since the stat above is changed itself).
         let (parent, name) = parent_of(path)?;
         let stat = parent.stat(&name)?.ok_or_else(|| anyhow::anyhow!("{} is gone", path.display()))?;
-        tally.add(chown_at(&parent, &name, &stat, owner, from)?);
+        tally.add(chown_at(&parent, &name, &stat, job)?);
         return Ok(());
     }
     // -R on a directory: through a descriptor opened without following a link, so one swapped
@@ -119,12 +161,16 @@ fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner
         .map_err(|e| podinit_core::fs::io_error(e, format!("opening {} (not following a link)", path.display())))?;
     let stat = root.stat_self()?;
     let matches = owner.matches(stat.st_uid, stat.st_gid);
-    if matches || from.is_some_and(|f| !f.matches(stat.st_uid, stat.st_gid)) {
+    if job.leaves(stat.st_uid, stat.st_gid) {
         tally.add(Change::Unchanged);
+        job.say(path, stat.st_uid, stat.st_gid, false);
     } else {
         // A failure here is counted and the walk goes on, as chown does.
         match root.chown_self(owner.uid, owner.gid) {
-            Ok(()) => tally.add(Change::Changed),
+            Ok(()) => {
+                tally.add(Change::Changed);
+                job.say(path, stat.st_uid, stat.st_gid, true);
+            }
             Err(e) => tally.fail(&e),
         }
     }
@@ -133,28 +179,25 @@ fn one(ctx: &Context, args: &Args, path: &Path, owner: Owner, from: Option<Owner
         return Ok(());
     }
     let links = crate::walk::HardLinks::default();
-    args.walk.walk(false).run(ctx, root, (), tally, |entry| {
+    walk.run(ctx, root, (), tally, |entry| {
         if entry.hard_linked() && !args.allow_hard_links && !owner.matches(entry.stat.st_uid, entry.stat.st_gid) && !links.all_met(entry) {
             return (Ok(Change::Unchanged), ());
         }
-        (chown_at(entry.dir, entry.name, entry.stat, owner, from), ())
+        (chown_at(entry.dir, entry.name, entry.stat, job), ())
     });
     links.report(tally);
     Ok(())
 }
 
 /// Changes one entry's owner without following it, unless it already has it.
-fn chown_at(
-    dir: &Dir,
-    name: &std::ffi::OsStr,
-    stat: &nix::sys::stat::FileStat,
-    owner: Owner,
-    from: Option<Owner>,
-) -> anyhow::Result<Change> {
-    if owner.matches(stat.st_uid, stat.st_gid) || from.is_some_and(|f| !f.matches(stat.st_uid, stat.st_gid)) {
+fn chown_at(dir: &Dir, name: &std::ffi::OsStr, stat: &nix::sys::stat::FileStat, job: Job) -> anyhow::Result<Change> {
+    let owner = job.owner;
+    if job.leaves(stat.st_uid, stat.st_gid) {
+        job.say(&dir.path().join(name), stat.st_uid, stat.st_gid, false);
         return Ok(Change::Unchanged);
     }
     nix::unistd::fchownat(dir, name, owner.uid.map(Uid::from_raw), owner.gid.map(Gid::from_raw), AtFlags::AT_SYMLINK_NOFOLLOW)
         .map_err(|e| podinit_core::fs::io_error(e, format!("changing the owner to {owner} of {}", dir.path().join(name).display())))?;
+    job.say(&dir.path().join(name), stat.st_uid, stat.st_gid, true);
     Ok(Change::Changed)
 }

@@ -20,7 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use nix::sys::stat::FileStat;
+use nix::sys::stat::{FileStat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
 use podinit_core::fs::root::{Dir, Kind};
 use podinit_core::{Context, Error};
 
@@ -31,10 +32,9 @@ use crate::{WalkArgs, finish};
 /// Copy files and directories, as cp does; each file appears whole or not at all.
 ///
 /// SRC... DEST: into the directory DEST (named after each SRC), or one SRC to DEST itself.
-/// `SRC/.` copies what is in SRC. Nothing expands `*`: there is no shell in the image, and
-/// podinit does not glob either (a name with `*` is copied as named); copy a directory's
-/// contents with `SRC/.`. A kubelet ConfigMap or Secret volume is copied as the app sees it:
-/// its files, with content, never its `..data` entries. Below DEST no link is followed.
+/// `SRC/.` copies what is in SRC; `*`, `?` and `[...]` in a SRC are expanded as sh does
+/// (`/certs/*.key`). A kubelet ConfigMap or Secret volume is copied as the app sees it: its
+/// files, with content, never its `..data` entries. Below DEST no link is followed.
 #[derive(Debug, Clone, clap::Args)]
 #[command(
     override_usage = "podinit cp [OPTIONS] <SRC>... <DEST>",
@@ -43,6 +43,8 @@ Examples:
   podinit cp -rL /config/. /etc/app/                     a ConfigMap's files into an emptyDir
   podinit cp --mode 0600 /secret/tls.key /certs/tls.key  a key, readable by its owner only
   podinit cp /podinit /shared/bin/podinit                the binary, for the app to exec
+  podinit cp -a /seed/. /data/                           a tree, with modes, owners and times
+  podinit cp /certs/*.pem /etc/ssl/app/                  the files a pattern matches
 
 Differences from GNU cp: an existing file is replaced by a new one (atomic), not written
 over; a file already holding the same content, mode and owner is not touched."
@@ -56,13 +58,26 @@ pub struct Args {
     #[arg(short = 'L', long = "dereference", conflicts_with = "no_dereference")]
     pub dereference: bool,
 
-    /// Copy links as links (the default with -r; without -r, SRC links are followed).
-    #[arg(short = 'P', long = "no-dereference")]
+    /// Copy links as links (the default with -r; without -r, SRC links are followed); -d too.
+    #[arg(short = 'P', short_alias = 'd', long = "no-dereference")]
     pub no_dereference: bool,
 
-    /// Keep mode, ownership (as root) and timestamps (--preserve=mode,ownership,timestamps).
+    /// Keep mode, ownership (as root) and timestamps (--preserve=mode,ownership,timestamps),
+    /// of files, directories and links.
     #[arg(short = 'p')]
     pub preserve_all: bool,
+
+    /// -r -P -p: a tree as it is, links as links, with modes, owners (as root) and times.
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+
+    /// Only replace a file older than its source (or missing).
+    #[arg(short = 'u', long)]
+    pub update: bool,
+
+    /// A line for every file copied (`'SRC' -> 'DEST'`), as GNU's -v; on stdout.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 
     /// What to keep: a list of mode, ownership, timestamps (or all).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
@@ -71,6 +86,10 @@ pub struct Args {
     /// Do not replace an existing file.
     #[arg(short = 'n', long = "no-clobber", conflicts_with = "force")]
     pub no_clobber: bool,
+
+    /// Refused: podinit never asks (a pod has no terminal); see the hint.
+    #[arg(short = 'i', long, hide = true)]
+    pub interactive: bool,
 
     /// Replace existing files (what podinit's atomic copy does anyway; GNU's flag).
     #[arg(short = 'f', long)]
@@ -107,8 +126,16 @@ struct Copier {
     umask: u32,
     follow: bool,
     no_clobber: bool,
+    update: bool,
+    verbose: bool,
     /// Files written under temp names, to be synced and renamed in a batch.
     staged: Mutex<Vec<Staged>>,
+    /// The directories written to while the copy is small (at most [`SMALL`] files, no
+    /// directory made): synced one by one at the end instead of their file systems. `None`
+    /// once past that.
+    small: Mutex<Option<(usize, Vec<Arc<Dir>>)>>,
+    /// Directories whose times to set once everything is in (`-p`).
+    dir_times: Mutex<Vec<DirTimes>>,
     /// A directory on each file system written to, to sync once more at the end.
     devices: Mutex<Vec<(u64, Arc<Dir>)>>,
     /// Directories to give their mode once their files are in.
@@ -117,8 +144,17 @@ struct Copier {
     walk: crate::walk::Walk,
 }
 
+/// A copied directory and the times to give it: its path below the root of its copy.
+struct DirTimes {
+    root: Arc<Dir>,
+    rel: Vec<OsString>,
+    times: (TimeSpec, TimeSpec),
+}
+
 /// A file written under a temp name beside its destination, not yet renamed into place.
 struct Staged {
+    /// The temp file, to sync by itself in a small batch (`None` for a link).
+    file: Option<File>,
     dir: Arc<Dir>,
     /// The file system `dir` is on.
     device: u64,
@@ -133,6 +169,12 @@ const MAX_LATER: usize = 256;
 
 /// How many staged files one `syncfs` makes durable before they are renamed into place.
 const BATCH: usize = 256;
+
+/// A batch of at most this many files is made durable file by file (`fsync`), and a copy of
+/// at most this many into existing directories syncs those directories, not their file
+/// systems: a `syncfs` waits for everything anyone wrote there (a busy node's volume), which
+/// made a one-file copy take 0.6-1.2 s (see docs/benchmarks.md).
+const SMALL: usize = 8;
 
 thread_local! {
     /// The destination directory this thread last wrote into (its parent's copy and its
@@ -181,7 +223,23 @@ impl Dest {
 }
 
 /// Runs `podinit cp` to completion.
-pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
+    crate::refuse_interactive(args.interactive, "-n keeps every file that exists")?;
+    args.paths = crate::operands(std::mem::take(&mut args.paths))?;
+    if let [only] = args.paths.as_slice() {
+        return Err(Error::usage(format!("only one path once expanded ({}): name a destination", only.display())));
+    }
+    copy(ctx, args)
+}
+
+/// Copies as `args` say, its paths taken as they are (`mv` across file systems too).
+pub(crate) fn copy(ctx: &Context, mut args: Args) -> Result<(), Error> {
+    if args.archive {
+        args.recursive = true;
+        args.no_dereference = !args.dereference;
+        args.preserve_all = true;
+    }
+    let walk = args.walk.walk(false)?;
     let (sources, dest) = args.paths.split_at(args.paths.len() - 1);
     let dest = &dest[0];
     let mut preserve = Preserve::default();
@@ -208,10 +266,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         umask: mode::umask(),
         follow: args.dereference,
         no_clobber: args.no_clobber,
+        update: args.update,
+        verbose: args.verbose,
         staged: Mutex::new(Vec::new()),
+        small: Mutex::new(Some((0, Vec::new()))),
+        dir_times: Mutex::new(Vec::new()),
         devices: Mutex::new(Vec::new()),
         later: Mutex::new(Vec::new()),
-        walk: args.walk.walk(false),
+        walk,
     };
     // Bad input before anything is written: a directory without -r, a copy into itself.
     let metas: Vec<std::io::Result<std::fs::Metadata>> = sources
@@ -295,11 +357,50 @@ impl Copier {
                 (parent.create_dir_all(&[name], 0o755)?, made)
             }
         };
-        if made {
+        if made || self.preserve.mode {
             let mode = if self.preserve.mode { meta.mode() & 0o7777 } else { meta.mode() & 0o777 & !self.umask };
             self.dir_mode(root.try_clone()?, mode)?;
         }
+        if made {
+            self.made_dir();
+            if self.verbose {
+                crate::say(format_args!("{} -> {}", crate::quoted(source), crate::quoted(root.path())));
+            }
+        }
+        let root = Arc::new(root);
+        let stat = nix::sys::stat::stat(source)?;
+        self.dir_owner_times(&root, &root, &[], &stat)?;
         self.copy_dir(ctx, source, &root, tally, &[(meta.dev(), meta.ino())], &self.walk)
+    }
+
+    /// A copy made a directory: its parent's entry must be synced too, so the end syncs
+    /// whole file systems.
+    fn made_dir(&self) {
+        *self.small.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    /// With -p: the owner of the directory `dir` (as root) now, its times once everything is
+    /// in (`rel` below `root`, the root of the copy).
+    fn dir_owner_times(&self, root: &Arc<Dir>, dir: &Dir, rel: &[OsString], stat: &FileStat) -> anyhow::Result<()> {
+        if self.preserve.ownership {
+            let own = dir.stat_self()?;
+            if (own.st_uid, own.st_gid) != (stat.st_uid, stat.st_gid) {
+                match dir.chown_self(Some(stat.st_uid), Some(stat.st_gid)) {
+                    Ok(()) => {}
+                    Err(_) if !nix::unistd::geteuid().is_root() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        if self.preserve.timestamps {
+            let times = (TimeSpec::new(stat.st_atime, stat.st_atime_nsec), TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec));
+            self.dir_times.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(DirTimes {
+                root: Arc::clone(root),
+                rel: rel.to_vec(),
+                times,
+            });
+        }
+        Ok(())
     }
 
     /// Copies what is in the directory `source` into `root`. `ancestors` are the source
@@ -308,7 +409,7 @@ impl Copier {
         &self,
         ctx: &Context,
         source: &Path,
-        root: &Dir,
+        root: &Arc<Dir>,
         tally: &Tally,
         ancestors: &[(u64, u64)],
         walk: &crate::walk::Walk,
@@ -328,7 +429,12 @@ impl Copier {
             skip_dotdot = true;
         }
         let walk = crate::walk::Walk { skip_dotdot, ..walk.clone() };
-        let top = Dest::Open(Arc::new(root.try_clone()?), root.stat_self()?.st_dev);
+        let top = Dest::Open(Arc::clone(root), root.stat_self()?.st_dev);
+        // Where an entry is below the source (and its copy below `root`), for -p's times.
+        let rel = |entry: &crate::walk::Entry<'_, Dest>| -> Vec<OsString> {
+            let path = entry.path();
+            path.strip_prefix(source).map_or_else(|_| Vec::new(), |rel| rel.iter().map(OsStr::to_owned).collect())
+        };
         walk.run(ctx, from, top, tally, |entry| {
             // What this entry's own entries get: set for a directory as soon as its copy
             // exists, so a later failure (its mode) does not lose the subtree.
@@ -350,9 +456,13 @@ impl Copier {
                         anyhow::bail!("{} leads to a directory it is inside (a cycle of links): not followed", path.display());
                     }
                     let made = dest_dir.stat(name)?.is_none();
-                    let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
+                    let sub = Arc::new(dest_dir.create_dir_all(&[*name], 0o755)?);
+                    if made {
+                        self.made_dir();
+                    }
                     let mut inner = ancestors.to_vec();
                     inner.push(seen);
+                    self.dir_owner_times(&sub, &sub, &[], &nix::sys::stat::stat(&path)?)?;
                     // Walked by this thread alone: the run's threads are busy already.
                     let single = crate::walk::Walk { jobs: 1, ..walk.clone() };
                     self.copy_dir(ctx, &path, &sub, tally, &inner, &single)?;
@@ -363,6 +473,13 @@ impl Copier {
                         let made = dest_dir.stat(name)?.is_none();
                         let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
                         below = Dest::In(Arc::clone(&dest_dir), (*name).to_owned());
+                        if made {
+                            self.made_dir();
+                            if self.verbose {
+                                crate::say(format_args!("{} -> {}", crate::quoted(&entry.path()), crate::quoted(sub.path())));
+                            }
+                        }
+                        self.dir_owner_times(root, &sub, &rel(entry), entry.stat)?;
                         if made || self.preserve.mode {
                             let mode =
                                 if self.preserve.mode { entry.stat.st_mode & 0o7777 } else { entry.stat.st_mode & 0o777 & !self.umask };
@@ -371,7 +488,10 @@ impl Copier {
                         Ok(if made { Change::Changed } else { Change::Unchanged })
                     }
                     Kind::File => self.file(entry.dir, entry.name, entry.stat, &dest_dir, device, name, tally),
-                    Kind::Symlink => self.symlink(entry.dir.read_link(entry.name)?.as_os_str(), &dest_dir, device, name, tally),
+                    Kind::Symlink => {
+                        let target = entry.dir.read_link(entry.name)?;
+                        self.symlink(&target, entry.stat, &entry.path(), &dest_dir, device, name, tally)
+                    }
                     Kind::Other => {
                         tracing::warn!("skipping {}: devices, FIFOs and sockets are not copied", entry.path().display());
                         Ok(Change::Skipped)
@@ -394,7 +514,8 @@ impl Copier {
         tally: &Tally,
     ) -> anyhow::Result<Change> {
         if meta.file_type().is_symlink() {
-            return self.symlink(std::fs::read_link(source)?.as_os_str(), dest_dir, device, name, tally);
+            let stat = nix::sys::stat::lstat(source)?;
+            return self.symlink(std::fs::read_link(source)?.as_os_str(), &stat, source, dest_dir, device, name, tally);
         }
         let file = podinit_core::fs::root::open_regular(source)
             .map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", source.display())))?;
@@ -441,10 +562,26 @@ impl Copier {
         shown: &Path,
         tally: &Tally,
     ) -> anyhow::Result<Change> {
-        let mode = self.target_mode(stat);
-        let owner = self.preserve.ownership.then_some((stat.st_uid, stat.st_gid));
-        if let Some(existing) = dest_dir.stat(name)? {
-            if self.no_clobber {
+        let existing = dest_dir.stat(name)?;
+        // A file replaced keeps its mode and owner unless told otherwise, as GNU cp's write
+        // into it does (the copy is a new file here: given them).
+        let kept = existing.filter(|e| Kind::of(e) == Kind::File);
+        let mode = match kept {
+            Some(e) if self.mode.is_none() && !self.preserve.mode => e.st_mode & 0o7777,
+            _ => self.target_mode(stat),
+        };
+        let owner = match kept {
+            _ if self.preserve.ownership => Some((stat.st_uid, stat.st_gid)),
+            Some(e) if nix::unistd::geteuid().is_root() => Some((e.st_uid, e.st_gid)),
+            _ => None,
+        };
+        let said = || {
+            if self.verbose {
+                crate::say(format_args!("{} -> {}", crate::quoted(shown), crate::quoted(&dest_dir.path().join(name))));
+            }
+        };
+        if let Some(existing) = existing {
+            if self.no_clobber || (self.update && Kind::of(&existing) != Kind::Dir && !older(&existing, stat)) {
                 return Ok(Change::Skipped);
             }
             if Kind::of(&existing) == Kind::Dir {
@@ -456,6 +593,13 @@ impl Copier {
                 && owner.is_none_or(|(u, g)| existing.st_uid == u && existing.st_gid == g)
                 && same_content(&mut source, dest_dir, name, stat.st_size)?
             {
+                said();
+                if self.preserve.timestamps && !same_times(&existing, stat) {
+                    // The same bytes, other times: only the times change, through the file.
+                    let file = dest_dir.open_file(name)?;
+                    nix::sys::stat::futimens(&file, &atime(stat), &mtime(stat))?;
+                    return Ok(Change::Changed);
+                }
                 return Ok(Change::Unchanged);
             }
         }
@@ -484,10 +628,7 @@ impl Copier {
                 }
             }
             if self.preserve.timestamps {
-                let times = std::fs::FileTimes::new()
-                    .set_accessed(system_time(stat.st_atime, stat.st_atime_nsec))
-                    .set_modified(system_time(stat.st_mtime, stat.st_mtime_nsec));
-                out.set_times(times)?;
+                nix::sys::stat::futimens(&out, &atime(stat), &mtime(stat))?;
             }
             Ok(())
         })();
@@ -495,22 +636,72 @@ impl Copier {
             let _ = dest_dir.remove_all(&temp);
             return Err(e);
         }
-        self.stage(Staged { dir: Arc::clone(dest_dir), device, temp, name: name.to_owned(), keep_existing: self.no_clobber }, tally);
+        said();
+        let staged =
+            Staged { file: Some(out), dir: Arc::clone(dest_dir), device, temp, name: name.to_owned(), keep_existing: self.no_clobber };
+        self.stage(staged, tally);
         Ok(Change::Changed)
     }
 
-    /// A link copied as a link: made under a temp name and renamed over the destination.
-    fn symlink(&self, target: &OsStr, dest_dir: &Arc<Dir>, device: u64, name: &OsStr, tally: &Tally) -> anyhow::Result<Change> {
+    /// A link (`stat` its own, `shown` its path) copied as a link: made under a temp name,
+    /// given the owner (as root) and times with -p, and renamed over the destination.
+    #[expect(clippy::too_many_arguments, reason = "the source link, the destination and where it is, and the run's tally")]
+    fn symlink(
+        &self,
+        target: &OsStr,
+        stat: &FileStat,
+        shown: &Path,
+        dest_dir: &Arc<Dir>,
+        device: u64,
+        name: &OsStr,
+        tally: &Tally,
+    ) -> anyhow::Result<Change> {
+        let owner_times = |at: &OsStr| -> anyhow::Result<()> {
+            if self.preserve.ownership {
+                let (uid, gid) = (nix::unistd::Uid::from_raw(stat.st_uid), nix::unistd::Gid::from_raw(stat.st_gid));
+                match nix::unistd::fchownat(&**dest_dir, at, Some(uid), Some(gid), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(()) => {}
+                    Err(_) if !nix::unistd::geteuid().is_root() => {}
+                    Err(e) => {
+                        return Err(podinit_core::fs::io_error(
+                            e,
+                            format!("setting the owner of {}", dest_dir.path().join(name).display()),
+                        ));
+                    }
+                }
+            }
+            if self.preserve.timestamps {
+                nix::sys::stat::utimensat(&**dest_dir, at, &atime(stat), &mtime(stat), UtimensatFlags::NoFollowSymlink)?;
+            }
+            Ok(())
+        };
         if let Some(existing) = dest_dir.stat(name)? {
-            if self.no_clobber {
+            if self.no_clobber || (self.update && Kind::of(&existing) != Kind::Dir && !older(&existing, stat)) {
                 return Ok(Change::Skipped);
             }
-            if Kind::of(&existing) == Kind::Symlink && dest_dir.read_link(name).is_ok_and(|t| t == target) {
+            if Kind::of(&existing) == Kind::Symlink
+                && dest_dir.read_link(name).is_ok_and(|t| t == target)
+                && (!self.preserve.ownership
+                    || (existing.st_uid, existing.st_gid) == (stat.st_uid, stat.st_gid)
+                    || !nix::unistd::geteuid().is_root())
+            {
+                if self.preserve.timestamps && !same_times(&existing, stat) {
+                    owner_times(name)?;
+                    return Ok(Change::Changed);
+                }
                 return Ok(Change::Unchanged);
             }
         }
         let (temp, ()) = crate::with_temp_name(name, |temp| dest_dir.symlink(temp, target))?;
-        self.stage(Staged { dir: Arc::clone(dest_dir), device, temp, name: name.to_owned(), keep_existing: self.no_clobber }, tally);
+        if let Err(e) = owner_times(&temp) {
+            let _ = dest_dir.remove_all(&temp);
+            return Err(e);
+        }
+        if self.verbose {
+            crate::say(format_args!("{} -> {}", crate::quoted(shown), crate::quoted(&dest_dir.path().join(name))));
+        }
+        let staged = Staged { file: None, dir: Arc::clone(dest_dir), device, temp, name: name.to_owned(), keep_existing: self.no_clobber };
+        self.stage(staged, tally);
         Ok(Change::Changed)
     }
 
@@ -531,6 +722,18 @@ impl Copier {
 
     /// Adds a written temp file to the batch; a full batch is committed by this thread.
     fn stage(&self, staged: Staged, tally: &Tally) {
+        {
+            let mut small = self.small.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((files, dirs)) = small.as_mut() {
+                *files += 1;
+                if !dirs.iter().any(|d| Arc::ptr_eq(d, &staged.dir)) {
+                    dirs.push(Arc::clone(&staged.dir));
+                }
+                if *files > SMALL {
+                    *small = None;
+                }
+            }
+        }
         let full = {
             let mut batch = self.staged.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             batch.push(staged);
@@ -539,12 +742,30 @@ impl Copier {
         self.commit(full, tally);
     }
 
-    /// Makes a batch of temp files durable (one `syncfs` per file system) and renames each
-    /// into place. A file that cannot be is removed and counted as failed, not changed.
+    /// Makes a batch of temp files durable (one `syncfs` per file system, or an `fsync` per
+    /// file in a small batch) and renames each into place. A file that cannot be is removed
+    /// and counted as failed, not changed.
     fn commit(&self, batch: Vec<Staged>, tally: &Tally) {
         let mut synced: Vec<u64> = Vec::new();
         let mut failure: Option<String> = None;
+        let small = batch.len() <= SMALL;
         for staged in &batch {
+            if small {
+                if let Some(file) = &staged.file
+                    && failure.is_none()
+                    && let Err(e) = file.sync_all()
+                {
+                    failure = Some(format!(
+                        "{:#}",
+                        podinit_core::fs::io_error(e, format!("syncing {}", staged.dir.path().join(&staged.temp).display()))
+                    ));
+                }
+                let mut devices = self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !devices.iter().any(|(d, _)| *d == staged.device) {
+                    devices.push((staged.device, Arc::clone(&staged.dir)));
+                }
+                continue;
+            }
             if failure.is_none() && !synced.contains(&staged.device) {
                 synced.push(staged.device);
                 if let Err(e) = staged.dir.sync_fs() {
@@ -587,10 +808,55 @@ impl Copier {
                 tally.fail(&e);
             }
         }
+        self.set_dir_times(tally);
+        // A small copy into existing directories: those directories' entries are what is
+        // left to make durable. Otherwise each file system written to, once.
+        if let Some((_, dirs)) = self.small.lock().unwrap_or_else(std::sync::PoisonError::into_inner).as_ref() {
+            for dir in dirs {
+                dir.sync().map_err(Error::from)?;
+            }
+            return Ok(());
+        }
         for (_, dir) in self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             dir.sync_fs().map_err(Error::from)?;
         }
         Ok(())
+    }
+
+    /// Gives the copied directories their times (-p), once nothing more is written into them.
+    /// The list sorted, each directory is reached from the one above it, kept open on a stack
+    /// as deep as the tree: every directory opened once (`O_NOFOLLOW`), none found again
+    /// from the root.
+    fn set_dir_times(&self, tally: &Tally) {
+        let mut list = std::mem::take(&mut *self.dir_times.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        list.sort_by(|a, b| (Arc::as_ptr(&a.root) as usize, &a.rel).cmp(&(Arc::as_ptr(&b.root) as usize, &b.rel)));
+        let mut root: Option<Arc<Dir>> = None;
+        let mut stack: Vec<(OsString, Dir)> = Vec::new();
+        for item in list {
+            if !root.as_ref().is_some_and(|r| Arc::ptr_eq(r, &item.root)) {
+                root = Some(Arc::clone(&item.root));
+                stack.clear();
+            }
+            while stack.len() > item.rel.len() || !stack.iter().zip(&item.rel).all(|((name, _), want)| name == want) {
+                stack.pop();
+            }
+            let set = (|| -> anyhow::Result<()> {
+                for name in &item.rel[stack.len()..] {
+                    let parent = stack.last().map_or(&*item.root, |(_, dir)| dir);
+                    let sub = parent
+                        .sub(name)
+                        .map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.path().join(name).display())))?;
+                    stack.push((name.clone(), sub));
+                }
+                let dir = stack.last().map_or(&*item.root, |(_, dir)| dir);
+                nix::sys::stat::futimens(dir, &item.times.0, &item.times.1)
+                    .map_err(|e| podinit_core::fs::io_error(e, format!("setting the times of {}", dir.path().display())))
+            })();
+            if let Err(e) = set {
+                tally.fail(&e);
+                stack.clear();
+            }
+        }
     }
 }
 
@@ -637,10 +903,23 @@ fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn system_time(secs: i64, nanos: i64) -> std::time::SystemTime {
-    let secs = u64::try_from(secs).unwrap_or(0);
-    let nanos = u32::try_from(nanos).unwrap_or(0);
-    std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos)
+fn atime(stat: &FileStat) -> TimeSpec {
+    TimeSpec::new(stat.st_atime, stat.st_atime_nsec)
+}
+
+fn mtime(stat: &FileStat) -> TimeSpec {
+    TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec)
+}
+
+/// Whether `existing` has the modification time of `source` (what -p keeps; the access time
+/// moves whenever the copy is read).
+fn same_times(existing: &FileStat, source: &FileStat) -> bool {
+    (existing.st_mtime, existing.st_mtime_nsec) == (source.st_mtime, source.st_mtime_nsec)
+}
+
+/// Whether `existing` is older than `source` (-u replaces it then).
+fn older(existing: &FileStat, source: &FileStat) -> bool {
+    (existing.st_mtime, existing.st_mtime_nsec) < (source.st_mtime, source.st_mtime_nsec)
 }
 
 /// Whether `dest` is `source` or below it (both resolved as far as they exist).

@@ -21,23 +21,80 @@ pub mod chown;
 pub mod cp;
 pub mod ln;
 pub mod mkdir;
+pub mod mv;
+pub mod rm;
 pub mod touch;
 
+mod glob;
 mod mode;
 mod owner;
 mod walk;
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt as _;
 use std::time::Instant;
 
 use podinit_core::{Error, Kind};
 
 use crate::walk::Tally;
 
+/// `-v` (a line for every entry) and `-c` (for every change), GNU's lines on stdout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Verbose {
+    #[default]
+    Quiet,
+    Changes,
+    All,
+}
+
+impl Verbose {
+    pub(crate) fn of(verbose: bool, changes: bool) -> Self {
+        if verbose {
+            Self::All
+        } else if changes {
+            Self::Changes
+        } else {
+            Self::Quiet
+        }
+    }
+
+    /// Whether a line is printed for an entry that was (or was not) changed.
+    pub(crate) fn says(self, changed: bool) -> bool {
+        self == Self::All || (changed && self == Self::Changes)
+    }
+}
+
+/// Prints one `-v` line on stdout (control characters escaped: a file name cannot forge a
+/// line). A closed stdout does not stop the job.
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let line = line.to_string();
+    let _ = writeln!(std::io::stdout().lock(), "{}", podinit_core::logging::printable(&line));
+}
+
+/// A path as GNU's `-v` lines quote it.
+pub(crate) fn quoted(path: &std::path::Path) -> String {
+    format!("'{}'", path.display())
+}
+
+/// `-i`: refused with a hint, since nothing can answer a question in a pod.
+pub(crate) fn refuse_interactive(interactive: bool, keep: &str) -> Result<(), Error> {
+    if interactive {
+        return Err(Error::usage("-i asks before each change, and a pod has no one to answer").with_hint(format!("drop -i; {keep}")));
+    }
+    Ok(())
+}
+
+/// The path operands with sh's patterns expanded ([`glob`]).
+pub(crate) fn operands(paths: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>, Error> {
+    glob::expand(paths)
+}
+
 /// Options every recursive applet has.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WalkArgs {
-    /// With -R: leave out entries of this name, and all below them (e.g. `lost+found`);
+    /// With -R: leave out entries of this name at any depth, and all below them (e.g.
+    /// `lost+found`); `/NAME` only the entry NAME directly in each PATH (rsync's anchor);
     /// repeatable.
     #[arg(long, value_name = "NAME")]
     pub exclude: Vec<OsString>,
@@ -53,13 +110,29 @@ pub struct WalkArgs {
 }
 
 impl WalkArgs {
-    fn walk(&self, skip_dotdot: bool) -> walk::Walk {
-        walk::Walk {
-            excludes: self.exclude.clone(),
+    fn walk(&self, skip_dotdot: bool) -> Result<walk::Walk, Error> {
+        let (mut excludes, mut top_excludes) = (Vec::new(), Vec::new());
+        for name in &self.exclude {
+            let bytes = name.as_encoded_bytes();
+            let (list, bare) = match bytes.strip_prefix(b"/") {
+                Some(rest) => (&mut top_excludes, rest),
+                None => (&mut excludes, bytes),
+            };
+            if bare.is_empty() || bare.contains(&b'/') || bare == b"." || bare == b".." {
+                return Err(Error::usage(format!(
+                    "--exclude '{}' is not a name: give NAME (at any depth) or /NAME (directly in PATH)",
+                    name.display()
+                )));
+            }
+            list.push(OsStr::from_bytes(bare).to_owned());
+        }
+        Ok(walk::Walk {
+            excludes,
+            top_excludes,
             one_file_system: !self.cross_file_systems,
             skip_dotdot,
             jobs: self.jobs.map_or_else(walk::Walk::default_jobs, usize::from),
-        }
+        })
     }
 }
 
@@ -108,7 +181,9 @@ pub(crate) fn parent_of(path: &std::path::Path) -> anyhow::Result<(podinit_core:
     };
     let dir =
         podinit_core::fs::root::Dir::open(parent).map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.display())))?;
-    Ok((dir, name.to_owned()))
+    // Shown as the operand was written: `copy.txt`, not `./copy.txt`.
+    let shown = path.parent().unwrap_or_else(|| std::path::Path::new(""));
+    Ok((dir.shown_as(shown), name.to_owned()))
 }
 
 /// Makes something under a new temp name beside `name` (`.NAME.podinit-RANDOM-N`, within

@@ -25,25 +25,43 @@ pub struct Args {
     #[arg(short = 'm', long, value_name = "MODE")]
     pub mode: Option<String>,
 
+    /// A line for every directory made, as GNU's -v; on stdout.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
     /// Directories.
     #[arg(value_name = "DIR", required = true)]
     pub dirs: Vec<PathBuf>,
 }
 
 /// Runs `podinit mkdir` to completion.
-pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
+pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let mode = args.mode.as_deref().map(Mode::parse).transpose().map_err(|e| Error::usage(format!("-m {e}")))?;
+    args.dirs = crate::operands(std::mem::take(&mut args.dirs))?;
     let umask = mode::umask();
     let (mut made, mut existed) = (0u32, 0u32);
     for dir in &args.dirs {
         ctx.check_shutdown()?;
         let there = args.parents && dir.is_dir();
+        // For -v: the directories -p is about to make (the missing ancestors, outermost first).
+        let missing: Vec<&std::path::Path> = if args.verbose && args.parents {
+            let mut missing: Vec<_> = dir.ancestors().skip(1).take_while(|p| !p.as_os_str().is_empty() && !p.exists()).collect();
+            missing.reverse();
+            missing
+        } else {
+            Vec::new()
+        };
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(args.parents);
         match builder.create(dir) {
             Ok(()) if there => existed += 1,
             Ok(()) => {
                 made += 1;
+                if args.verbose {
+                    for path in missing.into_iter().chain([dir.as_path()]) {
+                        crate::say(format_args!("mkdir: created directory {}", crate::quoted(path)));
+                    }
+                }
                 if let Some(mode) = &mode {
                     // Relative to 0777, as GNU mkdir: `-m o-rwx` is 0770 whatever the umask.
                     let new = mode.apply(0o777, true, umask);

@@ -152,9 +152,36 @@ pub(crate) fn umask() -> u32 {
     })
 }
 
+/// `rwxr-x---` for a mode, with `s`/`S` and `t`/`T` for the special bits (GNU's `strmode`
+/// without the file type, as its `chmod -v` prints it).
+pub(crate) fn letters(mode: u32) -> String {
+    let mut out = String::with_capacity(9);
+    for (shift, special, set, unset) in [(6, 0o4000, 's', 'S'), (3, 0o2000, 's', 'S'), (0, 0o1000, 't', 'T')] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, true) => set,
+            (false, true) => unset,
+            (true, false) => 'x',
+            (false, false) => '-',
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn letters_as_gnu_prints_them() {
+        assert_eq!(letters(0o644), "rw-r--r--");
+        assert_eq!(letters(0o4755), "rwsr-xr-x");
+        assert_eq!(letters(0o2640), "rw-r-S---");
+        assert_eq!(letters(0o1777), "rwxrwxrwt");
+        assert_eq!(letters(0o1776), "rwxrwxrwT");
+    }
 
     fn m(text: &str, old: u32, dir: bool) -> u32 {
         Mode::parse(text).unwrap().apply(old, dir, 0o022)

@@ -214,8 +214,10 @@ impl HardLinks {
 /// How to walk.
 #[derive(Clone, Debug)]
 pub(crate) struct Walk {
-    /// Entry names left out (with everything below them).
+    /// Entry names left out at any depth (with everything below them).
     pub(crate) excludes: Vec<OsString>,
+    /// Entry names left out directly in the root only.
+    pub(crate) top_excludes: Vec<OsString>,
     /// Do not descend into a directory of another file system.
     pub(crate) one_file_system: bool,
     /// Names starting with `..` are left out (the kubelet's layout of a ConfigMap volume).
@@ -298,7 +300,10 @@ impl Walk {
             }
         };
         for name in names {
-            if self.excludes.contains(&name) || (self.skip_dotdot && name.as_encoded_bytes().starts_with(b"..")) {
+            if self.excludes.contains(&name)
+                || (depth == 0 && self.top_excludes.contains(&name))
+                || (self.skip_dotdot && name.as_encoded_bytes().starts_with(b".."))
+            {
                 continue;
             }
             let stat = match dir.stat(&name) {

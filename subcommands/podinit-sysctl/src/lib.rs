@@ -16,6 +16,7 @@
 mod kernel;
 mod print;
 mod spec;
+pub mod sysfs;
 mod system;
 
 use std::io::Read as _;

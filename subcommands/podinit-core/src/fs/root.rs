@@ -328,13 +328,22 @@ impl Dir {
     /// and the names left in it: memory linear in the depth, no descriptor per level. A
     /// leftover too deep for any other walk is still removed.
     pub fn remove_all(&self, name: &OsStr) -> anyhow::Result<()> {
+        self.remove_tree(name, &mut Removal::default())
+    }
+
+    /// [`Dir::remove_all`], as `removal` says: on one file system only, stopping when asked,
+    /// telling each path removed.
+    pub fn remove_tree(&self, name: &OsStr, removal: &mut Removal<'_>) -> anyhow::Result<()> {
         let gone = |e: Errno| if e == Errno::ENOENT { Ok(()) } else { Err(e) };
         let Some(stat) = self.stat(name).map_err(|e| io_error(e, &self.path.join(name), "reading"))? else { return Ok(()) };
         if Kind::of(&stat) != Kind::Dir {
-            return nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
+            nix::unistd::unlinkat(&self.fd, name, nix::unistd::UnlinkatFlags::NoRemoveDir)
                 .or_else(gone)
-                .map_err(|e| io_error(e, &self.path.join(name), "removing"));
+                .map_err(|e| io_error(e, &self.path.join(name), "removing"))?;
+            removal.tell(&self.path.join(name), false);
+            return Ok(());
         }
+        let mut steps = 0u32;
         /// A directory being emptied: its name in its parent, its identity, the names left.
         struct Level {
             name: OsString,
@@ -342,8 +351,14 @@ impl Dir {
             left: Vec<OsString>,
         }
         let shown = |levels: &[Level], last: &OsStr| levels.iter().fold(self.path.clone(), |p, l| p.join(&l.name)).join(last);
+        let device = removal.device;
         let open = |parent: &Self, child: &OsStr| -> anyhow::Result<(Self, Level)> {
             let sub = parent.sub_unnamed(child).map_err(|e| walk_error(parent, child, e))?;
+            if let Some(device) = device
+                && sub.stat_self()?.st_dev != device
+            {
+                bail!("another file system is mounted there: not removed (add --cross-file-systems)");
+            }
             // Only the owner (or root) can: for someone else's directory the unlinks below
             // say why it fails.
             let _ = nix::sys::stat::fchmod(&sub.fd, Mode::from_bits_truncate(0o700));
@@ -355,6 +370,12 @@ impl Dir {
         let (mut here, first) = open(self, name)?;
         let mut levels = vec![first];
         while let Some(level) = levels.last_mut() {
+            steps = steps.wrapping_add(1);
+            if steps.is_multiple_of(1024)
+                && let Some(stop) = &removal.stop
+            {
+                stop().map_err(|reason| anyhow::anyhow!("{reason}"))?;
+            }
             if let Some(child) = level.left.pop() {
                 let found = here.stat(&child).map_err(|e| io_error(e, &shown(&levels, &child), "reading"))?;
                 match found.map(|s| Kind::of(&s)) {
@@ -365,9 +386,14 @@ impl Dir {
                         here = sub;
                         levels.push(level);
                     }
-                    Some(_) => nix::unistd::unlinkat(&here.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-                        .or_else(gone)
-                        .map_err(|e| io_error(e, &shown(&levels, &child), "removing"))?,
+                    Some(_) => {
+                        nix::unistd::unlinkat(&here.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
+                            .or_else(gone)
+                            .map_err(|e| io_error(e, &shown(&levels, &child), "removing"))?;
+                        if removal.removed.is_some() {
+                            removal.tell(&shown(&levels, &child), false);
+                        }
+                    }
                 }
                 continue;
             }
@@ -392,6 +418,9 @@ impl Dir {
             nix::unistd::unlinkat(&here.fd, done.name.as_os_str(), nix::unistd::UnlinkatFlags::RemoveDir)
                 .or_else(gone)
                 .map_err(|e| io_error(e, &shown(&levels, &done.name), "removing"))?;
+            if removal.removed.is_some() {
+                removal.tell(&shown(&levels, &done.name), true);
+            }
         }
         Ok(())
     }
@@ -516,6 +545,29 @@ fn push_target(pending: &mut Vec<OsString>, target: &OsStr) -> Result<(), String
     }
     pending.extend(parts.into_iter().rev());
     Ok(())
+}
+
+/// How [`Dir::remove_tree`] goes; the default is [`Dir::remove_all`]'s.
+#[derive(Default)]
+pub struct Removal<'a> {
+    /// Directories of another file system (a mount below) are not entered: the removal stops
+    /// there with an error naming it.
+    pub device: Option<u64>,
+    /// Asked every 1024 entries; `Err` stops the removal with that reason.
+    pub stop: Option<crate::context::StopCheck>,
+    /// Told each path removed, and whether it was a directory (`rm -v`).
+    pub removed: Option<&'a mut Told<'a>>,
+}
+
+/// What [`Removal::removed`] is told: a path removed, and whether it was a directory.
+pub type Told<'a> = dyn FnMut(&Path, bool) + 'a;
+
+impl Removal<'_> {
+    fn tell(&mut self, path: &Path, dir: bool) {
+        if let Some(removed) = self.removed.as_mut() {
+            removed(path, dir);
+        }
+    }
 }
 
 impl AsFd for Dir {
