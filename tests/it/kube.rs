@@ -155,7 +155,8 @@ async fn kube_play_volume_for_a_non_root_app() {
          stat -c '%n %u:%g %a' /data /data/db /data/logs /etc/web/tls.key\n\
          ls -A /etc/web | tr '\\n' ' '; echo\n\
          cat /etc/web/app.conf\n\
-         echo written > /data/db/table && echo writable\n",
+         ls -A /data/db | tr '\\n' ' '; echo\n\
+         echo written > /data/db/table && echo $$ > /data/db/web.pid && echo writable\n",
     )
     .unwrap();
     let app = "localhost/podinit-test-web:latest".to_owned();
@@ -165,19 +166,25 @@ async fn kube_play_volume_for_a_non_root_app() {
     cluster.secret_volume("web-tls", &[("tls.key", "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n")]);
     let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("my-web:latest", app)]);
     let pods = cluster.play("volume-permissions.yaml", &images);
-    let want = "uid=1001 --config /etc/web/app.conf\n\
-                /data 1001:1001 750\n/data/db 1001:1001 750\n/data/logs 1001:1001 750\n/etc/web/tls.key 1001:1001 600\n\
-                app.conf mime.types tls.key \n\
-                listen 8080\ndata /data/db\n\
-                writable\n";
-    cluster.wait(&pods[0], "web").code(0).stdout_is(want);
+    let want = |db: &str| {
+        format!(
+            "uid=1001 --config /etc/web/app.conf\n\
+             /data 1001:1001 750\n/data/db 1001:1001 750\n/data/logs 1001:1001 750\n/etc/web/tls.key 1001:1001 600\n\
+             app.conf mime.types tls.key \n\
+             listen 8080\ndata /data/db\n\
+             {db}\n\
+             writable\n"
+        )
+    };
+    cluster.wait(&pods[0], "web").code(0).stdout_is(&want(""));
     // podman runs init containers once per pod (a `pod restart` starts the app alone), so a
     // new pod on the same claim is what runs them again: as root with three capabilities, on
     // directories that now belong to 1001 with mode 0750.
     cluster.remove(&pods[0]);
     let pods = cluster.play("volume-permissions.yaml", &images);
     let again = cluster.wait(&pods[0], "web");
-    again.code(0).stdout_is(want);
+    // The pid file the first app left is gone (`rm -f /data/db/*.pid`), its table kept.
+    again.code(0).stdout_is(&want("table "));
 }
 
 #[tokio::test]

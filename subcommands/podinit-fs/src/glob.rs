@@ -25,7 +25,7 @@ pub(crate) const MAX_MATCHES: usize = 1_000_000;
 
 /// Expands every operand (see the module docs).
 pub(crate) fn expand(operands: Vec<PathBuf>) -> Result<Vec<PathBuf>, Error> {
-    let mut budget = Budget { listed: 0, matches: 0 };
+    let mut budget = Budget { listed: 0, matches: 0, max_listed: MAX_LISTED, max_matches: MAX_MATCHES };
     let mut out = Vec::with_capacity(operands.len());
     for operand in operands {
         let bytes = operand.as_os_str().as_bytes();
@@ -43,9 +43,12 @@ pub(crate) fn expand(operands: Vec<PathBuf>) -> Result<Vec<PathBuf>, Error> {
     Ok(out)
 }
 
+/// Names listed and paths found so far, against their limits.
 struct Budget {
     listed: usize,
     matches: usize,
+    max_listed: usize,
+    max_matches: usize,
 }
 
 impl Budget {
@@ -69,8 +72,8 @@ impl Budget {
                 let mut names = Vec::new();
                 for entry in entries {
                     self.listed += 1;
-                    if self.listed > MAX_LISTED {
-                        anyhow::bail!("the pattern lists more than {MAX_LISTED} names: name the files, or copy the directory");
+                    if self.listed > self.max_listed {
+                        anyhow::bail!("the pattern lists more than {} names: name the files, or copy the directory", self.max_listed);
                     }
                     let Ok(entry) = entry else { continue };
                     let name = entry.file_name().into_vec();
@@ -102,8 +105,8 @@ impl Budget {
         // Literal components after the last pattern must exist, as in sh.
         paths.retain(|p| std::fs::symlink_metadata(OsStr::from_bytes(p)).is_ok());
         self.matches += paths.len();
-        if self.matches > MAX_MATCHES {
-            anyhow::bail!("the patterns match more than {MAX_MATCHES} paths: name a directory instead");
+        if self.matches > self.max_matches {
+            anyhow::bail!("the patterns match more than {} paths: name a directory instead", self.max_matches);
         }
         Ok(paths)
     }
@@ -263,6 +266,22 @@ mod tests {
         let started = std::time::Instant::now();
         assert!(!matches(&pattern, &name));
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_pattern_over_its_budget_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            std::fs::create_dir(dir.path().join(format!("d{i}"))).unwrap();
+            std::fs::write(dir.path().join(format!("d{i}/f")), "").unwrap();
+        }
+        let pattern = format!("{}/*/f", dir.path().display()).into_bytes();
+        let mut roomy = Budget { listed: 0, matches: 0, max_listed: 100, max_matches: 100 };
+        assert_eq!(roomy.expand(&pattern).unwrap().len(), 10, "sorted, each d*/f");
+        let mut listing = Budget { listed: 0, matches: 0, max_listed: 5, max_matches: 100 };
+        assert!(listing.expand(&pattern).unwrap_err().to_string().contains("more than 5 names"));
+        let mut matching = Budget { listed: 0, matches: 0, max_listed: 100, max_matches: 3 };
+        assert!(matching.expand(&pattern).unwrap_err().to_string().contains("more than 3 paths"));
     }
 
     #[test]
