@@ -521,6 +521,17 @@ fn patterns_expand_as_sh_does_and_what_they_find_is_never_followed() {
     assert_eq!(owner(root.join("a/.dot")), (0, 0), "a dot file only when the pattern starts with a dot");
     // No match: the operand as written, and the applet's own error names it.
     podinit(&["chmod", "600", s(&root.join("a/*.nothing"))]).code(1).stderr_has("a/*.nothing");
+    // A link a pattern finds that leads out of the directory listed is left out, with or
+    // without -R, as a last component or before a trailing `/`.
+    std::os::unix::fs::symlink(outside.join("file"), root.join("a/evil")).unwrap();
+    std::os::unix::fs::symlink(outside.join("dir"), root.join("a/evil-dir")).unwrap();
+    podinit(&["chmod", "600", s(&root.join("a/*"))]).code(0).stderr_has("a/evil: a link leading outside");
+    assert_eq!(mode(outside.join("file")), 0o644);
+    podinit(&["chown", "-R", "2000:2000", &format!("{}/", s(&root.join("a/*")))]).code(0);
+    assert_eq!(owner(root.join("a/b")), (2000, 2000), "a directory the pattern found");
+    assert_eq!(owner(outside.join("dir/inner")), (0, 0), "never the one a planted link leads to");
+    podinit(&["rm", "-rf", s(&root.join("a/*/inner"))]).code(0);
+    assert!(outside.join("dir/inner").exists());
     // A file literally named with a `*` is that file.
     std::fs::write(root.join("star*"), "s").unwrap();
     podinit(&["chmod", "600", s(&root.join("star*"))]).code(0);
@@ -571,4 +582,38 @@ async fn sysfs_in_an_unprivileged_container_exits_77_with_a_hint() {
     // Docker mounts /sys read-only; the attribute is the container's own network's.
     let out = crate::support::docker::run_to_exit(image.with_cmd(["sysfs", "class/net/lo/mtu=1400"]).with_user("0:0")).await;
     out.code(77).stderr_has("hint: /sys is read-only in an unprivileged container");
+}
+
+#[test]
+fn rm_and_chown_stop_at_a_bind_mount_of_the_same_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, other) = (dir.path().join("tree"), dir.path().join("other"));
+    std::fs::create_dir_all(tree.join("b")).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("keep"), "keep").unwrap();
+    // The same device on both sides: only the mount table tells the bind mount apart.
+    let script = format!(
+        "mount --bind {o} {t}/b && \"$0\" chown -R 1001 {t} && stat -c %u {o}/keep && \"$0\" rm -rf {t}; echo \"rc=$?\"; \
+         cat {t}/b/keep; \"$0\" rm -rf {t}/b; echo \"rc=$?\"",
+        t = s(&tree),
+        o = s(&other)
+    );
+    let out = in_mount_namespace(&script);
+    assert_eq!(out.stdout, "0\nrc=1\nkeeprc=2\n", "{}", out.stderr);
+    assert!(out.stderr.contains("another file system is mounted there"), "{}", out.stderr);
+}
+
+#[test]
+fn mv_finishes_a_move_across_file_systems_that_was_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+    // What a stopped move leaves: SRC set aside under its moving name, DEST not there yet.
+    std::fs::create_dir_all(src.join(".tree.podinit-moving/sub")).unwrap();
+    std::fs::write(src.join(".tree.podinit-moving/sub/f"), "data").unwrap();
+    std::fs::create_dir_all(&dst).unwrap();
+    podinit(&["mv", s(&src.join("tree")), &format!("{}/", s(&dst))]).code(0).stderr_has("finishing a move");
+    assert_eq!(std::fs::read_to_string(dst.join("tree/sub/f")).unwrap(), "data");
+    assert!(!src.join(".tree.podinit-moving").exists());
+    // And a rerun of the same line is done.
+    podinit(&["mv", s(&src.join("tree")), &format!("{}/", s(&dst))]).code(0).stderr_has("moved already");
 }

@@ -64,7 +64,7 @@ pub struct Args {
 pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let mode = Mode::parse(&args.mode).map_err(|e| Error::usage(format!("MODE {e}")))?;
     let walk = args.walk.walk(false)?;
-    args.paths = crate::operands(std::mem::take(&mut args.paths))?;
+    args.paths = crate::operands(std::mem::take(&mut args.paths), !args.recursive)?;
     let job = Job { mode, umask: mode::umask(), verbose: Verbose::of(args.verbose, args.changes) };
     let started = Instant::now();
     let tally = Tally::with_progress(ctx, format!("chmod {}", args.mode));

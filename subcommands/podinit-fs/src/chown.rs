@@ -87,7 +87,7 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let owner = owner::parse(&args.owner, &args.etc).map_err(|e| Error::usage(format!("OWNER {e}")))?;
     let from = args.from.as_deref().map(|f| owner::parse(f, &args.etc)).transpose().map_err(|e| Error::usage(format!("--from {e}")))?;
     let walk = args.walk.walk(false)?;
-    args.paths = crate::operands(std::mem::take(&mut args.paths))?;
+    args.paths = crate::operands(std::mem::take(&mut args.paths), !(args.recursive || args.no_dereference))?;
     let job = Job { owner, from, verbose: Verbose::of(args.verbose, args.changes) };
     let started = Instant::now();
     let tally = Tally::with_progress(ctx, format!("chown {}", args.owner));

@@ -144,10 +144,13 @@ struct Copier {
     walk: crate::walk::Walk,
 }
 
-/// A copied directory and the times to give it: its path below the root of its copy.
+/// A copied directory and the times to give it: the root of its copy (`parent` `None`, `name`
+/// empty), or `name` in the directory recorded at index `parent` (recorded before it: a
+/// directory is visited before its entries). One name per directory, whatever the depth.
 struct DirTimes {
     root: Arc<Dir>,
-    rel: Vec<OsString>,
+    parent: Option<usize>,
+    name: OsString,
     times: (TimeSpec, TimeSpec),
 }
 
@@ -193,11 +196,13 @@ enum Dest {
     /// The directory's copy could not be made: its entries are skipped (its failure counted).
     #[default]
     None,
-    /// An open directory and its file system (the root of a copy).
-    Open(Arc<Dir>, u64),
+    /// An open directory and its file system (the root of a copy), and its index in
+    /// `dir_times` (-p).
+    Open(Arc<Dir>, u64, Option<usize>),
     /// The directory `name` in the copy of the parent (opened when its entries' turn comes:
-    /// a wide tree waiting in the walk keeps no descriptor per directory).
-    In(Arc<Dir>, OsString),
+    /// a wide tree waiting in the walk keeps no descriptor per directory), and its index in
+    /// `dir_times` (-p).
+    In(Arc<Dir>, OsString, Option<usize>),
 }
 
 impl Dest {
@@ -205,8 +210,8 @@ impl Dest {
     fn open(&self) -> anyhow::Result<Option<(Arc<Dir>, u64)>> {
         match self {
             Self::None => Ok(None),
-            Self::Open(dir, device) => Ok(Some((Arc::clone(dir), *device))),
-            Self::In(parent, name) => LAST_DIR.with_borrow_mut(|last| {
+            Self::Open(dir, device, _) => Ok(Some((Arc::clone(dir), *device))),
+            Self::In(parent, name, _) => LAST_DIR.with_borrow_mut(|last| {
                 if let Some((p, n, dir, device)) = last.as_ref()
                     && Arc::ptr_eq(p, parent)
                     && n == name
@@ -220,12 +225,21 @@ impl Dest {
             }),
         }
     }
+
+    /// Where this directory's times are recorded (-p).
+    fn times_index(&self) -> Option<usize> {
+        match self {
+            Self::None => None,
+            Self::Open(_, _, index) | Self::In(_, _, index) => *index,
+        }
+    }
 }
 
 /// Runs `podinit cp` to completion.
 pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     crate::refuse_interactive(args.interactive, "-n keeps every file that exists")?;
-    args.paths = crate::operands(std::mem::take(&mut args.paths))?;
+    let follows = args.dereference || !(args.recursive || args.no_dereference || args.archive);
+    args.paths = crate::operands(std::mem::take(&mut args.paths), follows)?;
     if let [only] = args.paths.as_slice() {
         return Err(Error::usage(format!("only one path once expanded ({}): name a destination", only.display())));
     }
@@ -369,8 +383,8 @@ impl Copier {
         }
         let root = Arc::new(root);
         let stat = nix::sys::stat::stat(source)?;
-        self.dir_owner_times(&root, &root, &[], &stat)?;
-        self.copy_dir(ctx, source, &root, tally, &[(meta.dev(), meta.ino())], &self.walk)
+        let index = self.dir_owner_times(&root, &root, None, OsStr::new(""), &stat)?;
+        self.copy_dir(ctx, source, (&root, index), tally, &[(meta.dev(), meta.ino())], &self.walk)
     }
 
     /// A copy made a directory: its parent's entry must be synced too, so the end syncs
@@ -380,8 +394,16 @@ impl Copier {
     }
 
     /// With -p: the owner of the directory `dir` (as root) now, its times once everything is
-    /// in (`rel` below `root`, the root of the copy).
-    fn dir_owner_times(&self, root: &Arc<Dir>, dir: &Dir, rel: &[OsString], stat: &FileStat) -> anyhow::Result<()> {
+    /// in (`name` in the directory recorded at `parent`, or the root of the copy); returns
+    /// where its times are recorded.
+    fn dir_owner_times(
+        &self,
+        root: &Arc<Dir>,
+        dir: &Dir,
+        parent: Option<usize>,
+        name: &OsStr,
+        stat: &FileStat,
+    ) -> anyhow::Result<Option<usize>> {
         if self.preserve.ownership {
             let own = dir.stat_self()?;
             if (own.st_uid, own.st_gid) != (stat.st_uid, stat.st_gid) {
@@ -394,13 +416,11 @@ impl Copier {
         }
         if self.preserve.timestamps {
             let times = (TimeSpec::new(stat.st_atime, stat.st_atime_nsec), TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec));
-            self.dir_times.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(DirTimes {
-                root: Arc::clone(root),
-                rel: rel.to_vec(),
-                times,
-            });
+            let mut list = self.dir_times.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            list.push(DirTimes { root: Arc::clone(root), parent, name: name.to_owned(), times });
+            return Ok(Some(list.len() - 1));
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Copies what is in the directory `source` into `root`. `ancestors` are the source
@@ -409,7 +429,7 @@ impl Copier {
         &self,
         ctx: &Context,
         source: &Path,
-        root: &Arc<Dir>,
+        (root, root_times): (&Arc<Dir>, Option<usize>),
         tally: &Tally,
         ancestors: &[(u64, u64)],
         walk: &crate::walk::Walk,
@@ -429,12 +449,7 @@ impl Copier {
             skip_dotdot = true;
         }
         let walk = crate::walk::Walk { skip_dotdot, ..walk.clone() };
-        let top = Dest::Open(Arc::clone(root), root.stat_self()?.st_dev);
-        // Where an entry is below the source (and its copy below `root`), for -p's times.
-        let rel = |entry: &crate::walk::Entry<'_, Dest>| -> Vec<OsString> {
-            let path = entry.path();
-            path.strip_prefix(source).map_or_else(|_| Vec::new(), |rel| rel.iter().map(OsStr::to_owned).collect())
-        };
+        let top = Dest::Open(Arc::clone(root), root.stat_self()?.st_dev, root_times);
         walk.run(ctx, from, top, tally, |entry| {
             // What this entry's own entries get: set for a directory as soon as its copy
             // exists, so a later failure (its mode) does not lose the subtree.
@@ -462,24 +477,24 @@ impl Copier {
                     }
                     let mut inner = ancestors.to_vec();
                     inner.push(seen);
-                    self.dir_owner_times(&sub, &sub, &[], &nix::sys::stat::stat(&path)?)?;
+                    let index = self.dir_owner_times(&sub, &sub, None, OsStr::new(""), &nix::sys::stat::stat(&path)?)?;
                     // Walked by this thread alone: the run's threads are busy already.
                     let single = crate::walk::Walk { jobs: 1, ..walk.clone() };
-                    self.copy_dir(ctx, &path, &sub, tally, &inner, &single)?;
+                    self.copy_dir(ctx, &path, (&sub, index), tally, &inner, &single)?;
                     return Ok(if made { Change::Changed } else { Change::Unchanged });
                 }
                 match kind {
                     Kind::Dir => {
                         let made = dest_dir.stat(name)?.is_none();
                         let sub = dest_dir.create_dir_all(&[*name], 0o755)?;
-                        below = Dest::In(Arc::clone(&dest_dir), (*name).to_owned());
+                        let index = self.dir_owner_times(root, &sub, entry.carry.times_index(), name, entry.stat)?;
+                        below = Dest::In(Arc::clone(&dest_dir), (*name).to_owned(), index);
                         if made {
                             self.made_dir();
                             if self.verbose {
                                 crate::say(format_args!("{} -> {}", crate::quoted(&entry.path()), crate::quoted(sub.path())));
                             }
                         }
-                        self.dir_owner_times(root, &sub, &rel(entry), entry.stat)?;
                         if made || self.preserve.mode {
                             let mode =
                                 if self.preserve.mode { entry.stat.st_mode & 0o7777 } else { entry.stat.st_mode & 0o777 & !self.umask };
@@ -587,19 +602,17 @@ impl Copier {
             if Kind::of(&existing) == Kind::Dir {
                 anyhow::bail!("{} is a directory; a file cannot replace it", dest_dir.path().join(name).display());
             }
+            // The same bytes with other times (-p) are written anew like any other change:
+            // setting times through the existing file would reach its other names, maybe
+            // outside the volume.
             if Kind::of(&existing) == Kind::File
                 && existing.st_size == stat.st_size
                 && existing.st_mode & 0o7777 == mode
                 && owner.is_none_or(|(u, g)| existing.st_uid == u && existing.st_gid == g)
+                && (!self.preserve.timestamps || same_times(&existing, stat))
                 && same_content(&mut source, dest_dir, name, stat.st_size)?
             {
                 said();
-                if self.preserve.timestamps && !same_times(&existing, stat) {
-                    // The same bytes, other times: only the times change, through the file.
-                    let file = dest_dir.open_file(name)?;
-                    nix::sys::stat::futimens(&file, &atime(stat), &mtime(stat))?;
-                    return Ok(Change::Changed);
-                }
                 return Ok(Change::Unchanged);
             }
         }
@@ -679,16 +692,15 @@ impl Copier {
             if self.no_clobber || (self.update && Kind::of(&existing) != Kind::Dir && !older(&existing, stat)) {
                 return Ok(Change::Skipped);
             }
+            // The same link, owner and times: left alone; anything else is made anew under a
+            // temp name, never changed at the name (another entry may be swapped in there).
             if Kind::of(&existing) == Kind::Symlink
                 && dest_dir.read_link(name).is_ok_and(|t| t == target)
                 && (!self.preserve.ownership
                     || (existing.st_uid, existing.st_gid) == (stat.st_uid, stat.st_gid)
                     || !nix::unistd::geteuid().is_root())
+                && (!self.preserve.timestamps || same_times(&existing, stat))
             {
-                if self.preserve.timestamps && !same_times(&existing, stat) {
-                    owner_times(name)?;
-                    return Ok(Change::Changed);
-                }
                 return Ok(Change::Unchanged);
             }
         }
@@ -823,38 +835,42 @@ impl Copier {
         Ok(())
     }
 
-    /// Gives the copied directories their times (-p), once nothing more is written into them.
-    /// The list sorted, each directory is reached from the one above it, kept open on a stack
-    /// as deep as the tree: every directory opened once (`O_NOFOLLOW`), none found again
-    /// from the root.
+    /// Gives the copied directories their times (-p), once nothing more is written into them:
+    /// from each root down, a directory opened from its parent (`O_NOFOLLOW`) while the
+    /// parent is open on a stack as deep as the tree, so each is opened once.
     fn set_dir_times(&self, tally: &Tally) {
-        let mut list = std::mem::take(&mut *self.dir_times.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
-        list.sort_by(|a, b| (Arc::as_ptr(&a.root) as usize, &a.rel).cmp(&(Arc::as_ptr(&b.root) as usize, &b.rel)));
-        let mut root: Option<Arc<Dir>> = None;
-        let mut stack: Vec<(OsString, Dir)> = Vec::new();
-        for item in list {
-            if !root.as_ref().is_some_and(|r| Arc::ptr_eq(r, &item.root)) {
-                root = Some(Arc::clone(&item.root));
-                stack.clear();
+        let list = std::mem::take(&mut *self.dir_times.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); list.len()];
+        for (index, item) in list.iter().enumerate() {
+            if let Some(parent) = item.parent {
+                children[parent].push(index);
             }
-            while stack.len() > item.rel.len() || !stack.iter().zip(&item.rel).all(|((name, _), want)| name == want) {
-                stack.pop();
+        }
+        let set = |dir: &Dir, item: &DirTimes| {
+            if let Err(e) = nix::sys::stat::futimens(dir, &item.times.0, &item.times.1) {
+                tally.fail(&podinit_core::fs::io_error(e, format!("setting the times of {}", dir.path().display())));
             }
-            let set = (|| -> anyhow::Result<()> {
-                for name in &item.rel[stack.len()..] {
-                    let parent = stack.last().map_or(&*item.root, |(_, dir)| dir);
-                    let sub = parent
-                        .sub(name)
-                        .map_err(|e| podinit_core::fs::io_error(e, format!("opening {}", parent.path().join(name).display())))?;
-                    stack.push((name.clone(), sub));
+        };
+        for (top, item) in list.iter().enumerate().filter(|(_, item)| item.parent.is_none()) {
+            set(&item.root, item);
+            // Each level: its open directory (none for the root, which is open already) and
+            // the children still to do.
+            let mut stack: Vec<(Option<Dir>, std::slice::Iter<'_, usize>)> = vec![(None, children[top].iter())];
+            while let Some((dir, pending)) = stack.last_mut() {
+                let Some(&child) = pending.next() else {
+                    stack.pop();
+                    continue;
+                };
+                let parent = dir.as_ref().unwrap_or(&item.root);
+                match parent.sub(&list[child].name) {
+                    Ok(sub) => {
+                        set(&sub, &list[child]);
+                        stack.push((Some(sub), children[child].iter()));
+                    }
+                    Err(e) => {
+                        tally.fail(&podinit_core::fs::io_error(e, format!("opening {}", parent.path().join(&list[child].name).display())))
+                    }
                 }
-                let dir = stack.last().map_or(&*item.root, |(_, dir)| dir);
-                nix::sys::stat::futimens(dir, &item.times.0, &item.times.1)
-                    .map_err(|e| podinit_core::fs::io_error(e, format!("setting the times of {}", dir.path().display())))
-            })();
-            if let Err(e) = set {
-                tally.fail(&e);
-                stack.clear();
             }
         }
     }

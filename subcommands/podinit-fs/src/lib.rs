@@ -85,9 +85,12 @@ pub(crate) fn refuse_interactive(interactive: bool, keep: &str) -> Result<(), Er
     Ok(())
 }
 
-/// The path operands with sh's patterns expanded ([`glob`]).
-pub(crate) fn operands(paths: Vec<std::path::PathBuf>) -> Result<Vec<std::path::PathBuf>, Error> {
-    glob::expand(paths)
+/// The path operands with sh's patterns expanded ([`glob`]); `follows`: the applet follows
+/// a link given as an operand (`chmod`, `chown` without `-R` or `-h`, `touch` without `-h`,
+/// `cp` without `-r`), so a link a pattern finds that leads out of the directory it lists is
+/// left out.
+pub(crate) fn operands(paths: Vec<std::path::PathBuf>, follows: bool) -> Result<Vec<std::path::PathBuf>, Error> {
+    glob::expand(paths, follows)
 }
 
 /// Options every recursive applet has.
@@ -130,6 +133,7 @@ impl WalkArgs {
             excludes,
             top_excludes,
             one_file_system: !self.cross_file_systems,
+            mounts: std::sync::Arc::new(if self.cross_file_systems { Default::default() } else { podinit_core::fs::mount_roots() }),
             skip_dotdot,
             jobs: self.jobs.map_or_else(walk::Walk::default_jobs, usize::from),
         })

@@ -52,7 +52,8 @@ pub struct Args {
 
 /// Runs `podinit ln` to completion.
 pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
-    let mut paths = crate::operands(args.paths.clone())?;
+    // A link's target is stored, and a hard link is made to a link itself: nothing followed.
+    let mut paths = crate::operands(args.paths.clone(), false)?;
     let (targets, link) = match paths.len() {
         1 => (paths, None),
         _ => {

@@ -37,7 +37,7 @@ pub struct Args {
 /// Runs `podinit mkdir` to completion.
 pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let mode = args.mode.as_deref().map(Mode::parse).transpose().map_err(|e| Error::usage(format!("-m {e}")))?;
-    args.dirs = crate::operands(std::mem::take(&mut args.dirs))?;
+    args.dirs = crate::operands(std::mem::take(&mut args.dirs), false)?;
     let umask = mode::umask();
     let (mut made, mut existed) = (0u32, 0u32);
     for dir in &args.dirs {

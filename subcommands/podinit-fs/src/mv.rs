@@ -51,7 +51,7 @@ pub struct Args {
 /// Runs `podinit mv` to completion.
 pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     crate::refuse_interactive(args.interactive, "-n keeps every file that exists")?;
-    let mut paths = crate::operands(args.paths.clone())?;
+    let mut paths = crate::operands(args.paths.clone(), false)?;
     let Some(dest) = paths.pop() else { return Err(Error::usage("name a source and a destination")) };
     if paths.is_empty() {
         return Err(Error::usage(format!("only one path once expanded ({}): name a destination", dest.display())));
@@ -60,18 +60,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     if paths.len() > 1 && !into {
         return Err(Error::usage(format!("moving {} sources needs DEST to be a directory; {} is not one", paths.len(), dest.display())));
     }
-    let mut first: Option<Error> = None;
+    // Every target named before anything moves.
+    let mut moves = Vec::with_capacity(paths.len());
     for source in &paths {
-        ctx.check_shutdown()?;
         let target = match source.file_name() {
             Some(name) if into => dest.join(name),
             None if into => return Err(Error::usage(format!("'{}' names no file to move", source.display()))),
             _ => dest.clone(),
         };
+        moves.push((source, target));
+    }
+    let mut first: Option<Error> = None;
+    for (source, target) in moves {
+        ctx.check_shutdown()?;
         if let Err(e) = one(ctx, &args, source, &target) {
             // One operand failing does not stop the others (as mv does).
-            tracing::error!("{e:#}");
-            first.get_or_insert(e);
+            // The first is the run's error (printed at the end); the others are logged here.
+            if first.is_some() {
+                tracing::error!("{e:#}");
+            } else {
+                first = Some(e);
+            }
         }
     }
     first.map_or(Ok(()), Err)
@@ -81,7 +90,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 fn one(ctx: &Context, args: &Args, source: &Path, target: &Path) -> Result<(), Error> {
     let (from, from_name) = crate::parent_of(source).map_err(Error::from)?;
     let (to, to_name) = crate::parent_of(target).map_err(Error::from)?;
+    let aside = aside_name(&from_name);
     let Some(stat) = from.stat(&from_name).map_err(|e| crate::operand_error("cannot move", source, &e))? else {
+        // A move across file systems that was stopped (SIGTERM, the deadline, a node restart)
+        // left SRC set aside under its moving name: finish it.
+        if from.stat(&aside).map_err(|e| crate::operand_error("cannot move", source, &e))?.is_some() {
+            tracing::info!("{}: finishing a move to {} that was interrupted", source.display(), target.display());
+            if to.stat(&to_name).ok().flatten().is_none() {
+                across(ctx, args, &from, &aside, &to, &to_name)?;
+            }
+            return remove_aside(ctx, &from, &aside, source, target);
+        }
         if to.stat(&to_name).ok().flatten().is_some() {
             tracing::info!("{} is not there and {} is: moved already", source.display(), target.display());
             return Ok(());
@@ -103,7 +122,24 @@ fn one(ctx: &Context, args: &Args, source: &Path, target: &Path) -> Result<(), E
     match nix::fcntl::renameat2(&from, from_name.as_os_str(), &to, to_name.as_os_str(), flags) {
         Ok(()) => {}
         Err(nix::errno::Errno::EEXIST) if args.no_clobber => return Ok(()),
-        Err(nix::errno::Errno::EXDEV) => across(ctx, args, source, &to, &to_name)?,
+        Err(nix::errno::Errno::EXDEV) => {
+            refuse_mounts(source)?;
+            // Set aside on its own file system first (one rename), so a stopped move is
+            // found and finished by the rerun, never half copied again into DEST/NAME.
+            if !from.rename_noreplace(&from_name, &aside)? {
+                return Err(Error::new(
+                    Kind::Failed,
+                    anyhow::anyhow!(
+                        "{} exists beside {}: an earlier move of it was interrupted",
+                        from.path().join(&aside).display(),
+                        source.display()
+                    ),
+                )
+                .with_hint("remove one of them, or move it back over the other, then run again"));
+            }
+            across(ctx, args, &from, &aside, &to, &to_name)?;
+            remove_aside(ctx, &from, &aside, source, target)?;
+        }
         Err(e) => return Err(crate::operand_error(&format!("cannot move {} to", source.display()), target, &e.into())),
     }
     // The new name durable before the app starts, and the old one gone for good.
@@ -115,13 +151,35 @@ fn one(ctx: &Context, args: &Args, source: &Path, target: &Path) -> Result<(), E
     Ok(())
 }
 
-/// Moves `source` to another file system: a copy as `cp -a` under a temp name beside
-/// `to_name`, renamed into place whole, then the source removed.
-fn across(ctx: &Context, args: &Args, source: &Path, to: &Dir, to_name: &OsStr) -> Result<(), Error> {
-    let meta = std::fs::symlink_metadata(source).map_err(|e| crate::operand_error("cannot move", source, &e))?;
+/// The name SRC is set aside under while it is moved to another file system.
+fn aside_name(name: &OsStr) -> std::ffi::OsString {
+    podinit_core::fs::hidden_sibling(Path::new(name), ".podinit-moving").into_os_string()
+}
+
+/// Refuses to move a mount point, or a tree with a file system mounted below it, to another
+/// file system: the copy would take the mounted volume's files and the removal empty it.
+fn refuse_mounts(source: &Path) -> Result<(), Error> {
+    let Ok(real) = std::fs::canonicalize(source) else { return Ok(()) };
+    if let Some(point) = podinit_core::fs::mount_points().into_iter().find(|p| p.starts_with(&real)) {
+        return Err(Error::usage(format!(
+            "{} has a file system mounted at {}: not moved to another file system",
+            source.display(),
+            point.display()
+        ))
+        .with_hint("move what is in it by name (patterns such as DIR/* work), leaving the mount"));
+    }
+    Ok(())
+}
+
+/// Copies the set-aside `from/aside` to another file system as `cp -a` does, under a temp name
+/// beside `to_name`, and renames it into place whole.
+fn across(ctx: &Context, args: &Args, from: &Dir, aside: &OsStr, to: &Dir, to_name: &OsStr) -> Result<(), Error> {
+    let source = from.path().join(aside);
+    let stat = from.stat(aside).map_err(|e| crate::operand_error("cannot move", &source, &e))?;
+    let is_dir = stat.is_some_and(|s| podinit_core::fs::root::Kind::of(&s) == podinit_core::fs::root::Kind::Dir);
     // The temp name is taken (a directory, or an empty file cp replaces) so no one else's
     // entry is ever written through.
-    let (temp, ()) = if meta.is_dir() {
+    let (temp, ()) = if is_dir {
         crate::with_temp_name(to_name, |temp| to.mkdir(temp, 0o700).map(drop))?
     } else {
         crate::with_temp_name(to_name, |temp| to.create_file(temp).map(drop))?
@@ -131,7 +189,7 @@ fn across(ctx: &Context, args: &Args, source: &Path, to: &Dir, to_name: &OsStr) 
         e
     };
     let staged = to.path().join(&temp);
-    let from = if meta.is_dir() { source.join(".") } else { source.to_path_buf() };
+    let copy_from = if is_dir { source.join(".") } else { source };
     let copy = crate::cp::Args {
         recursive: true,
         dereference: false,
@@ -146,8 +204,8 @@ fn across(ctx: &Context, args: &Args, source: &Path, to: &Dir, to_name: &OsStr) 
         force: false,
         no_target_directory: true,
         mode: None,
-        walk: crate::WalkArgs { exclude: Vec::new(), cross_file_systems: true, jobs: None },
-        paths: vec![from, staged],
+        walk: crate::WalkArgs { exclude: Vec::new(), cross_file_systems: false, jobs: None },
+        paths: vec![copy_from, staged],
     };
     crate::cp::copy(ctx, copy).map_err(cleanup)?;
     let placed = if args.no_clobber { to.rename_noreplace(&temp, to_name) } else { to.rename(&temp, to_name).map(|()| true) };
@@ -161,15 +219,20 @@ fn across(ctx: &Context, args: &Args, source: &Path, to: &Dir, to_name: &OsStr) 
         }
         Err(e) => return Err(cleanup(e.into())),
     }
-    to.sync().map_err(Error::from)?;
-    let (parent, name) = crate::parent_of(source).map_err(Error::from)?;
-    parent.remove_tree(&name, &mut podinit_core::fs::root::Removal { stop: Some(ctx.stop_check()), ..Default::default() }).map_err(
-        |e| {
-            Error::new(
-                Kind::Failed,
-                e.context(format!("{} was copied to {}, but removing it failed", source.display(), to.path().join(to_name).display())),
-            )
-        },
-    )?;
-    Ok(())
+    to.sync().map_err(Error::from)
+}
+
+/// Removes the set-aside source once its copy is in place, on its own file system only.
+fn remove_aside(ctx: &Context, from: &Dir, aside: &OsStr, source: &Path, target: &Path) -> Result<(), Error> {
+    let device = from.stat_self().map_err(Error::from)?.st_dev;
+    let mut removal = podinit_core::fs::root::Removal {
+        device: Some(device),
+        mounts: Some(std::sync::Arc::new(podinit_core::fs::mount_roots())),
+        stop: Some(ctx.stop_check()),
+        removed: None,
+    };
+    from.remove_tree(aside, &mut removal).map_err(|e| {
+        Error::new(Kind::Failed, e.context(format!("{} was copied to {}, but removing it failed", source.display(), target.display())))
+    })?;
+    from.sync().map_err(Error::from)
 }

@@ -53,22 +53,27 @@ pub struct Args {
 /// Runs `podinit rm` to completion.
 pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     crate::refuse_interactive(args.interactive, "name exactly what to remove (patterns such as DIR/*.jar work)")?;
-    let paths = crate::operands(args.paths.clone())?;
+    let paths = crate::operands(args.paths.clone(), false)?;
+    let mounts = std::sync::Arc::new(podinit_core::fs::mount_roots());
     // Bad input before anything is removed.
     for path in &paths {
-        refuse(path)?;
+        refuse(path, &mounts)?;
     }
     let (mut removed, mut missing) = (0u64, 0u64);
     let mut first: Option<Error> = None;
     for path in &paths {
         ctx.check_shutdown()?;
-        match one(ctx, &args, path) {
+        match one(ctx, &args, path, &mounts) {
             Ok(true) => removed += 1,
             Ok(false) => missing += 1,
             Err(e) => {
                 // One operand failing does not stop the others (as rm does).
-                tracing::error!("{e:#}");
-                first.get_or_insert(e);
+                // The first is the run's error (printed at the end); the others are logged here.
+                if first.is_some() {
+                    tracing::error!("{e:#}");
+                } else {
+                    first = Some(e);
+                }
             }
         }
     }
@@ -78,7 +83,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 }
 
 /// Refuses what rm must never remove: `/`, `.` and `..`, a mount point.
-fn refuse(path: &Path) -> Result<(), Error> {
+fn refuse(path: &Path, mounts: &Mounts) -> Result<(), Error> {
     let bytes = path.as_os_str().as_encoded_bytes();
     let last = bytes.rsplit(|&b| b == b'/').find(|c| !c.is_empty()).unwrap_or(b"/");
     if last == b"." || last == b".." {
@@ -86,28 +91,38 @@ fn refuse(path: &Path) -> Result<(), Error> {
             .with_hint("name the directory itself, or what is in it (DIR/*)"));
     }
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
-    if meta.is_dir() && mount_point(path, &meta) {
+    if meta.is_dir() && mount_point(path, &meta, mounts) {
         return Err(Error::usage(format!("{} is a mount point (a volume, or /): not removed", path.display()))
             .with_hint("to empty it, name what is in it: rm -rf DIR/* (and DIR/.[!.]* for its dot files)"));
     }
     Ok(())
 }
 
-/// Whether the directory `path` is the root of a file system (another device than its
-/// parent's, or its own parent: `/`).
-fn mount_point(path: &Path, meta: &std::fs::Metadata) -> bool {
+/// The mount roots this process sees ([`podinit_core::fs::mount_roots`]).
+type Mounts = std::sync::Arc<std::collections::HashSet<(u64, u64)>>;
+
+/// Whether the directory `path` is the root of a mount: one of `mounts`, another device than
+/// its parent's, or its own parent (`/`).
+fn mount_point(path: &Path, meta: &std::fs::Metadata, mounts: &Mounts) -> bool {
     use std::os::unix::fs::MetadataExt as _;
+    if mounts.contains(&(meta.dev(), meta.ino())) {
+        return true;
+    }
     let Ok(parent) = std::fs::metadata(path.join("..")) else { return false };
     parent.dev() != meta.dev() || parent.ino() == meta.ino()
 }
 
 /// Removes one operand: `Ok(false)` when it was not there (with -f).
-fn one(ctx: &Context, args: &Args, path: &Path) -> Result<bool, Error> {
+fn one(ctx: &Context, args: &Args, path: &Path, mounts: &Mounts) -> Result<bool, Error> {
     let failed = |doing: &str, e: anyhow::Error| {
         let kind =
             if crate::walk::errno(&e).is_some_and(|n| n == libc::EACCES || n == libc::EPERM) { Kind::NotPermitted } else { Kind::Failed };
         Error::new(kind, e.context(format!("{doing} {}", path.display())))
     };
+    // -f: a path whose directory is missing too is as missing as any (`rm -rf a/*/x`).
+    if args.force && std::fs::symlink_metadata(path).is_err_and(|e| matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR))) {
+        return Ok(false);
+    }
     let (parent, name) = crate::parent_of(path).map_err(|e| failed("cannot remove", e))?;
     let Some(stat) = parent.stat(&name).map_err(|e| failed("cannot remove", e.into()))? else {
         if args.force {
@@ -133,8 +148,13 @@ fn one(ctx: &Context, args: &Args, path: &Path) -> Result<bool, Error> {
         return Ok(true);
     }
     let mut tell = |p: &Path, dir: bool| say(p, dir);
-    let mut removal =
-        Removal { device: (!args.cross_file_systems).then_some(stat.st_dev), stop: Some(ctx.stop_check()), removed: Some(&mut tell) };
+    let mut removal = Removal {
+        device: (!args.cross_file_systems).then_some(stat.st_dev),
+        mounts: (!args.cross_file_systems).then(|| std::sync::Arc::clone(mounts)),
+        stop: Some(ctx.stop_check()),
+        // Only with -v: telling builds each path, which costs time linear in the depth.
+        removed: if args.verbose { Some(&mut tell) } else { None },
+    };
     parent.remove_tree(&name, &mut removal).map_err(|e| match ctx.check_shutdown() {
         Err(stopped) => stopped,
         Ok(()) => failed("cannot remove", e),

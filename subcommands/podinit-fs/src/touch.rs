@@ -66,10 +66,27 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     // `-a` or `-m` alone narrows to that time; both, or neither, set both (as in GNU touch).
     let atime = if args.modification && !args.access { TimeSpec::UTIME_OMIT } else { atime };
     let mtime = if args.access && !args.modification { TimeSpec::UTIME_OMIT } else { mtime };
-    args.files = crate::operands(std::mem::take(&mut args.files))?;
+    args.files = crate::operands(std::mem::take(&mut args.files), !args.no_dereference)?;
     let no_create = args.no_create || args.no_dereference;
+    // A FILE that fails does not stop the others (as touch does); the first is the error.
+    let mut first: Option<Error> = None;
     for file in &args.files {
         ctx.check_shutdown()?;
+        if let Err(e) = one(&args, file, no_create, atime, mtime) {
+            // The first is the run's error (printed at the end); the others are logged here.
+            if first.is_some() {
+                tracing::error!("{e:#}");
+            } else {
+                first = Some(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Creates (unless `no_create`) and sets the times of one FILE.
+fn one(args: &Args, file: &std::path::Path, no_create: bool, atime: TimeSpec, mtime: TimeSpec) -> Result<(), Error> {
+    {
         if !no_create {
             // O_CREAT without O_TRUNC: an existing file keeps its content. One podinit may
             // not write (read-only, someone else's) still gets its times set below if allowed.
@@ -155,7 +172,7 @@ fn epoch(year: i64, month: i64, day: i64, hour: i64, minute: i64, second: i64) -
 }
 
 fn number(text: &str, what: &str) -> Result<i64, String> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 12 {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) || text.len() > 12 || (what == "year" && text.len() > 4) {
         return Err(format!("'{text}' is not a {what}"));
     }
     text.parse().map_err(|_| format!("'{text}' is not a {what}"))
@@ -168,8 +185,13 @@ fn parse_date(text: &str) -> Result<TimeSpec, String> {
     if let Some(seconds) = text.strip_prefix('@') {
         let (whole, frac) = seconds.split_once('.').unwrap_or((seconds, ""));
         let (negative, whole) = whole.strip_prefix('-').map_or((false, whole), |w| (true, w));
-        let secs = number(whole, "number of seconds")?;
-        return Ok(TimeSpec::new(if negative { -secs } else { secs }, nanos(frac)?));
+        let (secs, nanos) = (number(whole, "number of seconds")?, nanos(frac)?);
+        // `@-1.5` is 1.5 s before the epoch: -2 s and 0.5 s after.
+        return Ok(match (negative, nanos) {
+            (false, _) => TimeSpec::new(secs, nanos),
+            (true, 0) => TimeSpec::new(-secs, 0),
+            (true, _) => TimeSpec::new(-secs - 1, 1_000_000_000 - nanos),
+        });
     }
     let (date, rest) = text.split_at(text.find([' ', 'T', 't']).unwrap_or(text.len()));
     let mut fields = date.splitn(3, '-');
@@ -204,10 +226,14 @@ fn split_zone(text: &str) -> Result<(&str, i64), String> {
     if let Some(at) = text.rfind(['+', '-']) {
         let (time, zone) = (text[..at].trim(), &text[at + 1..]);
         let digits: String = zone.chars().filter(|c| *c != ':').collect();
-        if digits.len() != 4 {
+        if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("'{zone}' is not a zone offset (HH:MM)"));
         }
-        let offset = number(&digits[..2], "zone hour")? * 3600 + number(&digits[2..], "zone minute")? * 60;
+        let (hours, minutes) = (number(&digits[..2], "zone hour")?, number(&digits[2..], "zone minute")?);
+        if hours > 23 || minutes > 59 {
+            return Err(format!("'{zone}' is not a zone offset (HH:MM)"));
+        }
+        let offset = hours * 3600 + minutes * 60;
         return Ok((time, if text.as_bytes()[at] == b'-' { -offset } else { offset }));
     }
     Ok((text, 0))
@@ -224,6 +250,9 @@ fn nanos(frac: &str) -> Result<i64, String> {
 
 /// touch's `-t [[CC]YY]MMDDhhmm[.ss]` (UTC); `year` when it has none.
 fn parse_stamp(text: &str, year: i64) -> Result<TimeSpec, String> {
+    if !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err("not [[CC]YY]MMDDhhmm[.ss]".into());
+    }
     let (main, second) = text.split_once('.').map_or((text, 0), |(m, s)| (m, number(s, "second").unwrap_or(-1)));
     if second < 0 || (text.contains('.') && text.len() - main.len() != 3) {
         return Err("seconds are .ss, two digits".into());
@@ -259,7 +288,18 @@ mod tests {
         assert_eq!(secs(parse_date("2026-01-02 03:04:05.25")), (1_767_323_045, 250_000_000));
         assert_eq!(secs(parse_date("2026-01-02")), (1_767_312_000, 0));
         assert_eq!(secs(parse_date("2024-02-29 00:00")), (1_709_164_800, 0));
-        for bad in ["yesterday", "2026-02-30", "2026-01-02 25:00", "2026-13-01", "@x", "2026-01-02 03"] {
+        assert_eq!(secs(parse_date("@-1.5")), (-2, 500_000_000));
+        for bad in [
+            "yesterday",
+            "2026-02-30",
+            "2026-01-02 25:00",
+            "2026-13-01",
+            "@x",
+            "2026-01-02 03",
+            "2026-01-02 03:04+1é1",
+            "99999-01-01",
+            "2026-01-02 03:04+99:99",
+        ] {
             assert!(parse_date(bad).is_err(), "{bad}");
         }
     }
@@ -271,6 +311,7 @@ mod tests {
         assert_eq!(secs(parse_stamp("01020304.05", 2026)), (1_767_323_045, 0));
         assert!(parse_stamp("0102030", 2026).is_err());
         assert!(parse_stamp("01020304.5", 2026).is_err());
+        assert!(parse_stamp("a€bcde", 2026).is_err());
         assert!(now_year() >= 2026);
     }
 }

@@ -220,6 +220,9 @@ pub(crate) struct Walk {
     pub(crate) top_excludes: Vec<OsString>,
     /// Do not descend into a directory of another file system.
     pub(crate) one_file_system: bool,
+    /// With `one_file_system`: the mount roots, so a bind mount of the same device is not
+    /// descended into either.
+    pub(crate) mounts: Arc<std::collections::HashSet<(u64, u64)>>,
     /// Names starting with `..` are left out (the kubelet's layout of a ConfigMap volume).
     pub(crate) skip_dotdot: bool,
     /// Worker threads.
@@ -322,7 +325,7 @@ impl Walk {
             }
             if Kind::of(&stat) == Kind::Dir {
                 let path = || dir.path().join(&name);
-                if self.one_file_system && device.is_some_and(|d| d != stat.st_dev) {
+                if self.one_file_system && (device.is_some_and(|d| d != stat.st_dev) || self.mounts.contains(&(stat.st_dev, stat.st_ino))) {
                     tracing::warn!("{}: another file system, not descended into (add --cross-file-systems)", path().display());
                     continue;
                 }

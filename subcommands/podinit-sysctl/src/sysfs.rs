@@ -56,14 +56,16 @@ struct Setting {
     value: Option<String>,
 }
 
-/// Parses `PATH[=VALUE]`: a relative path below the root without `..` (a leading `/sys/` is
-/// the root's), a value of one line.
-fn parse(arg: &str) -> Result<Setting, String> {
+/// Parses `PATH[=VALUE]`: a relative path below the root without `..` (a leading `/sys/`, or
+/// the root's own path, is the root's), a value of one line (spaces around it dropped, as
+/// the kernel drops them).
+fn parse(arg: &str, root: &Path) -> Result<Setting, String> {
     let (path, value) = match arg.split_once('=') {
-        Some((p, v)) => (p, Some(v)),
+        Some((p, v)) => (p, Some(v.trim())),
         None => (arg, None),
     };
-    let path = path.strip_prefix("/sys/").unwrap_or(path).trim_start_matches('/');
+    let root = format!("{}/", root.display().to_string().trim_end_matches('/'));
+    let path = path.strip_prefix(root.as_str()).or_else(|| path.strip_prefix("/sys/")).unwrap_or(path).trim_start_matches('/');
     if path.is_empty() {
         return Err(format!("'{arg}' names no attribute"));
     }
@@ -94,7 +96,7 @@ pub(crate) fn current(text: &str) -> &str {
 /// Runs `podinit sysfs` to completion.
 pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let settings: Vec<Setting> =
-        args.settings.iter().map(|a| parse(a)).collect::<Result<_, _>>().map_err(|e| Error::usage(format!("argument {e}")))?;
+        args.settings.iter().map(|a| parse(a, &args.root)).collect::<Result<_, _>>().map_err(|e| Error::usage(format!("argument {e}")))?;
     let tree = Tree::new(&args.root);
     // Every attribute read before anything is written: a typo stops the run unchanged.
     let mut now = Vec::with_capacity(settings.len());
@@ -193,13 +195,16 @@ mod tests {
 
     #[test]
     fn paths_stay_below_the_root() {
+        let sys = Path::new("/sys");
         assert_eq!(
-            parse("/sys/kernel/mm/transparent_hugepage/enabled=never").unwrap().rel,
+            parse("/sys/kernel/mm/transparent_hugepage/enabled=never", sys).unwrap().rel,
             PathBuf::from("kernel/mm/transparent_hugepage/enabled")
         );
-        assert_eq!(parse("kernel/mm/transparent_hugepage/defrag").unwrap().value, None);
-        for bad in ["../etc/passwd=x", "kernel/../../etc=x", "a/./b=1", "=x", "/sys/=x", "a=", "a=b\nc"] {
-            assert!(parse(bad).is_err(), "{bad}");
+        let host = parse("/host-sys/kernel/mm/transparent_hugepage/enabled= never ", Path::new("/host-sys/")).unwrap();
+        assert_eq!((host.rel, host.value.as_deref()), (PathBuf::from("kernel/mm/transparent_hugepage/enabled"), Some("never")));
+        assert_eq!(parse("kernel/mm/transparent_hugepage/defrag", sys).unwrap().value, None);
+        for bad in ["../etc/passwd=x", "kernel/../../etc=x", "a/./b=1", "=x", "/sys/=x", "a=", "a= ", "a=b\nc"] {
+            assert!(parse(bad, sys).is_err(), "{bad}");
         }
     }
 }

@@ -301,6 +301,48 @@ pub fn copy_contents(from: &mut File, to: &mut File) -> io::Result<u64> {
     }
 }
 
+/// The roots of the mounts this process sees, as (device, inode) of each mount point (what a
+/// `stat` through it shows): a directory that is one is another mount even when it shares the
+/// device of its parent (a bind mount of the same disk, a hostPath under an emptyDir, a
+/// subPath), which a device comparison misses. From `/proc/self/mountinfo` (at most 4 MiB);
+/// empty when it cannot be read.
+pub fn mount_roots() -> std::collections::HashSet<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    mount_points().iter().filter_map(|point| std::fs::metadata(point).ok()).map(|meta| (meta.dev(), meta.ino())).collect()
+}
+
+/// The mount points this process sees, from `/proc/self/mountinfo` (at most 4 MiB); empty
+/// when it cannot be read.
+pub fn mount_points() -> Vec<PathBuf> {
+    use std::io::Read as _;
+    let mut text = Vec::new();
+    if File::open("/proc/self/mountinfo").and_then(|f| f.take(4 << 20).read_to_end(&mut text)).is_err() {
+        return Vec::new();
+    }
+    String::from_utf8_lossy(&text).lines().filter_map(|line| line.split(' ').nth(4)).map(unescape_mount_point).collect()
+}
+
+/// A mount point as mountinfo writes it: space, tab, newline and backslash as `\NNN` octal.
+fn unescape_mount_point(field: &str) -> PathBuf {
+    use std::os::unix::ffi::OsStringExt as _;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(code) =
+                bytes.get(i + 1..i + 4).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| u8::from_str_radix(d, 8).ok())
+        {
+            out.push(code);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
 /// Fsyncs a directory so a rename in it survives a crash.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -403,6 +445,16 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
 
     use super::*;
+
+    #[test]
+    fn mount_points_are_read_as_mountinfo_escapes_them() {
+        assert_eq!(unescape_mount_point(r"/var/lib/kubelet/pods/a\040b/volumes"), PathBuf::from("/var/lib/kubelet/pods/a b/volumes"));
+        assert_eq!(unescape_mount_point(r"/x\134y\011z"), PathBuf::from("/x\\y\tz"));
+        assert_eq!(unescape_mount_point(r"/trailing\04"), PathBuf::from(r"/trailing\04"), "not an escape: kept");
+        // This process's own root is a mount root.
+        let root = std::fs::metadata("/").unwrap();
+        assert!(mount_roots().contains(&(root.dev(), root.ino())));
+    }
 
     fn leftovers(dir: &Path) -> Vec<String> {
         std::fs::read_dir(dir)

@@ -351,18 +351,19 @@ impl Dir {
             left: Vec<OsString>,
         }
         let shown = |levels: &[Level], last: &OsStr| levels.iter().fold(self.path.clone(), |p, l| p.join(&l.name)).join(last);
-        let device = removal.device;
+        let (device, mounts) = (removal.device, removal.mounts.clone());
         let open = |parent: &Self, child: &OsStr| -> anyhow::Result<(Self, Level)> {
             let sub = parent.sub_unnamed(child).map_err(|e| walk_error(parent, child, e))?;
-            if let Some(device) = device
-                && sub.stat_self()?.st_dev != device
-            {
+            let own = sub.stat_self()?;
+            if device.is_some_and(|d| d != own.st_dev) || mounts.as_ref().is_some_and(|m| m.contains(&(own.st_dev, own.st_ino))) {
                 bail!("another file system is mounted there: not removed (add --cross-file-systems)");
             }
-            // Only the owner (or root) can: for someone else's directory the unlinks below
-            // say why it fails.
-            let _ = nix::sys::stat::fchmod(&sub.fd, Mode::from_bits_truncate(0o700));
-            let own = sub.stat_self()?;
+            // A directory its owner cannot write (an archive's 0555) is made writable to be
+            // emptied; only the owner (or root) can: for someone else's directory the unlinks
+            // below say why it fails. Others keep their mode.
+            if own.st_mode & 0o300 != 0o300 {
+                let _ = nix::sys::stat::fchmod(&sub.fd, Mode::from_bits_truncate(0o700));
+            }
             let mut left = sub.names()?;
             left.reverse();
             Ok((sub, Level { name: child.to_owned(), id: (own.st_dev, own.st_ino), left }))
@@ -377,23 +378,31 @@ impl Dir {
                 stop().map_err(|reason| anyhow::anyhow!("{reason}"))?;
             }
             if let Some(child) = level.left.pop() {
-                let found = here.stat(&child).map_err(|e| io_error(e, &shown(&levels, &child), "reading"))?;
-                match found.map(|s| Kind::of(&s)) {
-                    None => {}
-                    Some(Kind::Dir) => {
-                        let (sub, level) =
-                            open(&here, &child).map_err(|e| e.context(format!("removing {}", shown(&levels, &child).display())))?;
-                        here = sub;
-                        levels.push(level);
-                    }
-                    Some(_) => {
-                        nix::unistd::unlinkat(&here.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir)
-                            .or_else(gone)
-                            .map_err(|e| io_error(e, &shown(&levels, &child), "removing"))?;
+                // Unlinked first, without a `stat`: Linux refuses a directory with `EISDIR`
+                // (one call per file, as the listing's type would save GNU's fts the stat).
+                let is_dir = match nix::unistd::unlinkat(&here.fd, child.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir) {
+                    Ok(()) => {
                         if removal.removed.is_some() {
                             removal.tell(&shown(&levels, &child), false);
                         }
+                        false
                     }
+                    Err(Errno::ENOENT) => false,
+                    Err(Errno::EISDIR) => true,
+                    Err(e) => {
+                        // POSIX's EPERM for a directory, or a real refusal: the type decides.
+                        let found = here.stat(&child).map_err(|err| io_error(err, &shown(&levels, &child), "reading"))?;
+                        if found.is_none_or(|s| Kind::of(&s) != Kind::Dir) {
+                            return Err(io_error(e, &shown(&levels, &child), "removing"));
+                        }
+                        true
+                    }
+                };
+                if is_dir {
+                    let (sub, level) =
+                        open(&here, &child).map_err(|e| e.context(format!("removing {}", shown(&levels, &child).display())))?;
+                    here = sub;
+                    levels.push(level);
                 }
                 continue;
             }
@@ -553,6 +562,9 @@ pub struct Removal<'a> {
     /// Directories of another file system (a mount below) are not entered: the removal stops
     /// there with an error naming it.
     pub device: Option<u64>,
+    /// Mount roots ([`crate::fs::mount_roots`]): a directory that is one is not entered
+    /// either, even on the same device (a bind mount).
+    pub mounts: Option<std::sync::Arc<std::collections::HashSet<(u64, u64)>>>,
     /// Asked every 1024 entries; `Err` stops the removal with that reason.
     pub stop: Option<crate::context::StopCheck>,
     /// Told each path removed, and whether it was a directory (`rm -v`).
