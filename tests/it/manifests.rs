@@ -135,8 +135,8 @@ fn pod_specs(object: &Yaml) -> Vec<&Yaml> {
 }
 
 /// Pod Security `restricted` for one container (with its pod's securityContext); the
-/// privileged `sysctl` init container and a root `chown`/`chmod`/`mkdir` one (`baseline`:
-/// capabilities CHOWN, FOWNER, DAC_OVERRIDE only) are the documented exceptions.
+/// privileged `sysctl` or `sysfs` init container and a root `chown`/`chmod`/`mkdir`/`rm` one
+/// (`baseline`: capabilities CHOWN, FOWNER, DAC_OVERRIDE only) are the documented exceptions.
 fn restricted(spec: &Yaml, container: &Yaml) -> Result<(), String> {
     let pod = get(spec, "securityContext");
     let own = get(container, "securityContext");
@@ -144,14 +144,18 @@ fn restricted(spec: &Yaml, container: &Yaml) -> Result<(), String> {
     let line: Vec<&str> =
         ["command", "args"].iter().flat_map(|k| get(container, k).as_vec().into_iter().flatten()).filter_map(Yaml::as_str).collect();
     if get(own, "privileged").as_bool() == Some(true) {
-        return if line.first() == Some(&"sysctl") { Ok(()) } else { Err(format!("privileged, and not the sysctl applet: {line:?}")) };
+        return if matches!(line.first(), Some(&("sysctl" | "sysfs"))) {
+            Ok(())
+        } else {
+            Err(format!("privileged, and not the sysctl or sysfs applet: {line:?}"))
+        };
     }
-    // The second exception: a root container whose every step is chown, chmod or mkdir, with
+    // The second exception: a root container whose every step is chown, chmod, mkdir or rm, with
     // no capability but those they need (Pod Security `baseline`).
     let volume_steps = !line.is_empty()
         && std::iter::once(line[0])
             .chain(line.windows(2).filter(|w| w[0] == "&&").map(|w| w[1]))
-            .all(|applet| matches!(applet, "chown" | "chmod" | "mkdir"));
+            .all(|applet| matches!(applet, "chown" | "chmod" | "mkdir" | "rm"));
     let root = either("runAsUser").as_i64() == Some(0);
     let mut wrong = Vec::new();
     if root && volume_steps {
