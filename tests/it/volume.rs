@@ -617,3 +617,25 @@ fn mv_finishes_a_move_across_file_systems_that_was_stopped() {
     // And a rerun of the same line is done.
     podinit(&["mv", s(&src.join("tree")), &format!("{}/", s(&dst))]).code(0).stderr_has("moved already");
 }
+
+#[test]
+fn sysfs_reads_the_bracketed_choice_and_takes_the_nodes_sysfs_mounted_elsewhere() {
+    // A tree shaped as /sys is, as a hostPath of the node's /sys would be at /host-sys.
+    let root = tempfile::tempdir().unwrap();
+    let thp = root.path().join("kernel/mm/transparent_hugepage");
+    std::fs::create_dir_all(&thp).unwrap();
+    std::fs::write(thp.join("enabled"), "always madvise [never]\n").unwrap();
+    std::fs::write(thp.join("defrag"), "[always] defer madvise never\n").unwrap();
+    let sysfs = |args: &[&str]| Podinit::new().arg("sysfs").arg("--root").arg(root.path()).args(args).run();
+    sysfs(&["kernel/mm/transparent_hugepage/enabled=never"]).code(0).stderr_has("unchanged never");
+    assert_eq!(std::fs::read_to_string(thp.join("enabled")).unwrap(), "always madvise [never]\n", "no write");
+    sysfs(&["--check", "kernel/mm/transparent_hugepage/defrag=never"]).code(1).stderr_has("is always, wants never");
+    // The shell line's own path, below the root's: written, read back.
+    let line = format!("{}=madvise", s(&thp.join("defrag")));
+    sysfs(&[&line]).code(0).stderr_has("set madvise (was always)");
+    assert_eq!(std::fs::read_to_string(thp.join("defrag")).unwrap(), "madvise\n");
+    sysfs(&["kernel/mm/transparent_hugepage/enabled"]).code(0).stdout_is("kernel/mm/transparent_hugepage/enabled = never\n");
+    // A typo stops the run before anything is written.
+    sysfs(&["kernel/mm/transparent_hugepage/defrag=never", "kernel/mm/nope=1"]).code(2).stderr_has("no such attribute");
+    assert_eq!(std::fs::read_to_string(thp.join("defrag")).unwrap(), "madvise\n");
+}
