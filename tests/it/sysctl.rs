@@ -22,14 +22,7 @@ fn in_fresh_namespaces() -> Podinit {
 
 /// Runs a shell script in fresh net+IPC namespaces, `$0` being the podinit binary.
 fn in_namespace_script(script: &str) -> Outcome {
-    let out = std::process::Command::new("/usr/bin/unshare")
-        .args(["--net", "--ipc", "--", "/bin/sh", "-c", script])
-        .arg(crate::support::cmd::bin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .unwrap();
-    Outcome::from_output(out)
+    crate::support::cmd::unshared(&["--net", "--ipc"], script)
 }
 
 #[test]

@@ -416,14 +416,7 @@ fn install_never_shadows_an_images_own_tools() {
 /// Runs `script` with `sh` in a fresh mount namespace (tmpfs mounts there stay there), `$0`
 /// being the podinit binary.
 fn in_mount_namespace(script: &str) -> Outcome {
-    let out = std::process::Command::new("/usr/bin/unshare")
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script])
-        .arg(crate::support::cmd::bin())
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .unwrap();
-    Outcome::from_output(out)
+    crate::support::cmd::unshared(&["--mount", "--propagation", "private"], script)
 }
 
 #[test]
@@ -564,13 +557,7 @@ fn sysfs_sets_a_namespaced_attribute_checks_and_reruns_without_writing() {
                   \"$0\" sysfs /sys/class/net/lo/mtu=1400 && \"$0\" sysfs --check class/net/lo/mtu=1400 && \
                   \"$0\" sysfs --check class/net/lo/mtu=1500; echo \"rc=$?\"; \"$0\" sysfs class/net/lo/mtu=1500 ../x=1; echo \"rc=$?\"; \
                   \"$0\" sysfs class/net/lo/mtu=1500 class/net/lo/nope=1; echo \"rc=$?\"; cat /sys/class/net/lo/mtu";
-    let out = std::process::Command::new("/usr/bin/unshare")
-        .args(["--net", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", script])
-        .arg(crate::support::cmd::bin())
-        .env_clear()
-        .output()
-        .unwrap();
-    let out = Outcome::from_output(out);
+    let out = crate::support::cmd::unshared(&["--net", "--mount", "--propagation", "private"], script);
     assert_eq!(out.stdout, "1400\nrc=1\nrc=2\nrc=2\n1400\n", "{}", out.stderr);
     out.stderr_has("set 1400 (was").stderr_has("unchanged 1400").stderr_has("is 1400, wants 1500").stderr_has("no such attribute");
 }

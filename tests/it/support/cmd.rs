@@ -23,6 +23,20 @@ pub fn tool(program: &str, args: &[&str]) -> Outcome {
     Outcome::from_output(out)
 }
 
+/// Runs `script` with `sh` inside `unshare FLAGS` (fresh namespaces: net, IPC, mount...), `$0`
+/// being the podinit binary, with a cleared environment.
+pub fn unshared(flags: &[&str], script: &str) -> Outcome {
+    let out = Command::new("/usr/bin/unshare")
+        .args(flags)
+        .args(["--", "/bin/sh", "-c", script])
+        .arg(bin())
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    Outcome::from_output(out)
+}
+
 /// A command line for podinit, with nothing inherited from the test's environment.
 pub struct Podinit {
     program: PathBuf,
