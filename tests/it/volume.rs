@@ -626,3 +626,17 @@ fn sysfs_reads_the_bracketed_choice_and_takes_the_nodes_sysfs_mounted_elsewhere(
     sysfs(&["kernel/mm/transparent_hugepage/defrag=never", "kernel/mm/nope=1"]).code(2).stderr_has("no such attribute");
     assert_eq!(std::fs::read_to_string(thp.join("defrag")).unwrap(), "madvise\n");
 }
+
+#[test]
+fn mv_renaming_a_directory_twice_is_done_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("old")).unwrap();
+    std::fs::write(dir.path().join("old/f"), "f").unwrap();
+    let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+    podinit(&["mv", s(&old), s(&new)]).code(0);
+    // The rerun finds DEST a directory (the one it made) and SRC gone: done, not `new/old`.
+    podinit(&["mv", s(&old), s(&new)]).code(0).stderr_has("moved already");
+    assert_eq!(listing(&new), ["f"]);
+    // A source that never was, to a DEST that is not there either, is an error.
+    podinit(&["mv", s(&dir.path().join("nothing")), s(&dir.path().join("nowhere"))]).code(1).stderr_has("not found");
+}

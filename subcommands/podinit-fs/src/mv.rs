@@ -73,7 +73,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let mut first: Option<Error> = None;
     for (source, target) in moves {
         ctx.check_shutdown()?;
-        if let Err(e) = one(ctx, &args, source, &target) {
+        if let Err(e) = one(ctx, &args, source, &target, &dest) {
             // One operand failing does not stop the others (as mv does).
             // The first is the run's error (printed at the end); the others are logged here.
             if first.is_some() {
@@ -86,8 +86,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     first.map_or(Ok(()), Err)
 }
 
-/// Moves `source` to `target` (the full new name).
-fn one(ctx: &Context, args: &Args, source: &Path, target: &Path) -> Result<(), Error> {
+/// Moves `source` to `target` (the full new name; `dest` the operand it came from).
+fn one(ctx: &Context, args: &Args, source: &Path, target: &Path, dest: &Path) -> Result<(), Error> {
     let (from, from_name) = crate::parent_of(source).map_err(Error::from)?;
     let (to, to_name) = crate::parent_of(target).map_err(Error::from)?;
     let aside = aside_name(&from_name);
@@ -101,8 +101,10 @@ fn one(ctx: &Context, args: &Args, source: &Path, target: &Path) -> Result<(), E
             }
             return remove_aside(ctx, &from, &aside, source, target);
         }
-        if to.stat(&to_name).ok().flatten().is_some() {
-            tracing::info!("{} is not there and {} is: moved already", source.display(), target.display());
+        // A rerun: SRC gone and the new name there. DEST itself counts too: `mv /data/old
+        // /data/new` made /data/new, so the rerun reads DEST as a directory to move into.
+        if to.stat(&to_name).ok().flatten().is_some() || std::fs::symlink_metadata(dest).is_ok() {
+            tracing::info!("{} is not there and {} is: moved already", source.display(), dest.display());
             return Ok(());
         }
         return Err(Error::new(Kind::Failed, anyhow::anyhow!("cannot move {}: not found", source.display())));
