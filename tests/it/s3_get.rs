@@ -158,7 +158,9 @@ async fn a_cut_connection_is_retried_and_a_replaced_object_starts_over() {
     // Replaced while a slow download is under way: If-Match notices, the download starts over
     // and ends with the new object.
     let slow = Proxy::start(garage.port);
-    slow.faults.rate.store(4 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
+    // 1 MiB/s a connection: the download takes about 6 s, well past the replacing PUT even on
+    // a busy machine (at 4 MiB/s it once finished before the PUT did).
+    slow.faults.rate.store(MIB as u64, std::sync::atomic::Ordering::Relaxed);
     let child = garage
         .podinit(&slow.endpoint())
         .args(["--timeout", "60s", "--force", "--part-size", "1MiB", "--concurrency", "2", "s3://test/c/obj.bin"])
