@@ -574,6 +574,31 @@ async fn goose_history_on_mariadb_missing_files_and_out_of_order() {
     );
 }
 
+#[tokio::test]
+async fn goose_no_transaction_files_run_statement_by_statement_on_postgres() {
+    // Issue 34: sent as one batch, PostgreSQL ran the file in an implicit transaction and
+    // refused CREATE INDEX CONCURRENTLY beside the CREATE TABLE; goose runs them one by one.
+    let db = postgres(0).await;
+    let dir = migrations(&[(
+        "00001_idx.sql",
+        "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE t (id INT);\nCREATE INDEX CONCURRENTLY t_id ON t (id);\n\
+         -- +goose StatementBegin\nCREATE FUNCTION one() RETURNS int AS $$ BEGIN RETURN 1; END; $$ LANGUAGE plpgsql;\n-- +goose StatementEnd\n\
+         -- +goose Down\nDROP TABLE t;\n",
+    )]);
+    migrate(&db.url, dir.path(), &["--format", "goose"]).run().code(0).stderr_has("applied 00001_idx.sql");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_indexes WHERE indexname = 't_id'").await, 1);
+    assert_eq!(pg_scalar(&db.url, "SELECT one()::bigint").await, 1);
+    // A failing statement is named; the ones before it stay, as goose leaves them.
+    std::fs::write(
+        dir.path().join("00002_bad.sql"),
+        "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE TABLE u (id INT);\nCREATE INDEX CONCURRENTLY u_x ON u (nope);\nCREATE TABLE v (id INT);\n",
+    )
+    .unwrap();
+    let out = migrate(&db.url, dir.path(), &["--format", "goose"]).run();
+    out.code(1).stderr_has("at statement 2 of 3 (CREATE INDEX CONCURRENTLY u_x ON u (nope);), after 1 that stay applied");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('u', 'v')").await, 1, "u stays, v never ran");
+}
+
 #[test]
 fn golang_migrate_files_on_sqlite_run_in_a_transaction() {
     let data = tempfile::tempdir().unwrap();

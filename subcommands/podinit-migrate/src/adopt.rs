@@ -266,6 +266,7 @@ mod tests {
             sql: String::new(),
             checksum: vec![0; 48],
             no_tx: false,
+            statements: None,
         }
     }
 

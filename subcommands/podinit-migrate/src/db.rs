@@ -404,7 +404,21 @@ impl Db {
                 tx.commit().await.map_err(ApplyError::other)?;
             }
             (_, true) => {
-                sqlx::raw_sql(sql).execute(&mut self.conn).await.map_err(ApplyError::Sql)?;
+                match &m.statements {
+                    // One by one, as goose runs a NO TRANSACTION file: each its own implicit
+                    // transaction, so CREATE INDEX CONCURRENTLY may stand beside others.
+                    Some(statements) => {
+                        for (index, statement) in statements.iter().enumerate() {
+                            sqlx::raw_sql(AssertSqlSafe(statement.clone()))
+                                .execute(&mut self.conn)
+                                .await
+                                .map_err(|err| ApplyError::Statement { index, total: statements.len(), err })?;
+                        }
+                    }
+                    None => {
+                        sqlx::raw_sql(sql).execute(&mut self.conn).await.map_err(ApplyError::Sql)?;
+                    }
+                }
                 insert_row(self.backend, &table, m, &mut self.conn).await?;
             }
         }
@@ -425,7 +439,7 @@ impl Db {
         let mut tx = self.conn.begin().await.map_err(clean)?;
         for m in adopted {
             insert_row(self.backend, &table, m, &mut tx).await.map_err(|e| match e {
-                ApplyError::Sql(e) | ApplyError::Other(e) => clean(e),
+                ApplyError::Sql(e) | ApplyError::Other(e) | ApplyError::Statement { err: e, .. } => clean(e),
             })?;
         }
         tx.commit().await.map_err(clean)?;
@@ -490,6 +504,12 @@ async fn insert_row(backend: Backend, table: &str, m: &Local, conn: &mut AnyConn
 #[derive(Debug)]
 pub(crate) enum ApplyError {
     Sql(sqlx::Error),
+    /// Statement `index` (from 0) of `total` run one by one failed; those before it stay.
+    Statement {
+        index: usize,
+        total: usize,
+        err: sqlx::Error,
+    },
     Other(sqlx::Error),
 }
 

@@ -44,6 +44,10 @@ pub(crate) struct Parsed {
     /// What runs: the up section only.
     pub(crate) sql: String,
     pub(crate) no_tx: bool,
+    /// The statements to run one by one, when the tool ran them so: a goose file with
+    /// `NO TRANSACTION` (PostgreSQL runs a multi-statement batch as one implicit transaction,
+    /// where `CREATE INDEX CONCURRENTLY` fails).
+    pub(crate) statements: Option<Vec<String>>,
 }
 
 /// What a file in the directory is.
@@ -110,7 +114,7 @@ fn golang_migrate(name: &str, text: &str) -> Result<File, String> {
     let Some(description) = rest.strip_suffix(".up") else {
         return Err("not a golang-migrate file name: expected <VERSION>_<NAME>.up.sql or .down.sql".into());
     };
-    Ok(File::Up(Parsed { version, description: description.replace('_', " "), sql: text.to_owned(), no_tx: true }))
+    Ok(File::Up(Parsed { version, description: description.replace('_', " "), sql: text.to_owned(), no_tx: true, statements: None }))
 }
 
 /// `-- +goose X` (goose trims the line and compares the annotation case-insensitively).
@@ -122,7 +126,8 @@ fn goose_annotation(line: &str) -> Option<&str> {
 /// goose: `<VERSION>_<NAME>.sql`, a `-- +goose Up` annotation before any statement, the up
 /// section until `-- +goose Down`. `StatementBegin`/`StatementEnd` only delimit statements
 /// (podinit sends the section as one batch, which the server splits); `NO TRANSACTION` runs
-/// it outside a transaction. `ENVSUB ON` (environment substitution) is refused.
+/// it outside a transaction, statement by statement as goose does ([`goose_statements`]).
+/// `ENVSUB ON` (environment substitution) is refused.
 fn goose(name: &str, text: &str) -> Result<File, String> {
     if name.ends_with(".go") {
         return Err("a Go migration: podinit runs SQL files only; port it to SQL".into());
@@ -163,7 +168,67 @@ fn goose(name: &str, text: &str) -> Result<File, String> {
         }
     }
     let Some(sql) = up else { return Err("no -- +goose Up annotation (goose requires one)".into()) };
-    Ok(File::Up(Parsed { version, description, sql, no_tx }))
+    let statements = if no_tx { Some(goose_statements(text)?) } else { None };
+    Ok(File::Up(Parsed { version, description, sql, no_tx, statements }))
+}
+
+/// The up section's statements as goose v3 splits them (`internal/sqlparser/parser.go`,
+/// `ParseSQLMigration`): blank and comment lines before a statement are dropped; a statement
+/// ends at a line whose last word before any `--` word ends with `;`, or, between
+/// `StatementBegin` and `StatementEnd`, at `StatementEnd`; each is cut after its last `;`.
+/// An unfinished statement at the end, or a `StatementBegin` never ended, is an error there.
+fn goose_statements(text: &str) -> Result<Vec<String>, String> {
+    let (mut statements, mut buf) = (Vec::new(), String::new());
+    let (mut in_up, mut in_block) = (false, false);
+    for line in text.lines() {
+        if let Some(annotation) = goose_annotation(line) {
+            match annotation.to_ascii_lowercase().as_str() {
+                "up" => in_up = true,
+                "down" => break,
+                "statementbegin" if in_up => in_block = true,
+                "statementend" if in_up && in_block => {
+                    in_block = false;
+                    statements.push(cut_after_semicolon(&buf));
+                    buf.clear();
+                }
+                "statementend" if in_up => return Err("-- +goose StatementEnd without a StatementBegin".into()),
+                _ => {}
+            }
+            continue;
+        }
+        if !in_up || (buf.is_empty() && (line.trim_start().starts_with("--") || line.is_empty())) {
+            continue;
+        }
+        buf.push_str(line);
+        buf.push('\n');
+        if !in_block && ends_with_semicolon(line) {
+            statements.push(cut_after_semicolon(&buf));
+            buf.clear();
+        }
+    }
+    if in_block {
+        return Err("-- +goose StatementBegin without a StatementEnd".into());
+    }
+    if !buf.trim().is_empty() {
+        return Err(format!(
+            "an unfinished statement at the end of the up section (missing semicolon?): {}",
+            buf.trim().lines().next().unwrap_or("")
+        ));
+    }
+    Ok(statements)
+}
+
+/// goose's `endsWithSemicolon`: the last word before a word starting with `--` ends with `;`.
+fn ends_with_semicolon(line: &str) -> bool {
+    line.split_whitespace().take_while(|w| !w.starts_with("--")).last().is_some_and(|w| w.ends_with(';'))
+}
+
+/// goose's `cleanupStatement`: up to the last `;` (trailing comments and blank lines go).
+fn cut_after_semicolon(statement: &str) -> String {
+    match statement.rfind(';') {
+        Some(n) if n > 0 => statement[..=n].to_owned(),
+        _ => statement.to_owned(),
+    }
 }
 
 fn is_blank_or_comment(line: &str) -> bool {
@@ -212,7 +277,7 @@ fn dbmate(name: &str, text: &str) -> Result<File, String> {
         }
     }
     let Some((sql, no_tx)) = up else { return Err("no -- migrate:up line (dbmate requires one)".into()) };
-    Ok(File::Up(Parsed { version, description, sql, no_tx }))
+    Ok(File::Up(Parsed { version, description, sql, no_tx, statements: None }))
 }
 
 /// Flyway: `V<VERSION>__<NAME>.sql` runs; `U<VERSION>__…` (undo) never runs; `R__…`
@@ -245,7 +310,7 @@ fn flyway(name: &str, text: &str) -> Result<File, String> {
         let placeholder: String = text[at..].chars().take_while(|&c| c != '}').chain(['}']).take(60).collect();
         return Err(format!("uses the Flyway placeholder {placeholder}, which podinit does not replace"));
     }
-    Ok(File::Up(Parsed { version, description: description.replace('_', " "), sql: text.to_owned(), no_tx: false }))
+    Ok(File::Up(Parsed { version, description: description.replace('_', " "), sql: text.to_owned(), no_tx: false, statements: None }))
 }
 
 /// A Flyway version (`1`, `001`, `2.0`, `3_0`) as a whole number; `1.1` is refused.
@@ -372,5 +437,34 @@ mod tests {
         assert_eq!(foreign_markers("-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;"), Some("goose"));
         assert_eq!(foreign_markers("-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t (id);"), None);
         assert_eq!(foreign_markers("SELECT '-- migrate:down';"), None);
+    }
+
+    #[test]
+    fn goose_no_transaction_files_are_split_as_goose_splits_them() {
+        let text = "-- +goose NO TRANSACTION\n-- +goose Up\n-- a comment before\n\nCREATE TABLE t (id INT);\n\
+                    CREATE INDEX CONCURRENTLY t_id\n    ON t (id); -- trailing words\n\
+                    -- +goose StatementBegin\nCREATE FUNCTION f() RETURNS int AS $$\nBEGIN RETURN 1; END;\n$$ LANGUAGE plpgsql;\n\
+                    -- +goose StatementEnd\nSELECT 1; SELECT 2;\n-- +goose Down\nDROP TABLE t;\n";
+        let parsed = up(Format::Goose, "1_idx.sql", text);
+        assert!(parsed.no_tx);
+        assert_eq!(
+            parsed.statements.unwrap(),
+            [
+                "CREATE TABLE t (id INT);",
+                "CREATE INDEX CONCURRENTLY t_id\n    ON t (id);",
+                "CREATE FUNCTION f() RETURNS int AS $$\nBEGIN RETURN 1; END;\n$$ LANGUAGE plpgsql;",
+                "SELECT 1; SELECT 2;",
+            ]
+        );
+        // In a transaction the section stays one batch, as before.
+        assert_eq!(up(Format::Goose, "2_t.sql", "-- +goose Up\nSELECT 1;\nSELECT 2;\n").statements, None);
+        for (bad, why) in [
+            ("-- +goose NO TRANSACTION\n-- +goose Up\nSELECT 1\n", "missing semicolon"),
+            ("-- +goose NO TRANSACTION\n-- +goose Up\n-- +goose StatementBegin\nSELECT 1;\n", "without a StatementEnd"),
+            ("-- +goose NO TRANSACTION\n-- +goose Up\n-- +goose StatementEnd\n", "without a StatementBegin"),
+        ] {
+            let err = parse(Format::Goose, "3_x.sql", bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 }

@@ -651,11 +651,18 @@ async fn apply_locked(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args)
 }
 
 async fn apply_failure(db: &mut Db, m: &Local, err: ApplyError, done: usize, total: usize) -> Error {
-    let (sql_err, ours) = match err {
-        ApplyError::Sql(e) => (e, false),
-        ApplyError::Other(e) => (e, true),
+    let (sql_err, ours, statement) = match err {
+        ApplyError::Sql(e) => (e, false, None),
+        ApplyError::Statement { index, total, err } => (err, false, Some((index, total))),
+        ApplyError::Other(e) => (e, true, None),
     };
-    let where_ = statement_at(&sql_err, &m.sql).map_or_else(String::new, |(line, text)| format!(" at line {line} ({text})"));
+    let where_ = match (statement, &m.statements) {
+        (Some((index, total)), Some(statements)) => {
+            let first = statements[index].lines().next().unwrap_or("").trim().chars().take(120).collect::<String>();
+            format!(" at statement {} of {total} ({first}), after {index} that stay applied", index + 1)
+        }
+        _ => statement_at(&sql_err, &m.sql).map_or_else(String::new, |(line, text)| format!(" at line {line} ({text})")),
+    };
     let reason = sql_reason(&sql_err);
     let what = if ours { "recording" } else { "applying" };
     let mut error =

@@ -20,6 +20,8 @@ pub(crate) struct Local {
     pub(crate) sql: String,
     pub(crate) checksum: Vec<u8>,
     pub(crate) no_tx: bool,
+    /// Run one by one (a goose `NO TRANSACTION` file), else the file is one batch.
+    pub(crate) statements: Option<Vec<String>>,
 }
 
 /// Reads `dir` in `format`. Symlinks are followed (ConfigMap volumes link every file through
@@ -63,6 +65,7 @@ async fn load_sqlx(dir: &Path) -> Result<Vec<Local>, Error> {
             sql: m.sql.as_str().to_owned(),
             checksum: m.checksum.to_vec(),
             no_tx: m.no_tx,
+            statements: None,
         });
     }
     out.sort_by_key(|m| m.version);
@@ -125,6 +128,7 @@ fn load_foreign(dir: &Path, format: Format) -> Result<Vec<Local>, Error> {
             file: name,
             sql: parsed.sql,
             no_tx,
+            statements: parsed.statements,
         });
     }
     out.sort_by_key(|m| m.version);
