@@ -661,6 +661,15 @@ fn flyway_history_on_sqlite() {
         .code(2)
         .stderr_has("R__view.sql cannot be read as a flyway migration: a repeatable migration");
     std::fs::remove_file(dir.path().join("R__view.sql")).unwrap();
+    // Flyway recorded 123 for V1, not the CRC-32 of the file as it is: edited since, refused
+    // as `flyway validate` refuses it.
+    migrate(&url, dir.path(), &["--adopt", "flyway"])
+        .run()
+        .code(1)
+        .stderr_has("a file was changed after flyway applied it: V1__a.sql (checksum 123 in flyway_schema_history, -59897099 now)")
+        .stderr_has("flyway repair");
+    // What Flyway records for the file as it is (`flyway repair` would write it).
+    sql("UPDATE flyway_schema_history SET checksum = -59897099 WHERE version = '1'");
     let outs = concurrently(4, || migrate(&url, dir.path(), &["--adopt", "flyway"]));
     for out in &outs {
         out.code(0);

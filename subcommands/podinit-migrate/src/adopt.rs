@@ -86,6 +86,9 @@ pub(crate) struct Foreign {
     pub(crate) up_to_needs_file: bool,
     /// A failed or half-done version and how the tool itself clears it.
     pub(crate) dirty: Option<(i64, String)>,
+    /// The checksum the tool recorded for a version, and its script (Flyway's CRC-32; the
+    /// other tools keep none).
+    pub(crate) checksums: std::collections::BTreeMap<i64, (i64, String)>,
 }
 
 /// Reads `tool`'s history; `None` when its table does not exist (nothing to adopt).
@@ -162,17 +165,18 @@ pub(crate) async fn read(db: &mut Db, tool: Tool) -> Result<Option<Foreign>, Err
             }
         }
         Tool::Flyway => {
-            let rows: Vec<(Option<String>, String, String, i64)> = db
+            let rows = db
                 .query_flyway(&format!(
-                    "SELECT {}, {}, {}, {} FROM {table} ORDER BY installed_rank",
+                    "SELECT {}, {}, {}, {}, {} FROM {table} ORDER BY installed_rank",
                     text("version"),
                     text("type"),
                     text("script"),
-                    flag("success")
+                    flag("success"),
+                    int("checksum")
                 ))
                 .await
                 .map_err(|e| e.context(context("")))?;
-            for (version, kind, script, success) in rows {
+            for (version, kind, script, success, checksum) in rows {
                 let Some(version) = version else { continue }; // repeatable migrations
                 let number = crate::formats::flyway_version(&version)
                     .map_err(|why| Error::new(Kind::Failed, anyhow::anyhow!("{table}: {script}: {why}")))?;
@@ -191,6 +195,9 @@ pub(crate) async fn read(db: &mut Db, tool: Tool) -> Result<Option<Foreign>, Err
                     "SQL" | "JDBC" | "SCRIPT" => {
                         if success != 0 {
                             foreign.applied.insert(number);
+                            if let (Some(checksum), "SQL") = (checksum, kind.as_str()) {
+                                foreign.checksums.insert(number, (checksum, script));
+                            }
                         }
                     }
                     other => {
@@ -238,6 +245,23 @@ pub(crate) fn reconcile<'a>(
     let in_ours = |v: i64| ours.iter().any(|a| a.version == v);
     let counts = |v: i64| foreign.applied.contains(&v) || foreign.up_to.is_some_and(|u| v <= u);
     let adopted: Vec<&Local> = locals.iter().filter(|l| counts(l.version) && !in_ours(l.version)).collect();
+    // A file edited after the tool applied it would be taken over silently: Flyway's own
+    // `validate` refuses it, and so does adopting.
+    let changed: Vec<String> = adopted
+        .iter()
+        .filter_map(|l| {
+            let (stored, _) = foreign.checksums.get(&l.version)?;
+            let now = i64::from(crate::formats::flyway_checksum(&l.sql));
+            (now != *stored).then(|| format!("{} (checksum {stored} in {table}, {now} now)", l.file))
+        })
+        .collect();
+    if !changed.is_empty() {
+        return Err(Error::new(
+            Kind::Failed,
+            anyhow::anyhow!("{} changed after {name} applied {}: {}; not adopting", if changed.len() == 1 { "a file was" } else { "files were" }, if changed.len() == 1 { "it" } else { "them" }, changed.join(", ")),
+        )
+        .with_hint(format!("restore the files as {name} applied them, or accept the edits in {name}'s history first (`flyway repair` records the new checksums), then rerun")));
+    }
     let newest = foreign.applied.iter().copied().chain(foreign.up_to).max();
     let skipped: Vec<&Local> =
         locals.iter().filter(|l| !counts(l.version) && !in_ours(l.version) && newest.is_some_and(|n| l.version < n)).collect();
@@ -285,6 +309,22 @@ mod tests {
         // golang-migrate's one row: everything up to it.
         let gm = Foreign { up_to: Some(2), up_to_needs_file: true, ..Foreign::default() };
         assert_eq!(versions(&reconcile(Tool::GolangMigrate, &gm, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2]);
+    }
+
+    #[test]
+    fn a_flyway_script_changed_since_it_was_applied_is_refused() {
+        let locals: Vec<Local> = [1, 2].into_iter().map(local).collect();
+        // Both files are empty: Flyway's checksum of nothing is 0.
+        let same = Foreign { applied: [1, 2].into(), checksums: [(1, (0, "V1__m.sql".into()))].into(), ..Foreign::default() };
+        assert_eq!(versions(&reconcile(Tool::Flyway, &same, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2]);
+        let edited = Foreign { applied: [1, 2].into(), checksums: [(2, (-7, "V2__m.sql".into()))].into(), ..Foreign::default() };
+        let err = reconcile(Tool::Flyway, &edited, &locals, &[], OutOfOrder::Refuse).unwrap_err();
+        assert_eq!(err.kind(), Kind::Failed);
+        assert!(
+            err.message().contains("a file was changed after flyway applied it: 2_m.sql (checksum -7 in flyway_schema_history, 0 now)"),
+            "{}",
+            err.message()
+        );
     }
 
     #[test]

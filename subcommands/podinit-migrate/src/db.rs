@@ -211,8 +211,8 @@ impl Db {
         sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
     }
 
-    /// Flyway's history: version (NULL for repeatable rows), type, script, success.
-    pub(crate) async fn query_flyway(&mut self, sql: &str) -> anyhow::Result<Vec<(Option<String>, String, String, i64)>> {
+    /// Flyway's history: version (NULL for repeatable rows), type, script, success, checksum.
+    pub(crate) async fn query_flyway(&mut self, sql: &str) -> anyhow::Result<Vec<FlywayRow>> {
         sqlx::query_as(AssertSqlSafe(sql.to_owned())).fetch_all(&mut self.conn).await.map_err(clean)
     }
 
@@ -499,6 +499,10 @@ async fn insert_row(backend: Backend, table: &str, m: &Local, conn: &mut AnyConn
     sqlx::query(sql).bind(m.version).bind(m.description.clone()).bind(m.checksum.clone()).execute(conn).await.map_err(ApplyError::other)?;
     Ok(())
 }
+
+/// A row of Flyway's history: version (NULL for repeatable rows), type, script, success,
+/// checksum (NULL for a baseline).
+pub(crate) type FlywayRow = (Option<String>, String, String, i64, Option<i64>);
 
 /// A failed apply: the migration's own SQL, or our bookkeeping around it.
 #[derive(Debug)]

@@ -326,6 +326,19 @@ pub(crate) fn flyway_version(text: &str) -> Result<i64, String> {
     version_of(first)
 }
 
+/// Flyway's checksum of a script (`ChecksumCalculator`, Flyway 9/10): CRC-32 over the UTF-8
+/// bytes of each line as `BufferedReader.readLine` gives them (no `\n`, `\r` or `\r\n`), a
+/// byte-order mark left off the first line, kept as a signed 32-bit number. So it is the
+/// CRC-32 of the text without its line breaks: line endings do not change it.
+pub(crate) fn flyway_checksum(text: &str) -> i32 {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut crc = crc32fast::Hasher::new();
+    for piece in text.split(['\r', '\n']) {
+        crc.update(piece.as_bytes());
+    }
+    i32::from_ne_bytes(crc.finalize().to_ne_bytes())
+}
+
 /// A Flyway `V…sql.conf` script configuration beside the file: `executeInTransaction=false`
 /// is understood; anything else is refused.
 pub(crate) fn flyway_conf(text: &str) -> Result<bool, String> {
@@ -437,6 +450,18 @@ mod tests {
         assert_eq!(foreign_markers("-- +goose Up\nSELECT 1;\n-- +goose Down\nSELECT 2;"), Some("goose"));
         assert_eq!(foreign_markers("-- no-transaction\nCREATE INDEX CONCURRENTLY i ON t (id);"), None);
         assert_eq!(foreign_markers("SELECT '-- migrate:down';"), None);
+    }
+
+    #[test]
+    fn flyway_checksums_are_flywayss_crc32_of_the_lines() {
+        // zlib.crc32(b"CREATE TABLE a (id INTEGER);"), as a signed 32-bit number.
+        assert_eq!(flyway_checksum("CREATE TABLE a (id INTEGER);"), -59_897_099);
+        for same in ["CREATE TABLE a (id INTEGER);\n", "CREATE TABLE a (id INTEGER);\r\n", "\u{feff}CREATE TABLE a (id INTEGER);\n"] {
+            assert_eq!(flyway_checksum(same), -59_897_099, "{same:?}: line endings and a BOM do not count");
+        }
+        // zlib.crc32(b"SELECT 1;SELECT 2;"): lines joined without their breaks.
+        assert_eq!(flyway_checksum("SELECT 1;\r\nSELECT 2;\n"), -1_665_099_012);
+        assert_ne!(flyway_checksum("SELECT 1;\nSELECT 2;\n"), flyway_checksum("SELECT 1; SELECT 2;\n"), "a space counts");
     }
 
     #[test]
