@@ -481,9 +481,10 @@ async fn golang_migrate_history_dirty_is_refused_then_adopted() {
         );
         ALTER TABLE "flyway_schema_history" ADD CONSTRAINT "flyway_schema_history_pk" PRIMARY KEY ("installed_rank");
         CREATE INDEX "flyway_schema_history_s_idx" ON "flyway_schema_history" ("success");
+        -- The checksum is Flyway's for V2__fb.sql below (CRC-32 of its lines): adopting compares it.
         INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success) VALUES
             (1, '1', '<< Flyway Baseline >>', 'BASELINE', '<< Flyway Baseline >>', NULL, 'app', 0, true),
-            (2, '2', 'fb', 'SQL', 'V2__fb.sql', 12345, 'app', 3, true);
+            (2, '2', 'fb', 'SQL', 'V2__fb.sql', -1705356682, 'app', 3, true);
         CREATE TABLE fb (id INT);"#,
     )
     .execute(&mut conn)
