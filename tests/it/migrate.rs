@@ -613,6 +613,39 @@ fn golang_migrate_files_on_sqlite_run_in_a_transaction() {
 }
 
 #[test]
+fn goose_history_under_its_own_table_name_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/app.db?mode=rwc", data.path().display());
+    let goose = |up: &str| format!("-- +goose Up\n{up}\n-- +goose Down\nSELECT 1;\n");
+    let dir =
+        migrations(&[("00001_a.sql", &goose("CREATE TABLE a (id INTEGER);")), ("00002_b.sql", &goose("CREATE TABLE b (id INTEGER);"))]);
+    // goose v3 internal/dialect/dialectquery/sqlite3.go (CreateTable), as `goose -table
+    // goose_custom` makes it: 0 is goose's own row, 1 applied.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE goose_custom (id INTEGER PRIMARY KEY AUTOINCREMENT, version_id INTEGER NOT NULL, is_applied INTEGER NOT NULL, tstamp TIMESTAMP DEFAULT (datetime('now')));
+             INSERT INTO goose_custom (version_id, is_applied) VALUES (0, 1), (1, 1);
+             CREATE TABLE a (id INTEGER);",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    });
+    migrate(&url, dir.path(), &["--adopt", "goose", "--adopt-table", "goose; DROP TABLE a"])
+        .run()
+        .code(2)
+        .stderr_has("not a plain table name");
+    migrate(&url, dir.path(), &["--adopt-table", "goose_custom"]).run().code(2).stderr_has("it needs --adopt TOOL");
+    migrate(&url, dir.path(), &["--adopt", "goose", "--adopt-table", "goose_custom"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations goose applied (1 to 1)")
+        .stderr_has("applied 00002_b.sql");
+}
+
+#[test]
 fn flyway_history_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
     let file = data.path().join("app.db");

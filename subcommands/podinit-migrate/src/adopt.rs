@@ -91,9 +91,17 @@ pub(crate) struct Foreign {
     pub(crate) checksums: std::collections::BTreeMap<i64, (i64, String)>,
 }
 
-/// Reads `tool`'s history; `None` when its table does not exist (nothing to adopt).
-pub(crate) async fn read(db: &mut Db, tool: Tool) -> Result<Option<Foreign>, Error> {
-    let table = tool.table();
+/// Whether `name` can go into SQL as a table name as it is: letters, digits and `_`, not
+/// starting with a digit, at most 63 bytes (PostgreSQL's limit).
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Reads `tool`'s history from `table`; `None` when it does not exist (nothing to adopt).
+pub(crate) async fn read(db: &mut Db, tool: Tool, table: &str) -> Result<Option<Foreign>, Error> {
     if !db.table_exists(table).await? {
         return Ok(None);
     }
@@ -217,13 +225,13 @@ pub(crate) async fn read(db: &mut Db, tool: Tool) -> Result<Option<Foreign>, Err
 /// The files to record as applied, or why adopting is refused (nothing changed).
 pub(crate) fn reconcile<'a>(
     tool: Tool,
+    table: &str,
     foreign: &Foreign,
     locals: &'a [Local],
     ours: &[Applied],
     out_of_order: OutOfOrder,
 ) -> Result<Vec<&'a Local>, Error> {
     let name = tool.name();
-    let table = tool.table();
     if let Some((version, how)) = &foreign.dirty {
         let file = locals.iter().find(|l| l.version == *version).map_or_else(|| format!("version {version}"), |l| l.file.clone());
         return Err(Error::new(Kind::Failed, anyhow::anyhow!("{name}'s history ({table}) is dirty: {file} failed part-way; not adopting"))
@@ -299,16 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn only_plain_names_go_into_sql() {
+        assert!(is_plain_name("goose_db_version") && is_plain_name("History_2"));
+        for bad in ["", "2x", "a;DROP TABLE x", "a b", "s.t", "\"t\"", &"x".repeat(64)] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn adopts_what_the_other_tool_applied() {
         let locals: Vec<Local> = [1, 2, 3, 4].into_iter().map(local).collect();
         let goose = Foreign { applied: [1, 2, 3].into(), ..Foreign::default() };
-        assert_eq!(versions(&reconcile(Tool::Goose, &goose, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2, 3]);
+        assert_eq!(versions(&reconcile(Tool::Goose, "goose_db_version", &goose, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2, 3]);
         // Already recorded in podinit's history: not again.
         let ours = [Applied { version: 1, success: true, checksum: vec![] }];
-        assert_eq!(versions(&reconcile(Tool::Goose, &goose, &locals, &ours, OutOfOrder::Refuse).unwrap()), [2, 3]);
+        assert_eq!(versions(&reconcile(Tool::Goose, "goose_db_version", &goose, &locals, &ours, OutOfOrder::Refuse).unwrap()), [2, 3]);
         // golang-migrate's one row: everything up to it.
         let gm = Foreign { up_to: Some(2), up_to_needs_file: true, ..Foreign::default() };
-        assert_eq!(versions(&reconcile(Tool::GolangMigrate, &gm, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2]);
+        assert_eq!(versions(&reconcile(Tool::GolangMigrate, "schema_migrations", &gm, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2]);
     }
 
     #[test]
@@ -316,9 +332,9 @@ mod tests {
         let locals: Vec<Local> = [1, 2].into_iter().map(local).collect();
         // Both files are empty: Flyway's checksum of nothing is 0.
         let same = Foreign { applied: [1, 2].into(), checksums: [(1, (0, "V1__m.sql".into()))].into(), ..Foreign::default() };
-        assert_eq!(versions(&reconcile(Tool::Flyway, &same, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2]);
+        assert_eq!(versions(&reconcile(Tool::Flyway, "flyway_schema_history", &same, &locals, &[], OutOfOrder::Refuse).unwrap()), [1, 2]);
         let edited = Foreign { applied: [1, 2].into(), checksums: [(2, (-7, "V2__m.sql".into()))].into(), ..Foreign::default() };
-        let err = reconcile(Tool::Flyway, &edited, &locals, &[], OutOfOrder::Refuse).unwrap_err();
+        let err = reconcile(Tool::Flyway, "flyway_schema_history", &edited, &locals, &[], OutOfOrder::Refuse).unwrap_err();
         assert_eq!(err.kind(), Kind::Failed);
         assert!(
             err.message().contains("a file was changed after flyway applied it: 2_m.sql (checksum -7 in flyway_schema_history, 0 now)"),
@@ -331,23 +347,23 @@ mod tests {
     fn refuses_dirty_missing_and_out_of_order() {
         let locals: Vec<Local> = [1, 2, 3, 4].into_iter().map(local).collect();
         let dirty = Foreign { up_to: Some(3), up_to_needs_file: true, dirty: Some((3, "migrate force".into())), ..Foreign::default() };
-        let err = reconcile(Tool::GolangMigrate, &dirty, &locals, &[], OutOfOrder::Refuse).unwrap_err();
+        let err = reconcile(Tool::GolangMigrate, "schema_migrations", &dirty, &locals, &[], OutOfOrder::Refuse).unwrap_err();
         assert_eq!(err.kind(), Kind::Failed);
         assert!(err.message().contains("3_m.sql failed part-way"), "{}", err.message());
         let missing = Foreign { applied: [1, 2, 7].into(), ..Foreign::default() };
-        let err = reconcile(Tool::Dbmate, &missing, &locals, &[], OutOfOrder::Refuse).unwrap_err();
+        let err = reconcile(Tool::Dbmate, "schema_migrations", &missing, &locals, &[], OutOfOrder::Refuse).unwrap_err();
         assert!(err.message().contains("versions with no file in --source: 7"), "{}", err.message());
         let gap = Foreign { applied: [1, 3].into(), ..Foreign::default() };
-        let err = reconcile(Tool::Goose, &gap, &locals, &[], OutOfOrder::Refuse).unwrap_err();
+        let err = reconcile(Tool::Goose, "goose_db_version", &gap, &locals, &[], OutOfOrder::Refuse).unwrap_err();
         assert!(
             err.message().contains("a file is older than the newest version goose applied (3) but never applied: 2_m.sql"),
             "{}",
             err.message()
         );
-        assert_eq!(versions(&reconcile(Tool::Goose, &gap, &locals, &[], OutOfOrder::Apply).unwrap()), [1, 3]);
+        assert_eq!(versions(&reconcile(Tool::Goose, "goose_db_version", &gap, &locals, &[], OutOfOrder::Apply).unwrap()), [1, 3]);
         // A Flyway baseline needs no file of its own.
         let baseline = Foreign { up_to: Some(2), applied: [3].into(), ..Foreign::default() };
         let locals: Vec<Local> = [3, 4].into_iter().map(local).collect();
-        assert_eq!(versions(&reconcile(Tool::Flyway, &baseline, &locals, &[], OutOfOrder::Refuse).unwrap()), [3]);
+        assert_eq!(versions(&reconcile(Tool::Flyway, "flyway_schema_history", &baseline, &locals, &[], OutOfOrder::Refuse).unwrap()), [3]);
     }
 }

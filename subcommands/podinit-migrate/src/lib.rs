@@ -100,6 +100,11 @@ pub struct Args {
     #[arg(long, env = "PODINIT_MIGRATE_OUT_OF_ORDER", value_enum, value_name = "WHAT")]
     pub out_of_order: Option<OutOfOrder>,
 
+    /// When adopting: the name TOOL's history table was given (goose -table, Flyway table,
+    /// dbmate --migrations-table, golang-migrate x-migrations-table) [default: the tool's].
+    #[arg(long, env = "PODINIT_MIGRATE_ADOPT_TABLE", value_name = "NAME")]
+    pub adopt_table: Option<String>,
+
     /// The history table, [SCHEMA.]NAME (a schema on PostgreSQL only, created if missing): two
     /// services with their own migrations share a database with a table each; the lock follows
     /// the table. The default is sqlx's table and lock.
@@ -146,7 +151,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             .with_hint("use postgres://, mysql:// or sqlite://")
     })?;
     let history = History::parse(&args.history_table, backend).map_err(|why| Error::usage(format!("--history-table {why}")))?;
-    if let Some(tool) = args.adopt.filter(|t| history.schema.is_none() && history.table == t.table()) {
+    if args.adopt_table.is_some() && args.adopt.is_none() {
+        return Err(Error::usage("--adopt-table names the table --adopt reads: it needs --adopt TOOL"));
+    }
+    if let Some(table) = &args.adopt_table
+        && !adopt::is_plain_name(table)
+    {
+        return Err(Error::usage(format!("--adopt-table '{table}': not a plain table name (letters, digits, _; at most 63)")));
+    }
+    if let Some(tool) = args.adopt.filter(|t| history.schema.is_none() && history.table == adopted_table(&args, *t)) {
         return Err(Error::usage(format!("--history-table {}: that is {}'s own table, which --adopt reads", history.table, tool.name()))
             .with_hint("give podinit's history another name, or keep the default"));
     }
@@ -584,12 +597,18 @@ impl std::fmt::Display for Busy {
 
 impl std::error::Error for Busy {}
 
+/// The table `tool`'s history is in: --adopt-table, else the tool's own name for it.
+fn adopted_table(args: &Args, tool: Tool) -> &str {
+    args.adopt_table.as_deref().unwrap_or(tool.table())
+}
+
 /// The files another tool applied and podinit's history does not have yet, or why not.
 async fn adoptable<'a>(db: &mut Db, tool: Tool, locals: &'a [Local], applied: &[Applied], args: &Args) -> Result<Vec<&'a Local>, Error> {
-    match adopt::read(db, tool).await? {
-        Some(foreign) => adopt::reconcile(tool, &foreign, locals, applied, args.out_of_order.unwrap_or(OutOfOrder::Refuse)),
+    let table = adopted_table(args, tool);
+    match adopt::read(db, tool, table).await? {
+        Some(foreign) => adopt::reconcile(tool, table, &foreign, locals, applied, args.out_of_order.unwrap_or(OutOfOrder::Refuse)),
         None => {
-            tracing::info!("no {} history table in this database: nothing to adopt", tool.name());
+            tracing::info!("no {} history table ({table}) in this database: nothing to adopt", tool.name());
             Ok(Vec::new())
         }
     }
