@@ -613,6 +613,34 @@ fn golang_migrate_files_on_sqlite_run_in_a_transaction() {
 }
 
 #[test]
+fn dbmate_history_on_sqlite_from_a_real_dbmate_run_under_its_own_table_name() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("app.db");
+    let dbmate_file = |up: &str| format!("-- migrate:up\n{up}\n\n-- migrate:down\nSELECT 1;\n");
+    let dir = migrations(&[("20240101000000_a.sql", &dbmate_file("CREATE TABLE a (id INTEGER);"))]);
+    // dbmate itself applies the first file, keeping its history as `--migrations-table dbm_hist`.
+    let out = dbmate()
+        .args(["--url", &format!("sqlite:{}", file.display()), "--migrations-dir"])
+        .arg(dir.path())
+        .args(["--migrations-table", "dbm_hist", "--no-dump-schema", "up"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "dbmate: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(dir.path().join("20240102000000_b.sql"), dbmate_file("CREATE TABLE b (id INTEGER);")).unwrap();
+    let url = format!("sqlite://{}", file.display());
+    migrate(&url, dir.path(), &["--adopt", "dbmate", "--adopt-table", "dbm_hist"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations dbmate applied (20240101000000 to 20240101000000)")
+        .stderr_has("applied 20240102000000_b.sql");
+    migrate(&url, dir.path(), &["--adopt", "dbmate", "--adopt-table", "dbm_hist"])
+        .arg("status")
+        .run()
+        .code(0)
+        .stdout_is("applied  20240101000000_a.sql\napplied  20240102000000_b.sql\n");
+}
+
+#[test]
 fn goose_history_under_its_own_table_name_on_sqlite() {
     let data = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/app.db?mode=rwc", data.path().display());
