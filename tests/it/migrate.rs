@@ -600,6 +600,68 @@ async fn goose_no_transaction_files_run_statement_by_statement_on_postgres() {
     assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('u', 'v')").await, 1, "u stays, v never ran");
 }
 
+#[tokio::test]
+async fn goose_history_on_postgres_with_a_no_transaction_file_to_apply() {
+    let db = postgres(0).await;
+    let dir = migrations(&[
+        ("00001_a.sql", "-- +goose Up\nCREATE TABLE a (id INT);\n-- +goose Down\nDROP TABLE a;\n"),
+        (
+            "00002_idx.sql",
+            "-- +goose NO TRANSACTION\n-- +goose Up\nCREATE INDEX CONCURRENTLY a_id ON a (id);\nCREATE INDEX CONCURRENTLY a_id2 ON a (id);\n",
+        ),
+    ]);
+    // goose v3 internal/dialect/dialectquery/postgres.go (CreateTable, at 04013ca); 0 is goose's
+    // own row, 1 applied.
+    let mut conn = ready_pg(&db.url).await;
+    sqlx::raw_sql(
+        "CREATE TABLE goose_db_version (id serial NOT NULL, version_id bigint NOT NULL, is_applied boolean NOT NULL, tstamp timestamp NULL default now(), PRIMARY KEY(id));
+         INSERT INTO goose_db_version (version_id, is_applied) VALUES (0, true), (1, true);
+         CREATE TABLE a (id INT);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "goose"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations goose applied (1 to 1)")
+        .stderr_has("applied 00002_idx.sql");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'a'").await, 2);
+}
+
+#[tokio::test]
+async fn flyway_history_on_mariadb_checksums_compared() {
+    let db = mariadb().await;
+    let dir = migrations(&[("V1__fa.sql", "CREATE TABLE fa (id INT);"), ("V2__fb.sql", "CREATE TABLE fb (id INT);")]);
+    let mut conn = ready_my(&db.url).await;
+    // Flyway 9/10's MySQL/MariaDB history table (createMetaDataTable.sql of its MySQL
+    // support); V1 applied with the checksum Flyway computes for V1__fa.sql (CRC-32 of its line).
+    sqlx::raw_sql(
+        "CREATE TABLE `flyway_schema_history` (`installed_rank` INT NOT NULL, `version` VARCHAR(50), `description` VARCHAR(200) NOT NULL,
+             `type` VARCHAR(20) NOT NULL, `script` VARCHAR(1000) NOT NULL, `checksum` INT, `installed_by` VARCHAR(100) NOT NULL,
+             `installed_on` TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, `execution_time` INT NOT NULL, `success` BOOL NOT NULL,
+             CONSTRAINT `flyway_schema_history_pk` PRIMARY KEY (`installed_rank`)) ENGINE=InnoDB;
+         INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum, installed_by, execution_time, success)
+             VALUES (1, '1', 'fa', 'SQL', 'V1__fa.sql', 1, 'app', 3, 1);
+         CREATE TABLE fa (id INT);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "flyway"])
+        .run()
+        .code(1)
+        .stderr_has("a file was changed after flyway applied it: V1__fa.sql (checksum 1 in");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'fb'").await, 0, "nothing applied");
+    // Flyway's checksum of V1__fa.sql: the CRC-32 of its one line (zlib.crc32 gives the same).
+    sqlx::raw_sql("UPDATE flyway_schema_history SET checksum = 62403703 WHERE version = '1'").execute(&mut conn).await.unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "flyway"])
+        .run()
+        .code(0)
+        .stderr_has("adopted 1 migrations flyway applied (1 to 1)")
+        .stderr_has("applied V2__fb.sql");
+}
+
 #[test]
 fn golang_migrate_files_on_sqlite_run_in_a_transaction() {
     let data = tempfile::tempdir().unwrap();
