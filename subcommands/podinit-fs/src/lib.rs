@@ -77,6 +77,28 @@ pub(crate) fn quoted(path: &std::path::Path) -> String {
     format!("'{}'", path.display())
 }
 
+/// Runs `one` for each operand (stopping at a stop signal or the deadline): one failing does
+/// not stop the others, as coreutils' tools go on. The first failure is the run's error
+/// (printed at the end, and in the termination message); the others are logged as they come.
+pub(crate) fn each_operand<T>(
+    ctx: &podinit_core::Context,
+    operands: impl IntoIterator<Item = T>,
+    mut one: impl FnMut(T) -> Result<(), Error>,
+) -> Result<(), Error> {
+    let mut first: Option<Error> = None;
+    for operand in operands {
+        ctx.check_shutdown()?;
+        if let Err(e) = one(operand) {
+            if first.is_some() {
+                tracing::error!("{e:#}");
+            } else {
+                first = Some(e);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 /// `-i`: refused with a hint, since nothing can answer a question in a pod.
 pub(crate) fn refuse_interactive(interactive: bool, keep: &str) -> Result<(), Error> {
     if interactive {

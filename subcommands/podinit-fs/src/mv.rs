@@ -70,20 +70,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         };
         moves.push((source, target));
     }
-    let mut first: Option<Error> = None;
-    for (source, target) in moves {
-        ctx.check_shutdown()?;
-        if let Err(e) = one(ctx, &args, source, &target, &dest) {
-            // One operand failing does not stop the others (as mv does).
-            // The first is the run's error (printed at the end); the others are logged here.
-            if first.is_some() {
-                tracing::error!("{e:#}");
-            } else {
-                first = Some(e);
-            }
-        }
-    }
-    first.map_or(Ok(()), Err)
+    crate::each_operand(ctx, moves, |(source, target)| one(ctx, &args, source, &target, &dest))
 }
 
 /// Moves `source` to `target` (the full new name; `dest` the operand it came from).

@@ -60,26 +60,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         refuse(path, &mounts)?;
     }
     let (mut removed, mut missing) = (0u64, 0u64);
-    let mut first: Option<Error> = None;
-    for path in &paths {
-        ctx.check_shutdown()?;
-        match one(ctx, &args, path, &mounts) {
-            Ok(true) => removed += 1,
-            Ok(false) => missing += 1,
-            Err(e) => {
-                // One operand failing does not stop the others (as rm does).
-                // The first is the run's error (printed at the end); the others are logged here.
-                if first.is_some() {
-                    tracing::error!("{e:#}");
-                } else {
-                    first = Some(e);
-                }
-            }
+    let done = crate::each_operand(ctx, &paths, |path| {
+        if one(ctx, &args, path, &mounts)? {
+            removed += 1;
+        } else {
+            missing += 1;
         }
-    }
+        Ok(())
+    });
     ctx.check_shutdown()?;
     tracing::debug!(removed, missing, "rm: {removed} removed, {missing} not there");
-    first.map_or(Ok(()), Err)
+    done
 }
 
 /// Refuses what rm must never remove: `/`, `.` and `..`, a mount point.

@@ -68,52 +68,37 @@ pub fn run(ctx: &Context, mut args: Args) -> Result<(), Error> {
     let mtime = if args.access && !args.modification { TimeSpec::UTIME_OMIT } else { mtime };
     args.files = crate::operands(std::mem::take(&mut args.files), !args.no_dereference)?;
     let no_create = args.no_create || args.no_dereference;
-    // A FILE that fails does not stop the others (as touch does); the first is the error.
-    let mut first: Option<Error> = None;
-    for file in &args.files {
-        ctx.check_shutdown()?;
-        if let Err(e) = one(&args, file, no_create, atime, mtime) {
-            // The first is the run's error (printed at the end); the others are logged here.
-            if first.is_some() {
-                tracing::error!("{e:#}");
-            } else {
-                first = Some(e);
-            }
-        }
-    }
-    first.map_or(Ok(()), Err)
+    crate::each_operand(ctx, &args.files, |file| one(&args, file, no_create, atime, mtime))
 }
 
 /// Creates (unless `no_create`) and sets the times of one FILE.
 fn one(args: &Args, file: &std::path::Path, no_create: bool, atime: TimeSpec, mtime: TimeSpec) -> Result<(), Error> {
-    {
-        if !no_create {
-            // O_CREAT without O_TRUNC: an existing file keeps its content. One podinit may
-            // not write (read-only, someone else's) still gets its times set below if allowed.
-            // O_NONBLOCK: an existing FIFO must not block the open (as GNU touch).
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let opened = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o666)
-                // Never created through a link (a dangling one planted in a volume would
-                // make root create a file wherever it points); an existing link's target
-                // still gets its times below, as touch does.
-                .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
-                .open(file);
-            if let Err(e) = opened
-                && !file.exists()
-            {
-                return Err(crate::operand_error("cannot touch", file, &e));
-            }
+    if !no_create {
+        // O_CREAT without O_TRUNC: an existing file keeps its content. One podinit may
+        // not write (read-only, someone else's) still gets its times set below if allowed.
+        // O_NONBLOCK: an existing FIFO must not block the open (as GNU touch).
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let opened = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666)
+            // Never created through a link (a dangling one planted in a volume would
+            // make root create a file wherever it points); an existing link's target
+            // still gets its times below, as touch does.
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
+            .open(file);
+        if let Err(e) = opened
+            && !file.exists()
+        {
+            return Err(crate::operand_error("cannot touch", file, &e));
         }
-        let follow = if args.no_dereference { UtimensatFlags::NoFollowSymlink } else { UtimensatFlags::FollowSymlink };
-        match nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, file, &atime, &mtime, follow) {
-            Ok(()) => {}
-            Err(nix::errno::Errno::ENOENT) if args.no_create => {}
-            Err(e) => return Err(crate::operand_error("setting the times of", file, &std::io::Error::from(e))),
-        }
+    }
+    let follow = if args.no_dereference { UtimensatFlags::NoFollowSymlink } else { UtimensatFlags::FollowSymlink };
+    match nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, file, &atime, &mtime, follow) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::ENOENT) if args.no_create => {}
+        Err(e) => return Err(crate::operand_error("setting the times of", file, &std::io::Error::from(e))),
     }
     Ok(())
 }
