@@ -155,7 +155,7 @@ impl WalkArgs {
             excludes,
             top_excludes,
             one_file_system: !self.cross_file_systems,
-            mounts: std::sync::Arc::new(if self.cross_file_systems { Default::default() } else { podinit_core::fs::mount_roots() }),
+            mounts: std::sync::Arc::default(),
             skip_dotdot,
             jobs: self.jobs.map_or_else(walk::Walk::default_jobs, usize::from),
         })

@@ -90,7 +90,7 @@ fn refuse(path: &Path, mounts: &Mounts) -> Result<(), Error> {
 }
 
 /// The mount roots this process sees ([`podinit_core::fs::mount_roots`]).
-type Mounts = std::sync::Arc<std::collections::HashSet<(u64, u64)>>;
+type Mounts = std::sync::Arc<podinit_core::fs::MountRoots>;
 
 /// Whether the directory `path` is the root of a mount: one of `mounts`, another device than
 /// its parent's, or its own parent (`/`).

@@ -221,8 +221,9 @@ pub(crate) struct Walk {
     /// Do not descend into a directory of another file system.
     pub(crate) one_file_system: bool,
     /// With `one_file_system`: the mount roots, so a bind mount of the same device is not
-    /// descended into either.
-    pub(crate) mounts: Arc<std::collections::HashSet<(u64, u64)>>,
+    /// descended into either; read by the first walk of a run (not at every start: a
+    /// `chown` of one file never walks).
+    pub(crate) mounts: Arc<std::sync::OnceLock<podinit_core::fs::MountRoots>>,
     /// Names starting with `..` are left out (the kubelet's layout of a ConfigMap volume).
     pub(crate) skip_dotdot: bool,
     /// Worker threads.
@@ -248,6 +249,9 @@ impl Walk {
         F: Fn(&Entry<'_, C>) -> (anyhow::Result<Change>, C) + Sync,
     {
         let device = root.stat_self().map(|s| s.st_dev).ok();
+        if self.one_file_system {
+            self.mounts.get_or_init(podinit_core::fs::mount_roots);
+        }
         let first = Pending::Root(root, root_carry);
         let shared = Shared { state: Mutex::new(State { stack: vec![first], busy: 0 }), ready: Condvar::new() };
         std::thread::scope(|scope| {
@@ -325,7 +329,10 @@ impl Walk {
             }
             if Kind::of(&stat) == Kind::Dir {
                 let path = || dir.path().join(&name);
-                if self.one_file_system && (device.is_some_and(|d| d != stat.st_dev) || self.mounts.contains(&(stat.st_dev, stat.st_ino))) {
+                if self.one_file_system
+                    && (device.is_some_and(|d| d != stat.st_dev)
+                        || self.mounts.get().is_some_and(|m| m.contains(&(stat.st_dev, stat.st_ino))))
+                {
                     tracing::warn!("{}: another file system, not descended into (add --cross-file-systems)", path().display());
                     continue;
                 }

@@ -306,10 +306,13 @@ pub fn copy_contents(from: &mut File, to: &mut File) -> io::Result<u64> {
 /// device of its parent (a bind mount of the same disk, a hostPath under an emptyDir, a
 /// subPath), which a device comparison misses. From `/proc/self/mountinfo` (at most 4 MiB);
 /// empty when it cannot be read.
-pub fn mount_roots() -> std::collections::HashSet<(u64, u64)> {
+pub fn mount_roots() -> MountRoots {
     use std::os::unix::fs::MetadataExt as _;
     mount_points().iter().filter_map(|point| std::fs::metadata(point).ok()).map(|meta| (meta.dev(), meta.ino())).collect()
 }
+
+/// Mount roots as (device, inode) ([`mount_roots`]).
+pub type MountRoots = std::collections::HashSet<(u64, u64)>;
 
 /// The mount points this process sees, from `/proc/self/mountinfo` (at most 4 MiB); empty
 /// when it cannot be read.

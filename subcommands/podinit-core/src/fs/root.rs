@@ -564,7 +564,7 @@ pub struct Removal<'a> {
     pub device: Option<u64>,
     /// Mount roots ([`crate::fs::mount_roots`]): a directory that is one is not entered
     /// either, even on the same device (a bind mount).
-    pub mounts: Option<std::sync::Arc<std::collections::HashSet<(u64, u64)>>>,
+    pub mounts: Option<std::sync::Arc<crate::fs::MountRoots>>,
     /// Asked every 1024 entries; `Err` stops the removal with that reason.
     pub stop: Option<crate::context::StopCheck>,
     /// Told each path removed, and whether it was a directory (`rm -v`).
