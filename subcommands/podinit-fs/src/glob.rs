@@ -70,8 +70,12 @@ impl Budget {
             for path in &paths {
                 if !has_pattern(part) {
                     let candidate = join(path, &unquote(part));
-                    let parent = std::fs::canonicalize(OsStr::from_bytes(path)).ok();
-                    if !found || admit(&candidate, parent.as_deref(), !last || trailing, follows) {
+                    // Below a name the pattern found, the next name is the volume's too.
+                    let admitted = !found || {
+                        let parent = std::fs::canonicalize(OsStr::from_bytes(path)).ok();
+                        admit(&candidate, parent.as_deref(), !last || trailing, follows)
+                    };
+                    if admitted {
                         next.push(candidate);
                     }
                     continue;
