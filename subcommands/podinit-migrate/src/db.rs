@@ -412,7 +412,7 @@ impl Db {
                             sqlx::raw_sql(AssertSqlSafe(statement.clone()))
                                 .execute(&mut self.conn)
                                 .await
-                                .map_err(|err| ApplyError::Statement { index, total: statements.len(), err })?;
+                                .map_err(|err| ApplyError::Statement { index, err })?;
                         }
                     }
                     None => {
@@ -508,10 +508,10 @@ pub(crate) type FlywayRow = (Option<String>, String, String, i64, Option<i64>);
 #[derive(Debug)]
 pub(crate) enum ApplyError {
     Sql(sqlx::Error),
-    /// Statement `index` (from 0) of `total` run one by one failed; those before it stay.
+    /// Statement `index` (from 0) of the migration's `statements`, run one by one, failed;
+    /// those before it stay.
     Statement {
         index: usize,
-        total: usize,
         err: sqlx::Error,
     },
     Other(sqlx::Error),

@@ -672,13 +672,17 @@ async fn apply_locked(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args)
 async fn apply_failure(db: &mut Db, m: &Local, err: ApplyError, done: usize, total: usize) -> Error {
     let (sql_err, ours, statement) = match err {
         ApplyError::Sql(e) => (e, false, None),
-        ApplyError::Statement { index, total, err } => (err, false, Some((index, total))),
+        ApplyError::Statement { index, err } => (err, false, Some(index)),
         ApplyError::Other(e) => (e, true, None),
     };
-    let where_ = match (statement, &m.statements) {
-        (Some((index, total)), Some(statements)) => {
-            let first = statements[index].lines().next().unwrap_or("").trim().chars().take(120).collect::<String>();
-            format!(" at statement {} of {total} ({first}), after {index} that stay applied", index + 1)
+    let failed = match (statement, &m.statements) {
+        (Some(index), Some(all)) => all.get(index).map(|text| (index, all.len(), text)),
+        _ => None,
+    };
+    let where_ = match failed {
+        Some((index, count, text)) => {
+            let first = text.lines().next().unwrap_or("").trim().chars().take(120).collect::<String>();
+            format!(" at statement {} of {count} ({first}), after {index} that stay applied", index + 1)
         }
         _ => statement_at(&sql_err, &m.sql).map_or_else(String::new, |(line, text)| format!(" at line {line} ({text})")),
     };
