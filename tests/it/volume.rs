@@ -640,3 +640,19 @@ fn mv_renaming_a_directory_twice_is_done_the_second_time() {
     // A source that never was, to a DEST that is not there either, is an error.
     podinit(&["mv", s(&dir.path().join("nothing")), s(&dir.path().join("nowhere"))]).code(1).stderr_has("not found");
 }
+
+#[test]
+fn cp_a_as_a_non_root_user_copies_root_owned_trees_as_its_own() {
+    // GNU cp -p keeps owners only as root; as anyone else the copy is the copier's (EPERM
+    // accepted), for files, directories and links alike.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::create_dir_all(dir.path().join("src/d")).unwrap();
+    std::fs::write(dir.path().join("src/d/f"), "f").unwrap();
+    std::os::unix::fs::symlink("d/f", dir.path().join("src/l")).unwrap();
+    let dst = dir.path().join("dst");
+    Podinit::new().wrapped(NON_ROOT).args(["cp", "-a", s(&dir.path().join("src")), s(&dst)]).run().code(0);
+    for rel in ["", "d", "d/f", "l"] {
+        assert_eq!(owner(dst.join(rel)), (65532, 65532), "{rel}");
+    }
+}

@@ -408,9 +408,8 @@ impl Copier {
             let own = dir.stat_self()?;
             if (own.st_uid, own.st_gid) != (stat.st_uid, stat.st_gid) {
                 match dir.chown_self(Some(stat.st_uid), Some(stat.st_gid)) {
-                    Ok(()) => {}
-                    Err(_) if !nix::unistd::geteuid().is_root() => {}
-                    Err(e) => return Err(e),
+                    Err(e) if !owner_not_kept(crate::walk::errno(&e)) => return Err(e),
+                    _ => {}
                 }
             }
         }
@@ -630,8 +629,7 @@ impl Copier {
                 match std::os::unix::fs::fchown(&out, Some(uid), Some(gid)) {
                     // chown clears setuid/setgid: put the mode back.
                     Ok(()) => out.set_permissions(std::fs::Permissions::from_mode(mode))?,
-                    // Not root: the copy stays the copier's, as GNU cp -p does.
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) && !nix::unistd::geteuid().is_root() => {}
+                    Err(e) if owner_not_kept(e.raw_os_error()) => {}
                     Err(e) => {
                         return Err(podinit_core::fs::io_error(
                             e,
@@ -674,7 +672,7 @@ impl Copier {
                 let (uid, gid) = (nix::unistd::Uid::from_raw(stat.st_uid), nix::unistd::Gid::from_raw(stat.st_gid));
                 match nix::unistd::fchownat(&**dest_dir, at, Some(uid), Some(gid), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
                     Ok(()) => {}
-                    Err(_) if !nix::unistd::geteuid().is_root() => {}
+                    Err(e) if owner_not_kept(Some(e as i32)) => {}
                     Err(e) => {
                         return Err(podinit_core::fs::io_error(
                             e,
@@ -925,6 +923,12 @@ fn atime(stat: &FileStat) -> TimeSpec {
 
 fn mtime(stat: &FileStat) -> TimeSpec {
     TimeSpec::new(stat.st_mtime, stat.st_mtime_nsec)
+}
+
+/// Whether a failed chown of a copy (error number `errno`) is the one `-p` accepts: not root,
+/// so the copy stays the copier's, as GNU cp -p does; anything else is an error.
+fn owner_not_kept(errno: Option<i32>) -> bool {
+    errno == Some(libc::EPERM) && !nix::unistd::geteuid().is_root()
 }
 
 /// Whether `existing` has the modification time of `source` (what -p keeps; the access time
