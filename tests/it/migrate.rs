@@ -34,7 +34,8 @@ fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn migrate(url: &str, dir: &Path, extra: &[&str]) -> Podinit {
-    Podinit::new().arg("migrate").args(extra.iter().copied()).args(["--timeout", "90s", "--source"]).arg(dir).env("DATABASE_URL", url)
+    let timeout: &[&str] = if extra.contains(&"--timeout") { &[] } else { &["--timeout", "90s"] };
+    Podinit::new().arg("migrate").args(extra.iter().copied()).args(timeout.iter().copied()).arg("--source").arg(dir).env("DATABASE_URL", url)
 }
 
 async fn pg_scalar(url: &str, sql: &'static str) -> i64 {
@@ -456,11 +457,20 @@ async fn golang_migrate_history_dirty_is_refused_then_adopted() {
     migrate(&db.url, migrations(&[]).path(), &["--adopt", "dbmate"]).run().code(2).stderr_has("it is golang-migrate's");
 
     sqlx::query("UPDATE schema_migrations SET dirty = false").execute(&mut conn).await.unwrap();
-    migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"])
-        .run()
+    // golang-migrate running elsewhere (an old deployment) holds its lock: the advisory key
+    // its GenerateAdvisoryLockId gives for (public, schema_migrations, app), computed by Go.
+    let mut other = ready_pg(&db.url).await;
+    sqlx::query("SELECT pg_advisory_lock(1787120056)").execute(&mut other).await.unwrap();
+    let waiting = migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"]).command().spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('_sqlx_migrations', 'c')").await, 0, "waits");
+    sqlx::query("SELECT pg_advisory_unlock(1787120056)").execute(&mut other).await.unwrap();
+    Outcome::from_output(waiting.wait_with_output().unwrap())
         .code(0)
+        .stderr_has("on golang-migrate's lock (advisory lock 1787120056)")
         .stderr_has("adopted 2 migrations golang-migrate applied (1 to 2)")
         .stderr_has("applied 000003_c.up.sql");
+    assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory'").await, 0, "every lock released");
     assert_eq!(pg_scalar(&db.url, "SELECT COUNT(*) FROM pg_tables WHERE tablename IN ('a', 'b', 'c')").await, 3, "no down file ran");
 
     // Flyway on PostgreSQL, kept in a history table of its own in the same database: its
@@ -495,6 +505,13 @@ async fn golang_migrate_history_dirty_is_refused_then_adopted() {
         ("U2__fb.sql", "DROP TABLE fb;"),
         ("V3__fc.sql", "CREATE TABLE fc (id INT);"),
     ]);
+    // Flyway's lock on PostgreSQL: 77431708279161 + Java's hashCode of "public"."flyway_schema_history".
+    sqlx::query("SELECT pg_advisory_lock(77433833903597)").execute(&mut other).await.unwrap();
+    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted", "--timeout", "2s"])
+        .run()
+        .code(124)
+        .stderr_has("on flyway's lock (advisory lock 77433833903597)");
+    sqlx::query("SELECT pg_advisory_unlock(77433833903597)").execute(&mut other).await.unwrap();
     migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted"])
         .run()
         .code(0)
@@ -576,6 +593,53 @@ async fn goose_history_on_mariadb_missing_files_and_out_of_order() {
 }
 
 #[tokio::test]
+async fn golang_migrate_and_flyway_on_mariadb_wait_for_their_own_locks() {
+    let db = mariadb().await;
+    let dir = migrations(&[
+        ("1_a.up.sql", "CREATE TABLE a (id INT);"),
+        ("1_a.down.sql", "DROP TABLE a;"),
+        ("2_b.up.sql", "CREATE TABLE b (id INT);"),
+    ]);
+    let mut conn = ready_my(&db.url).await;
+    // golang-migrate v4 database/mysql/mysql.go (ensureVersionTable): its table, version 1 clean.
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS `schema_migrations` (version bigint not null primary key, dirty boolean not null);
+         INSERT INTO schema_migrations (version, dirty) VALUES (1, false);
+         CREATE TABLE a (id INT);",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // golang-migrate running elsewhere holds GET_LOCK on its id of "app:schema_migrations" (computed by Go).
+    let mut other = ready_my(&db.url).await;
+    sqlx::query("SELECT GET_LOCK('2938252834', 0)").execute(&mut other).await.unwrap();
+    let tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('_sqlx_migrations', 'b')";
+    let waiting = migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"]).command().spawn().unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(my_scalar(&db.url, tables).await, 0, "waits for golang-migrate's lock");
+    sqlx::query("SELECT RELEASE_LOCK('2938252834')").execute(&mut other).await.unwrap();
+    Outcome::from_output(waiting.wait_with_output().unwrap())
+        .code(0)
+        .stderr_has("on golang-migrate's lock (named lock '2938252834')")
+        .stderr_has("adopted 1 migrations golang-migrate applied (1 to 1)")
+        .stderr_has("applied 2_b.up.sql");
+    assert_eq!(my_scalar(&db.url, tables).await, 2);
+    migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"]).run().code(0).stderr_has("up to date: 2 migrations applied");
+
+    // Flyway's named lock: 'Flyway-' + Java's hashCode of `app`.`flyway_schema_history`.
+    let flyway = migrations(&[("V1__fa.sql", "CREATE TABLE fa (id INT);")]);
+    sqlx::query("SELECT GET_LOCK('Flyway--320650056', 0)").execute(&mut other).await.unwrap();
+    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted", "--timeout", "2s"])
+        .run()
+        .code(124)
+        .stderr_has("on flyway's lock (named lock 'Flyway--320650056')");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'fa'").await, 0);
+    sqlx::query("SELECT RELEASE_LOCK('Flyway--320650056')").execute(&mut other).await.unwrap();
+    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted"]).run().code(0).stderr_has("applied V1__fa.sql");
+    assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'fa'").await, 1);
+}
+
+#[tokio::test]
 async fn goose_no_transaction_files_run_statement_by_statement_on_postgres() {
     // Issue 34: sent as one batch, PostgreSQL ran the file in an implicit transaction and
     // refused CREATE INDEX CONCURRENTLY beside the CREATE TABLE; goose runs them one by one.
@@ -621,6 +685,14 @@ async fn goose_history_on_postgres_with_a_no_transaction_file_to_apply() {
     .execute(&mut conn)
     .await
     .unwrap();
+    // An app migrating with goose's session locker (v3.26 on) holds goose's key: podinit waits.
+    let mut other = ready_pg(&db.url).await;
+    sqlx::query("SELECT pg_advisory_lock(4097083626)").execute(&mut other).await.unwrap();
+    migrate(&db.url, dir.path(), &["--adopt", "goose", "--timeout", "2s"])
+        .run()
+        .code(124)
+        .stderr_has("on goose's lock (advisory lock 4097083626)");
+    other.close().await.unwrap();
     migrate(&db.url, dir.path(), &["--adopt", "goose"])
         .run()
         .code(0)

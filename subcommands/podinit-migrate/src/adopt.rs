@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 
 use podinit_core::{Error, Kind};
 
-use crate::db::{Applied, Backend, Db};
+use crate::db::{Applied, Backend, Db, ForeignLock, ServerLock};
 use crate::formats::Format;
 use crate::source::Local;
 
@@ -62,6 +62,58 @@ impl Tool {
             Self::Flyway => "flyway_schema_history",
         }
     }
+}
+
+/// golang-migrate's advisory lock id (`database/util.go` GenerateAdvisoryLockId): CRC-32 of
+/// the names joined by NUL, the database's last, times its salt, in 32 bits.
+fn golang_migrate_lock_id(names: &[&str]) -> u32 {
+    crc32fast::hash(names.join("\0").as_bytes()).wrapping_mul(1_486_364_155)
+}
+
+/// Java's `String.hashCode`: Flyway's lock discriminator is that of the quoted table name.
+fn java_hash(text: &str) -> i32 {
+    text.encode_utf16().fold(0_i32, |h, unit| h.wrapping_mul(31).wrapping_add(i32::from(unit)))
+}
+
+/// The locks `tool` takes on this database before migrating, as its source derives them, so
+/// that adopting excludes a run of the tool itself (an old deployment during a rollout):
+/// - golang-migrate v4, PostgreSQL: `pg_advisory_lock` on the id of (schema, table,
+///   database) since v4.16, (schema, database) and (database) before; MySQL: `GET_LOCK` on
+///   the id of `DATABASE:TABLE`. SQLite: none (an in-process flag).
+/// - goose v3, PostgreSQL, when the app uses a session locker: advisory key 4097083626
+///   (v3.26 on), 5887940537704921958 (v3.16–v3.25). The goose CLI and MySQL: none.
+/// - Flyway 9/10: PostgreSQL advisory key 77431708279161 + the hash of `"SCHEMA"."TABLE"`;
+///   MySQL/MariaDB `GET_LOCK('Flyway-' + the hash of `` `DATABASE`.`TABLE` ``).
+/// - dbmate: none.
+pub(crate) async fn tool_locks(db: &mut Db, tool: Tool, table: &str) -> Result<Vec<ForeignLock>, Error> {
+    let database = db.database.clone();
+    let schema = match db.backend {
+        Backend::Postgres => db
+            .query_texts("SELECT CAST(COALESCE(current_schema(), 'public') AS TEXT)")
+            .await
+            .map_err(|e| e.context("reading the current schema"))?
+            .pop()
+            .unwrap_or_default(),
+        Backend::Mysql | Backend::Sqlite => String::new(),
+    };
+    let advisory = |key: i64| ServerLock::Advisory(key);
+    let locks = match (tool, db.backend) {
+        (_, Backend::Sqlite) | (Tool::Dbmate, _) | (Tool::Goose, Backend::Mysql) => Vec::new(),
+        (Tool::GolangMigrate, Backend::Postgres) => vec![
+            advisory(golang_migrate_lock_id(&[&schema, table, &database]).into()),
+            advisory(golang_migrate_lock_id(&[&schema, &database]).into()),
+            advisory(golang_migrate_lock_id(&[&database]).into()),
+        ],
+        (Tool::GolangMigrate, Backend::Mysql) => {
+            vec![ServerLock::Named(golang_migrate_lock_id(&[&format!("{database}:{table}")]).to_string())]
+        }
+        (Tool::Goose, Backend::Postgres) => vec![advisory(4_097_083_626), advisory(5_887_940_537_704_921_958)],
+        (Tool::Flyway, Backend::Postgres) => {
+            vec![advisory(77_431_708_279_161 + i64::from(java_hash(&format!("\"{schema}\".\"{table}\""))))]
+        }
+        (Tool::Flyway, Backend::Mysql) => vec![ServerLock::Named(format!("Flyway-{}", java_hash(&format!("`{database}`.`{table}`"))))],
+    };
+    Ok(locks.into_iter().map(|lock| ForeignLock { tool: tool.name(), lock }).collect())
 }
 
 /// What never-applied files older than the newest applied version become.
@@ -289,6 +341,21 @@ pub(crate) fn reconcile<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_tools_lock_ids_are_theirs() {
+        // Computed by golang-migrate's GenerateAdvisoryLockId (Go 1.19 hash/crc32) for the
+        // database `app`: PostgreSQL (public, schema_migrations, app), (public, app), (app);
+        // MySQL "app:schema_migrations".
+        assert_eq!(golang_migrate_lock_id(&["public", "schema_migrations", "app"]), 1_787_120_056);
+        assert_eq!(golang_migrate_lock_id(&["public", "app"]), 2_802_248_011);
+        assert_eq!(golang_migrate_lock_id(&["app"]), 620_236_277);
+        assert_eq!(golang_migrate_lock_id(&["app:schema_migrations"]), 2_938_252_834);
+        // Java's "...".hashCode() (jshell, OpenJDK 17), as Flyway's Table.toString() quotes it.
+        assert_eq!(java_hash("\"public\".\"flyway_schema_history\""), 2_125_624_436);
+        assert_eq!(java_hash("`app`.`flyway_schema_history`"), -320_650_056);
+        assert_eq!(java_hash(""), 0);
+    }
 
     fn local(version: i64) -> Local {
         Local {

@@ -91,6 +91,31 @@ impl History {
     }
 }
 
+/// A lock held on the server for the session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ServerLock {
+    /// PostgreSQL: `pg_try_advisory_lock(KEY)`.
+    Advisory(i64),
+    /// MySQL/MariaDB: `GET_LOCK(NAME, 0)`.
+    Named(String),
+}
+
+impl std::fmt::Display for ServerLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Advisory(key) => write!(f, "advisory lock {key}"),
+            Self::Named(name) => write!(f, "named lock '{name}'"),
+        }
+    }
+}
+
+/// Another tool's lock, taken while adopting its history so it cannot migrate at the same time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ForeignLock {
+    pub(crate) tool: &'static str,
+    pub(crate) lock: ServerLock,
+}
+
 /// A row of the history table.
 #[derive(Clone, Debug)]
 pub(crate) struct Applied {
@@ -103,9 +128,15 @@ pub(crate) struct Db {
     pub(crate) backend: Backend,
     pub(crate) history: History,
     conn: AnyConnection,
-    /// PostgreSQL advisory key or MySQL lock name, from the database name as sqlx derives it.
-    lock_key: i64,
-    lock_name: String,
+    /// The database's name (PostgreSQL `current_database()`, MySQL `DATABASE()`; SQLite: empty).
+    pub(crate) database: String,
+    /// podinit's lock on the server (PostgreSQL, MySQL/MariaDB), from the database name as
+    /// sqlx derives it; SQLite locks a file instead.
+    own_lock: Option<ServerLock>,
+    /// Other tools' locks, taken after podinit's and released before it (`--adopt`).
+    foreign_locks: Vec<ForeignLock>,
+    /// Which lock the last failed `try_lock` found taken: `None` podinit's, else a foreign one.
+    busy: Option<usize>,
     sqlite_lock: Option<nix::fcntl::Flock<std::fs::File>>,
     sqlite_path: Option<std::path::PathBuf>,
 }
@@ -140,12 +171,20 @@ impl Db {
             Backend::Sqlite => String::new(),
         };
         let lock_key = history.lock_key(&database);
+        let own_lock = match backend {
+            Backend::Postgres => Some(ServerLock::Advisory(lock_key)),
+            // sqlx's MySQL lock name: the key in hex.
+            Backend::Mysql => Some(ServerLock::Named(format!("{lock_key:x}"))),
+            Backend::Sqlite => None,
+        };
         Ok(Self {
             backend,
             history: history.clone(),
             conn,
-            lock_key,
-            lock_name: format!("{lock_key:x}"),
+            database,
+            own_lock,
+            foreign_locks: Vec::new(),
+            busy: None,
             sqlite_lock: None,
             sqlite_path: (backend == Backend::Sqlite).then(|| sqlite_file(url)),
         })
@@ -263,106 +302,155 @@ impl Db {
         Ok(())
     }
 
-    /// One non-blocking attempt at the lock: `Ok(true)` when taken.
+    /// Also takes `locks` whenever podinit's lock is taken (another tool's, while adopting).
+    pub(crate) fn add_foreign_locks(&mut self, locks: Vec<ForeignLock>) {
+        self.foreign_locks.extend(locks);
+    }
+
+    /// One non-blocking attempt at the lock, and then at each foreign lock: `Ok(true)` when
+    /// all are taken. When one is not, those taken are released again (never holding podinit's
+    /// lock while waiting for another tool's), and `holder` names the one that was busy.
     pub(crate) async fn try_lock(&mut self) -> anyhow::Result<bool> {
-        match self.backend {
-            Backend::Postgres => Ok(sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
-                .bind(self.lock_key)
+        let Some(own) = self.own_lock.clone() else {
+            return self.try_lock_file();
+        };
+        self.busy = None;
+        if !self.try_server(&own).await? {
+            return Ok(false);
+        }
+        for i in 0..self.foreign_locks.len() {
+            let lock = self.foreign_locks[i].lock.clone();
+            let taken = self.try_server(&lock).await;
+            if !matches!(taken, Ok(true)) {
+                self.busy = Some(i);
+                let released = self.release_from(i).await;
+                let taken = taken.with_context(|| format!("taking {}'s lock ({lock})", self.foreign_locks[i].tool))?;
+                released?;
+                return Ok(taken);
+            }
+        }
+        Ok(true)
+    }
+
+    /// SQLite: an flock on a file beside the database.
+    fn try_lock_file(&mut self) -> anyhow::Result<bool> {
+        let path = self.sqlite_path.clone().unwrap_or_default();
+        let lock_path = if self.history.is_sqlx() {
+            path.with_extension("podinit-migrate.lock")
+        } else {
+            path.with_extension(format!("podinit-migrate.{}.lock", self.history.table))
+        };
+        let file = podinit_core::fs::open_lock_file(&lock_path)
+            .map_err(|e| podinit_core::fs::io_error(e, format!("opening the lock file {}", lock_path.display())))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => {
+                self.sqlite_lock = Some(lock);
+                Ok(true)
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(false),
+            Err((_, err)) => Err(anyhow!("locking {}: {}", lock_path.display(), err.desc())),
+        }
+    }
+
+    /// One non-blocking attempt at one server lock.
+    async fn try_server(&mut self, lock: &ServerLock) -> anyhow::Result<bool> {
+        match lock {
+            ServerLock::Advisory(key) => Ok(sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
                 .fetch_one(&mut self.conn)
                 .await
                 .map_err(clean)?),
-            Backend::Mysql => {
+            ServerLock::Named(name) => {
                 // 1 = taken, 0 = held by another session, NULL = error: never "assume taken".
-                let got: Option<i64> = sqlx::query_scalar("SELECT CAST(GET_LOCK(?, 0) AS SIGNED)")
-                    .bind(&self.lock_name)
-                    .fetch_one(&mut self.conn)
-                    .await
-                    .map_err(clean)?;
+                let got: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(GET_LOCK(?, 0) AS SIGNED)").bind(name).fetch_one(&mut self.conn).await.map_err(clean)?;
                 match got {
                     Some(1) => Ok(true),
                     Some(_) => Ok(false),
-                    None => bail!("GET_LOCK('{}', 0) returned NULL: the server did not take the lock", self.lock_name),
-                }
-            }
-            Backend::Sqlite => {
-                let path = self.sqlite_path.clone().unwrap_or_default();
-                let lock_path = if self.history.is_sqlx() {
-                    path.with_extension("podinit-migrate.lock")
-                } else {
-                    path.with_extension(format!("podinit-migrate.{}.lock", self.history.table))
-                };
-                let file = podinit_core::fs::open_lock_file(&lock_path)
-                    .map_err(|e| podinit_core::fs::io_error(e, format!("opening the lock file {}", lock_path.display())))?;
-                match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-                    Ok(lock) => {
-                        self.sqlite_lock = Some(lock);
-                        Ok(true)
-                    }
-                    Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(false),
-                    Err((_, err)) => Err(anyhow!("locking {}: {}", lock_path.display(), err.desc())),
+                    None => bail!("GET_LOCK('{name}', 0) returned NULL: the server did not take the lock"),
                 }
             }
         }
     }
 
-    /// Who holds the lock, for the log of a waiting replica.
+    /// Releases one server lock; an error when this session did not hold it.
+    async fn release_server(&mut self, lock: &ServerLock) -> anyhow::Result<()> {
+        let released = match lock {
+            ServerLock::Advisory(key) => {
+                sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)").bind(key).fetch_one(&mut self.conn).await.map_err(clean)?
+            }
+            ServerLock::Named(name) => {
+                let released: Option<i64> =
+                    sqlx::query_scalar("SELECT CAST(RELEASE_LOCK(?) AS SIGNED)").bind(name).fetch_one(&mut self.conn).await.map_err(clean)?;
+                released == Some(1)
+            }
+        };
+        if !released {
+            bail!("releasing {lock}: the lock was not held by this session");
+        }
+        Ok(())
+    }
+
+    /// Releases the foreign locks before `end` (latest first), then podinit's; every release
+    /// is tried, the first error returned.
+    async fn release_from(&mut self, end: usize) -> anyhow::Result<()> {
+        let mut first = Ok(());
+        for i in (0..end).rev() {
+            let ForeignLock { tool, lock } = self.foreign_locks[i].clone();
+            let released = self.release_server(&lock).await.with_context(|| format!("{tool}'s lock"));
+            first = first.and(released);
+        }
+        if let Some(own) = self.own_lock.clone() {
+            first = first.and(self.release_server(&own).await);
+        }
+        first
+    }
+
+    /// Who holds the lock `try_lock` found taken, for the log of a waiting replica.
     pub(crate) async fn holder(&mut self) -> String {
-        let found: Result<Option<String>, sqlx::Error> = match self.backend {
-            Backend::Postgres => {
+        let (lock, tool) = match (self.busy, &self.own_lock) {
+            (Some(i), _) => (self.foreign_locks[i].lock.clone(), Some(self.foreign_locks[i].tool)),
+            (None, Some(own)) => (own.clone(), None),
+            (None, None) => return "another process (SQLite file lock)".into(),
+        };
+        let found: Result<Option<String>, sqlx::Error> = match &lock {
+            ServerLock::Advisory(key) => {
                 sqlx::query_scalar(
                     "SELECT concat('pid ', a.pid, ' (', coalesce(nullif(a.application_name, ''), 'no application name'), ', from ', coalesce(host(a.client_addr), 'local'), ', session since ', to_char(a.backend_start, 'HH24:MI:SS'), ')') \
                      FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
                      WHERE l.locktype = 'advisory' AND l.granted AND l.classid = (($1 >> 32) & 4294967295)::oid AND l.objid = ($1 & 4294967295)::oid AND l.objsubid = 1 LIMIT 1",
                 )
-                .bind(self.lock_key)
+                .bind(key)
                 .fetch_optional(&mut self.conn)
                 .await
             }
-            Backend::Mysql => {
+            ServerLock::Named(name) => {
                 sqlx::query_scalar(
                     "SELECT CONCAT('connection ', p.ID, ' (', p.USER, '@', p.HOST, ', ', p.TIME, ' s in state ', COALESCE(p.COMMAND, '?'), ')') FROM information_schema.PROCESSLIST p WHERE p.ID = IS_USED_LOCK(?)",
                 )
-                .bind(&self.lock_name)
+                .bind(name)
                 .fetch_optional(&mut self.conn)
                 .await
             }
-            Backend::Sqlite => Ok(Some("another process (SQLite file lock)".into())),
         };
-        match found {
+        let who = match found {
             Ok(Some(who)) => who,
             Ok(None) => "another session (it may be releasing it now)".into(),
             Err(err) => format!("another session (cannot tell which: {err})"),
+        };
+        match tool {
+            Some(tool) => format!("{who}, on {tool}'s lock ({lock})"),
+            None => who,
         }
     }
 
-    /// Releases the lock; errors are returned, never ignored silently.
+    /// Releases the lock (foreign ones first); errors are returned, never ignored silently.
     pub(crate) async fn unlock(&mut self) -> anyhow::Result<()> {
-        match self.backend {
-            Backend::Postgres => {
-                let released: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
-                    .bind(self.lock_key)
-                    .fetch_one(&mut self.conn)
-                    .await
-                    .map_err(clean)?;
-                if !released {
-                    bail!("pg_advisory_unlock: the lock was not held by this session");
-                }
-            }
-            Backend::Mysql => {
-                let released: Option<i64> = sqlx::query_scalar("SELECT CAST(RELEASE_LOCK(?) AS SIGNED)")
-                    .bind(&self.lock_name)
-                    .fetch_one(&mut self.conn)
-                    .await
-                    .map_err(clean)?;
-                if released != Some(1) {
-                    bail!("RELEASE_LOCK: the lock was not held by this session");
-                }
-            }
-            Backend::Sqlite => {
-                self.sqlite_lock = None;
-            }
+        if self.own_lock.is_none() {
+            self.sqlite_lock = None;
+            return Ok(());
         }
-        Ok(())
+        self.release_from(self.foreign_locks.len()).await
     }
 
     /// Applies one migration and records it, as sqlx does: PostgreSQL and SQLite run the file
@@ -604,18 +692,7 @@ fn clean(err: sqlx::Error) -> anyhow::Error {
 
 /// sqlx's lock id: `0x3d32ad9e * crc32(database name)` (CRC-32/ISO-HDLC).
 pub(crate) fn lock_id(database: &str) -> i64 {
-    0x3d32_ad9e * i64::from(crc32(database.as_bytes()))
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffff_u32;
-    for &byte in data {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
-        }
-    }
-    !crc
+    0x3d32_ad9e * i64::from(crc32fast::hash(database.as_bytes()))
 }
 
 fn sqlite_file(url: &url::Url) -> std::path::PathBuf {
@@ -631,9 +708,9 @@ mod tests {
 
     #[test]
     fn lock_ids_match_sqlx() {
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+        assert_eq!(crc32fast::hash(b"123456789"), 0xcbf4_3926);
         // sqlx: 0x3d32ad9e * crc32("app") as i64, and its hex form as the MySQL lock name.
-        assert_eq!(lock_id("app"), 0x3d32_ad9e * i64::from(crc32(b"app")));
+        assert_eq!(lock_id("app"), 0x3d32_ad9e * i64::from(crc32fast::hash(b"app")));
         assert_eq!(format!("{:x}", lock_id("")), "0");
     }
 

@@ -458,6 +458,16 @@ async fn apply(ctx: &Context, db: &mut Db, locals: &[Local], args: &Args) -> Res
         tracing::info!(pending = plan.pending.len(), "dry run: {} would be applied", plan.pending.len());
         return Ok(());
     }
+    if let Some(tool) = args.adopt {
+        // A run of the tool itself (an old deployment still rolling out) must not migrate
+        // while podinit adopts and applies: hold its lock too.
+        let locks = adopt::tool_locks(db, tool, adopted_table(args, tool)).await?;
+        if !locks.is_empty() {
+            let names: Vec<String> = locks.iter().map(|l| l.lock.to_string()).collect();
+            tracing::debug!("also taking {}'s locks: {}", tool.name(), names.join(", "));
+        }
+        db.add_foreign_locks(locks);
+    }
     if lock(ctx, db, Some(locals)).await? == Locked::NotNeeded {
         tracing::info!("up to date: another runner applied everything");
         return Ok(());
