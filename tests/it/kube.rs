@@ -188,6 +188,74 @@ async fn kube_play_volume_for_a_non_root_app() {
 }
 
 #[tokio::test]
+async fn kube_play_redis_backed_app() {
+    let (podinit, db) = base_images().await;
+    // Debian's redis-server and redis-cli (the host's, on the same Debian as the test image)
+    // with their libraries. The server starts 3 s late and first loads a 2M-key dataset, so a
+    // port check would let the app in while Redis still answers -LOADING.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("ldd").args(["/usr/bin/redis-server", "/usr/bin/redis-cli"]).output().unwrap();
+    let libs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("=> ").nth(1)?.split(' ').next().map(str::to_owned))
+        .filter(|p| p.starts_with('/'))
+        .collect();
+    for file in libs.iter().map(String::as_str).chain(["/usr/bin/redis-server", "/usr/bin/redis-cli"]) {
+        // Where the file really is (/lib is a link to usr/lib on this Debian: copying onto it
+        // would replace the image's link with a directory).
+        // Files keep their names (redis-server is a link to redis-check-rdb, which acts by its
+        // name; libraries are found by their sonames).
+        let file = std::path::Path::new(file);
+        let real = std::fs::canonicalize(file.parent().unwrap()).unwrap().join(file.file_name().unwrap());
+        let to = dir.path().join("root").join(real.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(file, &to).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("redis.sh"),
+        "#!/bin/sh
+set -e
+cd /tmp
+         redis-server --port 6380 --save '' --enable-debug-command yes --daemonize yes --dbfilename dump.rdb --dir /tmp
+         until redis-cli -p 6380 ping >/dev/null 2>&1; do sleep 0.1; done
+         redis-cli -p 6380 DEBUG POPULATE 2000000 key 64 >/dev/null && redis-cli -p 6380 SAVE >/dev/null && redis-cli -p 6380 SHUTDOWN NOSAVE || true
+         sleep 3
+         exec redis-server --bind 0.0.0.0 --protected-mode no --requirepass \"$REDIS_PASSWORD\" --dir /tmp --dbfilename dump.rdb --save '' --appendonly no
+",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("web"),
+        "#!/bin/sh
+REDISCLI_AUTH=$(cat /secrets/redis/password) exec redis-cli -h \"$REDIS_HOST\" DBSIZE
+",
+    )
+    .unwrap();
+    let redis = "localhost/podinit-test-redis:latest".to_owned();
+    podman_build(
+        &redis,
+        &format!(
+            "FROM {db}\nCOPY root/ /\nCOPY --chmod=755 redis.sh /usr/local/bin/redis.sh\nCOPY --chmod=755 web /app/web\nENTRYPOINT [\"/app/web\"]\n"
+        ),
+        dir.path(),
+    );
+    let mut cluster = Cluster::new("redis");
+    cluster.service(
+        "redis",
+        redis.trim_start_matches("localhost/"),
+        "/usr/local/bin/redis.sh",
+        &[("REDIS_PASSWORD", "r3dis-pw")],
+        6379,
+        "",
+    );
+    cluster.secret_volume("redis-auth", &[("password", "r3dis-pw")]);
+    let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("my-web:latest", redis)]);
+    let pods = cluster.play("redis-app.yaml", &images);
+    // The app's first command finds the whole dataset: it started only once Redis served.
+    cluster.wait(&pods[0], "web").code(0).stdout_is("2000000\n");
+}
+
+#[tokio::test]
 async fn kube_play_render_config() {
     let (podinit, db) = base_images().await;
     // The app: what it reads of the rendered config.

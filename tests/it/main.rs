@@ -37,3 +37,4 @@ mod vault_fetch;
 mod vault_templates;
 mod volume;
 mod wait_for;
+mod wait_for_protocols;

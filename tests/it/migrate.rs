@@ -35,7 +35,13 @@ fn migrations(files: &[(&str, &str)]) -> tempfile::TempDir {
 
 fn migrate(url: &str, dir: &Path, extra: &[&str]) -> Podinit {
     let timeout: &[&str] = if extra.contains(&"--timeout") { &[] } else { &["--timeout", "90s"] };
-    Podinit::new().arg("migrate").args(extra.iter().copied()).args(timeout.iter().copied()).arg("--source").arg(dir).env("DATABASE_URL", url)
+    Podinit::new()
+        .arg("migrate")
+        .args(extra.iter().copied())
+        .args(timeout.iter().copied())
+        .arg("--source")
+        .arg(dir)
+        .env("DATABASE_URL", url)
 }
 
 async fn pg_scalar(url: &str, sql: &'static str) -> i64 {
@@ -613,7 +619,8 @@ async fn golang_migrate_and_flyway_on_mariadb_wait_for_their_own_locks() {
     // golang-migrate running elsewhere holds GET_LOCK on its id of "app:schema_migrations" (computed by Go).
     let mut other = ready_my(&db.url).await;
     sqlx::query("SELECT GET_LOCK('2938252834', 0)").execute(&mut other).await.unwrap();
-    let tables = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('_sqlx_migrations', 'b')";
+    let tables =
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name IN ('_sqlx_migrations', 'b')";
     let waiting = migrate(&db.url, dir.path(), &["--adopt", "golang-migrate"]).command().spawn().unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(my_scalar(&db.url, tables).await, 0, "waits for golang-migrate's lock");
@@ -635,7 +642,10 @@ async fn golang_migrate_and_flyway_on_mariadb_wait_for_their_own_locks() {
         .stderr_has("on flyway's lock (named lock 'Flyway--320650056')");
     assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'fa'").await, 0);
     sqlx::query("SELECT RELEASE_LOCK('Flyway--320650056')").execute(&mut other).await.unwrap();
-    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted"]).run().code(0).stderr_has("applied V1__fa.sql");
+    migrate(&db.url, flyway.path(), &["--adopt", "flyway", "--history-table", "flyway_adopted"])
+        .run()
+        .code(0)
+        .stderr_has("applied V1__fa.sql");
     assert_eq!(my_scalar(&db.url, "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'fa'").await, 1);
 }
 

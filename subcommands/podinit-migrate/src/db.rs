@@ -362,8 +362,11 @@ impl Db {
                 .map_err(clean)?),
             ServerLock::Named(name) => {
                 // 1 = taken, 0 = held by another session, NULL = error: never "assume taken".
-                let got: Option<i64> =
-                    sqlx::query_scalar("SELECT CAST(GET_LOCK(?, 0) AS SIGNED)").bind(name).fetch_one(&mut self.conn).await.map_err(clean)?;
+                let got: Option<i64> = sqlx::query_scalar("SELECT CAST(GET_LOCK(?, 0) AS SIGNED)")
+                    .bind(name)
+                    .fetch_one(&mut self.conn)
+                    .await
+                    .map_err(clean)?;
                 match got {
                     Some(1) => Ok(true),
                     Some(_) => Ok(false),
@@ -380,8 +383,11 @@ impl Db {
                 sqlx::query_scalar::<_, bool>("SELECT pg_advisory_unlock($1)").bind(key).fetch_one(&mut self.conn).await.map_err(clean)?
             }
             ServerLock::Named(name) => {
-                let released: Option<i64> =
-                    sqlx::query_scalar("SELECT CAST(RELEASE_LOCK(?) AS SIGNED)").bind(name).fetch_one(&mut self.conn).await.map_err(clean)?;
+                let released: Option<i64> = sqlx::query_scalar("SELECT CAST(RELEASE_LOCK(?) AS SIGNED)")
+                    .bind(name)
+                    .fetch_one(&mut self.conn)
+                    .await
+                    .map_err(clean)?;
                 released == Some(1)
             }
         };

@@ -34,7 +34,8 @@ pub use crate::probe::StatusSet;
 use crate::probe::{FileCheck, HttpSettings, Prober, Settings};
 use crate::target::{Cost, Target};
 
-/// Wait until TCP, HTTP, DNS, database, file, unix-socket or IPC targets are ready.
+/// Wait until TCP, HTTP, DNS, database, Redis, gRPC, AMQP, NATS, ZooKeeper, memcached, file,
+/// unix-socket or IPC targets are ready.
 ///
 /// Then exit 0, or with `-- COMMAND ARGS…` replace this process with the command (same PID,
 /// its signals, its exit status). Without --timeout it waits as long as it takes. Exit 124
@@ -46,8 +47,16 @@ Targets:
   tcp://HOST:PORT  tcp://[::1]:PORT     accepts a connection (any resolved address)
   http(s)://HOST[:PORT]/PATH            answers 2xx (see --http-*)
   dns://NAME  dns://NAME?type=MX        resolves (search domains honoured); A AAAA CNAME MX NS SRV TXT
+  dns://NAME?min=3                      resolves to at least 3 addresses (records with type=)
   postgres://USER:PASS@HOST/DB          accepts an authenticated session (also mysql://, mariadb://)
-  file:///ABS/PATH                      exists (see --file-*), noticed through inotify
+  postgres://…/DB?query=SQL             the query's first column is true, non-zero or non-empty
+  redis://[USER:PASS@]HOST[:PORT][/DB]  PONG after AUTH, not LOADING (rediss:// TLS; ?role=master|replica)
+  grpc://HOST:PORT[/SERVICE]            grpc.health.v1 says SERVING (grpcs:// TLS)
+  amqp://USER:PASS@HOST[:PORT][/VHOST]  RabbitMQ opens a connection on the vhost (amqps:// TLS)
+  nats://[USER:PASS@|TOKEN@]HOST[:PORT] CONNECT accepted, PING answered
+  zookeeper://HOST[:PORT][/ZNODE]       a session is granted (and the znode exists)
+  memcached://HOST[:PORT]               answers version
+  file:///ABS/PATH                      exists (see --file-*; gone with --file-absent), noticed through inotify
   unix:///ABS/PATH                      a unix socket accepting connections
   posix-mq:///NAME                      a POSIX message queue exists
   sysv-msg://KEY  sysv-shm://KEY  sysv-sem://KEY   a SysV IPC object with KEY (decimal or 0x-hex)
@@ -123,8 +132,25 @@ pub struct Args {
     #[arg(long, env = "PODINIT_WAIT_FOR_FILE_CONTAINS", value_name = "TEXT", value_parser = non_empty)]
     pub file_contains: Option<String>,
 
-    /// Password for database targets whose URL has none, read from FILE (a mounted Secret), so
-    /// it appears in no argument list. PostgreSQL also takes PGPASSWORD from the environment.
+    /// Client certificate (PEM) for https, rediss, amqps and grpcs targets that ask for one (mutual TLS); with --key-file.
+    #[arg(long, env = "PODINIT_WAIT_FOR_CERT_FILE", value_name = "FILE", requires = "key_file")]
+    pub cert_file: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM); with --cert-file.
+    #[arg(long, env = "PODINIT_WAIT_FOR_KEY_FILE", value_name = "FILE", requires = "cert_file")]
+    pub key_file: Option<PathBuf>,
+
+    /// file:// targets are ready when the path does not exist (a lock or a marker removed).
+    #[arg(long, env = "PODINIT_WAIT_FOR_FILE_ABSENT", value_parser = BoolishValueParser::new(), conflicts_with_all = ["file_non_empty", "file_contains"])]
+    pub file_absent: bool,
+
+    /// Password for targets that log in (database, redis, nats, amqp) whose URL has none, read
+    /// from FILE (a mounted Secret), so it appears in no argument list. PostgreSQL also takes
+    /// PGPASSWORD from the environment.
+    #[arg(long, env = "PODINIT_WAIT_FOR_PASSWORD_FILE", value_name = "FILE", conflicts_with = "db_password_file")]
+    pub password_file: Option<PathBuf>,
+
+    /// The same as --password-file (its earlier name).
     #[arg(long, env = "PODINIT_WAIT_FOR_DB_PASSWORD_FILE", value_name = "FILE")]
     pub db_password_file: Option<PathBuf>,
 
@@ -162,10 +188,16 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         .iter()
         .map(|t| Target::parse(t).map_err(|e| Error::usage(format!("bad target {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    if let Some(path) = &args.db_password_file {
-        let password = podinit_core::fs::read_secret_file("--db-password-file", path)?;
-        for target in &mut targets {
-            target.set_default_password(&password);
+    let password_file = match (&args.password_file, &args.db_password_file) {
+        (Some(path), _) => Some(("--password-file", path)),
+        (None, Some(path)) => Some(("--db-password-file", path)),
+        (None, None) => None,
+    };
+    if let Some((flag, path)) = password_file {
+        let password = podinit_core::fs::read_secret_file(flag, path)?;
+        let took = targets.iter_mut().fold(false, |took, target| target.set_default_password(&password) | took);
+        if !took {
+            tracing::warn!("{flag}: no target takes a password (or every URL has its own)");
         }
     }
     let command = if args.command.is_empty() { None } else { Some(exec::Command::resolve(&args.command)?) };
@@ -180,8 +212,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             ca_file: args.ca_file.clone(),
             insecure: args.insecure_skip_verify,
             server_name: args.tls_server_name.clone(),
+            client_identity: args.cert_file.clone().zip(args.key_file.clone()),
         },
-        file: FileCheck { non_empty: args.file_non_empty, contains: args.file_contains.clone() },
+        file: FileCheck { non_empty: args.file_non_empty, contains: args.file_contains.clone(), absent: args.file_absent },
         attempt_timeout: args.attempt_timeout,
     };
     let probers = targets.into_iter().map(|t| Prober::new(t, &settings)).collect::<Result<Vec<_>, _>>()?;
@@ -191,7 +224,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     }
     let started = Instant::now();
     let waits: Vec<Pending<'_, Outcome>> = probers.iter().map(|p| Box::pin(wait_one(ctx, p, &args)) as _).collect();
-    let outcomes = if args.any { first_ready(waits).await } else { join_all(waits).await };
+    let outcomes = if args.any { first_ready(waits).await } else { until_all_or_fatal(waits).await };
     report(started, &outcomes, args.any)?;
     match command {
         Some(command) => {
@@ -224,7 +257,9 @@ async fn wait_one(ctx: &Context, prober: &Prober, args: &Args) -> Outcome {
     };
     let max = args.max_interval.unwrap_or(max);
     let backoff = Backoff { initial: initial.min(max), max, attempt_timeout: Some(args.attempt_timeout), growth };
-    let result = retry::retry_or_wake(ctx, &target, backoff, |_| Verdict::Retry, |_| prober.check(), || prober.changed()).await;
+    // A check that waiting cannot cure (a query's syntax error) ends the wait at once.
+    let classify = |err: &anyhow::Error| if err.is::<probe::Fatal>() { Verdict::Fatal(Kind::Usage) } else { Verdict::Retry };
+    let result = retry::retry_or_wake(ctx, &target, backoff, classify, |_| prober.check(), || prober.changed()).await;
     let elapsed = started.elapsed();
     if result.is_ok() {
         tracing::info!(target = %target, state = "ready", elapsed_ms = millis(elapsed), "{target}: ready after {}", secs(elapsed));
@@ -289,7 +324,12 @@ async fn once(ctx: &Context, probers: &[Prober], args: &Args) -> Result<(), Erro
                     Err(_) => Err(anyhow::anyhow!("no answer within {}", secs(limit))),
                 };
                 let last_error = result.as_ref().err().map(|e| format!("{e:#}"));
-                Outcome { target: p.target().to_string(), elapsed: started.elapsed(), result: result.map_err(Error::from), last_error }
+                let result = result.map_err(|e| {
+                    let fatal = e.is::<probe::Fatal>();
+                    let e = Error::from(e);
+                    if fatal { e.with_kind(Kind::Usage) } else { e }
+                });
+                Outcome { target: p.target().to_string(), elapsed: started.elapsed(), result, last_error }
             }) as _
         })
         .collect();
@@ -301,7 +341,8 @@ async fn once(ctx: &Context, probers: &[Prober], args: &Args) -> Result<(), Erro
         return Ok(());
     }
     let list: Vec<String> = outcomes.iter().filter_map(|o| Some(format!("{} ({})", o.target, o.last_error.as_deref()?))).collect();
-    Err(Error::new(Kind::Failed, anyhow::anyhow!("not ready: {}", list.join("; "))))
+    let fatal = outcomes.iter().any(|o| o.result.as_ref().is_err_and(|e| e.kind() == Kind::Usage));
+    Err(Error::new(if fatal { Kind::Usage } else { Kind::Failed }, anyhow::anyhow!("not ready: {}", list.join("; "))))
 }
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
@@ -309,6 +350,12 @@ type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 /// Drives all futures to completion on this task; outcomes in input order.
 async fn join_all<T>(futures: Vec<Pending<'_, T>>) -> Vec<T> {
     drive(futures, |_| false).await
+}
+
+/// Drives all futures to completion, or until one ends in an error waiting cannot cure (then
+/// the others are cancelled: the run fails either way).
+async fn until_all_or_fatal(futures: Vec<Pending<'_, Outcome>>) -> Vec<Outcome> {
+    drive(futures, |o| o.result.as_ref().is_err_and(|e| e.kind() == Kind::Usage)).await
 }
 
 /// Drives futures until one yields a ready outcome (or all have ended); returns what ended.

@@ -5,18 +5,27 @@
 //! [`Prober::changed`] resolves on an inotify event so a new check runs at once. Errors are
 //! one-line descriptions of why the target is not ready yet; none carries a password.
 
+pub(crate) mod amqp;
 mod file;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod http;
+mod memcached;
+pub(crate) mod nats;
+pub(crate) mod redis;
+mod wire;
+mod zookeeper;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use podinit_core::Error;
 use podinit_core::redact::io_reason;
 
-use crate::target::{Database, RecordType, SysvKind, Target};
+use crate::target::{Database, RecordType, Service, SysvKind, Target};
 
 pub(crate) use file::FileCheck;
 pub(crate) use http::HttpCheck;
@@ -43,7 +52,24 @@ enum Kind {
     Http(HttpCheck),
     Dns(hickory_resolver::TokioResolver),
     File(file::Watcher),
+    /// A protocol target over TLS (rediss, amqps).
+    Tls(Arc<rustls::ClientConfig>),
+    #[cfg(feature = "grpc")]
+    Grpc(grpc::GrpcCheck),
 }
+
+/// A check that can never succeed as configured (a query with a syntax error, a permission
+/// the user lacks): the wait ends at once with this message instead of running out the clock.
+#[derive(Debug)]
+pub(crate) struct Fatal(pub(crate) String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fatal {}
 
 impl Prober {
     /// Prepares a target; bad settings (an unreadable CA file) are usage errors.
@@ -57,6 +83,11 @@ impl Prober {
                 Kind::Dns(resolver)
             }
             Target::File { path } => Kind::File(file::Watcher::new(path.clone(), settings.file.clone())),
+            #[cfg(feature = "grpc")]
+            Target::Service { service: Service::Grpc { .. }, .. } => {
+                Kind::Grpc(grpc::GrpcCheck::new(http::tls_config(&settings.http)?, settings.attempt_timeout)?)
+            }
+            Target::Service { tls: true, .. } => Kind::Tls(Arc::new(http::tls_config(&settings.http)?)),
             _ => Kind::Plain,
         };
         Ok(Self { target, kind })
@@ -64,6 +95,14 @@ impl Prober {
 
     pub(crate) fn target(&self) -> &Target {
         &self.target
+    }
+
+    #[cfg(feature = "grpc")]
+    fn target_url(&self) -> &url::Url {
+        match &self.target {
+            Target::Service { url, .. } | Target::Http { url } | Target::Db { url, .. } => url,
+            _ => unreachable!("only URL targets have a URL"),
+        }
     }
 
     /// Whether the target can announce changes (then polling is only a safety net).
@@ -86,9 +125,23 @@ impl Prober {
             (Target::Tcp { host, port }, _) => tcp(host, *port).await,
             (Target::Unix { path }, _) => unix(path).await,
             (Target::Http { url }, Kind::Http(http)) => http.check(url).await,
-            (Target::Dns { name, record: RecordType::Addr }, _) => dns_addr(name).await,
-            (Target::Dns { name, record }, Kind::Dns(resolver)) => dns_record(resolver, name, *record).await,
-            (Target::Db { kind, url }, _) => database(*kind, url).await,
+            (Target::Dns { name, record: RecordType::Addr, min }, _) => dns_addr(name, *min).await,
+            (Target::Dns { name, record, min }, Kind::Dns(resolver)) => dns_record(resolver, name, *record, *min).await,
+            (Target::Db { kind, url, query }, _) => database(*kind, url, query.as_deref()).await,
+            (Target::Service { service, .. }, kind) => {
+                let tls = if let Kind::Tls(config) = kind { Some(config) } else { None };
+                match (service, kind) {
+                    (Service::Redis(c), _) => redis::check(c, tls).await,
+                    (Service::Memcached { host, port }, _) => memcached::check(host, *port).await,
+                    (Service::Nats(c), _) => nats::check(c).await,
+                    (Service::Zookeeper { host, port, znode }, _) => zookeeper::check(host, *port, znode.as_deref()).await,
+                    (Service::Amqp(c), _) => amqp::check(c, tls).await,
+                    #[cfg(feature = "grpc")]
+                    (Service::Grpc { service }, Kind::Grpc(grpc)) => grpc.check(self.target_url(), service).await,
+                    #[allow(unreachable_patterns, reason = "without the grpc feature, grpc targets are refused when parsed")]
+                    (Service::Grpc { .. }, _) => bail!("gRPC targets are not compiled into this build"),
+                }
+            }
             (Target::File { .. }, Kind::File(watcher)) => watcher.check(),
             (Target::PosixMq { name }, _) => posix_mq(name),
             (Target::Sysv { kind, key }, _) => sysv(*kind, *key),
@@ -136,16 +189,18 @@ async fn unix(path: &PathBuf) -> anyhow::Result<()> {
     }
 }
 
-async fn dns_addr(name: &str) -> anyhow::Result<()> {
+async fn dns_addr(name: &str, min: usize) -> anyhow::Result<()> {
     // getaddrinfo: /etc/hosts, the pod's search domains and ndots, as the app will resolve it.
-    let found = tokio::net::lookup_host((name, 0)).await.map_err(|e| anyhow!("{name} does not resolve: {e}"))?.next();
-    match found {
-        Some(_) => Ok(()),
-        None => bail!("{name} resolves to no address"),
+    let found: std::collections::BTreeSet<std::net::IpAddr> =
+        tokio::net::lookup_host((name, 0)).await.map_err(|e| anyhow!("{name} does not resolve: {e}"))?.map(|a| a.ip()).collect();
+    match found.len() {
+        0 => bail!("{name} resolves to no address"),
+        n if n < min => bail!("{name} resolves to {n} addresses, fewer than {min}"),
+        _ => Ok(()),
     }
 }
 
-async fn dns_record(resolver: &hickory_resolver::TokioResolver, name: &str, record: RecordType) -> anyhow::Result<()> {
+async fn dns_record(resolver: &hickory_resolver::TokioResolver, name: &str, record: RecordType, min: usize) -> anyhow::Result<()> {
     use hickory_resolver::proto::rr::RecordType as R;
     let wanted = match record {
         RecordType::A | RecordType::Addr => R::A,
@@ -165,34 +220,152 @@ async fn dns_record(resolver: &hickory_resolver::TokioResolver, name: &str, reco
             anyhow!("looking up {wanted} {name}: {e}")
         }
     })?;
-    if lookup.answers().iter().any(|r| r.record_type() == wanted) { Ok(()) } else { bail!("{name} has no {wanted} record") }
+    let found = lookup.answers().iter().filter(|r| r.record_type() == wanted).count();
+    match found {
+        0 => bail!("{name} has no {wanted} record"),
+        n if n < min => bail!("{name} has {n} {wanted} records, fewer than {min}"),
+        _ => Ok(()),
+    }
 }
 
 /// A session is ready when the server authenticates us and answers a ping: more than an
 /// open port (PostgreSQL listens before it accepts sessions, "the database system is
 /// starting up").
 #[cfg(feature = "databases")]
-async fn database(kind: Database, url: &url::Url) -> anyhow::Result<()> {
+async fn database(kind: Database, url: &url::Url, query: Option<&str>) -> anyhow::Result<()> {
     match kind {
-        Database::Postgres => session::<sqlx::PgConnection>(url).await,
-        Database::Mysql => session::<sqlx::MySqlConnection>(url).await,
+        Database::Postgres => session::<sqlx::PgConnection>(url, query).await,
+        Database::Mysql => session::<sqlx::MySqlConnection>(url, query).await,
     }
 }
 
 /// Without the `databases` feature, database targets are refused when parsed.
 #[cfg(not(feature = "databases"))]
-async fn database(_: Database, _: &url::Url) -> anyhow::Result<()> {
+async fn database(_: Database, _: &url::Url, _: Option<&str>) -> anyhow::Result<()> {
     bail!("database targets are not compiled into this build")
 }
 
 #[cfg(feature = "databases")]
-async fn session<C: sqlx::Connection>(url: &url::Url) -> anyhow::Result<()> {
+async fn session<C>(url: &url::Url, query: Option<&str>) -> anyhow::Result<()>
+where
+    C: sqlx::Connection,
+    for<'c> &'c mut C: sqlx::Executor<'c, Database = C::Database>,
+    C::Database: sqlx::Database<Row: DbRow>,
+{
     let options: C::Options = url.as_str().parse().map_err(|e| anyhow!("the URL is not usable: {}", db_reason(&e)))?;
     let mut conn = C::connect_with(&options).await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
-    conn.ping().await.map_err(|e| anyhow!("{}", db_reason(&e)))?;
+    let result = match query {
+        None => conn.ping().await.map_err(|e| anyhow!("{}", db_reason(&e))),
+        Some(sql) => match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).fetch_optional(&mut conn).await {
+            Ok(None) => Err(anyhow!("the query returned no row yet")),
+            Ok(Some(row)) => {
+                row.truthy().and_then(|yes| if yes { Ok(()) } else { Err(anyhow!("the query's answer is {} yet", row.shown())) })
+            }
+            Err(err) => Err(query_error(&err)),
+        },
+    };
     let _ = conn.close().await;
-    Ok(())
+    result
 }
+
+/// A query error that waiting cannot cure is [`Fatal`]: a syntax error, a missing function,
+/// a permission denied. A missing table or column (migrations not run yet) and everything
+/// else is "not ready yet".
+#[cfg(feature = "databases")]
+fn query_error(err: &sqlx::Error) -> anyhow::Error {
+    let reason = db_reason(err);
+    let code = match err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    // PostgreSQL SQLSTATE 42601 syntax, 42883 no such function, 42501 permission; MySQL
+    // 1064 syntax, 1044/1142/1143 access denied, 1305 no such function (its SQLSTATE 42000
+    // also covers other things, so MySQL is judged by its error number in the message).
+    let fatal = match code.as_deref() {
+        Some("42601" | "42883" | "42501") => true,
+        Some("42000") => {
+            ["You have an error in your SQL syntax", "command denied", "Access denied", "does not exist"].iter().any(|m| reason.contains(m))
+        }
+        _ => false,
+    };
+    if fatal {
+        anyhow::Error::new(Fatal(format!("the query fails in a way waiting cannot fix: {reason}")))
+    } else {
+        anyhow!("the query fails: {reason}")
+    }
+}
+
+/// The first column of a row, judged: true, a non-zero number, a non-empty text.
+#[cfg(feature = "databases")]
+trait DbRow {
+    fn truthy(&self) -> anyhow::Result<bool>;
+    fn shown(&self) -> String;
+}
+
+#[cfg(feature = "databases")]
+macro_rules! db_row {
+    ($row:ty $(, $unsigned:ty)*) => {
+        impl DbRow for $row {
+            fn truthy(&self) -> anyhow::Result<bool> {
+                use sqlx::Row as _;
+                if sqlx::Row::len(self) == 0 {
+                    return Err(anyhow::Error::new(Fatal("the query returns no column: select the value that says ready".into())));
+                }
+                if let Ok(v) = self.try_get::<Option<bool>, _>(0) {
+                    return Ok(v == Some(true));
+                }
+                if let Ok(v) = self.try_get::<Option<i64>, _>(0) {
+                    return Ok(v.is_some_and(|v| v != 0));
+                }
+                if let Ok(v) = self.try_get::<Option<i32>, _>(0) {
+                    return Ok(v.is_some_and(|v| v != 0));
+                }
+                if let Ok(v) = self.try_get::<Option<i16>, _>(0) {
+                    return Ok(v.is_some_and(|v| v != 0));
+                }
+                if let Ok(v) = self.try_get::<Option<i8>, _>(0) {
+                    return Ok(v.is_some_and(|v| v != 0));
+                }
+                $(
+                    if let Ok(v) = self.try_get::<Option<$unsigned>, _>(0) {
+                        return Ok(v.is_some_and(|v| v != 0));
+                    }
+                )*
+                if let Ok(v) = self.try_get::<Option<f64>, _>(0) {
+                    return Ok(v.is_some_and(|v| v != 0.0));
+                }
+                if let Ok(v) = self.try_get::<Option<String>, _>(0) {
+                    return Ok(v.is_some_and(|v| !v.is_empty()));
+                }
+                if let Ok(v) = self.try_get::<Option<Vec<u8>>, _>(0) {
+                    return Ok(v.is_some_and(|v| !v.is_empty()));
+                }
+                Err(anyhow::Error::new(Fatal("the query's first column is not a boolean, number or text: cast it".into())))
+            }
+
+            fn shown(&self) -> String {
+                use sqlx::Row as _;
+                if let Ok(Some(v)) = self.try_get::<Option<bool>, _>(0) {
+                    return v.to_string();
+                }
+                for text in [self.try_get::<Option<i64>, _>(0).ok().flatten().map(|v| v.to_string()), self.try_get::<Option<i32>, _>(0).ok().flatten().map(|v| v.to_string())] {
+                    if let Some(text) = text {
+                        return text;
+                    }
+                }
+                if self.try_get_raw(0).is_ok_and(|v| sqlx::ValueRef::is_null(&v)) {
+                    return "NULL".into();
+                }
+                "empty".into()
+            }
+        }
+    };
+}
+
+#[cfg(feature = "databases")]
+db_row!(sqlx::postgres::PgRow);
+#[cfg(feature = "databases")]
+db_row!(sqlx::mysql::MySqlRow, u64, u32, u8);
 
 /// sqlx's message, which names the server's complaint but never the password.
 #[cfg(feature = "databases")]

@@ -18,6 +18,8 @@ pub(crate) struct FileCheck {
     pub(crate) non_empty: bool,
     /// Ready only when the file contains this text.
     pub(crate) contains: Option<String>,
+    /// Ready when the path does not exist (no link either).
+    pub(crate) absent: bool,
 }
 
 /// Largest file read for `contains`.
@@ -95,6 +97,13 @@ impl Watcher {
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         self.arm();
         let path = &self.path;
+        if self.check.absent {
+            return match std::fs::symlink_metadata(path) {
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Ok(_) => bail!("{} still exists", path.display()),
+                Err(err) => Err(err).with_context(|| format!("checking {}", path.display())),
+            };
+        }
         let meta = match std::fs::metadata(path) {
             Ok(meta) => meta,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => bail!("{} does not exist yet", path.display()),

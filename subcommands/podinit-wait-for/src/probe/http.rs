@@ -60,6 +60,8 @@ pub(crate) struct HttpSettings {
     pub(crate) ca_file: Option<std::path::PathBuf>,
     pub(crate) insecure: bool,
     pub(crate) server_name: Option<String>,
+    /// Client certificate chain and key (PEM files) for mutual TLS.
+    pub(crate) client_identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Largest body read for a body or JSON match.
@@ -143,12 +145,17 @@ impl HttpCheck {
     }
 }
 
-async fn read_body(mut response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
+async fn read_body(response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
+    read_body_limited(response, MAX_BODY).await
+}
+
+/// The body's first `max` bytes.
+pub(crate) async fn read_body_limited(mut response: reqwest::Response, max: usize) -> anyhow::Result<Vec<u8>> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| anyhow!("reading the body: {}", request_reason(&e)))? {
         body.extend_from_slice(&chunk);
-        if body.len() >= MAX_BODY {
-            body.truncate(MAX_BODY);
+        if body.len() >= max {
+            body.truncate(max);
             break;
         }
     }
@@ -157,7 +164,7 @@ async fn read_body(mut response: reqwest::Response) -> anyhow::Result<Vec<u8>> {
 
 /// The innermost cause, which says what went wrong (refused, TLS, DNS), without reqwest's
 /// "error sending request for url (…)" wrapping.
-fn request_reason(err: &reqwest::Error) -> String {
+pub(crate) fn request_reason(err: &reqwest::Error) -> String {
     let text = podinit_core::redact::root_cause(err);
     if err.is_timeout() { format!("timed out ({text})") } else { text }
 }
@@ -179,9 +186,14 @@ fn json_matches(found: &serde_json::Value, want: &str) -> bool {
     }
 }
 
-fn tls_config(settings: &HttpSettings) -> Result<rustls::ClientConfig, Error> {
+/// The TLS client configuration of every TLS target (https, rediss, amqps, grpcs).
+pub(crate) fn tls_config(settings: &HttpSettings) -> Result<rustls::ClientConfig, Error> {
     podinit_tls::client_config(&TlsOptions {
         ca_files: settings.ca_file.iter().map(|path| Named::new("--ca-file", path.clone())).collect(),
+        client_identity: settings
+            .client_identity
+            .as_ref()
+            .map(|(cert, key)| (Named::new("--cert-file", cert.clone()), Named::new("--key-file", key.clone()))),
         server_name: settings.server_name.as_ref().map(|name| Named::new("--tls-server-name", name.clone())),
         insecure: settings.insecure,
         ..TlsOptions::default()
