@@ -23,6 +23,9 @@ import threading
 import time
 
 PODINIT, TRIALS, CPU_SECONDS = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+REDIS_SERVER, REDIS_CLI = shutil.which("redis-server"), shutil.which("redis-cli")
+GRPC_PYTHON = os.path.join(os.environ.get("PODINIT_CACHE", "/var/cache/podinit"), "grpc/bin/python3")
+GRPC_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests/it/support/grpc_health_server.py")
 BUSYBOX = "/bin/busybox"
 WAIT_FOR_IT = shutil.which("wait-for-it")
 
@@ -62,6 +65,49 @@ def mq_waiters(name):
 
 def sysv_waiters(key):
     return {"podinit": [PODINIT, "wait-for", f"sysv-msg://{key:#x}"]}
+
+
+def redis_waiters(port, query=""):
+    url = f"redis://:bench-pw@127.0.0.1:{port}{query}"
+    # What charts paste: a redis-cli loop in the Redis image.
+    check = f"{REDIS_CLI} -h 127.0.0.1 -p {port} --no-auth-warning -a bench-pw ping 2>/dev/null | grep -q PONG"
+    if query:
+        check = f"{REDIS_CLI} -h 127.0.0.1 -p {port} --no-auth-warning -a bench-pw role 2>/dev/null | head -1 | grep -q slave"
+    return {"podinit": [PODINIT, "wait-for", url], "redis-cli loop": ["/bin/sh", "-c", f"until {check}; do sleep 1; done"]}
+
+
+def wait_accepting(port, proc, limit=10):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server on {port} exited")
+            time.sleep(0.001)
+    raise RuntimeError(f"nothing accepted on {port}")
+
+
+def start_redis(port):
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--requirepass", "bench-pw"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_accepting(port, proc)
+    return proc
+
+
+def stop(proc):
+    proc.kill()
+    proc.wait()
+
+
+def start_grpc(port, ready_file):
+    proc = subprocess.Popen([GRPC_PYTHON, GRPC_SERVER, "--db-ready", ready_file, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.readline()  # the port, once serving
+    return proc
 
 
 LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -214,6 +260,26 @@ def main():
         sysv_results.setdefault("podinit", []).append(run_once(sysv_waiters(key)["podinit"], make_msg, rm_msg))
     cases.append(("SysV message queue", sysv_results))
 
+    # Redis: the server starts (t0 once it accepts); podinit's AUTH + PING against a
+    # redis-cli ping loop.
+    redis_results = {}
+    for _ in range(TRIALS):
+        port = free_port()
+        for tool, argv in redis_waiters(port).items():
+            redis_results.setdefault(tool, []).append(run_once(argv, lambda port=port: start_redis(port), stop))
+    cases.append(("redis (AUTH, PING)", redis_results))
+
+    # gRPC health: the server starts (t0 once it serves). No grpc_health_probe is installable
+    # here, so podinit alone.
+    grpc_results = {}
+    if os.path.exists(GRPC_PYTHON):
+        for i in range(TRIALS):
+            port = free_port()
+            ready = os.path.join(tmp, f"grpc-{i}")
+            argv = [PODINIT, "wait-for", f"grpc://127.0.0.1:{port}"]
+            grpc_results.setdefault("podinit", []).append(run_once(argv, lambda port=port, ready=ready: start_grpc(port, ready), stop))
+        cases.append(("gRPC health", grpc_results))
+
     print(f"## wait-for: reaction latency (target ready → waiter exits), {TRIALS} trials each\n")
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, Linux {platform.release()}.\n")
     print("| target | tool | median ms | min ms | max ms | timeouts | podinit / tool (median) |")
@@ -233,6 +299,18 @@ def main():
     port = free_port()
     cpu = cpu_case(tcp_waiters(port))
     print(f"\n## wait-for: CPU while waiting {CPU_SECONDS:.0f} s on a closed TCP port\n")
+    print("| tool | CPU % of one core | podinit / tool |")
+    print("|---|---|---|")
+    for tool, pct in cpu.items():
+        ratio = f"{cpu['podinit'] / pct:.2f}" if pct > 0 else "-"
+        print(f"| {tool} | {pct:.3f} | {ratio} |")
+    # CPU while a Redis answers but is not ready (a master where a replica is wanted): every
+    # check is a full AUTH + PING + ROLE.
+    port = free_port()
+    server = start_redis(port)
+    cpu = cpu_case(redis_waiters(port, "?role=replica"))
+    stop(server)
+    print(f"\n## wait-for: CPU while waiting {CPU_SECONDS:.0f} s on a Redis that answers but is not ready (role=replica on a master)\n")
     print("| tool | CPU % of one core | podinit / tool |")
     print("|---|---|---|")
     for tool, pct in cpu.items():

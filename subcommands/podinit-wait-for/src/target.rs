@@ -129,6 +129,9 @@ pub(crate) enum Cost {
     Cheap,
     /// A request with a server doing work (HTTP, DNS, database login): ≤ 1 s.
     Request,
+    /// A short protocol handshake (Redis, NATS, ZooKeeper, AMQP, memcached, gRPC): cheap for
+    /// the server, so polled like a connect, at most every second.
+    Handshake,
 }
 
 impl Target {
@@ -224,7 +227,8 @@ impl Target {
     pub(crate) fn cost(&self) -> Cost {
         match self {
             Self::File { .. } | Self::Unix { .. } | Self::PosixMq { .. } | Self::Sysv { .. } | Self::Tcp { .. } => Cost::Cheap,
-            Self::Http { .. } | Self::Dns { .. } | Self::Db { .. } | Self::Service { .. } => Cost::Request,
+            Self::Http { .. } | Self::Dns { .. } | Self::Db { .. } => Cost::Request,
+            Self::Service { .. } => Cost::Handshake,
         }
     }
 }

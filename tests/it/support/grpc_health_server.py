@@ -1,5 +1,5 @@
 """A gRPC server with the standard health service (grpcio-health-checking), for wait-for's
-grpc:// targets: the server as a whole SERVING, service "db" NOT_SERVING until the file given
+grpc:// targets (tests/it/wait_for_protocols.rs, bench/wait-for): the server as a whole SERVING, service "db" NOT_SERVING until the file given
 by --db-ready exists. Prints its port on stdout, then serves until killed."""
 import argparse
 import os
@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--db-ready", required=True)
+parser.add_argument("--port", type=int, default=0)
 args = parser.parse_args()
 
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -19,14 +20,14 @@ servicer = health.HealthServicer()
 health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
 servicer.set("", health_pb2.HealthCheckResponse.SERVING)
 servicer.set("db", health_pb2.HealthCheckResponse.NOT_SERVING)
-port = server.add_insecure_port("127.0.0.1:0")
+port = server.add_insecure_port(f"127.0.0.1:{args.port}")
 server.start()
 print(port, flush=True)
 
 
 def watch():
     while not os.path.exists(args.db_ready):
-        time.sleep(0.05)
+        time.sleep(0.005)
     servicer.set("db", health_pb2.HealthCheckResponse.SERVING)
 
 
