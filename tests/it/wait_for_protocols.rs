@@ -371,9 +371,8 @@ fn dns_names_with_a_minimum_number_of_addresses() {
     run("dns://peers?min=4").code(124).stderr_has("peers resolves to 3 addresses, fewer than 4");
 }
 
-#[test]
-fn https_with_a_client_certificate() {
-    let pki = crate::support::web::Pki::new("DNS:localhost,IP:127.0.0.1");
+/// A client certificate signed by `pki`'s CA: (certificate, key).
+fn client_certificate(pki: &crate::support::web::Pki) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = pki.ca().parent().unwrap().to_owned();
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
@@ -398,6 +397,48 @@ fn https_with_a_client_certificate() {
         "-out",
         "client.pem",
     ]);
+    (dir.join("client.pem"), dir.join("client.key"))
+}
+
+#[test]
+fn rediss_with_a_private_ca_and_a_client_certificate() {
+    let pki = crate::support::web::Pki::new("DNS:localhost,IP:127.0.0.1");
+    let (cert, key) = client_certificate(&pki);
+    let port = free_port();
+    let _server = Local::start(
+        tempfile::tempdir().unwrap(),
+        Command::new("redis-server")
+            .args(["--port", "0", "--tls-port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--requirepass", "s3cret-pw"])
+            .arg("--tls-cert-file")
+            .arg(pki.cert())
+            .arg("--tls-key-file")
+            .arg(pki.key())
+            .arg("--tls-ca-cert-file")
+            .arg(pki.ca())
+            .args(["--tls-auth-clients", "yes"]),
+    );
+    let url = format!("rediss://:s3cret-pw@127.0.0.1:{port}");
+    let ca = pki.ca();
+    // The server wants a client certificate: without one the handshake fails, never ready.
+    wait_for().args(["--timeout", "2s", "--ca-file"]).arg(&ca).arg(&url).run().code(124);
+    wait_for()
+        .args(["--timeout", "10s", "--ca-file"])
+        .arg(&ca)
+        .arg("--cert-file")
+        .arg(&cert)
+        .arg("--key-file")
+        .arg(&key)
+        .arg(&url)
+        .run()
+        .code(0);
+    // Plain redis:// to the TLS port: what comes back is no Redis reply.
+    wait_for().args(["--timeout", "1s", &format!("redis://:s3cret-pw@127.0.0.1:{port}")]).run().code(124);
+}
+
+#[test]
+fn https_with_a_client_certificate() {
+    let pki = crate::support::web::Pki::new("DNS:localhost,IP:127.0.0.1");
+    let (cert, key) = client_certificate(&pki);
     let port = free_port();
     let _server = Local::start(
         tempfile::tempdir().unwrap(),
@@ -412,15 +453,16 @@ fn https_with_a_client_certificate() {
     );
     let url = format!("https://127.0.0.1:{port}/");
     let ca = pki.ca();
-    let ca = ca.to_str().unwrap();
-    wait_for().args(["--timeout", "2s", "--ca-file", ca, &url]).run().code(124);
+    wait_for().args(["--timeout", "2s", "--ca-file"]).arg(&ca).arg(&url).run().code(124);
     wait_for()
-        .args(["--timeout", "10s", "--ca-file", ca, "--cert-file"])
-        .arg(dir.join("client.pem"))
+        .args(["--timeout", "10s", "--ca-file"])
+        .arg(&ca)
+        .arg("--cert-file")
+        .arg(&cert)
         .arg("--key-file")
-        .arg(dir.join("client.key"))
+        .arg(&key)
         .arg(&url)
         .run()
         .code(0);
-    wait_for().args(["--timeout", "1s", "--cert-file", ca, &url]).run().code(2).stderr_has("--key-file");
+    wait_for().args(["--timeout", "1s", "--cert-file"]).arg(&ca).arg(&url).run().code(2).stderr_has("--key-file");
 }
