@@ -13,6 +13,9 @@ use podinit_core::{Error, GlobalArgs, Kind};
 
 use crate::applets::{self, Applet};
 
+/// `0.1.0 (x86_64)`: the version and the architecture the binary was built for.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PODINIT_ARCH"), ")");
+
 /// One small static binary for the jobs Kubernetes init containers do.
 ///
 /// Run an applet as `podinit <APPLET> …`, or through a link named after it (see --install).
@@ -20,7 +23,7 @@ use crate::applets::{self, Applet};
 /// failed, 2 on bad input, 77 without the privileges it needs, 124 when --timeout passed,
 /// 143 when stopped by SIGTERM; 127 for an unknown applet.
 #[derive(Debug, clap::Parser)]
-#[command(name = "podinit", version, arg_required_else_help = true, subcommand_value_name = "APPLET", subcommand_help_heading = "Applets")]
+#[command(name = "podinit", version = VERSION, arg_required_else_help = true, subcommand_value_name = "APPLET", subcommand_help_heading = "Applets")]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) global: GlobalArgs,
@@ -182,7 +185,7 @@ pub(crate) fn lenient_global(argv: &[OsString]) -> GlobalArgs {
 /// line is clap's).
 pub(crate) fn version_only(argv: &[OsString]) -> Option<String> {
     match argv {
-        [_, flag] if flag == "--version" || flag == "-V" => Some(format!("podinit {}", env!("CARGO_PKG_VERSION"))),
+        [_, flag] if flag == "--version" || flag == "-V" => Some(format!("podinit {VERSION}")),
         _ => None,
     }
 }

@@ -5,14 +5,16 @@
 //! Left to the simulation, because podman 4.3's kube play cannot express them:
 //! `vault-secrets.yaml` (no API server: no service-account token to log in with, no
 //! TokenReview) and `ipc-native-sidecar.yaml` (no native sidecars: an init container with
-//! `restartPolicy: Always` would run forever before the app).
+//! `restartPolicy: Always` would run forever before the app). `plugins-image-volume.yaml`'s
+//! image volume is run with podman's image mounts instead (`--mount type=image`), and checked
+//! against Kubernetes 1.35's schema.
 
 use std::collections::BTreeMap;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::support::docker::{db_image, podinit_image, static_binary};
-use crate::support::kube::{Cluster, load_into_podman, podman_build};
+use crate::support::kube::{Cluster, load_into_podman, podman, podman_build};
 use crate::support::s3;
 
 /// The podinit image under test and the database image in podman; returns their names there.
@@ -269,4 +271,229 @@ async fn kube_play_render_config() {
          database:\n  url: postgres://app:p%40ss+word@postgres:5432/app\nreplicas: 1\nfeatures:\n  - \"search\"\n  - \"billing\"\n\
          /config/app.yaml 1001 600\n",
     );
+}
+
+/// An app image made `FROM scratch`: plugins under /app/plugins (two files, a directory, a
+/// relative link) and `entrypoint` (exec form); no shell, no cp: nothing in it can copy.
+fn scratch_app(tag: &str, entrypoint: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("app/plugins");
+    std::fs::create_dir_all(plugins.join("lib")).unwrap();
+    std::fs::create_dir_all(plugins.join("conf")).unwrap();
+    std::fs::write(plugins.join("lib/a.so"), "plugin a\n").unwrap();
+    std::fs::write(plugins.join("conf/b.conf"), "plugin b\n").unwrap();
+    std::os::unix::fs::symlink("a.so", plugins.join("lib/current.so")).unwrap();
+    let image = format!("localhost/podinit-test-scratch-app:{tag}");
+    podman_build(&image, &format!("FROM scratch\nCOPY app/ /app/\nENTRYPOINT {entrypoint}\n"), dir.path());
+    image
+}
+
+/// What a volume holds, as a Debian container lists it: path, owner, mode, type, link target.
+fn volume_listing(db: &str, volume: &str) -> String {
+    let out = podman(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{volume}:/plugins"),
+        "--entrypoint",
+        "/bin/sh",
+        db,
+        "-c",
+        "cd /plugins && find . -mindepth 1 -printf '%p %u %m %y %l\\n' | sort",
+    ]);
+    assert_eq!(out.code, 0, "listing {volume}: {}", out.stderr);
+    out.stdout
+}
+
+const PLUGINS_AS_COPIED: &str =
+    "./conf 1000 755 d \n./conf/b.conf 1000 644 f \n./lib 1000 755 d \n./lib/a.so 1000 644 f \n./lib/current.so 1000 777 l a.so\n";
+
+#[tokio::test]
+async fn kube_play_plugins_from_the_app_image_through_a_tools_volume() {
+    let (podinit, _) = base_images().await;
+    // The app's entrypoint checks, with the podinit the tools volume carries, that the
+    // plugins arrived (link included).
+    let app = scratch_app(
+        "tools",
+        r#"["/tools/podinit", "wait-for", "--once", "--file-contains", "plugin", "file:///plugins/lib/a.so", "file:///plugins/conf/b.conf", "file:///plugins/lib/current.so"]"#,
+    );
+    let cluster = Cluster::new("tools");
+    let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("registry.example.com/my-app:2.3.0", app)]);
+    let pods = cluster.play("plugins-tools-volume.yaml", &images);
+    cluster.wait(&pods[0], "app").code(0).stderr_has("3 of 3 ready");
+}
+
+#[tokio::test]
+async fn plugins_from_the_app_image_through_an_image_volume() {
+    let (podinit, db) = base_images().await;
+    // The manifest is valid for Kubernetes 1.35, where image volumes are beta and on.
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/plugins-image-volume.yaml");
+    let out = std::process::Command::new(crate::manifests::validator())
+        .args(["--strict", "--quiet", "-k", "1.35.0"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubernetes-validate -k 1.35.0: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let app = scratch_app("image-volume", r#"["/app/none"]"#);
+    let volume = format!("podinit-test-plugins-{}", std::process::id());
+    let _ = podman(&["volume", "rm", "-f", &volume]);
+    // The manifest's init container as podman runs it: the podinit image mounted read-only at
+    // /podinit (kube play cannot express an image volume), uid 1000, read-only root, no capabilities.
+    let copy = |volume: &str| {
+        podman(&[
+            "run",
+            "--rm",
+            "--user",
+            "1000:1000",
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--mount",
+            &format!("type=image,source={podinit},destination=/podinit"),
+            "-v",
+            &format!("{volume}:/plugins:U"),
+            "--entrypoint",
+            "/podinit/podinit",
+            &app,
+            "cp",
+            "-a",
+            "/app/plugins/.",
+            "/plugins/",
+        ])
+    };
+    let out = copy(&volume);
+    assert_eq!(out.code, 0, "the init container: {}", out.stderr);
+    assert_eq!(volume_listing(&db, &volume), PLUGINS_AS_COPIED);
+    // A restarted pod runs it again: the same tree, nothing to do.
+    let again = copy(&volume);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(volume_listing(&db, &volume), PLUGINS_AS_COPIED);
+    let _ = podman(&["volume", "rm", "-f", &volume]);
+}
+
+#[tokio::test]
+async fn plugins_from_the_app_image_with_copy_from() {
+    let (podinit, db) = base_images().await;
+    let app = scratch_app("copy-from-base", r#"["/app/none"]"#);
+    // The app's own build takes the binary from the podinit image (docs/kubernetes.md).
+    let dir = tempfile::tempdir().unwrap();
+    let image = "localhost/podinit-test-scratch-app:copy-from".to_owned();
+    podman_build(&image, &format!("FROM {app}\nCOPY --from={podinit} /podinit /usr/local/bin/podinit\n"), dir.path());
+    let volume = format!("podinit-test-plugins-copy-{}", std::process::id());
+    let _ = podman(&["volume", "rm", "-f", &volume]);
+    let out = podman(&[
+        "run",
+        "--rm",
+        "--user",
+        "1000:1000",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "-v",
+        &format!("{volume}:/plugins:U"),
+        "--entrypoint",
+        "/usr/local/bin/podinit",
+        &image,
+        "cp",
+        "-a",
+        "/app/plugins/.",
+        "/plugins/",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(volume_listing(&db, &volume), PLUGINS_AS_COPIED);
+    let _ = podman(&["volume", "rm", "-f", &volume]);
+}
+
+/// The ELF machine of a binary: 62 x86_64, 183 aarch64.
+fn elf_machine(path: &std::path::Path) -> u16 {
+    let head = std::fs::read(path).unwrap();
+    assert_eq!(&head[..4], b"\x7fELF", "{} is not an ELF file", path.display());
+    u16::from_le_bytes([head[18], head[19]])
+}
+
+#[test]
+fn one_command_builds_the_multi_platform_image() {
+    // The README's command with both platforms; the amd64 binary is the one under test
+    // (PODINIT_STATIC_BIN), the arm64 one cross-built (cached after scripts/test's build).
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("podinit.tar");
+    let tag = format!("localhost/podinit-test-multi:{}", std::process::id());
+    let mut build = std::process::Command::new(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/podinit/build"));
+    build.args(["--platform", "linux/amd64,linux/arm64", "--tag", &tag, "--oci-archive"]).arg(&archive);
+    if std::env::var_os("PODINIT_STATIC_BIN").is_none() {
+        build.env("PODINIT_STATIC_BIN", static_binary());
+    }
+    let out = build.output().unwrap();
+    assert!(out.status.success(), "images/podinit/build: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), tag);
+    // A manifest list of both platforms, and an OCI archive of it.
+    let list: serde_json::Value = serde_json::from_str(&podman(&["manifest", "inspect", &tag]).stdout).unwrap();
+    let platforms: Vec<String> = list["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // The archive, read as a registry client would: index → each platform's manifest → its
+    // layers, where /podinit must be that platform's binary and /bin hold the applet links.
+    let mut blobs = std::collections::HashMap::new();
+    let mut index = serde_json::Value::Null;
+    for entry in tar::Archive::new(std::fs::File::open(&archive).unwrap()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).unwrap();
+        if name == "index.json" {
+            index = serde_json::from_slice(&data).unwrap();
+        } else if let Some(digest) = name.strip_prefix("blobs/sha256/") {
+            blobs.insert(format!("sha256:{digest}"), data);
+        }
+    }
+    let blob = |digest: &serde_json::Value| -> &Vec<u8> { &blobs[digest.as_str().unwrap()] };
+    let json = |digest: &serde_json::Value| -> serde_json::Value { serde_json::from_slice(blob(digest)).unwrap() };
+    let list = json(&index["manifests"][0]["digest"]);
+    let mut seen = Vec::new();
+    for manifest in list["manifests"].as_array().unwrap() {
+        let arch = manifest["platform"]["architecture"].as_str().unwrap().to_owned();
+        let mut podinit = None;
+        let mut links = 0;
+        for layer in json(&manifest["digest"])["layers"].as_array().unwrap() {
+            let data = blob(&layer["digest"]);
+            let mut layer_tar = tar::Archive::new(flate2::read::GzDecoder::new(&data[..]));
+            for entry in layer_tar.entries().unwrap() {
+                let mut entry = entry.unwrap();
+                let path = entry.path().unwrap().display().to_string();
+                if path == "podinit" {
+                    let mut head = vec![0; 20];
+                    std::io::Read::read_exact(&mut entry, &mut head).unwrap();
+                    podinit = Some(u16::from_le_bytes([head[18], head[19]]));
+                } else if path.starts_with("bin/") && entry.header().entry_type().is_symlink() {
+                    links += 1;
+                }
+            }
+        }
+        seen.push((arch, podinit, links > 10));
+    }
+    assert_eq!(
+        seen,
+        [("amd64".to_owned(), Some(62), true), ("arm64".to_owned(), Some(183), true)],
+        "(architecture, ELF machine of /podinit, applet links)"
+    );
+    // The amd64 image runs here, through an applet link; the arm64 binary under qemu.
+    let run = podman(&["run", "--rm", "--platform", "linux/amd64", "--entrypoint", "/bin/sysctl", &tag, "-n", "kernel.ostype"]);
+    assert_eq!((run.code, run.stdout.as_str()), (0, "Linux\n"), "{}", run.stderr);
+    let arm = crate::support::docker::repo().join("target/static-aarch64/podinit");
+    assert_eq!(elf_machine(&arm), 183);
+    crate::support::cmd::tool("qemu-aarch64-static", &[arm.to_str().unwrap(), "--version"])
+        .code(0)
+        .stdout_is(&format!("podinit {} (aarch64)\n", env!("CARGO_PKG_VERSION")));
+    let _ = podman(&["manifest", "rm", &tag]);
 }

@@ -187,7 +187,7 @@ fn restricted(spec: &Yaml, container: &Yaml) -> Result<(), String> {
     if wrong.is_empty() { Ok(()) } else { Err(format!("lacks {}", wrong.join(", "))) }
 }
 
-fn validator() -> PathBuf {
+pub fn validator() -> PathBuf {
     let path = std::env::var_os("PODINIT_KUBERNETES_VALIDATE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/var/cache/podinit/kubernetes-validate/bin/kubernetes-validate"));

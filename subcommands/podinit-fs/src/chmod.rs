@@ -210,6 +210,9 @@ fn chmod_at(dir: &Dir, name: &std::ffi::OsStr, stat: &FileStat, job: &Job) -> an
 /// and a path through /proc, which made `chmod -R` of a million files slower than GNU chmod
 /// (which does not ask for it); older kernels get that emulation.
 fn fchmodat_nofollow(dir: &Dir, name: &std::ffi::OsStr, bits: NixMode) -> nix::Result<()> {
+    // fchmodat2 is 452 on every architecture (the unified syscall table since Linux 5.1); the
+    // libc crate names it for x86_64 but not yet for aarch64 (found by the arm64 build).
+    const SYS_FCHMODAT2: libc::c_long = 452;
     use std::os::fd::{AsFd as _, AsRawFd as _};
     use std::os::unix::ffi::OsStrExt as _;
     static NO_FCHMODAT2: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -220,7 +223,7 @@ fn fchmodat_nofollow(dir: &Dir, name: &std::ffi::OsStr, bits: NixMode) -> nix::R
         // string that outlives it, and the other arguments are plain integers.
         let rc = unsafe {
             libc::syscall(
-                libc::SYS_fchmodat2,
+                SYS_FCHMODAT2,
                 dir.as_fd().as_raw_fd(),
                 c_name.as_ptr(),
                 libc::c_uint::from(bits.bits()),

@@ -184,7 +184,10 @@ impl HardLinks {
     /// of its names, all met inside the walk.
     pub(crate) fn all_met<C>(&self, entry: &Entry<'_, C>) -> bool {
         let mut met = self.met.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = met.entry((entry.stat.st_dev, entry.stat.st_ino)).or_insert_with(|| (0, entry.stat.st_nlink, entry.path()));
+        // st_nlink is u64 on x86_64, u32 on aarch64.
+        #[allow(clippy::useless_conversion, reason = "a conversion on aarch64, where st_nlink is u32")]
+        let links = u64::from(entry.stat.st_nlink);
+        let slot = met.entry((entry.stat.st_dev, entry.stat.st_ino)).or_insert_with(|| (0, links, entry.path()));
         slot.0 += 1;
         slot.0 >= slot.1
     }

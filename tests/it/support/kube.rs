@@ -44,7 +44,7 @@ fn run(cmd: &mut Command) -> Outcome {
     Outcome::from_output(out)
 }
 
-fn podman(args: &[&str]) -> Outcome {
+pub fn podman(args: &[&str]) -> Outcome {
     run(Command::new("podman").args(args))
 }
 
