@@ -50,31 +50,13 @@ fn tcp_listener_that_appears_later_on_v4_and_v6() {
 
 #[test]
 fn a_name_with_several_addresses_is_ready_when_any_accepts() {
-    // `multi` resolves to 127.0.0.1 and ::1 (an /etc/hosts of our own, bind-mounted in a
-    // private mount namespace); only the IPv6 address listens.
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 localhost\n127.0.0.1 multi\n::1 multi\n").unwrap();
+    // `multi` resolves to 127.0.0.1 and ::1; only the IPv6 address listens.
     let listener = TcpListener::bind(("::1", 0)).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let out = std::process::Command::new("/usr/bin/unshare")
-        .args([
-            "--mount",
-            "--propagation",
-            "private",
-            "/bin/sh",
-            "-c",
-            "mount --bind \"$1\" /etc/hosts && exec \"$2\" wait-for --timeout 5s \"$3\"",
-            "sh",
-        ])
-        .arg(&hosts)
-        .arg(crate::support::cmd::bin())
-        .arg(format!("tcp://multi:{port}"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .output()
-        .unwrap();
-    let out = Outcome::from_output(out);
+    let out = crate::support::cmd::with_hosts(
+        "127.0.0.1 localhost\n127.0.0.1 multi\n::1 multi\n",
+        &["wait-for", "--timeout", "5s", &format!("tcp://multi:{port}")],
+    );
     out.code(0).stderr_has(&format!("tcp://multi:{port}: ready after"));
 }
 

@@ -343,30 +343,8 @@ fn a_file_that_must_disappear() {
 #[test]
 fn dns_names_with_a_minimum_number_of_addresses() {
     // `peers` resolves to three addresses (an /etc/hosts of our own in a private mount namespace).
-    let dir = tempfile::tempdir().unwrap();
-    let hosts = dir.path().join("hosts");
-    std::fs::write(&hosts, "127.0.0.1 localhost\n10.0.0.1 peers\n10.0.0.2 peers\n10.0.0.3 peers\n").unwrap();
-    let run = |target: &str| {
-        Outcome::from_output(
-            Command::new("/usr/bin/unshare")
-                .args([
-                    "--mount",
-                    "--propagation",
-                    "private",
-                    "/bin/sh",
-                    "-c",
-                    "mount --bind \"$1\" /etc/hosts && exec \"$2\" wait-for --timeout 2s \"$3\"",
-                    "sh",
-                ])
-                .arg(&hosts)
-                .arg(crate::support::cmd::bin())
-                .arg(target)
-                .env_clear()
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                .output()
-                .unwrap(),
-        )
-    };
+    let hosts = "127.0.0.1 localhost\n10.0.0.1 peers\n10.0.0.2 peers\n10.0.0.3 peers\n";
+    let run = |target: &str| crate::support::cmd::with_hosts(hosts, &["wait-for", "--timeout", "2s", target]);
     run("dns://peers?min=3").code(0);
     run("dns://peers?min=4").code(124).stderr_has("peers resolves to 3 addresses, fewer than 4");
 }
@@ -400,6 +378,22 @@ fn client_certificate(pki: &crate::support::web::Pki) -> (std::path::PathBuf, st
     (dir.join("client.pem"), dir.join("client.key"))
 }
 
+/// A server that asks for a client certificate: without one the handshake fails (never ready
+/// within 2 s); with `cert` and `key`, ready.
+fn needs_client_certificate(url: &str, ca: &Path, cert: &Path, key: &Path) {
+    wait_for().args(["--timeout", "2s", "--ca-file"]).arg(ca).arg(url).run().code(124);
+    wait_for()
+        .args(["--timeout", "10s", "--ca-file"])
+        .arg(ca)
+        .arg("--cert-file")
+        .arg(cert)
+        .arg("--key-file")
+        .arg(key)
+        .arg(url)
+        .run()
+        .code(0);
+}
+
 #[test]
 fn rediss_with_a_private_ca_and_a_client_certificate() {
     let pki = crate::support::web::Pki::new("DNS:localhost,IP:127.0.0.1");
@@ -417,20 +411,7 @@ fn rediss_with_a_private_ca_and_a_client_certificate() {
             .arg(pki.ca())
             .args(["--tls-auth-clients", "yes"]),
     );
-    let url = format!("rediss://:s3cret-pw@127.0.0.1:{port}");
-    let ca = pki.ca();
-    // The server wants a client certificate: without one the handshake fails, never ready.
-    wait_for().args(["--timeout", "2s", "--ca-file"]).arg(&ca).arg(&url).run().code(124);
-    wait_for()
-        .args(["--timeout", "10s", "--ca-file"])
-        .arg(&ca)
-        .arg("--cert-file")
-        .arg(&cert)
-        .arg("--key-file")
-        .arg(&key)
-        .arg(&url)
-        .run()
-        .code(0);
+    needs_client_certificate(&format!("rediss://:s3cret-pw@127.0.0.1:{port}"), &pki.ca(), &cert, &key);
     // Plain redis:// to the TLS port: what comes back is no Redis reply.
     wait_for().args(["--timeout", "1s", &format!("redis://:s3cret-pw@127.0.0.1:{port}")]).run().code(124);
 }
@@ -452,17 +433,6 @@ fn https_with_a_client_certificate() {
             .arg(pki.key()),
     );
     let url = format!("https://127.0.0.1:{port}/");
-    let ca = pki.ca();
-    wait_for().args(["--timeout", "2s", "--ca-file"]).arg(&ca).arg(&url).run().code(124);
-    wait_for()
-        .args(["--timeout", "10s", "--ca-file"])
-        .arg(&ca)
-        .arg("--cert-file")
-        .arg(&cert)
-        .arg("--key-file")
-        .arg(&key)
-        .arg(&url)
-        .run()
-        .code(0);
-    wait_for().args(["--timeout", "1s", "--cert-file"]).arg(&ca).arg(&url).run().code(2).stderr_has("--key-file");
+    needs_client_certificate(&url, &pki.ca(), &cert, &key);
+    wait_for().args(["--timeout", "1s", "--cert-file"]).arg(pki.ca()).arg(&url).run().code(2).stderr_has("--key-file");
 }

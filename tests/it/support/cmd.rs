@@ -37,6 +37,24 @@ pub fn unshared(flags: &[&str], script: &str) -> Outcome {
     Outcome::from_output(out)
 }
 
+/// Runs podinit with `args` in a private mount namespace whose /etc/hosts says `hosts`: names
+/// with the addresses a test chooses, the machine's own file untouched.
+pub fn with_hosts(hosts: &str, args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hosts");
+    std::fs::write(&file, hosts).unwrap();
+    let out = Command::new("/usr/bin/unshare")
+        .args(["--mount", "--propagation", "private", "/bin/sh", "-c", "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"", "sh"])
+        .arg(&file)
+        .arg(bin())
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .unwrap();
+    Outcome::from_output(out)
+}
+
 /// A command line for podinit, with nothing inherited from the test's environment.
 pub struct Podinit {
     program: PathBuf,
