@@ -349,35 +349,6 @@ fn dns_names_with_a_minimum_number_of_addresses() {
     run("dns://peers?min=4").code(124).stderr_has("peers resolves to 3 addresses, fewer than 4");
 }
 
-/// A client certificate signed by `pki`'s CA: (certificate, key).
-fn client_certificate(pki: &crate::support::web::Pki) -> (std::path::PathBuf, std::path::PathBuf) {
-    let dir = pki.ca().parent().unwrap().to_owned();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(&dir).output().unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=podinit client", "-keyout", "client.key", "-out", "client.csr"]);
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "client.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "client.ext",
-        "-out",
-        "client.pem",
-    ]);
-    (dir.join("client.pem"), dir.join("client.key"))
-}
-
 /// A server that asks for a client certificate: without one the handshake fails (never ready
 /// within 2 s); with `cert` and `key`, ready.
 fn needs_client_certificate(url: &str, ca: &Path, cert: &Path, key: &Path) {
@@ -397,7 +368,7 @@ fn needs_client_certificate(url: &str, ca: &Path, cert: &Path, key: &Path) {
 #[test]
 fn rediss_with_a_private_ca_and_a_client_certificate() {
     let pki = crate::support::web::Pki::new("DNS:localhost,IP:127.0.0.1");
-    let (cert, key) = client_certificate(&pki);
+    let (cert, key) = pki.client();
     let port = free_port();
     let _server = Local::start(
         tempfile::tempdir().unwrap(),
@@ -419,7 +390,7 @@ fn rediss_with_a_private_ca_and_a_client_certificate() {
 #[test]
 fn https_with_a_client_certificate() {
     let pki = crate::support::web::Pki::new("DNS:localhost,IP:127.0.0.1");
-    let (cert, key) = client_certificate(&pki);
+    let (cert, key) = pki.client();
     let port = free_port();
     let _server = Local::start(
         tempfile::tempdir().unwrap(),

@@ -11,13 +11,16 @@ pub struct Pki {
     dir: tempfile::TempDir,
 }
 
+/// Runs openssl in `dir`, failing the test with its message.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 impl Pki {
     pub fn new(sans: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl").args(args).current_dir(dir.path()).output().unwrap();
-            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        };
+        let openssl = |args: &[&str]| openssl_in(dir.path(), args);
         openssl(&[
             "req",
             "-x509",
@@ -66,6 +69,37 @@ impl Pki {
 
     pub fn key(&self) -> PathBuf {
         self.dir.path().join("server.key")
+    }
+
+    /// A client certificate (clientAuth) the CA signed: (certificate, key), for mutual TLS.
+    pub fn client(&self) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        openssl_in(
+            dir,
+            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=podinit client", "-keyout", "client.key", "-out", "client.csr"],
+        );
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+        openssl_in(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                "client.ext",
+                "-out",
+                "client.pem",
+            ],
+        );
+        (dir.join("client.pem"), dir.join("client.key"))
     }
 
     /// `openssl s_server` on `port`, answering every request with 200.
