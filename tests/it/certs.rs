@@ -40,13 +40,35 @@ fn a_self_signed_set_verifies_and_a_rerun_keeps_it() {
     tool("openssl", &["verify", "-CAfile", s(&out.join("ca.crt")), s(&out.join("tls.crt"))])
         .code(0)
         .stdout_is(&format!("{}: OK\n", out.join("tls.crt").display()));
-    let text = tool("openssl", &["x509", "-in", s(&out.join("tls.crt")), "-noout", "-ext", "subjectAltName,extendedKeyUsage,keyUsage"]);
+    let text = tool(
+        "openssl",
+        &[
+            "x509",
+            "-in",
+            s(&out.join("tls.crt")),
+            "-noout",
+            "-ext",
+            "subjectAltName,extendedKeyUsage,keyUsage,subjectKeyIdentifier,authorityKeyIdentifier,basicConstraints",
+        ],
+    );
     text.code(0);
-    for want in
-        ["DNS:webhook.ns.svc, DNS:webhook.ns.svc.cluster.local, IP Address:127.0.0.1", "TLS Web Server Authentication", "Digital Signature"]
-    {
+    for want in [
+        "DNS:webhook.ns.svc, DNS:webhook.ns.svc.cluster.local, IP Address:127.0.0.1",
+        "TLS Web Server Authentication",
+        "Digital Signature",
+        "X509v3 Subject Key Identifier",
+        "X509v3 Authority Key Identifier",
+        "CA:FALSE",
+    ] {
         assert!(text.stdout.contains(want), "{want} not in:\n{}", text.stdout);
     }
+    assert!(!text.stdout.contains("Client Authentication"), "server only by default:\n{}", text.stdout);
+    // The leaf's Authority Key Identifier is the CA's Subject Key Identifier.
+    let ca_ski = tool("openssl", &["x509", "-in", s(&out.join("ca.crt")), "-noout", "-ext", "subjectKeyIdentifier"]);
+    let ski = ca_ski.stdout.lines().nth(1).unwrap().trim().to_owned();
+    assert!(text.stdout.contains(&ski), "the CA's key id {ski} is not the leaf's authority key id:\n{}", text.stdout);
+    tool("openssl", &["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", s(&out.join("ca.crt")), s(&out.join("tls.crt"))])
+        .code(0);
     // tls.crt is the certificate then the CA (the full chain), as cert-manager writes it.
     let chain = std::fs::read_to_string(out.join("tls.crt")).unwrap();
     assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
@@ -68,6 +90,27 @@ fn a_self_signed_set_verifies_and_a_rerun_keeps_it() {
     assert_eq!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
     let text = tool("openssl", &["x509", "-in", s(&out.join("tls.crt")), "-noout", "-ext", "subjectAltName"]);
     assert!(!text.stdout.contains("IP Address"), "{}", text.stdout);
+    // Other usages: a new certificate (a MongoDB member presents its certificate as a client
+    // too), accepted by openssl for both purposes; the same usages again: kept.
+    let before = version(&out);
+    let mut both = changed.clone();
+    both.extend(["--usage", "server,client"]);
+    podinit(&both).code(0).stderr_has("signed by the set's CA");
+    assert_ne!(version(&out), before);
+    for purpose in ["sslserver", "sslclient"] {
+        tool("openssl", &["verify", "-x509_strict", "-purpose", purpose, "-CAfile", s(&out.join("ca.crt")), s(&out.join("tls.crt"))])
+            .code(0);
+    }
+    let after = version(&out);
+    let mut reordered = changed.clone();
+    reordered.extend(["--usage", "client", "--usage", "server"]);
+    podinit(&reordered).code(0).stderr_has("is current: kept");
+    assert_eq!(version(&out), after);
+    let mut client = changed.clone();
+    client.extend(["--usage", "client"]);
+    podinit(&client).code(0);
+    tool("openssl", &["verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", s(&out.join("ca.crt")), s(&out.join("tls.crt"))])
+        .code(2);
     // Less life left than --renew-below: renewed.
     let before = version(&out);
     let mut renew = changed.clone();

@@ -57,6 +57,11 @@ pub struct Args {
     #[arg(long, env = "PODINIT_CERTS_CA_KEY", value_name = "FILE", requires = "ca_cert")]
     pub ca_key: Option<PathBuf>,
 
+    /// What the certificate is for (cert-manager's usages): server (TLS servers), client
+    /// (presented to a server: MongoDB members, mutual TLS), or both: `server,client`.
+    #[arg(long, env = "PODINIT_CERTS_USAGE", value_enum, value_delimiter = ',', default_value = "server")]
+    pub usage: Vec<Usage>,
+
     /// Lifetime of the certificate, in days.
     #[arg(long, env = "PODINIT_CERTS_DAYS", value_name = "N", default_value = "365", value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub days: u32,
@@ -89,6 +94,32 @@ pub struct Args {
     /// Group (numeric gid) of the files.
     #[arg(long, env = "PODINIT_CERTS_GID", value_name = "GID")]
     pub gid: Option<u32>,
+}
+
+/// Extended key usages of the certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Usage {
+    /// TLS server authentication (id-kp-serverAuth).
+    Server,
+    /// TLS client authentication (id-kp-clientAuth).
+    Client,
+}
+
+impl Usage {
+    fn purpose(self) -> ExtendedKeyUsagePurpose {
+        match self {
+            Self::Server => ExtendedKeyUsagePurpose::ServerAuth,
+            Self::Client => ExtendedKeyUsagePurpose::ClientAuth,
+        }
+    }
+}
+
+/// The usages asked for, each once, in a fixed order (so a rerun compares like with like).
+fn usages(args: &Args) -> Vec<Usage> {
+    let mut usages = args.usage.clone();
+    usages.sort();
+    usages.dedup();
+    usages
 }
 
 /// Key types.
@@ -234,7 +265,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     if matches!(args.key_type, KeyType::Rsa2048 | KeyType::Rsa4096) {
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     }
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = usages(&args).into_iter().map(Usage::purpose).collect();
+    // CA:FALSE made explicit, which is also what makes rcgen write the Subject Key Identifier
+    // (RFC 5280 4.2.1.2: SHOULD be in end-entity certificates; pkilint flags its absence); the
+    // Authority Key Identifier names the CA's key.
+    params.is_ca = IsCa::ExplicitNoCa;
     params.use_authority_key_identifier_extension = true;
     let issuer =
         Issuer::from_ca_cert_der(&ca.der.as_slice().into(), &ca.key).map_err(|e| Error::usage(format!("the CA certificate: {e}")))?;
@@ -384,6 +419,19 @@ fn key_pair(pem_bytes: &[u8]) -> Result<KeyPair, String> {
 
 /// Whether a CA of the set (with its key) can sign again: the key is its own, and more than
 /// the renewal fraction of its life is left.
+/// The serverAuth/clientAuth usages a certificate carries, sorted as `usages` sorts them.
+fn extended_key_usages(cert: &X509Certificate<'_>) -> Vec<Usage> {
+    let Ok(Some(eku)) = cert.extended_key_usage() else { return Vec::new() };
+    let mut found = Vec::new();
+    if eku.value.server_auth {
+        found.push(Usage::Server);
+    }
+    if eku.value.client_auth {
+        found.push(Usage::Client);
+    }
+    found
+}
+
 fn reusable_ca(cert: &[u8], key: &[u8], now: OffsetDateTime, renew_below: f64) -> bool {
     let Ok(ca) = load_ca_bytes(cert, key, "the set's ca.crt") else { return false };
     X509Certificate::from_der(&ca.der).is_ok_and(|(_, c)| life_left(&c, now) > renew_below)
@@ -410,6 +458,7 @@ fn leaf_is_current(args: &Args, crt: &[u8], key: &[u8], ca_der: &[u8], dns: &[St
         && names.common_name.as_deref() == Some(args.common_name.as_str())
         && names.dns == dns
         && names.ips == ips
+        && extended_key_usages(&cert) == usages(args)
         && inspect::issued_by(&cert, &ca)
         && life_left(&cert, now) > args.renew_below
         && ca.validity().not_after.timestamp() > now.unix_timestamp()
