@@ -52,7 +52,7 @@ fn leftovers(dir: &Path) -> Vec<String> {
                 || n == "..data_tmp"
                 || n.starts_with("..podinit-swap")
                 || n.contains(".podinit-partial")
-                || (n.contains(".podinit-") && !n.ends_with(".podinit-s3.json"))
+                || (n.contains(".podinit-") && !n.ends_with(".podinit-s3"))
         })
         .collect();
     names.sort();
@@ -522,7 +522,7 @@ async fn a_planted_link_at_the_partial_file_is_never_written_through() {
     // A forged state file saying half is done, and the data file a link to the victim.
     std::os::unix::fs::symlink(&victim, dir.path().join("out/.model.bin.podinit-partial")).unwrap();
     let state = serde_json::json!({"source": "s3://test/plant/model.bin", "etag": head.e_tag().unwrap(), "size": body.len(), "range_size": MIB, "done": [0]});
-    std::fs::write(dir.path().join("out/.model.bin.podinit-partial.json"), state.to_string()).unwrap();
+    std::fs::write(dir.path().join("out/.model.bin.podinit-partial-state"), state.to_string()).unwrap();
     s3_get(&garage, &garage.endpoint(), &["s3://test/plant/model.bin", dest.to_str().unwrap()]).code(0);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
     assert_eq!(std::fs::read(&victim).unwrap(), vec![b'v'; body.len()], "the link's target is untouched");

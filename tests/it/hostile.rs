@@ -178,8 +178,8 @@ fn state_files_and_lock_files_planted_as_fifos_or_links_never_hang_or_redirect()
     let dest = out.path().join("f.bin");
     // http-get's record and partial state: a FIFO and a link to /dev/zero. Read as they were,
     // the first hung past --timeout, the second filled memory.
-    tool("mkfifo", &[s(&out.path().join(".f.bin.podinit-http.json"))]).code(0);
-    std::os::unix::fs::symlink("/dev/zero", out.path().join(".f.bin.podinit-partial.json")).unwrap();
+    tool("mkfifo", &[s(&out.path().join(".f.bin.podinit-http"))]).code(0);
+    std::os::unix::fs::symlink("/dev/zero", out.path().join(".f.bin.podinit-partial-state")).unwrap();
     let run = Podinit::new().args(["--timeout", "20s", "http-get", &url(&server, "f.bin"), s(&dest)]).run_within(LIMIT);
     run.code(0);
     assert_eq!(std::fs::read(&dest).unwrap(), vec![7u8; 100_000]);
@@ -375,13 +375,13 @@ fn dependencies_never_log_below_warn_and_a_forged_partial_is_not_resumed_without
         assert!(target.starts_with("podinit") || ["warn", "error"].contains(&line["level"].as_str().unwrap()), "{line}");
     }
     assert!(!probe.stderr.contains("bearer-secret-value"));
-    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join(".big.bin.podinit-http.json")).unwrap()).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join(".big.bin.podinit-http")).unwrap()).unwrap();
     let etag = record["etag"].as_str().unwrap().to_owned();
     std::fs::remove_file(&dest).unwrap();
-    std::fs::remove_file(out.path().join(".big.bin.podinit-http.json")).unwrap();
+    std::fs::remove_file(out.path().join(".big.bin.podinit-http")).unwrap();
     let shown = url(&server, "big.bin");
     let state = serde_json::json!({"source": shown, "validator": etag, "size": body.len(), "range_size": 1 << 20, "done": [0, 1, 2]});
-    std::fs::write(out.path().join(".big.bin.podinit-partial.json"), state.to_string()).unwrap();
+    std::fs::write(out.path().join(".big.bin.podinit-partial-state"), state.to_string()).unwrap();
     std::fs::write(out.path().join(".big.bin.podinit-partial"), vec![b'F'; body.len()]).unwrap();
     http_get(&[&url(&server, "big.bin"), s(&dest), "--part-size", "1MiB"]).code(0).stderr_has("not resuming");
     assert!(std::fs::read(&dest).unwrap() == body, "the forged bytes were not published");

@@ -103,7 +103,13 @@ fn a_plain_server_without_ranges_is_one_verified_stream_and_a_wrong_checksum_wri
     let wrong = sha256(b"something else");
     let run = http_get(&[&u, out.path().join("other.bin").to_str().unwrap(), "--sha256", &wrong]);
     run.code(1).stderr_has("SHA-256 mismatch").stderr_has("nothing was written");
-    assert_eq!(names(out.path()), [".tool.bin.podinit-http.json", "tool.bin"], "nothing at DEST, no temp file left");
+    assert_eq!(names(out.path()), [".tool.bin.podinit-http", "tool.bin"], "nothing at DEST, no temp file left");
+    // The record a version before 2026-12-07 left ends in .json (which a dashboards folder
+    // would load): still read, so nothing is downloaded, and renamed.
+    std::fs::rename(out.path().join(".tool.bin.podinit-http"), out.path().join(".tool.bin.podinit-http.json")).unwrap();
+    let run = http_get(&[&u, &format!("{}/", out.path().display()), "--sha256", &sha256(&body)]);
+    run.code(0).stderr_has("is current");
+    assert_eq!(names(out.path()), [".tool.bin.podinit-http", "tool.bin"], "no *.json left beside the file");
 }
 
 #[test]
@@ -158,7 +164,7 @@ fn a_killed_download_resumes_with_if_range() {
     let slow = serve(www.path(), &["--throttle", &(2 * MIB).to_string()]);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("big.bin");
-    let state = out.path().join(".big.bin.podinit-partial.json");
+    let state = out.path().join(".big.bin.podinit-partial-state");
     let mut child = Podinit::new()
         .args(["--timeout", "60s", "http-get", &url(&slow, "/big.bin"), dest.to_str().unwrap(), "--part-size", "256KiB", "--parallel", "4"])
         .command()
@@ -190,7 +196,7 @@ fn a_killed_download_resumes_with_if_range() {
     let ranges: Vec<_> = fast.requests().into_iter().filter(|r| header(r, "Range").is_some()).collect();
     assert!(!ranges.is_empty() && ranges.len() < 48, "only the missing ranges of 48: {}", ranges.len());
     assert!(ranges.iter().all(|r| header(r, "If-Range").is_some()), "every range carries If-Range");
-    assert_eq!(names(out.path()), [".big.bin.podinit-http.json", "big.bin"], "no partial state is left");
+    assert_eq!(names(out.path()), [".big.bin.podinit-http", "big.bin"], "no partial state is left");
 }
 
 #[test]
@@ -201,7 +207,7 @@ fn a_file_replaced_between_runs_is_not_resumed_into_a_mix() {
     let slow = serve(www.path(), &["--throttle", &MIB.to_string()]);
     let out = tempfile::tempdir().unwrap();
     let dest = out.path().join("f.bin");
-    let state = out.path().join(".f.bin.podinit-partial.json");
+    let state = out.path().join(".f.bin.podinit-partial-state");
     let mut child = Podinit::new()
         .args(["--timeout", "60s", "http-get", &url(&slow, "/f.bin"), dest.to_str().unwrap(), "--part-size", "128KiB", "--parallel", "2"])
         .command()

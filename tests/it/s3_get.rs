@@ -93,7 +93,7 @@ async fn single_part_multipart_and_checksummed_objects_are_verified_and_reruns_c
     // A pinned digest that does not match: exit 1, the old file stays, nothing else appears.
     for name in ["CRC64NVME", "CRC32", "SHA-256"] {
         std::fs::remove_file(d.join(name)).unwrap();
-        std::fs::remove_file(d.join(format!(".{name}.podinit-s3.json"))).unwrap();
+        std::fs::remove_file(d.join(format!(".{name}.podinit-s3"))).unwrap();
     }
     let listing = names(d);
     let run =
@@ -204,7 +204,7 @@ async fn a_killed_download_resumes_from_the_ranges_on_disk() {
     garage.put_multipart("k/big.bin", &body, 8 * MIB).await;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("big.bin");
-    let state = dir.path().join(".big.bin.podinit-partial.json");
+    let state = dir.path().join(".big.bin.podinit-partial-state");
 
     let slow = Proxy::start(garage.port);
     slow.faults.rate.store(6 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
@@ -230,7 +230,7 @@ async fn a_killed_download_resumes_from_the_ranges_on_disk() {
     let fetched = proxy.take_response_bytes();
     assert!(fetched < body.len() as u64, "only the missing ranges are fetched ({fetched} bytes)");
     assert_eq!(read(&dest), body);
-    assert_eq!(names(dir.path()), [".big.bin.podinit-s3.json", "big.bin"], "no partial state is left");
+    assert_eq!(names(dir.path()), [".big.bin.podinit-s3", "big.bin"], "no partial state is left");
 }
 
 #[tokio::test]
@@ -248,7 +248,7 @@ async fn a_prefix_with_filters_is_mirrored_and_escaping_keys_are_refused() {
 
     let run = get(&garage, &proxy.endpoint(), &["--part-size", "1MiB", "--exclude", "*.tmp", "s3://test/p/", &format!("{}/", d.display())]);
     run.code(0).stderr_has("3 object(s) downloaded");
-    assert_eq!(names(&d), [".podinit-s3.json", "a.txt", "big", "sub"]);
+    assert_eq!(names(&d), [".podinit-s3", "a.txt", "big", "sub"]);
     assert_eq!(read(d.join("sub/b.txt")), b"bb");
     assert_eq!(read(d.join("big/weights.bin")), big);
     get(&garage, &proxy.endpoint(), &["--include", "sub/*", "s3://test/p/", &d.display().to_string()])

@@ -402,7 +402,7 @@ impl Get<'_> {
     /// One file to `dest`.
     async fn file(&self, dest: &Path) -> Result<(), Error> {
         let started = Instant::now();
-        let saved_path = hidden_sibling(dest, ".podinit-http.json");
+        let saved_path = hidden_sibling(dest, ".podinit-http");
         let saved = load_saved(&saved_path)
             .filter(|s| s.source == self.shown && s.file.as_ref().is_some_and(|r| r.is_current(dest, &r.etag, r.size)));
         if !self.force
@@ -692,23 +692,27 @@ fn mismatch_error(shown: &str, mismatch: &str) -> Error {
 }
 
 /// The manifest's name inside an extracted set's data directory (a `..` name: no link).
-const MANIFEST: &str = "..podinit-http.json";
+const MANIFEST: &str = "..podinit-http";
+/// Its name before 2026-12-07 (a set written then is still recognised as current).
+const LEGACY_MANIFEST: &str = "..podinit-http.json";
 
 /// The manifest of the set's current version and the fingerprint of its tree now.
 fn current_manifest(set: &DataSet) -> Option<(Saved, String)> {
     let current = set.current().ok()??;
-    let saved: Saved = serde_json::from_slice(&current.read(OsStr::new(MANIFEST)).ok()?).ok()?;
+    let bytes = current.read(OsStr::new(MANIFEST)).or_else(|_| current.read(OsStr::new(LEGACY_MANIFEST))).ok()?;
+    let saved: Saved = serde_json::from_slice(&bytes).ok()?;
     let tree = podinit_transfer::unpack::fingerprint(&current).ok()?;
     Some((saved, tree))
 }
 
 fn load_saved(path: &Path) -> Option<Saved> {
-    serde_json::from_slice(&podinit_core::fs::read_capped(path, podinit_core::fs::STATE_FILE_MAX).ok()?).ok()
+    serde_json::from_slice(&podinit_core::fs::read_state(path)?).ok()
 }
 
 fn save(path: &Path, saved: &Saved) -> Result<(), Error> {
     let bytes = serde_json::to_vec_pretty(saved).context("encoding the record")?;
     write_atomic(path, &bytes, FileOptions { mode: 0o644, uid: None, gid: None })?;
+    podinit_core::fs::remove_legacy_state(path);
     Ok(())
 }
 

@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 pub(crate) const WINDOW_PART: u64 = 8 << 20;
 
 /// The manifest's name inside the data directory (a `..` name: no link in the destination).
-const MANIFEST: &str = "..podinit-s3.json";
+const MANIFEST: &str = "..podinit-s3";
+/// Its name before 2026-12-07 (a set written then is still recognised as current).
+const LEGACY_MANIFEST: &str = "..podinit-s3.json";
 
 /// What the data directory holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -56,7 +58,12 @@ pub(crate) struct Extracted {
 /// Whether the set's current version is `url`'s object at `etag`, untouched since written.
 pub(crate) fn is_current(set: &DataSet, url: &spec::S3Url, etag: &str) -> bool {
     let Ok(Some(current)) = set.current() else { return false };
-    let Some(manifest) = current.read(OsStr::new(MANIFEST)).ok().and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok()) else {
+    let Some(manifest) = current
+        .read(OsStr::new(MANIFEST))
+        .or_else(|_| current.read(OsStr::new(LEGACY_MANIFEST)))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Manifest>(&bytes).ok())
+    else {
         return false;
     };
     manifest.source == url.to_string() && manifest.etag == etag && unpack::fingerprint(&current).is_ok_and(|f| f == manifest.fingerprint)

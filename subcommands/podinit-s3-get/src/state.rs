@@ -3,8 +3,9 @@
 //! A [`Manifest`] records, per file, which object version it holds (ETag, version id, size)
 //! and the local file as it was left (inode, size, mtime): a rerun skips a file only when both
 //! still agree, so a file changed or replaced locally is downloaded again. For one object it is
-//! `.NAME.podinit-s3.json` beside the file; for a prefix or an extracted archive it is
-//! `.podinit-s3.json` in the directory. An unfinished download is podinit-transfer's
+//! `.NAME.podinit-s3` beside the file; for a prefix it is `.podinit-s3` in the directory (no
+//! `.json` ending: apps that load every `*.json` of a folder must not take it; the names
+//! before 2026-12-07 had one and are still read, then removed). An unfinished download is podinit-transfer's
 //! `Partial`.
 
 use std::collections::BTreeMap;
@@ -23,20 +24,19 @@ pub(crate) struct Manifest {
 }
 
 impl Manifest {
-    /// `.NAME.podinit-s3.json` beside a single file.
+    /// `.NAME.podinit-s3` beside a single file.
     pub(crate) fn beside(dest: &Path) -> PathBuf {
-        hidden_sibling(dest, ".podinit-s3.json")
+        hidden_sibling(dest, ".podinit-s3")
     }
 
-    /// `.podinit-s3.json` inside a directory.
+    /// `.podinit-s3` inside a directory.
     pub(crate) fn inside(dir: &Path) -> PathBuf {
-        dir.join(".podinit-s3.json")
+        dir.join(".podinit-s3")
     }
 
     /// The manifest at `path` if it exists, is readable and is for `source`; else empty.
     pub(crate) fn load(path: &Path, source: &str) -> Self {
-        podinit_core::fs::read_capped(path, podinit_core::fs::STATE_FILE_MAX)
-            .ok()
+        podinit_core::fs::read_state(path)
             .and_then(|bytes| serde_json::from_slice::<Self>(&bytes).ok())
             .filter(|m| m.source == source)
             .unwrap_or_else(|| Self { source: source.to_owned(), files: BTreeMap::new() })
@@ -44,7 +44,9 @@ impl Manifest {
 
     pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).context("encoding the manifest")?;
-        write_atomic(path, &bytes, FileOptions { mode: 0o644, uid: None, gid: None }).map(|_| ())
+        write_atomic(path, &bytes, FileOptions { mode: 0o644, uid: None, gid: None })?;
+        podinit_core::fs::remove_legacy_state(path);
+        Ok(())
     }
 }
 
@@ -65,6 +67,6 @@ mod tests {
         m.save(&path).unwrap();
         assert_eq!(Manifest::load(&path, "s3://b/p/").files.len(), 1);
         assert!(Manifest::load(&path, "s3://b/other/").files.is_empty());
-        assert_eq!(Manifest::beside(&dir.path().join("m.bin")), dir.path().join(".m.bin.podinit-s3.json"));
+        assert_eq!(Manifest::beside(&dir.path().join("m.bin")), dir.path().join(".m.bin.podinit-s3"));
     }
 }

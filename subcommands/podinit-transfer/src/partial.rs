@@ -1,4 +1,4 @@
-//! An unfinished download (`.NAME.podinit-partial` plus `.json` beside the destination):
+//! An unfinished download (`.NAME.podinit-partial` plus `.NAME.podinit-partial-state` beside the destination):
 //! which ranges are on disk, of which version of which source, so a restarted init container
 //! fetches only the rest.
 
@@ -28,8 +28,9 @@ impl Partial {
         hidden_sibling(dest, ".podinit-partial")
     }
 
+    /// Its record (no `.json` ending, as every state file: see `podinit_core::fs::read_state`).
     pub fn state_path(dest: &Path) -> PathBuf {
-        hidden_sibling(dest, ".podinit-partial.json")
+        hidden_sibling(dest, ".podinit-partial-state")
     }
 
     pub fn load(dest: &Path) -> Option<Self> {
@@ -42,9 +43,11 @@ impl Partial {
         write_atomic(&Self::state_path(dest), &bytes, FileOptions { mode: 0o600, uid: None, gid: None }).map(|_| ())
     }
 
-    /// Removes the data and the state of an unfinished download (if any).
+    /// Removes the data and the state of an unfinished download (if any), and the record an
+    /// earlier version left as `.NAME.podinit-partial.json`.
     pub fn discard(dest: &Path) {
         let _ = std::fs::remove_file(Self::state_path(dest));
+        let _ = std::fs::remove_file(hidden_sibling(dest, ".podinit-partial.json"));
         let _ = std::fs::remove_file(Self::data_path(dest));
     }
 }

@@ -280,6 +280,36 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
 /// download states): far above what it writes, far below what could hurt.
 pub const STATE_FILE_MAX: u64 = 16 << 20;
 
+/// The name a state file had before 2026-12-07: the same with `.json` appended. State files
+/// podinit keeps beside what it wrote (`.NAME.podinit-http`, `.podinit-s3`, a set's
+/// `..podinit-s3`) have no extension of their own, so an app that loads every `*.json` of the
+/// directory (Grafana's dashboards folder, a plugin loader) never takes one for its own.
+pub fn legacy_state_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// A state file (at most [`STATE_FILE_MAX`]), or the one a version before 2026-12-07 left
+/// under its `.json` name, so an upgrade does not cost a download; that one is renamed to the
+/// new name (in its directory: nothing is written through it), so a rerun that finds
+/// everything current leaves no `*.json` behind either.
+pub fn read_state(path: &Path) -> Option<Vec<u8>> {
+    if let Ok(bytes) = read_capped(path, STATE_FILE_MAX) {
+        return Some(bytes);
+    }
+    let legacy = legacy_state_path(path);
+    let bytes = read_capped(&legacy, STATE_FILE_MAX).ok()?;
+    let _ = std::fs::rename(&legacy, path);
+    Some(bytes)
+}
+
+/// Removes the `.json`-named state file an earlier version left (after the new one is
+/// written), so the directory holds one record and nothing an app globbing `*.json` would load.
+pub fn remove_legacy_state(path: &Path) {
+    let _ = std::fs::remove_file(legacy_state_path(path));
+}
+
 /// Copies what is left of `from` to the end of `to`: in the kernel (`copy_file_range`, which
 /// also lets a file system share extents), or by reading and writing where it cannot. Unlike
 /// `std::io::copy` it asks nothing about the files first: the caller knows they are regular.
