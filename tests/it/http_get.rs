@@ -452,3 +452,122 @@ fn archives_are_extracted_as_a_set_and_escaping_zip_entries_refused() {
     http_get(&[&url(&server, "/abs.zip"), abs.to_str().unwrap(), "--extract"]).code(1).stderr_has("refused");
     assert!(!Path::new("/tmp/podinit-abs-escape.txt").exists());
 }
+
+#[test]
+fn decompress_a_single_file_verified_by_its_compressed_checksum() {
+    // A dashboard as Grafana charts fetch it, compressed three ways by the real tools.
+    let www = tempfile::tempdir().unwrap();
+    let dashboard: Vec<u8> =
+        format!("{{\"title\": \"home\", \"panels\": [{}]}}\n", "{\"type\": \"graph\"},".repeat(20_000).trim_end_matches(',')).into_bytes();
+    std::fs::write(www.path().join("home.json"), &dashboard).unwrap();
+    for (tool, args) in [("gzip", &["-k", "-9"][..]), ("xz", &["-k"][..]), ("zstd", &["-q", "-k"][..])] {
+        crate::support::cmd::tool(tool, &[args, &[www.path().join("home.json").to_str().unwrap()]].concat()).code(0);
+    }
+    std::fs::write(www.path().join("home.json.bz2"), b"BZh9").unwrap();
+    // 256 MiB of zeros: a bomb of a few hundred KiB.
+    let bomb = Command::new("sh")
+        .arg("-c")
+        .arg(format!("head -c 268435456 /dev/zero | gzip -9 > {}/bomb.json.gz", www.path().display()))
+        .status()
+        .unwrap();
+    assert!(bomb.success());
+    let server = PlainServer::start(www.path());
+    let out = tempfile::tempdir().unwrap();
+    let dest = format!("{}/", out.path().display());
+    for ext in ["gz", "xz", "zst"] {
+        let compressed = std::fs::read(www.path().join(format!("home.json.{ext}"))).unwrap();
+        let u = format!("http://127.0.0.1:{}/home.json.{ext}", server.port);
+        http_get(&[&u, &dest, "--decompress", "--sha256", &sha256(&compressed)]).code(0).stderr_has("verified: SHA-256");
+        assert_eq!(read(out.path().join("home.json")), dashboard, ".{ext}");
+        // The record has no .json ending (the dashboards folder loads every *.json); no
+        // compressed copy is left.
+        assert_eq!(names(out.path()), [".home.json.podinit-http", "home.json"], ".{ext}");
+        http_get(&[&u, &dest, "--decompress", "--sha256", &sha256(&compressed)]).code(0).stderr_has("is current");
+        std::fs::remove_file(out.path().join("home.json")).unwrap();
+    }
+    // The checksum is the compressed file's: the plain file's digest does not match.
+    let u = format!("http://127.0.0.1:{}/home.json.gz", server.port);
+    http_get(&[&u, &dest, "--decompress", "--sha256", &sha256(&dashboard)]).code(1).stderr_has("SHA-256 mismatch");
+    assert!(!out.path().join("home.json").exists());
+    // A bomb stops at the budget, nothing at DEST, nothing left beside it.
+    let u = format!("http://127.0.0.1:{}/bomb.json.gz", server.port);
+    http_get(&[&u, &dest, "--decompress", "--extract-max-size", "16MiB"]).code(1).stderr_has("decompresses to more than 16777216 bytes");
+    assert!(!out.path().join("bomb.json").exists());
+    assert_eq!(names(out.path()), [".home.json.podinit-http"], "no temp or compressed file left");
+    let u = format!("http://127.0.0.1:{}/home.json.bz2", server.port);
+    http_get(&[&u, &dest, "--decompress"]).code(2).stderr_has("bzip2 is not built into podinit");
+}
+
+/// A forward proxy (support/proxy.py) on a free port, with the requests it saw.
+struct ForwardProxy {
+    child: std::process::Child,
+    port: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ForwardProxy {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("proxy.jsonl");
+        let mut child = Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/proxy.py"))
+            .arg("--log")
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+        Self { child, port: line.trim().parse().unwrap(), log, _dir: dir }
+    }
+
+    fn seen(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for ForwardProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn proxies_from_the_environment_and_credentials_only_through_the_tunnel() {
+    let pki = Pki::new("IP:127.0.0.1,DNS:localhost");
+    let www = tempfile::tempdir().unwrap();
+    let body = data(200_000, 11);
+    std::fs::write(www.path().join("p.bin"), &body).unwrap();
+    let plain = serve(www.path(), &[]);
+    let tls = serve(www.path(), &["--tls", pki.cert().to_str().unwrap(), pki.key().to_str().unwrap()]);
+    let proxy = ForwardProxy::start();
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("token"), "pr0xy-t0ken\n").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let get = |url: &str, dest: &str, env: &[(&str, &str)]| {
+        let mut cmd = Podinit::new().args(["--timeout", "30s", "http-get", url, out.path().join(dest).to_str().unwrap()]);
+        cmd = cmd.args(["--ca-file", pki.ca().to_str().unwrap(), "--bearer-token-file", secrets.path().join("token").to_str().unwrap()]);
+        for (k, v) in env {
+            cmd = cmd.env(k, *v);
+        }
+        cmd.run()
+    };
+    // https through HTTPS_PROXY: a CONNECT tunnel; the token reaches the origin, never the proxy.
+    get(&format!("https://127.0.0.1:{}/p.bin", tls.port), "a.bin", &[("HTTPS_PROXY", &proxy_url)]).code(0);
+    assert_eq!(read(out.path().join("a.bin")), body);
+    let seen = proxy.seen();
+    assert!(seen.iter().any(|r| r["method"] == "CONNECT" && r["target"] == format!("127.0.0.1:{}", tls.port)), "{seen:?}");
+    assert!(!serde_json::to_string(&seen).unwrap().contains("pr0xy-t0ken"), "the proxy saw the token: {seen:?}");
+    assert!(tls.saw_header_value("Bearer pr0xy-t0ken"), "the origin got the token through the tunnel");
+    // http through http_proxy (lower case, as curl reads it): the proxy forwards the request.
+    get(&format!("http://127.0.0.1:{}/p.bin", plain.port), "b.bin", &[("http_proxy", &proxy_url)]).code(0);
+    assert!(proxy.seen().iter().any(|r| r["method"] == "GET" && r["target"] == format!("http://127.0.0.1:{}/p.bin", plain.port)));
+    // NO_PROXY: straight to the origin.
+    let before = proxy.seen().len();
+    get(&format!("http://127.0.0.1:{}/p.bin", plain.port), "c.bin", &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "127.0.0.1")]).code(0);
+    assert_eq!(proxy.seen().len(), before, "NO_PROXY bypassed the proxy");
+    assert_eq!(read(out.path().join("c.bin")), body);
+}

@@ -35,7 +35,7 @@ use podinit_core::fs::{AtomicFile, FileOptions, hidden_sibling, write_atomic};
 use podinit_core::progress::{Progress, Unit, bytes};
 use podinit_core::retry::{self, Backoff};
 use podinit_core::{Context, Error, Kind};
-use podinit_transfer::archive::Format;
+use podinit_transfer::archive::{Codec, Format};
 use podinit_transfer::{Digest as _, Object, Partial, Record, Transfer};
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
@@ -92,6 +92,11 @@ pub struct Args {
     /// Unpack a .tar, .tar.gz, .tar.zst, .tar.xz or .zip file into DEST (a directory).
     #[arg(long, env = "PODINIT_HTTP_GET_EXTRACT", value_parser = BoolishValueParser::new())]
     pub extract: bool,
+
+    /// Decompress a single .gz, .zst or .xz file into DEST (`DIR/` gets the name without the
+    /// extension); the checksum is the compressed file's, as published. Within --extract-max-size.
+    #[arg(long, env = "PODINIT_HTTP_GET_DECOMPRESS", value_parser = BoolishValueParser::new(), conflicts_with = "extract")]
+    pub decompress: bool,
 
     /// Archive format for --extract.
     #[arg(long, env = "PODINIT_HTTP_GET_FORMAT", value_enum, default_value_t = Format::Auto, requires = "extract")]
@@ -156,8 +161,12 @@ struct Plan {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Target {
-    File(PathBuf),
-    Extract { dir: PathBuf, format: Format },
+    /// The file as served, or decompressed with `Some(codec)`.
+    File(PathBuf, Option<Codec>),
+    Extract {
+        dir: PathBuf,
+        format: Format,
+    },
 }
 
 fn parse_url(flag: &str, text: &str) -> Result<Url, Error> {
@@ -193,17 +202,25 @@ fn plan(args: &Args) -> Result<Plan, Error> {
             return Err(Error::usage(format!("DEST {} is a file; --extract unpacks into a directory", args.dest.display())));
         }
         Target::Extract { dir: args.dest.clone(), format }
-    } else if args.dest.as_os_str().to_string_lossy().ends_with('/') {
-        if name.is_empty() || name.starts_with('.') || name.contains('/') {
-            return Err(Error::usage(format!("the URL names no file to write into {}", args.dest.display()))
-                .with_hint("name the file: DEST /dir/NAME"));
-        }
-        Target::File(args.dest.join(&name))
-    } else if dest_is_dir {
-        return Err(Error::usage(format!("DEST {} is a directory, but a file goes into a file", args.dest.display()))
-            .with_hint(format!("write '{}/' to download into it, or name the file", args.dest.display())));
     } else {
-        Target::File(args.dest.clone())
+        let (codec, stem) = if args.decompress {
+            let (codec, stem) = Codec::of(&name).map_err(Error::usage)?;
+            (Some(codec), stem)
+        } else {
+            (None, name.as_str())
+        };
+        if args.dest.as_os_str().to_string_lossy().ends_with('/') {
+            if stem.is_empty() || stem.starts_with('.') || stem.contains('/') {
+                return Err(Error::usage(format!("the URL names no file to write into {}", args.dest.display()))
+                    .with_hint("name the file: DEST /dir/NAME"));
+            }
+            Target::File(args.dest.join(stem), codec)
+        } else if dest_is_dir {
+            return Err(Error::usage(format!("DEST {} is a directory, but a file goes into a file", args.dest.display()))
+                .with_hint(format!("write '{}/' to download into it, or name the file", args.dest.display())));
+        } else {
+            Target::File(args.dest.clone(), codec)
+        }
     };
     let mut credentials = Vec::new();
     if let Some(path) = &args.bearer_token_file {
@@ -289,7 +306,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         limits: args.extract_limits,
     };
     match plan.target {
-        Target::File(dest) => get.file(&dest).await,
+        Target::File(dest, codec) => get.file(&dest, codec).await,
         Target::Extract { dir, format } => get.extract(&dir, format).await,
     }
 }
@@ -400,7 +417,7 @@ struct Get<'a> {
 
 impl Get<'_> {
     /// One file to `dest`.
-    async fn file(&self, dest: &Path) -> Result<(), Error> {
+    async fn file(&self, dest: &Path, codec: Option<Codec>) -> Result<(), Error> {
         let started = Instant::now();
         let saved_path = hidden_sibling(dest, ".podinit-http");
         let saved = load_saved(&saved_path)
@@ -427,8 +444,13 @@ impl Get<'_> {
             ensure_dir(dir)?;
         }
         let progress = self.ctx.progress(self.shown.clone(), probe.size, Unit::Bytes);
-        let done = self.download(probe, dest, &progress).await?;
+        // Compressed: fetched (resumably, verified) beside DEST, then decompressed into it.
+        let fetch_to = if codec.is_some() { hidden_sibling(dest, ".podinit-compressed") } else { dest.to_owned() };
+        let done = self.download(probe, &fetch_to, &progress).await?;
         drop(progress);
+        if let Some(codec) = codec {
+            self.decompress(codec, &fetch_to, dest).await?;
+        }
         let saved = Saved {
             source: self.shown.clone(),
             file: Some(Record::of(dest, done.etag.as_deref().or(done.last_modified.as_deref()).unwrap_or_default(), None, None)?),
@@ -441,6 +463,29 @@ impl Get<'_> {
         let resumed = if done.resumed > 0 { format!("; {} resumed from an earlier run", bytes(done.resumed)) } else { String::new() };
         summary(started, done.fetched, &format!("{} → {}", self.shown, dest.display()), &format!("verified: {}{resumed}", done.verified));
         Ok(())
+    }
+
+    /// `from` (verified) decompressed into `dest`, which appears whole or not at all; `from`
+    /// is removed either way.
+    async fn decompress(&self, codec: Codec, from: &Path, dest: &Path) -> Result<u64, Error> {
+        let file = std::fs::File::open(from).with_context(|| format!("opening {}", from.display()))?;
+        let out = AtomicFile::create(dest, self.options.file)?;
+        let max = self.limits.bytes_for(out.file());
+        let stop = self.ctx.stop_check();
+        let result = tokio::task::spawn_blocking(move || {
+            let n = podinit_transfer::archive::decompress(codec, file, out.file(), max, &stop)?;
+            out.commit()?;
+            anyhow::Ok(n)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("the decompressor stopped: {e}"))?;
+        let _ = std::fs::remove_file(from);
+        result.map_err(|e| {
+            self.ctx.check_shutdown().err().unwrap_or_else(|| {
+                Error::new(Kind::Failed, e.context(format!("decompressing {}", self.shown)))
+                    .with_hint("nothing was written at DEST; check the file on the server, or raise --extract-max-size")
+            })
+        })
     }
 
     /// The archive unpacked into `dir` as a new version of a set.
@@ -755,7 +800,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         let p = planned(&["https://h/r/v1/tool%20x.tar.gz", &format!("{d}/")]).unwrap();
-        assert_eq!(p.target, Target::File(dir.path().join("tool x.tar.gz")));
+        assert_eq!(p.target, Target::File(dir.path().join("tool x.tar.gz"), None));
         assert_eq!(p.name, "tool x.tar.gz");
         assert_eq!(planned(&["https://h/a.bin", &d]).unwrap_err().kind(), Kind::Usage, "a directory without '/'");
         let p = planned(&["https://h/a.zip", &d, "--extract"]).unwrap();

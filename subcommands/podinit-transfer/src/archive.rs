@@ -59,6 +59,59 @@ pub fn tar_decoder<'a>(format: Format, reader: impl Read + 'a) -> anyhow::Result
     })
 }
 
+/// The compression of a single file (`--decompress`), from its name's last extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+impl Codec {
+    /// The codec of `name` and the name without its extension (`dash.json.gz` → `dash.json`).
+    pub fn of(name: &str) -> Result<(Self, &str), String> {
+        let lower = name.to_ascii_lowercase();
+        for (ext, codec) in [(".gz", Self::Gzip), (".zst", Self::Zstd), (".zstd", Self::Zstd), (".xz", Self::Xz)] {
+            if lower.ends_with(ext) && name.len() > ext.len() {
+                return Ok((codec, &name[..name.len() - ext.len()]));
+            }
+        }
+        if lower.ends_with(".bz2") {
+            return Err(format!("'{name}': bzip2 is not built into podinit; fetch a .gz, .zst or .xz version of the file"));
+        }
+        Err(format!("--decompress: cannot tell the compression of '{name}' from its name (.gz, .zst or .xz)"))
+    }
+}
+
+/// Decompresses `from` into `to`: at most `max` bytes come out (a file that decompresses to
+/// more, a bomb or a volume too small, is an error and the caller publishes nothing); `stop`
+/// is asked after every MiB. Returns the bytes written.
+pub fn decompress(codec: Codec, from: File, mut to: &File, max: u64, stop: &Stop) -> anyhow::Result<u64> {
+    use std::io::Write as _;
+    let reader = io::BufReader::with_capacity(1 << 20, from);
+    let mut decoder: Box<dyn Read> = match codec {
+        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).context("starting the zstd decoder")?),
+        Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
+    };
+    let mut buf = vec![0; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = decoder.read(&mut buf).context("decompressing")?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+        if total > max {
+            anyhow::bail!(
+                "it decompresses to more than {max} bytes (--extract-max-size; by default the volume's free space less a margin)"
+            );
+        }
+        to.write_all(&buf[..n]).context("writing the decompressed file")?;
+        stop().map_err(|why| anyhow::anyhow!("{why}"))?;
+    }
+}
+
 /// Unpacks the archive `file` into `root` within `limits`, asking `stop` every so often;
 /// returns the number of entries.
 pub fn unpack_file(file: File, format: Format, root: &Dir, limits: Limits, stop: Stop) -> anyhow::Result<u64> {

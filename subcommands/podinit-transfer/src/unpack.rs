@@ -61,7 +61,7 @@ impl Limits {
     /// The byte budget for unpacking into `root`: the one given, else what the file system
     /// has free for an unprivileged writer, less 5 % of it (at most 1 GiB): an archive never
     /// fills the volume the app writes to.
-    fn bytes_for(&self, root: &Dir) -> u64 {
+    pub fn bytes_for(&self, root: &impl std::os::fd::AsFd) -> u64 {
         if let Some(max) = self.extract_max_size {
             return max;
         }
