@@ -177,6 +177,7 @@ registry! {
     Chmod "chmod" "chmod" podinit_fs::chmod => blocking;
     Chown "chown" "chown" podinit_fs::chown => blocking;
     Cp "cp" "cp" podinit_fs::cp => blocking;
+    Envsubst "envsubst" "envsubst" podinit_render::envsubst => blocking;
     HttpGet "http-get" "http-get" podinit_http_get => multi;
     Ln "ln" "ln" podinit_fs::ln => blocking;
     Migrate "migrate" "migrate" podinit_migrate => current;

@@ -188,3 +188,103 @@ fn data_dir_exposes_vault_fetch_output_and_a_bare_dest_name_works() {
     out.code(2).stderr_has("map has no entry for key \"token\" (in .Data.token)");
     assert!(!out.stderr.contains("s3cr3t"));
 }
+
+/// Inputs charts feed envsubst, and the edges GNU gettext's envsubst passes through as they
+/// are (its envsubst.c reads `$NAME` and `${NAME}` only).
+const ENVSUBST_INPUTS: &[&[u8]] = &[
+    b"listen $PORT;\nserver_name ${HOST};\n",
+    b"proxy_pass http://$BACKEND:$PORT$REQUEST_PATH;",
+    b"$HOST$PORT${HOST}${PORT}",
+    b"a ${HOST b",
+    b"${}",
+    b"${ HOST }",
+    b"${1A} $1 $9x",
+    b"$$ $$HOST $$$HOST",
+    b"$",
+    b"end$",
+    b"$-x $@ $* $# $? $!",
+    b"${HOST:-fallback} ${HOST-x} ${HOST:+y} ${#HOST}",
+    b"${HOST}}} {{$HOST}}",
+    b"\xc3\xa9t\xc3\xa9 $\xc3\xa9t\xc3\xa9 ${\xc3\xa9}",
+    b"\xff\xfe $HOST \x80\n",
+    b"$HOST_NAME $HOST-NAME $HOST.NAME ${HOST}_NAME",
+    b"$_ $_X ${_} ${__}",
+    b"$EMPTY|${EMPTY}|",
+    b"tab\t$HOST\r\n$PORT\r\n",
+    b"",
+    b"no variables at all\n",
+    b"$HOST\n$HOST\n$HOST\n",
+    b"${HOST",
+    b"$ {HOST}",
+    b"\\$HOST \\${PORT}",
+    b"'$HOST' \"${PORT}\" `$HOST`",
+    b"${HOST}${",
+    b"$HOSTx ${HOSTx}",
+    b"x=${VALUE_WITH_DOLLAR}",
+    b"${MULTI}",
+];
+
+const ENVSUBST_ENV: &[(&str, &str)] = &[
+    ("HOST", "db.example"),
+    ("PORT", "5432"),
+    ("BACKEND", "api"),
+    ("REQUEST_PATH", "/v1"),
+    ("HOST_NAME", "hn"),
+    ("HOSTx", "hx"),
+    ("_", "underscore"),
+    ("_X", "ux"),
+    ("__", "uu"),
+    ("EMPTY", ""),
+    ("VALUE_WITH_DOLLAR", "a$HOST${PORT}b"),
+    ("MULTI", "line 1\nline 2"),
+];
+
+fn gnu_envsubst(input: &[u8], args: &[&str]) -> Outcome {
+    let mut cmd = std::process::Command::new("envsubst");
+    cmd.args(args).env_clear().env("PATH", "/usr/bin:/bin");
+    for (k, v) in ENVSUBST_ENV {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("GNU envsubst (gettext-base; scripts/ensure-tools installs it)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), input).unwrap();
+    Outcome::from_output(child.wait_with_output().unwrap())
+}
+
+fn podinit_envsubst(input: &[u8], args: &[&str]) -> Outcome {
+    let mut cmd = Podinit::new().argv0("envsubst").args(args).stdin(input.to_vec());
+    for (k, v) in ENVSUBST_ENV {
+        cmd = cmd.env(k, *v);
+    }
+    cmd.run()
+}
+
+#[test]
+fn an_envsubst_link_writes_what_gnu_envsubst_writes() {
+    // Every input, with every variable it names set: the same bytes out, with and without a
+    // SHELL-FORMAT (GNU's forms: `$A ${B}`, a list with other words, words without `$`).
+    for input in ENVSUBST_INPUTS {
+        for args in [&[][..], &["$HOST ${PORT}"], &["HOST, and $BACKEND only"], &["HOST PORT"]] {
+            let gnu = gnu_envsubst(input, args);
+            let ours = podinit_envsubst(input, args);
+            assert_eq!(gnu.code, 0, "GNU envsubst {args:?} on {:?}: {}", String::from_utf8_lossy(input), gnu.stderr);
+            ours.code(0);
+            assert_eq!(ours.stdout, gnu.stdout, "envsubst {args:?} on {:?}", String::from_utf8_lossy(input));
+        }
+    }
+    // -v lists what SHELL-FORMAT names, as GNU does.
+    let format = "$HOST ${PORT} $HOST $1 ${BAD ${OK}";
+    assert_eq!(podinit_envsubst(b"", &["-v", format]).stdout, gnu_envsubst(b"", &["-v", format]).stdout);
+    // The one difference: a variable that is not set. GNU writes an empty string; podinit
+    // refuses (exit 2, nothing written) unless --allow-missing, which then writes what GNU does.
+    let input = b"host=$HOST missing=$NOT_SET_ANYWHERE end\n";
+    let gnu = gnu_envsubst(input, &[]);
+    podinit_envsubst(input, &[]).code(2).stdout_is("").stderr_has("stdin:1: NOT_SET_ANYWHERE is not set").stderr_has("--allow-missing");
+    assert_eq!(podinit_envsubst(input, &["--allow-missing"]).stdout, gnu.stdout);
+    // Not listed in SHELL-FORMAT: not a variable, so not missing either.
+    podinit_envsubst(input, &["$HOST"]).code(0).stdout_is("host=db.example missing=$NOT_SET_ANYWHERE end\n");
+}

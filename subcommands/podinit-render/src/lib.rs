@@ -23,6 +23,8 @@
 //!     volumeMounts: [{ name: templates, mountPath: /templates }, { name: config, mountPath: /config }]
 //! ```
 
+pub mod envsubst;
+
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
