@@ -126,8 +126,9 @@ impl Engine {
         self.functions.insert(name.to_owned(), function);
     }
 
-    /// Parses `source` as the template `name`. Its `define`s join the set; defining one name
-    /// in two files is an error.
+    /// Parses `source` as the template `name`. Its `define`s join the set; a `define` of a name
+    /// another file defined replaces it (the later file wins, as in Go's `ParseFiles` and
+    /// Helm's named templates), and a `block` never replaces a `define`.
     pub fn add(&mut self, name: &str, source: &str) -> Result<(), TemplateError> {
         let parsed = parse::parse(name, source, (&self.delims.0, &self.delims.1))?;
         for (define, body) in &parsed.defines {
@@ -135,12 +136,10 @@ impl Engine {
             if let Some((other, _)) = self.defines.get(define)
                 && other != name
             {
-                match (self.block_defaults.contains(define), is_block) {
-                    // Another file's block default: this define replaces it.
-                    (true, false) => {}
-                    // A block default where a define exists: the define stays.
-                    (false, true) => continue,
-                    _ => return Err(TemplateError::new(name, 1, format!("template {define:?} is also defined in {other}"))),
+                // A block default where another file's define exists: the define stays.
+                // Otherwise the later definition wins.
+                if !self.block_defaults.contains(define) && is_block {
+                    continue;
                 }
             }
             if is_block {

@@ -223,9 +223,15 @@ fn a_define_in_another_file_overrides_a_block() {
     engine.add("master", "Names:{{block \"list\" .}}{{range .}}-{{.}}{{end}}{{end}}").expect("parses");
     engine.add("overlay", "{{define \"list\"}} {{join \", \" .}}{{end}} ").expect("parses");
     assert_eq!(engine.render("master", &data(r#"["a", "b"]"#)).expect("renders"), "Names: a, b");
+    // Two files define one name: the later wins, as Go's ParseFiles and Helm do.
     let mut engine = Engine::new(env());
     engine.add("one", "{{define \"x\"}}1{{end}}").expect("parses");
-    assert!(engine.add("two", "{{define \"x\"}}2{{end}}").is_err(), "two defines of one name");
+    engine.add("two", "{{define \"x\"}}2{{end}}").expect("a later file may redefine");
+    engine.add("main", "{{template \"x\"}}").expect("parses");
+    assert_eq!(engine.render("main", &Value::Nil).expect("renders"), "2");
+    // Within one file it stays an error (Go: "multiple definition of template").
+    let mut engine = Engine::new(env());
+    assert!(engine.add("t", "{{define \"x\"}}1{{end}}{{define \"x\"}}2{{end}}").is_err());
 }
 
 #[test]
