@@ -13,6 +13,7 @@
 //!
 //! The engine is our own (about 1,500 lines) rather than a crate: see ARCHITECTURE.md.
 
+mod check;
 mod envsubst;
 mod exec;
 mod funcs;
@@ -155,6 +156,15 @@ impl Engine {
 
     /// Renders the template `name` with `data` as `.` (and `$`).
     pub fn render(&self, name: &str, data: &Value) -> Result<String, TemplateError> {
+        let Some(parsed) = self.templates.get(name) else {
+            return Err(TemplateError::new(name, 0, "no such template"));
+        };
+        // What Go's parser refuses, refused before anything runs: in every branch and every
+        // define (functions added after `add` count, so the check is made here).
+        self.check(name, &parsed.nodes)?;
+        for (file, body) in self.defines.values() {
+            self.check(file, body)?;
+        }
         let Some(parsed) = self.templates.get(name) else {
             return Err(TemplateError::new(name, 0, "no such template"));
         };

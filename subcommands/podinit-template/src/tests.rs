@@ -187,7 +187,29 @@ fn strict_errors_name_file_line_and_key() {
     assert_eq!(render_with("\n\n{{ if .X }}", &Value::Nil).expect_err("eof"), "t.tmpl:3: unexpected EOF: {{if}} without {{end}}");
     assert_eq!(render_with("{{ nosuch 1 }}", &Value::Nil).expect_err("func"), "t.tmpl:1: function \"nosuch\" not defined");
     assert_eq!(render_with("{{ .A", &Value::Nil).expect_err("unclosed"), "t.tmpl:1: unclosed action (no }})");
-    assert_eq!(render_with("{{ $x }}", &Value::Nil).expect_err("var"), "t.tmpl:1: undefined variable: $x");
+    assert_eq!(render_with("{{ $x }}", &Value::Nil).expect_err("var"), "t.tmpl:1: undefined variable \"$x\"");
+    // Found as Go's parser finds them: in branches the data never takes, in defines nothing
+    // uses, and out of the scope a variable was declared in.
+    for (source, err) in [
+        ("{{ if false }}{{ nosuch }}{{ end }}ok", "t.tmpl:1: function \"nosuch\" not defined"),
+        ("{{ define \"unused\" }}\n{{ typo .X }}{{ end }}ok", "t.tmpl:2: function \"typo\" not defined"),
+        ("{{ range $k }}{{ end }}", "t.tmpl:1: undefined variable \"$k\""),
+        ("{{ with $x := 1 }}{{ end }}{{ $x }}", "t.tmpl:1: undefined variable \"$x\""),
+        ("{{ if true }}{{ $y := 1 }}{{ else }}{{ $y }}{{ end }}", "t.tmpl:1: undefined variable \"$y\""),
+        ("{{ $z = 2 }}", "t.tmpl:1: undefined variable \"$z\""),
+        ("{{ if false }}{{ (nosuch2 1) | upper }}{{ end }}", "t.tmpl:1: function \"nosuch2\" not defined"),
+    ] {
+        assert_eq!(render_with(source, &Value::Nil).expect_err(source), err, "{source}");
+    }
+    // What stays valid: declared variables in their scope, range's pair, `$` everywhere.
+    for source in [
+        "{{ $a := 1 }}{{ if true }}{{ $a }}{{ $a = 2 }}{{ end }}{{ $a }}",
+        "{{ range $i, $v := list 1 2 }}{{ $i }}{{ $v }}{{ end }}",
+        "{{ with $w := 3 }}{{ $w }}{{ else }}{{ $ }}{{ end }}",
+        "{{ define \"d\" }}{{ $ }}{{ end }}{{ template \"d\" 1 }}",
+    ] {
+        render_with(source, &Value::Nil).unwrap_or_else(|e| panic!("{source}: {e}"));
+    }
     assert_eq!(render_with("{{ break }}", &Value::Nil).expect_err("break"), "t.tmpl:1: {{break}} outside {{range}}");
     // Errors name keys and kinds, never values (templates render secrets).
     let secret = data(r#"{"Pw": "hunter2"}"#);
@@ -214,6 +236,26 @@ fn strict_errors_name_file_line_and_key() {
     engine.allow_missing(true);
     engine.add("t", "[{{ .A.B }}][{{ env \"NOPE\" }}]").expect("parses");
     assert_eq!(engine.render("t", &data("{}")).expect("lenient"), "[][]");
+}
+
+#[test]
+fn the_builtin_list_is_what_call_knows() {
+    let engine = Engine::new(env());
+    for name in crate::check::BUILTINS.iter().filter(|n| !matches!(**n, "and" | "or")) {
+        if let Err(e) = engine.call(name, &[]) {
+            assert!(!e.contains("not defined"), "{name}: {e}");
+        }
+    }
+    assert!(engine.call("surely_not_a_function", &[]).is_err_and(|e| e.contains("not defined")));
+    // And the other way: every name `call` matches on is listed (its arms are the lines of
+    // funcs.rs that start a `"name" =>` or `"a" | "b" =>` at the match's indentation).
+    let source = include_str!("funcs.rs");
+    let body = &source[source.find("Ok(match name {").unwrap()..source.find("not defined\")),").unwrap()];
+    for line in body.lines().filter(|l| l.starts_with("            \"") && l.contains("=>")) {
+        for name in line.split("=>").next().unwrap().split('|').map(|n| n.trim().trim_matches('"')) {
+            assert!(crate::check::BUILTINS.contains(&name), "{name} is a function of call but not in check::BUILTINS");
+        }
+    }
 }
 
 #[test]
