@@ -432,7 +432,14 @@ impl Parser<'_> {
                     }
                     nodes.push(if keyword == "break" { Node::Break } else { Node::Continue });
                 }
-                _ => nodes.push(Node::Action { line, pipe: self.pipe(line, &toks, true)? }),
+                _ => {
+                    let pipe = self.pipe(line, &toks, true)?;
+                    // Go: only `range` declares two variables.
+                    if pipe.decl.len() > 1 {
+                        return Err(self.err(line, "too many declarations in command"));
+                    }
+                    nodes.push(Node::Action { line, pipe });
+                }
             }
         }
         Ok((nodes, None))
@@ -456,6 +463,9 @@ impl Parser<'_> {
 
     fn control_inner(&mut self, keyword: &str, line: usize, toks: Vec<Tok>) -> Result<Node, TemplateError> {
         let pipe = self.pipe(line, &toks, true)?;
+        if pipe.decl.len() > 1 && keyword != "range" {
+            return Err(self.err(line, format!("too many declarations in {keyword}")));
+        }
         let looping = keyword == "range";
         self.loops += usize::from(looping);
         let (body, end) = self.list()?;
@@ -496,6 +506,10 @@ impl Parser<'_> {
         let Some(Tok::Str(name)) = toks.first() else {
             return Err(self.err(line, format!("{{{{{keyword}}}}} needs a quoted template name")));
         };
+        // Go: a block's pipeline is required (`{{block "name" .}}`); a template call's is not.
+        if keyword == "block" && toks.len() == 1 {
+            return Err(self.err(line, "missing value for block"));
+        }
         let pipe = if toks.len() > 1 { Some(self.pipe(line, &toks[1..], false)?) } else { None };
         Ok((name.clone(), pipe))
     }

@@ -198,6 +198,10 @@ fn strict_errors_name_file_line_and_key() {
         ("{{ if true }}{{ $y := 1 }}{{ else }}{{ $y }}{{ end }}", "t.tmpl:1: undefined variable \"$y\""),
         ("{{ $z = 2 }}", "t.tmpl:1: undefined variable \"$z\""),
         ("{{ if false }}{{ (nosuch2 1) | upper }}{{ end }}", "t.tmpl:1: function \"nosuch2\" not defined"),
+        ("{{ with $v, $u := 3 }}{{ end }}", "t.tmpl:1: too many declarations in with"),
+        ("{{ if $v, $u := 3 }}{{ end }}", "t.tmpl:1: too many declarations in if"),
+        ("{{ $v, $u := 3 }}", "t.tmpl:1: too many declarations in command"),
+        ("{{ block \"foo\" }}x{{ end }}", "t.tmpl:1: missing value for block"),
     ] {
         assert_eq!(render_with(source, &Value::Nil).expect_err(source), err, "{source}");
     }
