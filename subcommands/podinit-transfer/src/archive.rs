@@ -51,12 +51,13 @@ impl Format {
 
 /// A tar stream decompressed as `format` says (`Zip` and `Auto` read it as a plain tar).
 pub fn tar_decoder<'a>(format: Format, reader: impl Read + 'a) -> anyhow::Result<Box<dyn Read + 'a>> {
-    Ok(match format {
-        Format::Tar | Format::Auto | Format::Zip => Box::new(reader),
-        Format::TarGz => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Format::TarZst => Box::new(zstd::stream::read::Decoder::new(reader).context("starting the zstd decoder")?),
-        Format::TarXz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
-    })
+    let codec = match format {
+        Format::Tar | Format::Auto | Format::Zip => return Ok(Box::new(reader)),
+        Format::TarGz => Codec::Gzip,
+        Format::TarZst => Codec::Zstd,
+        Format::TarXz => Codec::Xz,
+    };
+    codec.decoder(reader)
 }
 
 /// The compression of a single file (`--decompress`), from its name's last extension.
@@ -81,6 +82,15 @@ impl Codec {
         }
         Err(format!("--decompress: cannot tell the compression of '{name}' from its name (.gz, .zst or .xz)"))
     }
+
+    /// `reader` decompressed (gzip and xz: every member/stream, as their tools read them).
+    fn decoder<'a>(self, reader: impl Read + 'a) -> anyhow::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Self::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+            Self::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).context("starting the zstd decoder")?),
+            Self::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
+        })
+    }
 }
 
 /// Decompresses `from` into `to`: at most `max` bytes come out (a file that decompresses to
@@ -88,12 +98,7 @@ impl Codec {
 /// is asked after every MiB. Returns the bytes written.
 pub fn decompress(codec: Codec, from: File, mut to: &File, max: u64, stop: &Stop) -> anyhow::Result<u64> {
     use std::io::Write as _;
-    let reader = io::BufReader::with_capacity(1 << 20, from);
-    let mut decoder: Box<dyn Read> = match codec {
-        Codec::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader).context("starting the zstd decoder")?),
-        Codec::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
-    };
+    let mut decoder = codec.decoder(io::BufReader::with_capacity(1 << 20, from))?;
     let mut buf = vec![0; 1 << 20];
     let mut total = 0u64;
     loop {
