@@ -17,33 +17,19 @@ fn openssl_in(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-impl Pki {
-    pub fn new(sans: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let openssl = |args: &[&str]| openssl_in(dir.path(), args);
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=podinit test CA",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-        ]);
-        openssl(&["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=podinit.test", "-keyout", "server.key", "-out", "server.csr"]);
-        std::fs::write(dir.path().join("ext"), format!("subjectAltName={sans}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"))
-            .unwrap();
-        openssl(&[
+/// A key (`NAME.key`) and a certificate for it (`NAME.pem`) signed by the CA in `dir`, with
+/// `subject` and the X.509 extensions `extensions` (openssl's extfile lines).
+fn issue(dir: &Path, name: &str, subject: &str, extensions: &str) {
+    let (key, csr, ext, pem) = (format!("{name}.key"), format!("{name}.csr"), format!("{name}.ext"), format!("{name}.pem"));
+    openssl_in(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject, "-keyout", &key, "-out", &csr]);
+    std::fs::write(dir.join(&ext), extensions).unwrap();
+    openssl_in(
+        dir,
+        &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
@@ -52,10 +38,40 @@ impl Pki {
             "-days",
             "1",
             "-extfile",
-            "ext",
+            &ext,
             "-out",
-            "server.pem",
-        ]);
+            &pem,
+        ],
+    );
+}
+
+impl Pki {
+    pub fn new(sans: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        openssl_in(
+            dir.path(),
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=podinit test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        issue(
+            dir.path(),
+            "server",
+            "/CN=podinit.test",
+            &format!("subjectAltName={sans}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"),
+        );
         Self { dir }
     }
 
@@ -74,31 +90,7 @@ impl Pki {
     /// A client certificate (clientAuth) the CA signed: (certificate, key), for mutual TLS.
     pub fn client(&self) -> (PathBuf, PathBuf) {
         let dir = self.dir.path();
-        openssl_in(
-            dir,
-            &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=podinit client", "-keyout", "client.key", "-out", "client.csr"],
-        );
-        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-        openssl_in(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "client.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-extfile",
-                "client.ext",
-                "-out",
-                "client.pem",
-            ],
-        );
+        issue(dir, "client", "/CN=podinit client", "extendedKeyUsage=clientAuth\n");
         (dir.join("client.pem"), dir.join("client.key"))
     }
 
