@@ -258,9 +258,11 @@ where
         None => conn.ping().await.map_err(|e| anyhow!("{}", db_reason(&e))),
         Some(sql) => match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).fetch_optional(&mut conn).await {
             Ok(None) => Err(anyhow!("the query returned no row yet")),
-            Ok(Some(row)) => {
-                row.truthy().and_then(|yes| if yes { Ok(()) } else { Err(anyhow!("the query's answer is {} yet", row.shown())) })
-            }
+            Ok(Some(row)) => match row.first_column() {
+                Ok((true, _)) => Ok(()),
+                Ok((false, shown)) => Err(anyhow!("the query's answer is {shown} yet")),
+                Err(err) => Err(err),
+            },
             Err(err) => Err(query_error(&err)),
         },
     };
@@ -295,77 +297,49 @@ fn query_error(err: &sqlx::Error) -> anyhow::Error {
     }
 }
 
-/// The first column of a row, judged: true, a non-zero number, a non-empty text.
+/// The first column of a row, judged: true, a non-zero number, a non-empty text; and how it
+/// reads in the "not ready" message (never a text's content).
 #[cfg(feature = "databases")]
 trait DbRow {
-    fn truthy(&self) -> anyhow::Result<bool>;
-    fn shown(&self) -> String;
+    fn first_column(&self) -> anyhow::Result<(bool, String)>;
 }
 
 #[cfg(feature = "databases")]
 macro_rules! db_row {
-    ($row:ty $(, $unsigned:ty)*) => {
+    ($row:ty, $($number:ty),+) => {
         impl DbRow for $row {
-            fn truthy(&self) -> anyhow::Result<bool> {
+            fn first_column(&self) -> anyhow::Result<(bool, String)> {
                 use sqlx::Row as _;
                 if sqlx::Row::len(self) == 0 {
                     return Err(anyhow::Error::new(Fatal("the query returns no column: select the value that says ready".into())));
                 }
-                if let Ok(v) = self.try_get::<Option<bool>, _>(0) {
-                    return Ok(v == Some(true));
+                if self.try_get_raw(0).is_ok_and(|v| sqlx::ValueRef::is_null(&v)) {
+                    return Ok((false, "NULL".into()));
                 }
-                if let Ok(v) = self.try_get::<Option<i64>, _>(0) {
-                    return Ok(v.is_some_and(|v| v != 0));
-                }
-                if let Ok(v) = self.try_get::<Option<i32>, _>(0) {
-                    return Ok(v.is_some_and(|v| v != 0));
-                }
-                if let Ok(v) = self.try_get::<Option<i16>, _>(0) {
-                    return Ok(v.is_some_and(|v| v != 0));
-                }
-                if let Ok(v) = self.try_get::<Option<i8>, _>(0) {
-                    return Ok(v.is_some_and(|v| v != 0));
+                if let Ok(v) = self.try_get::<bool, _>(0) {
+                    return Ok((v, v.to_string()));
                 }
                 $(
-                    if let Ok(v) = self.try_get::<Option<$unsigned>, _>(0) {
-                        return Ok(v.is_some_and(|v| v != 0));
+                    if let Ok(v) = self.try_get::<$number, _>(0) {
+                        return Ok((v != <$number>::default(), v.to_string()));
                     }
-                )*
-                if let Ok(v) = self.try_get::<Option<f64>, _>(0) {
-                    return Ok(v.is_some_and(|v| v != 0.0));
+                )+
+                if let Ok(v) = self.try_get::<String, _>(0) {
+                    return Ok((!v.is_empty(), "empty".into()));
                 }
-                if let Ok(v) = self.try_get::<Option<String>, _>(0) {
-                    return Ok(v.is_some_and(|v| !v.is_empty()));
-                }
-                if let Ok(v) = self.try_get::<Option<Vec<u8>>, _>(0) {
-                    return Ok(v.is_some_and(|v| !v.is_empty()));
+                if let Ok(v) = self.try_get::<Vec<u8>, _>(0) {
+                    return Ok((!v.is_empty(), "empty".into()));
                 }
                 Err(anyhow::Error::new(Fatal("the query's first column is not a boolean, number or text: cast it".into())))
-            }
-
-            fn shown(&self) -> String {
-                use sqlx::Row as _;
-                if let Ok(Some(v)) = self.try_get::<Option<bool>, _>(0) {
-                    return v.to_string();
-                }
-                for text in [self.try_get::<Option<i64>, _>(0).ok().flatten().map(|v| v.to_string()), self.try_get::<Option<i32>, _>(0).ok().flatten().map(|v| v.to_string())] {
-                    if let Some(text) = text {
-                        return text;
-                    }
-                }
-                if self.try_get_raw(0).is_ok_and(|v| sqlx::ValueRef::is_null(&v)) {
-                    return "NULL".into();
-                }
-                "empty".into()
             }
         }
     };
 }
 
 #[cfg(feature = "databases")]
-db_row!(sqlx::postgres::PgRow);
+db_row!(sqlx::postgres::PgRow, i64, i32, i16, i8, f64);
 #[cfg(feature = "databases")]
-db_row!(sqlx::mysql::MySqlRow, u64, u32, u8);
+db_row!(sqlx::mysql::MySqlRow, i64, i32, i16, i8, u64, u32, u8, f64);
 
 /// sqlx's message, which names the server's complaint but never the password.
 #[cfg(feature = "databases")]
