@@ -288,3 +288,9 @@ fn an_envsubst_link_writes_what_gnu_envsubst_writes() {
     // Not listed in SHELL-FORMAT: not a variable, so not missing either.
     podinit_envsubst(input, &["$HOST"]).code(0).stdout_is("host=db.example missing=$NOT_SET_ANYWHERE end\n");
 }
+
+#[test]
+fn envsubst_input_past_its_budget_is_refused_and_nothing_is_written() {
+    let big = vec![b'x'; (64 << 20) + 1];
+    podinit_envsubst(&big, &[]).code(2).stdout_is("").stderr_has("stdin is larger than 64 MiB");
+}
