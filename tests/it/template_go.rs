@@ -4,8 +4,9 @@
 //!
 //! Left out on purpose, because podinit differs by design (docs/render.md, "Strictness"):
 //! a missing key under `if`/`with` (false in podinit, an error in Go's missingkey=error),
-//! `index` of a missing key (a missing value, not Go's zero value), nil printed (nothing,
-//! not `<nil>`), and `range` over an integer (Go 1.22's, not in Go 1.19).
+//! `index` of a missing key (a missing value, not Go's zero value), a null value printed alone
+//! (nothing, not `<no value>`), and `range` over an integer (Go 1.22's, not in Go 1.19).
+//! `go_own_test_tables_pass_through_the_engine` runs Go's own test tables (`support/gotables`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -120,4 +121,135 @@ fn the_engine_renders_as_go_text_template_does() {
     }
     assert!(differ.is_empty(), "{} of {} cases differ from Go:\n{}", differ.len(), CASES.len(), differ.join("\n"));
     assert!(same >= 40 && both_refuse >= 10, "{same} rendered the same, {both_refuse} refused by both");
+}
+
+/// A text field of one of `support/gotables`' cases; `None` for JSON null (an error).
+fn text(case: &serde_json::Value, field: &str) -> Option<String> {
+    case[field].as_str().map(str::to_owned)
+}
+
+/// Where podinit differs from Go on Go's own tables, on purpose: `(table, case name, why)`.
+/// docs/render.md lists each; the test fails when one of these no longer differs.
+const GO_TABLE_DIFFERENCES: &[(&str, &str, &str)] = &[
+    ("exec_test.go execTests", "empty nil", "a null value printed alone writes nothing (Helm's output), not Go's <no value>"),
+    ("exec_test.go execTests", "if 1.5i", COMPLEX),
+    ("exec_test.go execTests", "printf complex", COMPLEX),
+    ("exec_test.go execTests", "with 1.5i", COMPLEX),
+    ("exec_test.go execTests", "bug16j", COMPLEX),
+    ("exec_test.go cmpTests", "eq 1+2i 1+2i", COMPLEX),
+    ("exec_test.go cmpTests", "eq 1+2i 1+3i", COMPLEX),
+    ("exec_test.go cmpTests", "ne 1+2i 1+2i", COMPLEX),
+    ("exec_test.go cmpTests", "ne 1+2i 1+3i", COMPLEX),
+    ("parse_test.go parseTests", "constants", COMPLEX),
+];
+
+const COMPLEX: &str = "complex number literals are refused (no data file holds complex numbers)";
+
+/// Runs the test tables of the installed Go's text/template (exec_test.go's execTests and
+/// cmpTests, multi_test.go's, parse_test.go's parse and error tables) by adding a file to the
+/// package with `go test -overlay`: each case's data becomes JSON, and podinit must do what
+/// text/template does with that JSON. Cases whose JSON form changes Go's own answer (methods,
+/// Go types, the tests' own functions) are left out and counted.
+#[test]
+fn go_own_test_tables_pass_through_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let goroot = Command::new("go").args(["env", "GOROOT"]).output().expect("go (scripts/ensure-tools installs golang-go)");
+    let goroot = PathBuf::from(String::from_utf8(goroot.stdout).unwrap().trim());
+    let pkg = goroot.join("src/text/template");
+    let support = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/gotables");
+    let overlay = serde_json::json!({"Replace": {
+        pkg.join("podinit_dump_test.go").to_str().unwrap(): support.join("template_dump_test.go"),
+        pkg.join("parse/podinit_dump_test.go").to_str().unwrap(): support.join("parse_dump_test.go"),
+    }});
+    std::fs::write(dir.path().join("overlay.json"), overlay.to_string()).unwrap();
+    let (exec_json, parse_json) = (dir.path().join("exec.json"), dir.path().join("parse.json"));
+    let out = Command::new("go")
+        .args(["test", "-vet=off", "-count=1", "-run", "TestPodinitDump", "-overlay"])
+        .arg(dir.path().join("overlay.json"))
+        .args(["text/template", "text/template/parse"])
+        .env("PODINIT_GO_TABLES", &exec_json)
+        .env("PODINIT_GO_PARSE_TABLES", &parse_json)
+        .env("GOCACHE", dir.path().join("gocache"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "go test: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let mut differ = Vec::new();
+    let (mut same, mut left_out) = (Vec::new(), 0);
+    // Each case: the template (after `defines`, parsed first into the same set), its data as
+    // JSON, what Go's table expects with its own Go data (`want`) and what text/template gives
+    // on the JSON data with missingkey=error (`go`); null for an error.
+    let cases: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&exec_json).unwrap()).unwrap();
+    for case in &cases {
+        let (input, go, go_err) = (text(case, "input").unwrap(), text(case, "go"), text(case, "go_err").unwrap_or_default());
+        // The case's JSON form does not say what its Go data said (a method, a Go type, a
+        // function of the tests), or the table's template needs those functions.
+        if text(case, "want") != go || go_err.contains("not defined") {
+            left_out += 1;
+            continue;
+        }
+        let parse_only = case["parse_only"] == true;
+        let mut engine = Engine::new(Default::default());
+        let defines = case["defines"].as_array().cloned().unwrap_or_default();
+        let ours = defines
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, text)| engine.add(&format!("defines{i}"), text.as_str().unwrap()))
+            .and_then(|()| engine.add("case", &input))
+            .and_then(|()| {
+                if parse_only { engine.check().map(|()| String::new()) } else { engine.render("case", &Value::from_json(&case["data"])) }
+            });
+        let theirs = if parse_only { go.map(|_| String::new()) } else { go };
+        let key = (text(case, "table").unwrap(), text(case, "name").unwrap());
+        if ours.as_ref().ok() == theirs.as_ref() {
+            same.push(key);
+        } else {
+            differ.push((key, format!("{input:?}\n    podinit: {:?}\n    go:      {theirs:?} {go_err}", ours.map_err(|e| e.to_string()))));
+        }
+    }
+    // parse_test.go's cases: whether the table expects the template to parse (`ok`, with that
+    // file's functions) and whether it parses with text/template's builtins (`go`).
+    let parses: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&parse_json).unwrap()).unwrap();
+    for case in &parses {
+        let (input, go) = (text(case, "input").unwrap(), case["go"] == true);
+        if case["ok"] != case["go"] {
+            left_out += 1;
+            continue;
+        }
+        let mut engine = Engine::new(Default::default());
+        let ours = engine.add("case", &input).and_then(|()| engine.check());
+        let key = (text(case, "table").unwrap(), text(case, "name").unwrap());
+        if ours.is_ok() == go {
+            same.push(key);
+        } else {
+            let go_err = text(case, "go_err").unwrap_or_default();
+            differ.push((key, format!("{input:?}\n    podinit: {:?}\n    go parses: {go} {go_err}", ours.map_err(|e| e.to_string()))));
+        }
+    }
+
+    let documented = |(table, name): &(String, String)| GO_TABLE_DIFFERENCES.iter().any(|(t, n, _)| t == table && n == name);
+    let undocumented: Vec<String> =
+        differ.iter().filter(|(key, _)| !documented(key)).map(|((table, name), text)| format!("{table} {name:?}: {text}")).collect();
+    let stale: Vec<String> =
+        same.iter().filter(|key| documented(key)).map(|(table, name)| format!("{table} {name:?} no longer differs")).collect();
+    let total = cases.len() + parses.len();
+    assert!(
+        undocumented.is_empty() && stale.is_empty(),
+        "{} of Go's own cases differ from text/template on the same JSON data, {} listed differences are stale:\n{}\n{}",
+        undocumented.len(),
+        stale.len(),
+        undocumented.join("\n"),
+        stale.join("\n")
+    );
+    assert!(same.len() >= 400, "only {} of {total} cases compared", same.len());
+
+    // docs/render.md gives these numbers and lists every difference, with the case named.
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/render.md")).unwrap().replace('\n', " ");
+    let counts = format!("Of {total} cases, {left_out} are left out");
+    let as_go = format!("{} behave as Go", same.len());
+    assert!(docs.contains(&counts) && docs.contains(&as_go), "docs/render.md does not say {counts:?} and {as_go:?}");
+    for (table, name, _) in GO_TABLE_DIFFERENCES {
+        assert!(docs.contains(&format!("`{name}`")), "docs/render.md does not list {table} {name:?}");
+    }
 }

@@ -85,7 +85,7 @@ pub(crate) const BUILTINS: &[&str] = &[
 
 impl Engine {
     /// Checks the nodes of the template (or `define`) `file`.
-    pub(crate) fn check(&self, file: &str, nodes: &[Node]) -> Result<(), TemplateError> {
+    pub(crate) fn check_nodes(&self, file: &str, nodes: &[Node]) -> Result<(), TemplateError> {
         let mut scope = vec!["$".to_owned()];
         self.check_list(file, nodes, &mut scope)
     }

@@ -210,7 +210,7 @@ impl Exec<'_> {
                         return Err(self.err(*line, format!("no such template {name:?}")));
                     };
                     let value = match pipe {
-                        Some(pipe) => self.pipe(pipe, dot, *line, false)?,
+                        Some(pipe) => self.pipe(pipe, dot, *line, true)?,
                         None => Value::Nil,
                     };
                     if self.depth >= MAX_DEPTH {
@@ -284,6 +284,9 @@ impl Exec<'_> {
             let value = self.engine.call(name, &values).map_err(|m| self.err(line, m))?;
             self.fits(&value, name, line)?;
             return Ok(value);
+        }
+        if let Arg::Lit(Value::Nil) = &args[0] {
+            return Err(self.err(line, "nil is not a command"));
         }
         if args.len() > 1 || piped.is_some() {
             return Err(self.err(line, "can't give argument to non-function"));

@@ -47,7 +47,7 @@ impl Engine {
                     Value::Str(s) => s.len(),
                     Value::List(l) => l.len(),
                     Value::Map(m) => m.len(),
-                    Value::Nil => 0,
+                    Value::Nil => return Err("len of nil (a null value: test it with `if` first)".into()),
                     other => return Err(format!("len of type {}", other.kind())),
                 } as i64)
             }
@@ -75,26 +75,29 @@ impl Engine {
                 };
                 let mut any = false;
                 for other in rest {
-                    any |= compare(first, other)? == Some(std::cmp::Ordering::Equal);
+                    any |= equal(first, other)?;
                 }
                 Value::Bool(any)
             }
-            "ne" | "lt" | "le" | "gt" | "ge" => {
+            "ne" => {
                 want(2)?;
-                let order = compare(&args[0], &args[1])?;
+                Value::Bool(!equal(&args[0], &args[1])?)
+            }
+            "lt" | "le" | "gt" | "ge" => {
+                want(2)?;
+                let order = order(&args[0], &args[1]).map_err(|e| format!("error calling {name}: {e}"))?;
                 use std::cmp::Ordering::*;
-                Value::Bool(match (name, order) {
-                    ("ne", o) => o != Some(Equal),
-                    (_, None) => return Err(format!("{name}: values of type {} and {} cannot be ordered", args[0].kind(), args[1].kind())),
-                    ("lt", Some(o)) => o == Less,
-                    ("le", Some(o)) => o != Greater,
-                    ("gt", Some(o)) => o == Greater,
-                    (_, Some(o)) => o != Less,
+                Value::Bool(match name {
+                    "lt" => order == Less,
+                    "le" => order != Greater,
+                    "gt" => order == Greater,
+                    _ => order != Less,
                 })
             }
-            "html" => Value::str(html_escape(&sprint(args, false))),
-            "urlquery" => Value::str(query_escape(&sprint(args, false))),
-            "js" => Value::str(js_escape(&sprint(args, false))),
+            // A null argument is Go's "<no value>" here (its printableValue), escaped.
+            "html" => Value::str(html_escape(&sprint_no_value(args))),
+            "urlquery" => Value::str(query_escape(&sprint_no_value(args))),
+            "js" => Value::str(js_escape(&sprint_no_value(args))),
 
             // The environment and files.
             "env" => {
@@ -421,34 +424,60 @@ fn slice(args: &[Value]) -> Res {
     })
 }
 
-fn compare(a: &Value, b: &Value) -> Result<Option<std::cmp::Ordering>, String> {
+/// Go's `eq` for two values: basic kinds of the same kind compare; null equals only null
+/// (and is unequal to any other value, without an error); lists and maps are not comparable;
+/// an int and a float are incompatible (`eq 2 2.0` is an error, as in Go).
+fn equal(a: &Value, b: &Value) -> Result<bool, String> {
     Ok(match (a, b) {
-        (Value::Int(x), Value::Int(y)) => Some(x.cmp(y)),
-        (Value::Int(x), Value::Float(y)) => (*x as f64).partial_cmp(y),
-        (Value::Float(x), Value::Int(y)) => x.partial_cmp(&(*y as f64)),
-        (Value::Float(x), Value::Float(y)) => x.partial_cmp(y),
-        (Value::Str(x), Value::Str(y)) => Some(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => (x == y).then_some(std::cmp::Ordering::Equal),
-        (Value::Nil, Value::Nil) => Some(std::cmp::Ordering::Equal),
-        (Value::Nil, _) | (_, Value::Nil) => None,
-        (x, y) if x.kind() == y.kind() => (x == y).then_some(std::cmp::Ordering::Equal),
-        (x, y) => return Err(format!("incompatible types for comparison: {} and {}", x.kind(), y.kind())),
+        (Value::Nil, Value::Nil) => true,
+        (Value::Nil, _) | (_, Value::Nil) => false,
+        (Value::Int(x), Value::Int(y)) => x == y,
+        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Bool(x), Value::Bool(y)) => x == y,
+        (Value::List(_) | Value::Map(_), _) => return Err(format!("error calling eq: non-comparable type {}", a.kind())),
+        (x, y) => return Err(format!("error calling eq: incompatible types for comparison: {} and {}", x.kind(), y.kind())),
     })
 }
 
-/// `fmt.Sprint` (spaces between operands when neither is a string) or `fmt.Sprintln`.
+/// Go's `lt` and friends: ints, floats and strings, each with its own kind; anything else
+/// (booleans, null, lists, maps, an int with a float) is an error.
+fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
+        (Value::Float(x), Value::Float(y)) => x.partial_cmp(y).ok_or_else(|| "NaN cannot be ordered".to_owned()),
+        (Value::Str(x), Value::Str(y)) => Ok(x.cmp(y)),
+        (Value::Int(_) | Value::Float(_) | Value::Str(_), Value::Int(_) | Value::Float(_) | Value::Str(_)) => {
+            Err(format!("incompatible types for comparison: {} and {}", a.kind(), b.kind()))
+        }
+        _ => Err(format!("invalid type for comparison: {} and {}", a.kind(), b.kind())),
+    }
+}
+
+/// `fmt.Sprint` (spaces between operands when neither is a string) or `fmt.Sprintln`; null is
+/// `<nil>`, as fmt prints a nil interface.
 fn sprint(args: &[Value], line: bool) -> String {
     let mut out = String::new();
     for (i, a) in args.iter().enumerate() {
         if i > 0 && (line || !(matches!(a, Value::Str(_)) || matches!(args[i - 1], Value::Str(_)))) {
             out.push(' ');
         }
-        let _ = write!(out, "{a}");
+        let _ = write!(out, "{}", a.go());
     }
     if line {
         out.push('\n');
     }
     out
+}
+
+/// The text `html`, `js` and `urlquery` escape: Go's `evalArgs`, where a null argument is
+/// `<no value>` and the rest is `fmt.Sprint`.
+fn sprint_no_value(args: &[Value]) -> String {
+    if args.iter().any(|a| matches!(a, Value::Nil)) {
+        let shown: Vec<Value> = args.iter().map(|a| if matches!(a, Value::Nil) { Value::str("<no value>") } else { a.clone() }).collect();
+        return sprint(&shown, false);
+    }
+    sprint(args, false)
 }
 
 /// Go's `strconv.Quote`.
@@ -611,8 +640,11 @@ fn printf(format: &str, args: &[Value]) -> String {
             },
             ('v' | 'd', Value::Float(x)) if verb == 'v' => sign(format_float_g(*x), *x < 0.0),
             ('v', Value::Int(i)) => sign(i.to_string(), *i < 0),
+            ('T', v) => v.go_type().to_owned(),
+            ('v', Value::Nil) => "<nil>".to_owned(),
+            (verb, Value::Nil) => format!("%!{verb}(<nil>)"),
             ('v' | 's', v) => v.to_string(),
-            (verb, v) => format!("%!{verb}({}={v})", v.kind()),
+            (verb, v) => format!("%!{verb}({}={v})", v.go_type()),
         };
         let pad = width.unwrap_or(0).saturating_sub(body.chars().count());
         if minus {
@@ -630,7 +662,10 @@ fn printf(format: &str, args: &[Value]) -> String {
     }
     if next < args.len() {
         out.push_str("%!(EXTRA ");
-        let extra: Vec<String> = args[next..].iter().map(|a| format!("{}={a}", a.kind())).collect();
+        let extra: Vec<String> = args[next..]
+            .iter()
+            .map(|a| if matches!(a, Value::Nil) { "<nil>".to_owned() } else { format!("{}={a}", a.go_type()) })
+            .collect();
         out.push_str(&extra.join(", "));
         out.push(')');
     }

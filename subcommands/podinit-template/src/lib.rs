@@ -154,6 +154,18 @@ impl Engine {
         Ok(())
     }
 
+    /// What Go's parser refuses (functions not defined, variables not declared), looked for in
+    /// every template added and every define, in every branch, before anything runs.
+    pub fn check(&self) -> Result<(), TemplateError> {
+        for (name, parsed) in &self.templates {
+            self.check_nodes(name, &parsed.nodes)?;
+        }
+        for (file, body) in self.defines.values() {
+            self.check_nodes(file, body)?;
+        }
+        Ok(())
+    }
+
     /// Renders the template `name` with `data` as `.` (and `$`).
     pub fn render(&self, name: &str, data: &Value) -> Result<String, TemplateError> {
         let Some(parsed) = self.templates.get(name) else {
@@ -161,9 +173,9 @@ impl Engine {
         };
         // What Go's parser refuses, refused before anything runs: in every branch and every
         // define (functions added after `add` count, so the check is made here).
-        self.check(name, &parsed.nodes)?;
+        self.check_nodes(name, &parsed.nodes)?;
         for (file, body) in self.defines.values() {
-            self.check(file, body)?;
+            self.check_nodes(file, body)?;
         }
         let Some(parsed) = self.templates.get(name) else {
             return Err(TemplateError::new(name, 0, "no such template"));

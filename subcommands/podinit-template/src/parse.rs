@@ -82,7 +82,50 @@ enum Tok {
     Declare,
     Assign,
     Comma,
+    /// Between two operands with no space between them (`"a"3`, `true.E`, `(x).`), which Go
+    /// refuses; or a function's name and a field chain (`fn.Field`: the field of its result).
+    Glue,
 }
+
+impl Tok {
+    /// Whether the token ends an operand (a following operand needs a space before it).
+    fn ends_operand(&self) -> bool {
+        matches!(
+            self,
+            Self::Field(_) | Self::Dot | Self::Var(..) | Self::Ident(_) | Self::Str(_) | Self::Num(_) | Self::Char(_) | Self::RParen(_)
+        )
+    }
+
+    /// Whether the token starts an operand.
+    fn starts_operand(&self) -> bool {
+        matches!(
+            self,
+            Self::Field(_) | Self::Dot | Self::Var(..) | Self::Ident(_) | Self::Str(_) | Self::Num(_) | Self::Char(_) | Self::LParen
+        )
+    }
+
+    /// As Go's parser names it in "unexpected … in operand".
+    fn shown(&self) -> String {
+        match self {
+            Self::Field(names) => format!("<.{}>", names.join(".")),
+            Self::Dot => "<.>".into(),
+            Self::Var(name, names) => format!("{name}{}", names.iter().map(|n| format!(".{n}")).collect::<String>()),
+            Self::Ident(word) | Self::Num(word) => format!("{word:?}"),
+            Self::Str(text) => crate::funcs::go_quote(text),
+            Self::Char(c) => format!("'{c}'"),
+            Self::LParen => "<(>".into(),
+            Self::RParen(_) => "<)>".into(),
+            Self::Bar => "<|>".into(),
+            Self::Declare => "<:=>".into(),
+            Self::Assign => "<=>".into(),
+            Self::Comma => "<,>".into(),
+            Self::Glue => String::new(),
+        }
+    }
+}
+
+/// Words that start an action; an operand may follow them with no space (`{{if.X}}`).
+const KEYWORDS: [&str; 10] = ["if", "range", "with", "else", "end", "define", "block", "template", "break", "continue"];
 
 /// One piece of source: text, or an action's tokens.
 enum Item {
@@ -158,6 +201,14 @@ fn lex(name: &str, source: &str, (left, right): (&str, &str)) -> Result<Vec<Item
                 return Err(TemplateError::new(name, start_line, format!("unclosed action (no {right})")));
             };
             let (tok, len) = lex_token(body, c).map_err(|m| TemplateError::new(name, start_line, m))?;
+            let after_keyword = match toks.as_slice() {
+                [Tok::Ident(k)] => KEYWORDS.contains(&k.as_str()),
+                [Tok::Ident(e), Tok::Ident(k)] => e == "else" && KEYWORDS.contains(&k.as_str()),
+                _ => false,
+            };
+            if !had_space && !after_keyword && tok.starts_operand() && toks.last().is_some_and(Tok::ends_operand) {
+                toks.push(Tok::Glue);
+            }
             toks.push(tok);
             body = &body[len..];
         }
@@ -274,6 +325,8 @@ fn lex_token(s: &str, c: char) -> Result<(Tok, usize), String> {
 }
 
 fn number(s: &str) -> Result<(Tok, usize), String> {
+    // An exponent's sign follows `p` in hexadecimal (where `e` is a digit), `e` otherwise.
+    let hex = s.trim_start_matches(['-', '+']).get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x"));
     let len = s
         .char_indices()
         .find(|&(i, c)| {
@@ -281,7 +334,7 @@ fn number(s: &str) -> Result<(Tok, usize), String> {
                 || c == '.'
                 || c == '_'
                 || (i == 0 && (c == '-' || c == '+'))
-                || ((c == '-' || c == '+') && s[..i].ends_with(['e', 'E', 'p', 'P']) && !s.starts_with("0x")))
+                || ((c == '-' || c == '+') && s[..i].ends_with(if hex { ['p', 'P'] } else { ['e', 'E'] })))
         })
         .map_or(s.len(), |(i, _)| i);
     if len == 1 && (s.starts_with('-') || s.starts_with('+')) {
@@ -334,7 +387,27 @@ fn parse_number(text: &str) -> Result<crate::Value, String> {
     if let Some(i) = int {
         return Ok(crate::Value::Int(if neg { -i } else { i }));
     }
+    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+        let x = hex_float(hex).ok_or_else(|| format!("bad number syntax: {text:?}"))?;
+        return Ok(crate::Value::Float(if neg { -x } else { x }));
+    }
     clean.parse::<f64>().map(crate::Value::Float).map_err(|_| format!("bad number syntax: {text:?}"))
+}
+
+/// A hexadecimal floating-point literal after its `0x`: `1.ep+2` is 1.875 × 2² = 7.5.
+fn hex_float(text: &str) -> Option<f64> {
+    let (mantissa, exponent) = text.split_once(['p', 'P'])?;
+    let exponent: i32 = exponent.parse().ok()?;
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    let mut value = 0f64;
+    for c in whole.chars().chain(fraction.chars()) {
+        value = value * 16.0 + f64::from(c.to_digit(16)?);
+    }
+    let scale = exponent.checked_sub(4 * i32::try_from(fraction.len()).ok()?)?;
+    Some(value * 2f64.powi(scale))
 }
 
 struct Parser<'a> {
@@ -510,7 +583,11 @@ impl Parser<'_> {
         if keyword == "block" && toks.len() == 1 {
             return Err(self.err(line, "missing value for block"));
         }
-        let pipe = if toks.len() > 1 { Some(self.pipe(line, &toks[1..], false)?) } else { None };
+        // Go: `{{template "x" $v := .}}` declares $v where the action is.
+        let pipe = if toks.len() > 1 { Some(self.pipe(line, &toks[1..], true)?) } else { None };
+        if pipe.as_ref().is_some_and(|p| p.decl.len() > 1) {
+            return Err(self.err(line, format!("too many declarations in {keyword}")));
+        }
         Ok((name.clone(), pipe))
     }
 
@@ -566,11 +643,34 @@ impl Parser<'_> {
                     None | Some(Tok::Bar) => break,
                     Some(Tok::RParen(_)) if in_paren => break,
                     Some(Tok::RParen(_)) => return Err("unexpected right paren".into()),
+                    Some(Tok::Glue) => {
+                        let next = toks.get(*pos + 1).map(Tok::shown).unwrap_or_default();
+                        match (cmd.pop(), toks.get(*pos + 1)) {
+                            // `fn.Field`: the field of the function's result, as in Go.
+                            (Some(Arg::Func(name)), Some(Tok::Field(names))) => {
+                                let call = Pipe { decl: Vec::new(), assign: false, cmds: vec![vec![Arg::Func(name)]] };
+                                cmd.push(Arg::Sub(Box::new(call), names.clone()));
+                                *pos += 2;
+                            }
+                            (Some(Arg::Lit(_) | Arg::Field(_)), Some(Tok::Field(_))) => {
+                                return Err(format!(
+                                    "unexpected {next} after a term: a field of a literal or of dot needs a variable or parentheses"
+                                ));
+                            }
+                            _ => return Err(format!("unexpected {next} in operand: separate arguments with a space")),
+                        }
+                    }
                     Some(_) => cmd.push(self.operand(line, toks, pos)?),
                 }
             }
             if cmd.is_empty() {
                 return Err("missing value for command".into());
+            }
+            // Go: only the first command may start with a value that cannot be called.
+            if !cmds.is_empty()
+                && (matches!(cmd.first(), Some(Arg::Lit(_))) || matches!(cmd.first(), Some(Arg::Field(names)) if names.is_empty()))
+            {
+                return Err(format!("non executable command in pipeline stage {}", cmds.len() + 1));
             }
             cmds.push(cmd);
             if toks.get(*pos) == Some(&Tok::Bar) {
@@ -607,6 +707,7 @@ impl Parser<'_> {
             Tok::Comma => return Err("unexpected \",\" in operand".into()),
             Tok::Declare | Tok::Assign => return Err("unexpected assignment in operand".into()),
             Tok::Bar | Tok::RParen(_) => return Err("missing value for command".into()),
+            Tok::Glue => return Err("unexpected operand: separate arguments with a space".into()),
         })
     }
 }

@@ -412,3 +412,30 @@ fn file_never_reads_credentials_or_pseudo_files() {
     assert_eq!(engine.render("t", &Value::Nil).unwrap(), "ok");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn null_comparisons_and_operands_as_go_has_them() {
+    let dot = data(r#"{"Null": null, "List": [1, null], "Map": {}}"#);
+    let ok = |source: &str, want: &str| assert_eq!(render_with(source, &dot).unwrap(), want, "{source}");
+    let fails = |source: &str, with: &str| {
+        let err = render_with(source, &dot).unwrap_err();
+        assert!(err.contains(with), "{source}: {err}");
+    };
+    ok("{{print nil .Null}}|{{printf \"%v %d\" .Null .Null}}|{{.List}}|{{.Null}}|{{html .Null}}", "<nil> <nil>|<nil> %!d(<nil>)|[1 <nil>]||&lt;no value&gt;");
+    ok("{{printf \"%T %T %T %T %T %T\" 1 1.5 \"s\" true .List .Map}}", "int float64 string bool []interface {} map[string]interface {}");
+    ok("{{eq .Null nil}} {{eq .Null 1}} {{eq .Map nil}} {{ne 1 2}}", "true false false true");
+    ok("{{print 0x1.ep+2 -0X_1p-1}}", "7.5 -0.5");
+    ok("{{template \"t\" $x := 5}}{{$x}}{{define \"t\"}}<{{.}}>{{end}}", "<5>5");
+    // The field of a function's result: `list.x` is `(list).x`.
+    fails("{{list.x}}", "can't evaluate field x");
+    fails("{{nil}}", "nil is not a command");
+    fails("{{if nil}}{{end}}", "nil is not a command");
+    fails("{{len .Null}}", "len of nil");
+    fails("{{eq 2 2.0}}", "incompatible types");
+    fails("{{lt true true}}", "invalid type for comparison");
+    fails("{{eq .Map .Map}}", "non-comparable");
+    fails("{{printf `x`.}}", "in operand");
+    fails("{{\"a\".b}}", "after a term");
+    fails("{{$x := 1}}{{$x+2}}", "in operand");
+    fails("{{.|12}}", "non executable command in pipeline stage 2");
+}

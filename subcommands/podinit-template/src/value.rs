@@ -70,6 +70,35 @@ impl Value {
         }
     }
 
+    /// Go's name of the type the value has when decoded from JSON (`printf "%T"`).
+    pub fn go_type(&self) -> &'static str {
+        match self {
+            Self::Nil | Self::Missing(_) => "<nil>",
+            Self::Bool(_) => "bool",
+            Self::Int(_) => "int",
+            Self::Float(_) => "float64",
+            Self::Str(_) => "string",
+            Self::List(_) => "[]interface {}",
+            Self::Map(_) => "map[string]interface {}",
+        }
+    }
+
+    /// The value as Go's fmt prints it (`print`, `printf "%v"`): as `Display`, and null as
+    /// `<nil>`, which `Display` writes only inside lists and maps (an action printing a null
+    /// value alone writes nothing, as Helm does).
+    pub fn go(&self) -> impl fmt::Display + '_ {
+        struct Go<'a>(&'a Value);
+        impl fmt::Display for Go<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.0 {
+                    Value::Nil => f.write_str("<nil>"),
+                    other => write!(f, "{other}"),
+                }
+            }
+        }
+        Go(self)
+    }
+
     /// From parsed JSON (`parseJSON`, data files).
     pub fn from_json(json: &serde_json::Value) -> Self {
         match json {
@@ -115,7 +144,7 @@ impl fmt::Display for Value {
                     if i > 0 {
                         f.write_char(' ')?;
                     }
-                    write!(f, "{v}")?;
+                    write!(f, "{}", v.go())?;
                 }
                 f.write_char(']')
             }
@@ -125,7 +154,7 @@ impl fmt::Display for Value {
                     if i > 0 {
                         f.write_char(' ')?;
                     }
-                    write!(f, "{k}:{v}")?;
+                    write!(f, "{k}:{}", v.go())?;
                 }
                 f.write_char(']')
             }
