@@ -313,3 +313,99 @@ fn truststores_are_read_by_keytool_and_openssl_and_kept_when_current() {
     let bundle = std::fs::read_to_string(&deep).unwrap();
     assert!(bundle.contains("BEGIN CERTIFICATE") && !bundle.contains("PRIVATE KEY"), "{bundle}");
 }
+
+/// Starts support/KeystoreServer.java (Java's own KeyStore, KeyManagerFactory and TLS server)
+/// on the set's stores; returns the server, what it printed about them, and its port.
+fn java_server(kind: &str, out: &Path, keystore: &str, truststore: &str, password: &Path) -> (std::process::Child, String, u16) {
+    use std::io::BufRead as _;
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/KeystoreServer.java");
+    let mut server = Command::new("java")
+        .arg(source)
+        .args([kind, s(&out.join(keystore)), s(&out.join(truststore)), s(password)])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("java (OpenJDK, on machines of this kind): {e}"));
+    let mut printed = String::new();
+    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if let Some(port) = line.strip_prefix("port ") {
+            return (server, printed, port.parse().unwrap());
+        }
+    }
+    let status = server.wait().unwrap();
+    panic!("the Java server did not start ({status}):\n{printed}");
+}
+
+#[test]
+fn java_loads_the_keystores_and_serves_tls_with_them_and_reruns_keep_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("tls");
+    let password = tmp.path().join("password");
+    std::fs::write(&password, "s3cret-store\n").unwrap();
+    let common = ["certs", "--out", s(&out), "--common-name", "localhost", "--dns", "localhost", "--keystore-password-file", s(&password)];
+    for (format, key_type, kind, keystore, truststore, algorithm) in [
+        ("pkcs12", "ec-p256", "PKCS12", "keystore.p12", "truststore.p12", "EC"),
+        ("jks", "rsa-2048", "JKS", "keystore.jks", "truststore.jks", "RSA"),
+    ] {
+        let args = [&common[..], &["--keystore", format, "--key-type", key_type]].concat();
+        podinit(&args).code(0).stderr_has(&format!("with {keystore} and {truststore}"));
+        let mode = |name: &str| std::fs::metadata(out.join(name)).unwrap().mode() & 0o7777;
+        assert_eq!((mode(keystore), mode(truststore)), (0o600, 0o644), "the keystore holds the key");
+        let other = if format == "jks" { "keystore.p12" } else { "keystore.jks" };
+        assert!(!out.join(other).exists(), "{other} of another format is left in the set");
+
+        // keytool (the JDK's) sees the key entry with its chain and the CA's trusted entry.
+        let listed =
+            tool("keytool", &["-list", "-v", "-storetype", kind, "-keystore", s(&out.join(keystore)), "-storepass", "s3cret-store"]);
+        let text = &listed.code(0).stdout;
+        assert!(
+            text.contains("Alias name: certificate") && text.contains("PrivateKeyEntry") && text.contains("Certificate chain length: 2"),
+            "{text}"
+        );
+        let listed = tool("keytool", &["-list", "-storetype", kind, "-keystore", s(&out.join(truststore)), "-storepass", "s3cret-store"]);
+        let text = &listed.code(0).stdout;
+        assert!(text.contains("ca,") && text.contains("trustedCertEntry"), "{text}");
+
+        // A Java TLS server loads them; podinit's wait-for and curl reach it with ca.crt.
+        let (mut server, printed, port) = java_server(kind, &out, keystore, truststore, &password);
+        assert!(printed.contains(&format!("keystore certificate key=true chain=2 algorithm={algorithm}")), "{printed}");
+        assert!(printed.contains("truststore ca trusted=true") && printed.contains("self-check TLSv1.3 CN=localhost"), "{printed}");
+        let url = format!("https://localhost:{port}/");
+        let reached = podinit(&["wait-for", "--timeout", "20s", "--ca-file", s(&out.join("ca.crt")), &url]);
+        let body = Command::new("curl").args(["-sS", "--cacert", s(&out.join("ca.crt")), &url]).output().unwrap();
+        let _ = server.kill();
+        let _ = server.wait();
+        reached.code(0);
+        assert_eq!(String::from_utf8_lossy(&body.stdout), "from java ok", "{}", String::from_utf8_lossy(&body.stderr));
+
+        // A rerun keeps the set, stores included (PKCS#12 is salted: compared by content).
+        let first = version(&out);
+        podinit(&args).code(0).stderr_has("kept");
+        assert_eq!(version(&out), first, "a rerun with the same {format} keystore made a new set");
+    }
+
+    // A new password: the same certificate and key, the stores made anew (the old password no
+    // longer opens them).
+    let crt = std::fs::read(out.join("tls.crt")).unwrap();
+    std::fs::write(&password, "another-one").unwrap();
+    let args = [&common[..], &["--keystore", "jks", "--key-type", "rsa-2048"]].concat();
+    podinit(&args).code(0).stderr_has("its current certificate, files rewritten");
+    assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), crt, "a new password made a new certificate");
+    tool("keytool", &["-list", "-storetype", "JKS", "-keystore", s(&out.join("keystore.jks")), "-storepass", "another-one"]).code(0);
+    // Without --keystore the stores leave the set; the certificate stays.
+    podinit(&common[..7].iter().chain(&["--key-type", "rsa-2048"]).copied().collect::<Vec<_>>()).code(0);
+    assert!(!out.join("keystore.jks").exists() && !out.join("truststore.jks").exists());
+    assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), crt);
+
+    // Bad input: no password file, an empty one; nothing changes.
+    let before = version(&out);
+    podinit(&common[..7].iter().chain(&["--keystore", "pkcs12"]).copied().collect::<Vec<_>>())
+        .code(2)
+        .stderr_has("--keystore-password-file");
+    std::fs::write(&password, "\n").unwrap();
+    podinit(&[&common[..], &["--keystore", "pkcs12"]].concat()).code(2).stderr_has("the file is empty");
+    assert_eq!(version(&out), before);
+}

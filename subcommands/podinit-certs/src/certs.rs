@@ -23,7 +23,8 @@ use crate::read;
 ///
 /// Without --ca-cert, a CA is made here (its key kept in DIR only with --keep-ca-key); with
 /// --ca-cert and --ca-key (a Secret from cert-manager or an operator), that CA signs. DIR gets
-/// tls.crt (the certificate, then the CA), tls.key (mode 0600) and ca.crt as one set. A rerun
+/// tls.crt (the certificate, then the CA), tls.key (mode 0600) and ca.crt as one set, with
+/// --keystore also Java's keystore and truststore (PKCS#12 or JKS). A rerun
 /// keeps what is there while it matches the request (names, key type, CA) and more than
 /// --renew-below of its lifetime is left.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,6 +62,16 @@ pub struct Args {
     /// (presented to a server: MongoDB members, mutual TLS), or both: `server,client`.
     #[arg(long, env = "PODINIT_CERTS_USAGE", value_enum, value_delimiter = ',', default_value = "server")]
     pub usage: Vec<Usage>,
+
+    /// Also Java stores, as cert-manager's `keystores` makes them: keystore.p12 (or .jks) with
+    /// the key and its chain (alias `certificate`, mode --mode) and truststore.p12 (or .jks)
+    /// with the CA (alias `ca`), for Kafka, Elasticsearch, Keycloak, Solr.
+    #[arg(long, env = "PODINIT_CERTS_KEYSTORE", value_enum, value_name = "FORMAT", requires = "keystore_password_file")]
+    pub keystore: Option<Keystore>,
+
+    /// A file holding the stores' password (the key entry's too, as Java servers expect).
+    #[arg(long, env = "PODINIT_CERTS_KEYSTORE_PASSWORD_FILE", value_name = "FILE", requires = "keystore")]
+    pub keystore_password_file: Option<PathBuf>,
 
     /// Lifetime of the certificate, in days.
     #[arg(long, env = "PODINIT_CERTS_DAYS", value_name = "N", default_value = "365", value_parser = clap::value_parser!(u32).range(1..=3650))]
@@ -120,6 +131,28 @@ fn usages(args: &Args) -> Vec<Usage> {
     usages.sort();
     usages.dedup();
     usages
+}
+
+/// Java store formats of `--keystore`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Keystore {
+    /// PKCS#12 (Java 9+'s default, OpenSSL): keystore.p12 and truststore.p12.
+    Pkcs12,
+    /// Java KeyStore (Java 8): keystore.jks and truststore.jks.
+    Jks,
+}
+
+impl Keystore {
+    /// Every name a store of either format has in the set.
+    const ALL_NAMES: [&'static str; 4] = ["keystore.p12", "truststore.p12", "keystore.jks", "truststore.jks"];
+
+    /// The keystore's and the truststore's names.
+    fn names(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Pkcs12 => ("keystore.p12", "truststore.p12"),
+            Self::Jks => ("keystore.jks", "truststore.jks"),
+        }
+    }
 }
 
 /// Key types.
@@ -193,9 +226,33 @@ struct Ca {
     made: bool,
 }
 
+/// The files of a set: what a kubernetes.io/tls Secret holds, the CA's key when kept here, and
+/// the Java stores of `--keystore`.
+struct Material {
+    /// tls.crt: the certificate, then the CA.
+    chain: Vec<u8>,
+    /// tls.key, PEM PKCS#8.
+    key: Vec<u8>,
+    /// ca.crt.
+    ca: Vec<u8>,
+    /// ca.key, with --keep-ca-key and a CA made here.
+    ca_key: Option<Vec<u8>>,
+}
+
 /// Runs `podinit certs` to completion.
 pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let (dns, ips) = names(&args)?;
+    let password = match &args.keystore_password_file {
+        Some(path) => {
+            let password = podinit_core::fs::read_secret_file("--keystore-password-file", path)?;
+            if password.is_empty() {
+                return Err(Error::usage(format!("--keystore-password-file {}: the file is empty", path.display()))
+                    .with_hint("put the keystore password in the Secret (Java refuses keys without one)"));
+            }
+            Some(password)
+        }
+        None => None,
+    };
     let now = OffsetDateTime::now_utc();
     let set = DataSet::open(ctx, &args.out, 0o755).await?;
     let explain = |e: anyhow::Error| podinit_core::fs::explain_write(e, &args.out);
@@ -206,7 +263,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         (Some(cert), Some(key)) => Some(load_ca(cert, key)?),
         _ => None,
     };
-    // Keep the set when its certificate is what this run would make, against the CA this run
+    // Keep the set's certificate when it is what this run would make, against the CA this run
     // signs with: the mounted one, else the set's own (whose key is needed only to renew, so a
     // set made without --keep-ca-key is kept too until it must be renewed).
     let set_ca = existing("ca.crt").and_then(|pem| read::certificates(Path::new("ca.crt"), &pem).ok()).and_then(|c| c.into_iter().next());
@@ -215,27 +272,71 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         None if args.keep_ca_key && existing("ca.key").is_none() => None,
         None => set_ca.map(|c| c.der),
     };
-    if let Some(ca_der) = keep_against
-        && existing("ca.crt").is_some_and(|c| c == inspect::certificate_pem(&ca_der).as_bytes())
-        && match (existing("tls.crt"), existing("tls.key")) {
-            (Some(crt), Some(key)) => leaf_is_current(&args, &crt, &key, &ca_der, &dns, &ips, now),
-            _ => false,
+    let kept = keep_against.and_then(|ca_der| {
+        let ca = existing("ca.crt").filter(|c| *c == inspect::certificate_pem(&ca_der).as_bytes())?;
+        let (chain, key) = (existing("tls.crt")?, existing("tls.key")?);
+        leaf_is_current(&args, &chain, &key, &ca_der, &dns, &ips, now).then(|| Material {
+            chain,
+            key,
+            ca,
+            ca_key: if args.ca_cert.is_none() && args.keep_ca_key { existing("ca.key") } else { None },
+        })
+    });
+    let (material, signer) = match kept {
+        Some(material) => {
+            let stores = stores(&args, password.as_deref(), &material)?;
+            if current.as_ref().is_some_and(|dir| files_as_asked(dir, &args) && stores_as_asked(dir, &args, password.as_deref(), &stores)) {
+                set.ensure_visible().map_err(explain)?;
+                tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
+                return Ok(());
+            }
+            // The same certificate and key, their files (modes, owners, keystores) made anew.
+            (material, "its current certificate, files rewritten")
         }
-        && current.as_ref().is_some_and(|dir| files_as_asked(dir, &args))
-    {
-        set.ensure_visible().map_err(explain)?;
-        tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
-        return Ok(());
+        None => make(&args, mounted, &existing, now, &dns, &ips)?,
+    };
+    let stores = stores(&args, password.as_deref(), &material)?;
+
+    let staged = set.stage(0o755, args.uid, args.gid).map_err(explain)?;
+    let dir = staged.dir();
+    let mut files: Vec<(&str, &[u8], u32)> =
+        vec![("tls.crt", &material.chain, 0o644), ("ca.crt", &material.ca, 0o644), ("tls.key", &material.key, args.mode)];
+    if let Some(ca_key) = &material.ca_key {
+        files.push(("ca.key", ca_key, args.mode));
     }
-    // The CA to sign with: the mounted one, the set's own (with its key) while it has life
-    // left, or a new one.
+    files.extend(stores.iter().map(|(name, bytes, mode)| (*name, bytes.as_slice(), *mode)));
+    for (name, bytes, mode) in files {
+        write(dir, name, bytes, mode, args.uid, args.gid).map_err(explain)?;
+    }
+    staged.commit().map_err(explain)?;
+    tracing::info!(
+        "{}: a certificate for {} ({}), valid {} days, signed by {signer}{}",
+        args.out.display(),
+        args.common_name,
+        dns.iter().cloned().chain(ips.iter().map(IpAddr::to_string)).collect::<Vec<_>>().join(", "),
+        args.days,
+        args.keystore.map(|k| format!(", with {} and {}", k.names().0, k.names().1)).unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Makes a new certificate and key, signed by the mounted CA, the set's CA (with its key,
+/// while it has life left) or a new one; returns the set's files and who signed.
+fn make(
+    args: &Args,
+    mounted: Option<Ca>,
+    existing: &dyn Fn(&str) -> Option<Vec<u8>>,
+    now: OffsetDateTime,
+    dns: &[String],
+    ips: &[IpAddr],
+) -> Result<(Material, &'static str), Error> {
     let ca = match mounted {
         Some(ca) => ca,
         None => match (existing("ca.crt"), existing("ca.key")) {
             (Some(cert), Some(key)) if args.keep_ca_key && reusable_ca(&cert, &key, now, args.renew_below) => {
                 load_ca_bytes(&cert, &key, "the set's ca.crt")?
             }
-            _ => make_ca(&args, now)?,
+            _ => make_ca(args, now)?,
         },
     };
     let ca_pem = inspect::certificate_pem(&ca.der);
@@ -265,7 +366,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     if matches!(args.key_type, KeyType::Rsa2048 | KeyType::Rsa4096) {
         params.key_usages.push(KeyUsagePurpose::KeyEncipherment);
     }
-    params.extended_key_usages = usages(&args).into_iter().map(Usage::purpose).collect();
+    params.extended_key_usages = usages(args).into_iter().map(Usage::purpose).collect();
     // CA:FALSE made explicit, which is also what makes rcgen write the Subject Key Identifier
     // (RFC 5280 4.2.1.2: SHOULD be in end-entity certificates; pkilint flags its absence); the
     // Authority Key Identifier names the CA's key.
@@ -274,37 +375,112 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let issuer =
         Issuer::from_ca_cert_der(&ca.der.as_slice().into(), &ca.key).map_err(|e| Error::usage(format!("the CA certificate: {e}")))?;
     let cert = params.signed_by(&key, &issuer).map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("signing the certificate: {e}")))?;
+    let signer = if args.ca_cert.is_some() {
+        "the mounted CA"
+    } else if ca.made {
+        "a new CA"
+    } else {
+        "the set's CA"
+    };
+    let material = Material {
+        chain: format!("{}{ca_pem}", cert.pem()).into_bytes(),
+        key: key_pem(&key).into_bytes(),
+        ca: ca_pem.into_bytes(),
+        ca_key: (args.ca_cert.is_none() && args.keep_ca_key).then(|| key_pem(&ca.key).into_bytes()),
+    };
+    Ok((material, signer))
+}
 
-    let staged = set.stage(0o755, args.uid, args.gid).map_err(explain)?;
-    let dir = staged.dir();
-    let chain = format!("{}{ca_pem}", cert.pem());
-    let files: Vec<(&str, &[u8], u32)> = [("tls.crt", chain.as_bytes(), 0o644), ("ca.crt", ca_pem.as_bytes(), 0o644)].into_iter().collect();
-    let leaf_key_pem = key_pem(&key);
-    let ca_key_pem = key_pem(&ca.key);
-    let mut files = files;
-    files.push(("tls.key", leaf_key_pem.as_bytes(), args.mode));
-    if args.ca_cert.is_none() && args.keep_ca_key {
-        files.push(("ca.key", ca_key_pem.as_bytes(), args.mode));
-    }
-    for (name, bytes, mode) in files {
-        write(dir, name, bytes, mode, args.uid, args.gid).map_err(explain)?;
-    }
-    staged.commit().map_err(explain)?;
-    tracing::info!(
-        "{}: a certificate for {} ({}), valid {} days, signed by {}",
-        args.out.display(),
-        args.common_name,
-        dns.iter().cloned().chain(ips.iter().map(IpAddr::to_string)).collect::<Vec<_>>().join(", "),
-        args.days,
-        if args.ca_cert.is_some() {
-            "the mounted CA"
-        } else if ca.made {
-            "a new CA"
-        } else {
-            "the set's CA"
+/// The alias of the key entry and of the CA's entry, cert-manager's.
+const KEY_ALIAS: &str = "certificate";
+const CA_ALIAS: &str = "ca";
+
+/// A file of the set: name, bytes, mode.
+type SetFile = (&'static str, Vec<u8>, u32);
+
+/// The Java stores `--keystore` asks for, made from the set's files: `(name, bytes, mode)`.
+/// PKCS#12 is salted, so these bytes are new each time; `stores_as_asked` compares contents.
+fn stores(args: &Args, password: Option<&str>, material: &Material) -> Result<Vec<SetFile>, Error> {
+    let (Some(format), Some(password)) = (args.keystore, password) else { return Ok(Vec::new()) };
+    let failed = |e: String| Error::new(Kind::Failed, anyhow::anyhow!("making {}: {e}", format.names().0));
+    let parts = StoreParts::of(material).map_err(failed)?;
+    let chain: Vec<&[u8]> = parts.chain.iter().map(Vec::as_slice).collect();
+    let (keystore, truststore) = format.names();
+    Ok(match format {
+        Keystore::Pkcs12 => vec![
+            (keystore, crate::p12::key(KEY_ALIAS, &parts.pkcs8, &chain, password).map_err(failed)?, args.mode),
+            (truststore, crate::p12::trusted([(CA_ALIAS, parts.ca.as_slice())], password).map_err(failed)?, 0o644),
+        ],
+        Keystore::Jks => {
+            let key = crate::jks::Entry::Key { alias: KEY_ALIAS, date_ms: parts.date_ms, pkcs8: &parts.pkcs8, chain };
+            let ca = crate::jks::Entry::Trusted { alias: CA_ALIAS, date_ms: parts.date_ms, der: &parts.ca };
+            vec![
+                (keystore, crate::jks::write(&[key], password).map_err(failed)?, args.mode),
+                (truststore, crate::jks::write(&[ca], password).map_err(failed)?, 0o644),
+            ]
         }
-    );
-    Ok(())
+    })
+}
+
+/// What the stores are made of: the key as PKCS#8 DER, the chain and the CA as DER, and the
+/// certificate's start as the entries' date (so JKS bytes depend on the set alone).
+struct StoreParts {
+    pkcs8: Vec<u8>,
+    chain: Vec<Vec<u8>>,
+    ca: Vec<u8>,
+    date_ms: u64,
+}
+
+impl StoreParts {
+    fn of(material: &Material) -> Result<Self, String> {
+        let key = pem::parse(&material.key).map_err(|e| format!("tls.key: {e}"))?;
+        if key.tag() != "PRIVATE KEY" {
+            return Err(format!("tls.key: a {} block, not PKCS#8", key.tag()));
+        }
+        let chain: Vec<Vec<u8>> =
+            read::certificates(Path::new("tls.crt"), &material.chain).map_err(|e| e.to_string())?.into_iter().map(|c| c.der).collect();
+        let ca = read::certificates(Path::new("ca.crt"), &material.ca).map_err(|e| e.to_string())?.into_iter().next().map(|c| c.der);
+        let (Some(leaf), Some(ca)) = (chain.first(), ca) else { return Err("tls.crt or ca.crt holds no certificate".into()) };
+        let start = X509Certificate::from_der(leaf).map_err(|e| format!("tls.crt: {e}"))?.1.validity().not_before.timestamp();
+        Ok(Self { pkcs8: key.into_contents(), date_ms: u64::try_from(start).unwrap_or(0) * 1000, chain, ca })
+    }
+}
+
+/// Whether the set holds exactly the stores asked for (none of another format), with their
+/// modes and owners, each opening with the password and holding this key, chain and CA.
+fn stores_as_asked(dir: &Dir, args: &Args, password: Option<&str>, stores: &[SetFile]) -> bool {
+    let asked = |name: &str| stores.iter().find(|(n, _, _)| *n == name);
+    let password = password.unwrap_or_default();
+    Keystore::ALL_NAMES.iter().all(|name| {
+        let stat = dir.stat(std::ffi::OsStr::new(name));
+        let Some((_, made, mode)) = asked(name) else { return matches!(stat, Ok(None)) };
+        let as_asked = matches!(stat, Ok(Some(st))
+            if st.st_mode & 0o170000 == 0o100000 && st.st_mode & 0o7777 == *mode
+                && args.uid.is_none_or(|u| u == st.st_uid)
+                && args.gid.is_none_or(|g| g == st.st_gid));
+        let Some(held) = as_asked.then(|| dir.read(std::ffi::OsStr::new(name)).ok()).flatten() else { return false };
+        if name.ends_with(".jks") {
+            return held == *made;
+        }
+        // PKCS#12: what the store made now holds, compared with what the file holds.
+        let Ok(made) = p12_keystore::KeyStore::from_pkcs12(made, password) else { return false };
+        match made.private_key_chain() {
+            Some((alias, chain)) => {
+                let certs: Vec<&[u8]> = chain.chain().iter().map(p12_keystore::Certificate::as_der).collect();
+                crate::p12::holds_key(&held, password, alias, chain.key(), &certs)
+            }
+            None => {
+                let ders = made
+                    .entries()
+                    .filter_map(|(_, e)| match e {
+                        p12_keystore::KeyStoreEntry::Certificate(c) => Some(c.as_der()),
+                        _ => None,
+                    })
+                    .collect();
+                crate::p12::holds_trusted(&held, password, &ders)
+            }
+        }
+    })
 }
 
 /// The DNS names and IPs the certificate is for: the flags, or the common name alone.

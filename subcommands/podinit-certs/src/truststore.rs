@@ -113,7 +113,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let ders: BTreeSet<&[u8]> = certs.iter().map(|c| c.der.as_slice()).collect();
     let bytes = match format {
         Format::Pem => certs.iter().map(|c| inspect::certificate_pem(&c.der)).collect::<String>().into_bytes(),
-        Format::Jks => crate::jks::write(&entries, &password).map_err(|e| Error::usage(format!("--out {}: {e}", args.out.display())))?,
+        Format::Jks => {
+            let entries: Vec<_> =
+                entries.iter().map(|(alias, date_ms, der)| crate::jks::Entry::Trusted { alias, date_ms: *date_ms, der }).collect();
+            crate::jks::write(&entries, &password).map_err(|e| Error::usage(format!("--out {}: {e}", args.out.display())))?
+        }
         Format::Pkcs12 => {
             // PKCS#12 is salted: the same certificates give other bytes. Current when the file
             // opens with the password and holds exactly these certificates, with our mode.
@@ -121,13 +125,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
                 tracing::info!("{}: already holds these {} certificates: kept", args.out.display(), certs.len());
                 return Ok(());
             }
-            let mut store = p12_keystore::KeyStore::new();
-            for (alias, _, der) in &entries {
-                let cert = p12_keystore::Certificate::from_der(der)
-                    .map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("certificate {alias}: {e}")))?;
-                store.add_entry(alias, p12_keystore::KeyStoreEntry::Certificate(cert));
-            }
-            store.writer(&password).write().map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("writing PKCS#12: {e}")))?
+            crate::p12::trusted(entries.iter().map(|(alias, _, der)| (alias.as_str(), der.as_slice())), &password)
+                .map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!(e)))?
         }
     };
     // A missing directory is made, as `certs --out` makes its own (its mode: 0755, less the umask).
@@ -209,15 +208,5 @@ fn pkcs12_holds(out: &Path, password: &str, ders: &BTreeSet<&[u8]>, options: Fil
         return false;
     }
     let Ok(bytes) = podinit_core::fs::read_capped(out, podinit_core::fs::STATE_FILE_MAX) else { return false };
-    let Ok(store) = p12_keystore::KeyStore::from_pkcs12(&bytes, password) else { return false };
-    let mut held = BTreeSet::new();
-    for (_, entry) in store.entries() {
-        match entry {
-            p12_keystore::KeyStoreEntry::Certificate(cert) => {
-                held.insert(cert.as_der().to_vec());
-            }
-            _ => return false,
-        }
-    }
-    held.len() == ders.len() && held.iter().all(|d| ders.contains(d.as_slice()))
+    crate::p12::holds_trusted(&bytes, password, ders)
 }
