@@ -44,6 +44,7 @@ const CASES: &[&str] = &[
     "{{and .T .N .Name}} {{or .Empty .Zero .Name}} {{not .T}} {{and .Empty .N}} {{or .Zero}}",
     "{{html \"<a href='x'>&\\\"</a>\"}}",
     "{{js \"it's \\\"q\\\" <b> & =\"}}",
+    "{{js \"a\\nb\\tc\\x01\\x7f \\u00a0\\u200b\\u2028\\ufeff\\ue000 é😀 \\u00ad\\u0600\"}}",
     "{{urlquery \"a b&c=d/é\"}}",
     "{{- /* comment */ -}} x {{- 1 -}} y",
     "a {{- \"  b  \" -}} c\n {{- 2}}",

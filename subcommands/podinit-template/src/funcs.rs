@@ -722,16 +722,53 @@ fn js_escape(s: &str) -> String {
             '>' => out.push_str("\\u003E"),
             '&' => out.push_str("\\u0026"),
             '=' => out.push_str("\\u003D"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
+            // Go writes every other control character as \u00XX (a newline too), and the
+            // non-ASCII characters unicode.IsPrint refuses as \uXXXX.
+            c if (c as u32) < 0x20 || (!c.is_ascii() && !go_printable(c)) => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
             c => out.push(c),
         }
     }
     out
+}
+
+/// Go's `unicode.IsPrint` for non-ASCII characters: not a space other than U+0020 (Zs, Zl,
+/// Zp), a control or format character (Cc, Cf), private use (Co) or a noncharacter. Other
+/// code points a Unicode version leaves unassigned pass (Go's answer for those changes with
+/// its Unicode tables: U+FDFF is escaped by Go 1.19, not by Go 1.21).
+fn go_printable(c: char) -> bool {
+    const NOT_PRINT: &[(u32, u32)] = &[
+        (0x80, 0x9F),
+        (0xA0, 0xA0),
+        (0xAD, 0xAD),
+        (0x600, 0x605),
+        (0x61C, 0x61C),
+        (0x6DD, 0x6DD),
+        (0x70F, 0x70F),
+        (0x8E2, 0x8E2),
+        (0x1680, 0x1680),
+        (0x180E, 0x180E),
+        (0x2000, 0x200F),
+        (0x2028, 0x202F),
+        (0x205F, 0x2064),
+        (0x2066, 0x206F),
+        (0x3000, 0x3000),
+        (0xE000, 0xF8FF),
+        (0xFDD0, 0xFDEF),
+        (0xFEFF, 0xFEFF),
+        (0xFFF9, 0xFFFB),
+        (0x110BD, 0x110BD),
+        (0x110CD, 0x110CD),
+        (0x13430, 0x13438),
+        (0x1BCA0, 0x1BCA3),
+        (0x1D173, 0x1D17A),
+        (0xE0001, 0xE0001),
+        (0xE0020, 0xE007F),
+        (0xF0000, 0x10FFFF),
+    ];
+    let c = c as u32;
+    c & 0xFFFE != 0xFFFE && !NOT_PRINT.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
 }
 
 /// Go's `url.QueryEscape`.

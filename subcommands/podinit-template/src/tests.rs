@@ -421,7 +421,10 @@ fn null_comparisons_and_operands_as_go_has_them() {
         let err = render_with(source, &dot).unwrap_err();
         assert!(err.contains(with), "{source}: {err}");
     };
-    ok("{{print nil .Null}}|{{printf \"%v %d\" .Null .Null}}|{{.List}}|{{.Null}}|{{html .Null}}", "<nil> <nil>|<nil> %!d(<nil>)|[1 <nil>]||&lt;no value&gt;");
+    ok(
+        "{{print nil .Null}}|{{printf \"%v %d\" .Null .Null}}|{{.List}}|{{.Null}}|{{html .Null}}",
+        "<nil> <nil>|<nil> %!d(<nil>)|[1 <nil>]||&lt;no value&gt;",
+    );
     ok("{{printf \"%T %T %T %T %T %T\" 1 1.5 \"s\" true .List .Map}}", "int float64 string bool []interface {} map[string]interface {}");
     ok("{{eq .Null nil}} {{eq .Null 1}} {{eq .Map nil}} {{ne 1 2}}", "true false false true");
     ok("{{print 0x1.ep+2 -0X_1p-1}}", "7.5 -0.5");
