@@ -425,6 +425,8 @@ fn archives_are_extracted_as_a_set_and_escaping_zip_entries_refused() {
     zip(&www.path().join("abs.zip"), &[("/tmp/podinit-abs-escape.txt", "x")]);
     let xz = "import sys, tarfile, io\nt = tarfile.open(sys.argv[1], 'w:xz')\ni = tarfile.TarInfo('bin/tool')\ni.size = 2\nt.addfile(i, io.BytesIO(b'xz'))\nt.close()\n";
     assert!(Command::new("python3").args(["-c", xz]).arg(www.path().join("tool.tar.xz")).status().unwrap().success());
+    let bz2 = xz.replace("w:xz", "w:bz2").replace("b'xz'", "b'bz'");
+    assert!(Command::new("python3").args(["-c", &bz2]).arg(www.path().join("tool.tar.bz2")).status().unwrap().success());
     let server = serve(www.path(), &[]);
     let out = tempfile::tempdir().unwrap();
 
@@ -444,6 +446,8 @@ fn archives_are_extracted_as_a_set_and_escaping_zip_entries_refused() {
     let tool = out.path().join("tool");
     http_get(&[&url(&server, "/tool.tar.xz"), tool.to_str().unwrap(), "--extract"]).code(0);
     assert_eq!(read(tool.join("bin/tool")), b"xz");
+    http_get(&[&url(&server, "/tool.tar.bz2"), tool.to_str().unwrap(), "--extract"]).code(0);
+    assert_eq!(read(tool.join("bin/tool")), b"bz");
 
     let up = out.path().join("up");
     http_get(&[&url(&server, "/up.zip"), up.to_str().unwrap(), "--extract"]).code(1).stderr_has("refused");
@@ -455,7 +459,8 @@ fn archives_are_extracted_as_a_set_and_escaping_zip_entries_refused() {
 
 #[test]
 fn decompress_a_single_file_verified_by_its_compressed_checksum() {
-    // A dashboard as Grafana charts fetch it, compressed three ways by the real tools.
+    // A dashboard as Grafana charts fetch it, compressed by the real tools (bzip2 by Python's
+    // bz2 module, libbzip2).
     let www = tempfile::tempdir().unwrap();
     let dashboard: Vec<u8> =
         format!("{{\"title\": \"home\", \"panels\": [{}]}}\n", "{\"type\": \"graph\"},".repeat(20_000).trim_end_matches(',')).into_bytes();
@@ -463,7 +468,9 @@ fn decompress_a_single_file_verified_by_its_compressed_checksum() {
     for (tool, args) in [("gzip", &["-k", "-9"][..]), ("xz", &["-k"][..]), ("zstd", &["-q", "-k"][..])] {
         crate::support::cmd::tool(tool, &[args, &[www.path().join("home.json").to_str().unwrap()]].concat()).code(0);
     }
-    std::fs::write(www.path().join("home.json.bz2"), b"BZh9").unwrap();
+    let bz2 = "import bz2, sys\nopen(sys.argv[1] + '.bz2', 'wb').write(bz2.compress(open(sys.argv[1], 'rb').read()))";
+    assert!(Command::new("python3").args(["-c", bz2]).arg(www.path().join("home.json")).status().unwrap().success());
+    std::fs::write(www.path().join("broken.json.bz2"), b"BZh91AY&SYnot really bzip2").unwrap();
     // 256 MiB of zeros: a bomb of a few hundred KiB.
     let bomb = Command::new("sh")
         .arg("-c")
@@ -474,7 +481,7 @@ fn decompress_a_single_file_verified_by_its_compressed_checksum() {
     let server = PlainServer::start(www.path());
     let out = tempfile::tempdir().unwrap();
     let dest = format!("{}/", out.path().display());
-    for ext in ["gz", "xz", "zst"] {
+    for ext in ["gz", "xz", "zst", "bz2"] {
         let compressed = std::fs::read(www.path().join(format!("home.json.{ext}"))).unwrap();
         let u = format!("http://127.0.0.1:{}/home.json.{ext}", server.port);
         http_get(&[&u, &dest, "--decompress", "--sha256", &sha256(&compressed)]).code(0).stderr_has("verified: SHA-256");
@@ -494,8 +501,11 @@ fn decompress_a_single_file_verified_by_its_compressed_checksum() {
     http_get(&[&u, &dest, "--decompress", "--extract-max-size", "16MiB"]).code(1).stderr_has("decompresses to more than 16777216 bytes");
     assert!(!out.path().join("bomb.json").exists());
     assert_eq!(names(out.path()), [".home.json.podinit-http"], "no temp or compressed file left");
-    let u = format!("http://127.0.0.1:{}/home.json.bz2", server.port);
-    http_get(&[&u, &dest, "--decompress"]).code(2).stderr_has("bzip2 is not built into podinit");
+    // A corrupt file: an error, nothing at DEST.
+    let u = format!("http://127.0.0.1:{}/broken.json.bz2", server.port);
+    http_get(&[&u, &dest, "--decompress"]).code(1).stderr_has("decompressing");
+    assert!(!out.path().join("broken.json").exists());
+    assert_eq!(names(out.path()), [".home.json.podinit-http"], "no temp or compressed file left");
 }
 
 /// A forward proxy (support/proxy.py) on a free port, with the requests it saw.

@@ -89,11 +89,11 @@ pub struct Args {
     #[arg(long, env = "PODINIT_HTTP_GET_CHECKSUM_URL", value_name = "URL", group = "digest")]
     pub checksum_url: Option<String>,
 
-    /// Unpack a .tar, .tar.gz, .tar.zst, .tar.xz or .zip file into DEST (a directory).
+    /// Unpack a .tar, .tar.gz, .tar.zst, .tar.xz, .tar.bz2 or .zip file into DEST (a directory).
     #[arg(long, env = "PODINIT_HTTP_GET_EXTRACT", value_parser = BoolishValueParser::new())]
     pub extract: bool,
 
-    /// Decompress a single .gz, .zst or .xz file into DEST (`DIR/` gets the name without the
+    /// Decompress a single .gz, .zst, .xz or .bz2 file into DEST (`DIR/` gets the name without the
     /// extension); the checksum is the compressed file's, as published. Within --extract-max-size.
     #[arg(long, env = "PODINIT_HTTP_GET_DECOMPRESS", value_parser = BoolishValueParser::new(), conflicts_with = "extract")]
     pub decompress: bool,

@@ -13,7 +13,7 @@ use crate::unpack::{Limits, Stop, Unpacker};
 /// The format of an archive to extract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// From the name: .tar, .tar.gz/.tgz, .tar.zst/.tzst, .tar.xz/.txz, .zip.
+    /// From the name: .tar, .tar.gz/.tgz, .tar.zst/.tzst, .tar.xz/.txz, .tar.bz2/.tbz2, .zip.
     Auto,
     Tar,
     #[value(name = "tar.gz")]
@@ -22,6 +22,8 @@ pub enum Format {
     TarZst,
     #[value(name = "tar.xz")]
     TarXz,
+    #[value(name = "tar.bz2")]
+    TarBz2,
     Zip,
 }
 
@@ -41,10 +43,14 @@ impl Format {
             Ok(Self::TarZst)
         } else if ends(&[".tar.xz", ".txz"]) {
             Ok(Self::TarXz)
+        } else if ends(&[".tar.bz2", ".tbz2", ".tbz"]) {
+            Ok(Self::TarBz2)
         } else if ends(&[".zip"]) {
             Ok(Self::Zip)
         } else {
-            Err(format!("cannot tell the archive format of '{name}' from its name; give --format tar, tar.gz, tar.zst, tar.xz or zip"))
+            Err(format!(
+                "cannot tell the archive format of '{name}' from its name; give --format tar, tar.gz, tar.zst, tar.xz, tar.bz2 or zip"
+            ))
         }
     }
 }
@@ -56,6 +62,7 @@ pub fn tar_decoder<'a>(format: Format, reader: impl Read + 'a) -> anyhow::Result
         Format::TarGz => Codec::Gzip,
         Format::TarZst => Codec::Zstd,
         Format::TarXz => Codec::Xz,
+        Format::TarBz2 => Codec::Bzip2,
     };
     codec.decoder(reader)
 }
@@ -66,29 +73,29 @@ pub enum Codec {
     Gzip,
     Zstd,
     Xz,
+    Bzip2,
 }
 
 impl Codec {
     /// The codec of `name` and the name without its extension (`dash.json.gz` → `dash.json`).
     pub fn of(name: &str) -> Result<(Self, &str), String> {
         let lower = name.to_ascii_lowercase();
-        for (ext, codec) in [(".gz", Self::Gzip), (".zst", Self::Zstd), (".zstd", Self::Zstd), (".xz", Self::Xz)] {
+        for (ext, codec) in [(".gz", Self::Gzip), (".zst", Self::Zstd), (".zstd", Self::Zstd), (".xz", Self::Xz), (".bz2", Self::Bzip2)] {
             if lower.ends_with(ext) && name.len() > ext.len() {
                 return Ok((codec, &name[..name.len() - ext.len()]));
             }
         }
-        if lower.ends_with(".bz2") {
-            return Err(format!("'{name}': bzip2 is not built into podinit; fetch a .gz, .zst or .xz version of the file"));
-        }
-        Err(format!("--decompress: cannot tell the compression of '{name}' from its name (.gz, .zst or .xz)"))
+        Err(format!("--decompress: cannot tell the compression of '{name}' from its name (.gz, .zst, .xz or .bz2)"))
     }
 
-    /// `reader` decompressed (gzip and xz: every member/stream, as their tools read them).
+    /// `reader` decompressed (gzip, xz and bzip2: every member/stream, as their tools read
+    /// them; bzip2 by libbz2-rs-sys, a Rust port of libbzip2).
     fn decoder<'a>(self, reader: impl Read + 'a) -> anyhow::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Self::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
             Self::Zstd => Box::new(zstd::stream::read::Decoder::new(reader).context("starting the zstd decoder")?),
             Self::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
+            Self::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(reader)),
         })
     }
 }
@@ -141,6 +148,8 @@ mod tests {
         assert_eq!(Format::Auto.resolve("x.tar.xz"), Ok(Format::TarXz));
         assert_eq!(Format::Auto.resolve("model.zip"), Ok(Format::Zip));
         assert_eq!(Format::Auto.resolve("x.tar.zst"), Ok(Format::TarZst));
+        assert_eq!(Format::Auto.resolve("x.tar.bz2"), Ok(Format::TarBz2));
+        assert_eq!(Format::Auto.resolve("x.TBZ2"), Ok(Format::TarBz2));
         assert_eq!(Format::Zip.resolve("x.bin"), Ok(Format::Zip));
         assert!(Format::Auto.resolve("x.bin").is_err());
     }
