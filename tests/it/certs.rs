@@ -151,6 +151,10 @@ fn a_mounted_ca_signs_and_bad_ca_input_is_refused() {
     let first = version(&out);
     podinit(&args).code(0).stderr_has("kept");
     assert_eq!(version(&out), first);
+    // --keep-ca-key means nothing with a mounted CA (its key never enters the set): the set
+    // is still kept, not rewritten on every start.
+    podinit(&[&args[..], &["--keep-ca-key"]].concat()).code(0).stderr_has("kept");
+    assert_eq!(version(&out), first);
     // A key that is not the CA's: refused before anything is written.
     let other = tmp.path().join("other.key");
     tool("openssl", &["genpkey", "-algorithm", "ed25519", "-out", s(&other)]).code(0);
@@ -174,8 +178,11 @@ fn a_tls_server_with_the_generated_material_is_reached_by_wait_for() {
     // ...and a changed --mode makes a new set, so the app can read its key.
     let mut readable = args.to_vec();
     readable.extend(["--mode", "0640"]);
-    podinit(&readable).code(0);
+    let crt = std::fs::read(out.join("tls.crt")).unwrap();
+    podinit(&readable).code(0).stderr_has("written again");
     assert_eq!(std::fs::metadata(out.join("tls.key")).unwrap().mode() & 0o7777, 0o640);
+    assert_ne!(version(&out), first, "a new mode needs a new set");
+    assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), crt, "a new mode made a new certificate");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -314,29 +321,50 @@ fn truststores_are_read_by_keytool_and_openssl_and_kept_when_current() {
     assert!(bundle.contains("BEGIN CERTIFICATE") && !bundle.contains("PRIVATE KEY"), "{bundle}");
 }
 
+/// A Java server (support/KeystoreServer.java), killed when dropped (also when an assertion
+/// fails while it runs).
+struct JavaServer {
+    child: std::process::Child,
+    /// What it printed about the stores.
+    printed: String,
+    port: u16,
+}
+
+impl Drop for JavaServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts support/KeystoreServer.java (Java's own KeyStore, KeyManagerFactory and TLS server)
-/// on the set's stores; returns the server, what it printed about them, and its port.
-fn java_server(kind: &str, out: &Path, keystore: &str, truststore: &str, password: &Path) -> (std::process::Child, String, u16) {
+/// on the set's stores.
+fn java_server(kind: &str, out: &Path, keystore: &str, truststore: &str, password: &Path) -> JavaServer {
     use std::io::BufRead as _;
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/KeystoreServer.java");
-    let mut server = Command::new("java")
+    let child = Command::new("java")
         .arg(source)
         .args([kind, s(&out.join(keystore)), s(&out.join(truststore)), s(password)])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("java (OpenJDK, on machines of this kind): {e}"));
-    let mut printed = String::new();
-    let mut lines = std::io::BufReader::new(server.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
+    let mut server = JavaServer { child, printed: String::new(), port: 0 };
+    let stdout = server.child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(stdout).lines() {
         let line = line.unwrap();
-        printed.push_str(&line);
-        printed.push('\n');
+        server.printed.push_str(&line);
+        server.printed.push('\n');
         if let Some(port) = line.strip_prefix("port ") {
-            return (server, printed, port.parse().unwrap());
+            server.port = port.parse().unwrap();
+            return server;
         }
     }
-    let status = server.wait().unwrap();
-    panic!("the Java server did not start ({status}):\n{printed}");
+    panic!("the Java server did not start:\n{}", server.printed);
+}
+
+/// Whether `name` is in the set (not through a link: `..data/NAME`'s link counts as there).
+fn in_set(out: &Path, name: &str) -> bool {
+    std::fs::symlink_metadata(out.join("..data").join(name)).is_ok()
 }
 
 #[test]
@@ -346,16 +374,21 @@ fn java_loads_the_keystores_and_serves_tls_with_them_and_reruns_keep_them() {
     let password = tmp.path().join("password");
     std::fs::write(&password, "s3cret-store\n").unwrap();
     let common = ["certs", "--out", s(&out), "--common-name", "localhost", "--dns", "localhost", "--keystore-password-file", s(&password)];
-    for (format, key_type, kind, keystore, truststore, algorithm) in [
-        ("pkcs12", "ec-p256", "PKCS12", "keystore.p12", "truststore.p12", "EC"),
-        ("jks", "rsa-2048", "JKS", "keystore.jks", "truststore.jks", "RSA"),
-    ] {
-        let args = [&common[..], &["--keystore", format, "--key-type", key_type]].concat();
+    let store = |format: &'static str, key_type: &'static str| [&common[..], &["--keystore", format, "--key-type", key_type]].concat();
+    for (format, key_type, algorithm) in
+        [("pkcs12", "ec-p256", "EC"), ("jks", "rsa-2048", "RSA"), ("pkcs12", "rsa-2048", "RSA"), ("jks", "ec-p256", "EC")]
+    {
+        let (kind, keystore, truststore) =
+            if format == "jks" { ("JKS", "keystore.jks", "truststore.jks") } else { ("PKCS12", "keystore.p12", "truststore.p12") };
+        let args = store(format, key_type);
         podinit(&args).code(0).stderr_has(&format!("with {keystore} and {truststore}"));
         let mode = |name: &str| std::fs::metadata(out.join(name)).unwrap().mode() & 0o7777;
         assert_eq!((mode(keystore), mode(truststore)), (0o600, 0o644), "the keystore holds the key");
-        let other = if format == "jks" { "keystore.p12" } else { "keystore.jks" };
-        assert!(!out.join(other).exists(), "{other} of another format is left in the set");
+        for other in
+            ["keystore.p12", "truststore.p12", "keystore.jks", "truststore.jks"].into_iter().filter(|n| ![keystore, truststore].contains(n))
+        {
+            assert!(!in_set(&out, other), "{other} of another format is left in the set");
+        }
 
         // keytool (the JDK's) sees the key entry with its chain and the CA's trusted entry.
         let listed =
@@ -370,16 +403,15 @@ fn java_loads_the_keystores_and_serves_tls_with_them_and_reruns_keep_them() {
         assert!(text.contains("ca,") && text.contains("trustedCertEntry"), "{text}");
 
         // A Java TLS server loads them; podinit's wait-for and curl reach it with ca.crt.
-        let (mut server, printed, port) = java_server(kind, &out, keystore, truststore, &password);
+        let server = java_server(kind, &out, keystore, truststore, &password);
+        let printed = &server.printed;
         assert!(printed.contains(&format!("keystore certificate key=true chain=2 algorithm={algorithm}")), "{printed}");
         assert!(printed.contains("truststore ca trusted=true") && printed.contains("self-check TLSv1.3 CN=localhost"), "{printed}");
-        let url = format!("https://localhost:{port}/");
-        let reached = podinit(&["wait-for", "--timeout", "20s", "--ca-file", s(&out.join("ca.crt")), &url]);
+        let url = format!("https://localhost:{}/", server.port);
+        podinit(&["wait-for", "--timeout", "20s", "--ca-file", s(&out.join("ca.crt")), &url]).code(0);
         let body = Command::new("curl").args(["-sS", "--cacert", s(&out.join("ca.crt")), &url]).output().unwrap();
-        let _ = server.kill();
-        let _ = server.wait();
-        reached.code(0);
         assert_eq!(String::from_utf8_lossy(&body.stdout), "from java ok", "{}", String::from_utf8_lossy(&body.stderr));
+        drop(server);
 
         // A rerun keeps the set, stores included (PKCS#12 is salted: compared by content).
         let first = version(&out);
@@ -387,17 +419,36 @@ fn java_loads_the_keystores_and_serves_tls_with_them_and_reruns_keep_them() {
         assert_eq!(version(&out), first, "a rerun with the same {format} keystore made a new set");
     }
 
-    // A new password: the same certificate and key, the stores made anew (the old password no
-    // longer opens them).
+    // Another format, another password: the same certificate and key, the stores made anew.
     let crt = std::fs::read(out.join("tls.crt")).unwrap();
-    std::fs::write(&password, "another-one").unwrap();
-    let args = [&common[..], &["--keystore", "jks", "--key-type", "rsa-2048"]].concat();
-    podinit(&args).code(0).stderr_has("its current certificate, files rewritten");
-    assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), crt, "a new password made a new certificate");
-    tool("keytool", &["-list", "-storetype", "JKS", "-keystore", s(&out.join("keystore.jks")), "-storepass", "another-one"]).code(0);
+    for (format, pass) in [("pkcs12", "another-one"), ("jks", "another-one"), ("jks", "a-third")] {
+        std::fs::write(&password, pass).unwrap();
+        podinit(&store(format, "ec-p256")).code(0).stderr_has("written again");
+        assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), crt, "a new {format} store made a new certificate");
+        let (kind, keystore) = if format == "jks" { ("JKS", "keystore.jks") } else { ("PKCS12", "keystore.p12") };
+        tool("keytool", &["-list", "-storetype", kind, "-keystore", s(&out.join(keystore)), "-storepass", pass]).code(0);
+    }
+
+    // A keystore planted in the set with the right password and another key is not kept.
+    let other = tmp.path().join("other");
+    podinit(
+        &[
+            &["certs", "--out", s(&other), "--common-name", "localhost", "--keystore-password-file", s(&password)][..],
+            &["--keystore", "jks"],
+        ]
+        .concat(),
+    )
+    .code(0);
+    let planted = out.join("..data").join("keystore.jks");
+    std::fs::write(&planted, std::fs::read(other.join("keystore.jks")).unwrap()).unwrap();
+    let before = version(&out);
+    podinit(&store("jks", "ec-p256")).code(0).stderr_has("written again");
+    assert_ne!(version(&out), before);
+    assert_ne!(std::fs::read(out.join("keystore.jks")).unwrap(), std::fs::read(other.join("keystore.jks")).unwrap());
+
     // Without --keystore the stores leave the set; the certificate stays.
-    podinit(&common[..7].iter().chain(&["--key-type", "rsa-2048"]).copied().collect::<Vec<_>>()).code(0);
-    assert!(!out.join("keystore.jks").exists() && !out.join("truststore.jks").exists());
+    podinit(&common[..7].iter().chain(&["--key-type", "ec-p256"]).copied().collect::<Vec<_>>()).code(0);
+    assert!(!in_set(&out, "keystore.jks") && !in_set(&out, "truststore.jks"));
     assert_eq!(std::fs::read(out.join("tls.crt")).unwrap(), crt);
 
     // Bad input: no password file, an empty one; nothing changes.

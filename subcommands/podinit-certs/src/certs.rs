@@ -16,6 +16,8 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer as _, X509Certificate};
 
+use crate::keystore;
+pub use crate::keystore::Keystore;
 use crate::read;
 
 /// Make a serving certificate (and its CA) as a kubernetes.io/tls Secret's files, only when
@@ -94,7 +96,8 @@ pub struct Args {
     #[arg(long, env = "PODINIT_CERTS_KEEP_CA_KEY")]
     pub keep_ca_key: bool,
 
-    /// Mode of the private keys (tls.key, ca.key); certificates get 0644.
+    /// Mode of the private keys (tls.key, ca.key) and of the keystore; certificates and the
+    /// truststore get 0644.
     #[arg(long, env = "PODINIT_CERTS_MODE", value_name = "OCTAL", default_value = "0600", value_parser = podinit_core::args::parse_mode)]
     pub mode: u32,
 
@@ -131,28 +134,6 @@ fn usages(args: &Args) -> Vec<Usage> {
     usages.sort();
     usages.dedup();
     usages
-}
-
-/// Java store formats of `--keystore`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Keystore {
-    /// PKCS#12 (Java 9+'s default, OpenSSL): keystore.p12 and truststore.p12.
-    Pkcs12,
-    /// Java KeyStore (Java 8): keystore.jks and truststore.jks.
-    Jks,
-}
-
-impl Keystore {
-    /// Every name a store of either format has in the set.
-    const ALL_NAMES: [&'static str; 4] = ["keystore.p12", "truststore.p12", "keystore.jks", "truststore.jks"];
-
-    /// The keystore's and the truststore's names.
-    fn names(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Pkcs12 => ("keystore.p12", "truststore.p12"),
-            Self::Jks => ("keystore.jks", "truststore.jks"),
-        }
-    }
 }
 
 /// Key types.
@@ -282,20 +263,32 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             ca_key: if args.ca_cert.is_none() && args.keep_ca_key { existing("ca.key") } else { None },
         })
     });
-    let (material, signer) = match kept {
+    // A key that cannot go into the asked keystore (not PKCS#8) is renewed, not kept.
+    let parts = |m: &Material| keystore_parts(&args, m);
+    let kept = kept.filter(|m| parts(m).is_ok());
+    let request = Request { args: &args, now, dns: &dns, ips: &ips };
+    let (material, made) = match kept {
         Some(material) => {
-            let stores = stores(&args, password.as_deref(), &material)?;
-            if current.as_ref().is_some_and(|dir| files_as_asked(dir, &args) && stores_as_asked(dir, &args, password.as_deref(), &stores)) {
+            let stored = parts(&material)?;
+            let asked = args.keystore.zip(password.as_deref()).zip(stored.as_ref()).map(|((f, p), parts)| (f, p, parts));
+            if current.as_ref().is_some_and(|dir| {
+                files_as_asked(dir, &args) && keystore::held(dir, asked, args.mode, |name, mode| file_as_asked(dir, &args, name, mode))
+            }) {
                 set.ensure_visible().map_err(explain)?;
                 tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
                 return Ok(());
             }
-            // The same certificate and key, their files (modes, owners, keystores) made anew.
-            (material, "its current certificate, files rewritten")
+            (material, None)
         }
-        None => make(&args, mounted, &existing, now, &dns, &ips)?,
+        None => {
+            let (material, signer) = make(&request, mounted, &existing)?;
+            (material, Some(signer))
+        }
     };
-    let stores = stores(&args, password.as_deref(), &material)?;
+    let stores = match (args.keystore, password.as_deref(), parts(&material)?) {
+        (Some(format), Some(password), Some(parts)) => keystore::files(format, password, &parts, args.mode)?,
+        _ => Vec::new(),
+    };
 
     let staged = set.stage(0o755, args.uid, args.gid).map_err(explain)?;
     let dir = staged.dir();
@@ -309,27 +302,46 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         write(dir, name, bytes, mode, args.uid, args.gid).map_err(explain)?;
     }
     staged.commit().map_err(explain)?;
-    tracing::info!(
-        "{}: a certificate for {} ({}), valid {} days, signed by {signer}{}",
-        args.out.display(),
-        args.common_name,
-        dns.iter().cloned().chain(ips.iter().map(IpAddr::to_string)).collect::<Vec<_>>().join(", "),
-        args.days,
-        args.keystore.map(|k| format!(", with {} and {}", k.names().0, k.names().1)).unwrap_or_default()
-    );
+    let stores = args.keystore.map(|k| format!(", with {} and {}", k.names().0, k.names().1)).unwrap_or_default();
+    match made {
+        Some(signer) => tracing::info!(
+            "{}: a certificate for {} ({}), valid {} days, signed by {signer}{stores}",
+            args.out.display(),
+            args.common_name,
+            dns.iter().cloned().chain(ips.iter().map(IpAddr::to_string)).collect::<Vec<_>>().join(", "),
+            args.days,
+        ),
+        None => tracing::info!(
+            "{}: the certificate for {} is current; its files were written again for their mode, owner or stores{stores}",
+            args.out.display(),
+            args.common_name
+        ),
+    }
     Ok(())
+}
+
+/// What a new certificate is made for.
+struct Request<'a> {
+    args: &'a Args,
+    now: OffsetDateTime,
+    dns: &'a [String],
+    ips: &'a [IpAddr],
+}
+
+/// What `--keystore` stores are made of, when it is given.
+fn keystore_parts(args: &Args, material: &Material) -> Result<Option<keystore::Parts>, Error> {
+    args.keystore
+        .map(|format| {
+            keystore::Parts::of(&material.chain, &material.key, &material.ca)
+                .map_err(|e| Error::new(Kind::Failed, anyhow::anyhow!("making {}: {e}", format.names().0)))
+        })
+        .transpose()
 }
 
 /// Makes a new certificate and key, signed by the mounted CA, the set's CA (with its key,
 /// while it has life left) or a new one; returns the set's files and who signed.
-fn make(
-    args: &Args,
-    mounted: Option<Ca>,
-    existing: &dyn Fn(&str) -> Option<Vec<u8>>,
-    now: OffsetDateTime,
-    dns: &[String],
-    ips: &[IpAddr],
-) -> Result<(Material, &'static str), Error> {
+fn make(request: &Request<'_>, mounted: Option<Ca>, existing: &dyn Fn(&str) -> Option<Vec<u8>>) -> Result<(Material, &'static str), Error> {
+    let Request { args, now, dns, ips } = *request;
     let ca = match mounted {
         Some(ca) => ca,
         None => match (existing("ca.crt"), existing("ca.key")) {
@@ -389,98 +401,6 @@ fn make(
         ca_key: (args.ca_cert.is_none() && args.keep_ca_key).then(|| key_pem(&ca.key).into_bytes()),
     };
     Ok((material, signer))
-}
-
-/// The alias of the key entry and of the CA's entry, cert-manager's.
-const KEY_ALIAS: &str = "certificate";
-const CA_ALIAS: &str = "ca";
-
-/// A file of the set: name, bytes, mode.
-type SetFile = (&'static str, Vec<u8>, u32);
-
-/// The Java stores `--keystore` asks for, made from the set's files: `(name, bytes, mode)`.
-/// PKCS#12 is salted, so these bytes are new each time; `stores_as_asked` compares contents.
-fn stores(args: &Args, password: Option<&str>, material: &Material) -> Result<Vec<SetFile>, Error> {
-    let (Some(format), Some(password)) = (args.keystore, password) else { return Ok(Vec::new()) };
-    let failed = |e: String| Error::new(Kind::Failed, anyhow::anyhow!("making {}: {e}", format.names().0));
-    let parts = StoreParts::of(material).map_err(failed)?;
-    let chain: Vec<&[u8]> = parts.chain.iter().map(Vec::as_slice).collect();
-    let (keystore, truststore) = format.names();
-    Ok(match format {
-        Keystore::Pkcs12 => vec![
-            (keystore, crate::p12::key(KEY_ALIAS, &parts.pkcs8, &chain, password).map_err(failed)?, args.mode),
-            (truststore, crate::p12::trusted([(CA_ALIAS, parts.ca.as_slice())], password).map_err(failed)?, 0o644),
-        ],
-        Keystore::Jks => {
-            let key = crate::jks::Entry::Key { alias: KEY_ALIAS, date_ms: parts.date_ms, pkcs8: &parts.pkcs8, chain };
-            let ca = crate::jks::Entry::Trusted { alias: CA_ALIAS, date_ms: parts.date_ms, der: &parts.ca };
-            vec![
-                (keystore, crate::jks::write(&[key], password).map_err(failed)?, args.mode),
-                (truststore, crate::jks::write(&[ca], password).map_err(failed)?, 0o644),
-            ]
-        }
-    })
-}
-
-/// What the stores are made of: the key as PKCS#8 DER, the chain and the CA as DER, and the
-/// certificate's start as the entries' date (so JKS bytes depend on the set alone).
-struct StoreParts {
-    pkcs8: Vec<u8>,
-    chain: Vec<Vec<u8>>,
-    ca: Vec<u8>,
-    date_ms: u64,
-}
-
-impl StoreParts {
-    fn of(material: &Material) -> Result<Self, String> {
-        let key = pem::parse(&material.key).map_err(|e| format!("tls.key: {e}"))?;
-        if key.tag() != "PRIVATE KEY" {
-            return Err(format!("tls.key: a {} block, not PKCS#8", key.tag()));
-        }
-        let chain: Vec<Vec<u8>> =
-            read::certificates(Path::new("tls.crt"), &material.chain).map_err(|e| e.to_string())?.into_iter().map(|c| c.der).collect();
-        let ca = read::certificates(Path::new("ca.crt"), &material.ca).map_err(|e| e.to_string())?.into_iter().next().map(|c| c.der);
-        let (Some(leaf), Some(ca)) = (chain.first(), ca) else { return Err("tls.crt or ca.crt holds no certificate".into()) };
-        let start = X509Certificate::from_der(leaf).map_err(|e| format!("tls.crt: {e}"))?.1.validity().not_before.timestamp();
-        Ok(Self { pkcs8: key.into_contents(), date_ms: u64::try_from(start).unwrap_or(0) * 1000, chain, ca })
-    }
-}
-
-/// Whether the set holds exactly the stores asked for (none of another format), with their
-/// modes and owners, each opening with the password and holding this key, chain and CA.
-fn stores_as_asked(dir: &Dir, args: &Args, password: Option<&str>, stores: &[SetFile]) -> bool {
-    let asked = |name: &str| stores.iter().find(|(n, _, _)| *n == name);
-    let password = password.unwrap_or_default();
-    Keystore::ALL_NAMES.iter().all(|name| {
-        let stat = dir.stat(std::ffi::OsStr::new(name));
-        let Some((_, made, mode)) = asked(name) else { return matches!(stat, Ok(None)) };
-        let as_asked = matches!(stat, Ok(Some(st))
-            if st.st_mode & 0o170000 == 0o100000 && st.st_mode & 0o7777 == *mode
-                && args.uid.is_none_or(|u| u == st.st_uid)
-                && args.gid.is_none_or(|g| g == st.st_gid));
-        let Some(held) = as_asked.then(|| dir.read(std::ffi::OsStr::new(name)).ok()).flatten() else { return false };
-        if name.ends_with(".jks") {
-            return held == *made;
-        }
-        // PKCS#12: what the store made now holds, compared with what the file holds.
-        let Ok(made) = p12_keystore::KeyStore::from_pkcs12(made, password) else { return false };
-        match made.private_key_chain() {
-            Some((alias, chain)) => {
-                let certs: Vec<&[u8]> = chain.chain().iter().map(p12_keystore::Certificate::as_der).collect();
-                crate::p12::holds_key(&held, password, alias, chain.key(), &certs)
-            }
-            None => {
-                let ders = made
-                    .entries()
-                    .filter_map(|(_, e)| match e {
-                        p12_keystore::KeyStoreEntry::Certificate(c) => Some(c.as_der()),
-                        _ => None,
-                    })
-                    .collect();
-                crate::p12::holds_trusted(&held, password, &ders)
-            }
-        }
-    })
 }
 
 /// The DNS names and IPs the certificate is for: the flags, or the common name alone.
@@ -640,16 +560,22 @@ fn leaf_is_current(args: &Args, crt: &[u8], key: &[u8], ca_der: &[u8], dns: &[St
         && ca.validity().not_after.timestamp() > now.unix_timestamp()
 }
 
-/// Whether the set's files have the mode and owner this run asks for (a changed --mode, --uid
-/// or --gid makes a new set, so the app can read its key).
+/// Whether the set holds the files this run writes besides the stores, each as
+/// `file_as_asked` wants it, and a `ca.key` exactly when asked (a changed --mode, --uid or --gid
+/// rewrites the set, so the app can read its key; dropping --keep-ca-key removes the CA's key).
 fn files_as_asked(dir: &Dir, args: &Args) -> bool {
-    ["tls.crt", "tls.key", "ca.crt"].iter().chain(args.keep_ca_key.then_some(&"ca.key")).all(|name| {
-        let want = if name.ends_with(".key") { args.mode } else { 0o644 };
-        matches!(dir.stat(std::ffi::OsStr::new(name)), Ok(Some(st))
-            if st.st_mode & 0o7777 == want
-                && args.uid.is_none_or(|u| u == st.st_uid)
-                && args.gid.is_none_or(|g| g == st.st_gid))
-    })
+    let ca_key = args.ca_cert.is_none() && args.keep_ca_key;
+    [("tls.crt", 0o644), ("tls.key", args.mode), ("ca.crt", 0o644)].into_iter().all(|(name, mode)| file_as_asked(dir, args, name, mode))
+        && if ca_key { file_as_asked(dir, args, "ca.key", args.mode) } else { matches!(dir.stat(std::ffi::OsStr::new("ca.key")), Ok(None)) }
+}
+
+/// Whether the set `dir` has `name` as a regular file with `mode` and the asked owner.
+fn file_as_asked(dir: &Dir, args: &Args, name: &str, mode: u32) -> bool {
+    matches!(dir.stat(std::ffi::OsStr::new(name)), Ok(Some(st))
+        if st.st_mode & 0o170000 == 0o100000
+            && st.st_mode & 0o7777 == mode
+            && args.uid.is_none_or(|u| u == st.st_uid)
+            && args.gid.is_none_or(|g| g == st.st_gid))
 }
 
 fn write(dir: &Dir, name: &str, bytes: &[u8], mode: u32, uid: Option<u32>, gid: Option<u32>) -> anyhow::Result<()> {

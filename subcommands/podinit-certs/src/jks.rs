@@ -144,11 +144,12 @@ mod tests {
         let key: Vec<u8> = (0..=255u8).cycle().take(300).collect();
         let password: Vec<u8> = "pw".encode_utf16().flat_map(u16::to_be_bytes).collect();
         let protected = super::protect(&key, &password);
-        // 30 82 01 5a | 30 0c OID 05 00 | 04 82 01 48 salt(20) masked(300) check(20)
-        assert_eq!(&protected[..4], &[0x30, 0x82, 0x01, 0x5A]);
-        assert_eq!(&protected[4..6], &[0x30, 0x0C]);
-        assert_eq!(&protected[18..22], &[0x04, 0x82, 0x01, 0x48]);
-        let body = &protected[22..];
+        // 30 82 01 68 | 30 0e OID(12) 05 00 | 04 82 01 54 salt(20) masked(300) check(20)
+        assert_eq!(&protected[..4], &[0x30, 0x82, 0x01, 0x68]);
+        assert_eq!(&protected[4..6], &[0x30, 0x0E]);
+        assert_eq!(&protected[18..20], &[0x05, 0x00]);
+        assert_eq!(&protected[20..24], &[0x04, 0x82, 0x01, 0x54]);
+        let body = &protected[24..];
         let (salt, rest) = body.split_at(20);
         let (masked, check) = rest.split_at(300);
         let mut digest: [u8; 20] = salt.try_into().unwrap();

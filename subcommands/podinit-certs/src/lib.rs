@@ -10,5 +10,6 @@ pub mod certs;
 pub mod truststore;
 
 mod jks;
+mod keystore;
 mod p12;
 mod read;

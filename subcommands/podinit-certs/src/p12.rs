@@ -1,5 +1,5 @@
-//! PKCS#12 stores through p12-keystore (AES-256-CBC and HMAC-SHA-256, what Java 9+ and OpenSSL
-//! 3 read): trusted certificates for truststores, a private key with its chain for keystores.
+//! PKCS#12 stores through p12-keystore (AES-256-CBC and HMAC-SHA-256, what OpenSSL 3 and Java
+//! 8u301+, 11.0.12+ and 12+ read; older JVMs cannot check the HMAC-SHA-256 MAC): trusted certificates for truststores, a private key with its chain for keystores.
 //! Salted, so the same content gives other bytes each time: a rerun opens the existing store
 //! with the password and compares what it holds.
 
@@ -29,20 +29,20 @@ pub(crate) fn key(alias: &str, pkcs8: &[u8], chain: &[&[u8]], password: &str) ->
     store.writer(password).write().map_err(|e| format!("writing PKCS#12: {e}"))
 }
 
-/// Whether `bytes` open with `password` and hold exactly the certificates `ders`, as trusted
-/// entries and nothing else.
-pub(crate) fn holds_trusted(bytes: &[u8], password: &str, ders: &BTreeSet<&[u8]>) -> bool {
+/// Whether `bytes` open with `password` and hold exactly the certificates `entries`, as trusted
+/// entries under these aliases, and nothing else.
+pub(crate) fn holds_trusted(bytes: &[u8], password: &str, entries: &BTreeSet<(&str, &[u8])>) -> bool {
     let Ok(store) = KeyStore::from_pkcs12(bytes, password) else { return false };
     let mut held = BTreeSet::new();
-    for (_, entry) in store.entries() {
+    for (alias, entry) in store.entries() {
         match entry {
             KeyStoreEntry::Certificate(cert) => {
-                held.insert(cert.as_der().to_vec());
+                held.insert((alias, cert.as_der()));
             }
             _ => return false,
         }
     }
-    held.len() == ders.len() && held.iter().all(|d| ders.contains(d.as_slice()))
+    held.len() == entries.len() && held.iter().all(|(alias, der)| entries.contains(&(alias.as_str(), *der)))
 }
 
 /// Whether `bytes` open with `password` and hold exactly this key and chain under `alias`.

@@ -1,5 +1,5 @@
 //! `podinit truststore`: one truststore from CA certificates in PEM files and directories —
-//! PKCS#12 (Java 9+ and openssl), JKS (older JVMs) or a PEM bundle — rewritten only when the
+//! PKCS#12 (Java 8u301+, 11.0.12+, 12+ and openssl), JKS (any Java) or a PEM bundle — rewritten only when the
 //! set of certificates changed.
 
 use std::collections::BTreeSet;
@@ -64,7 +64,7 @@ pub struct Args {
 /// Truststore formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// PKCS#12 with trusted-certificate entries (Java 9+, openssl).
+    /// PKCS#12 with trusted-certificate entries (Java 8u301+, 11.0.12+, 12+; openssl).
     Pkcs12,
     /// Java KeyStore (Java 8 and older).
     Jks,
@@ -110,7 +110,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     }
     let entries = aliases(&certs)?;
     let options = FileOptions { mode: args.mode, uid: args.uid, gid: args.gid };
-    let ders: BTreeSet<&[u8]> = certs.iter().map(|c| c.der.as_slice()).collect();
+    let held: BTreeSet<(&str, &[u8])> = entries.iter().map(|(alias, _, der)| (alias.as_str(), der.as_slice())).collect();
     let bytes = match format {
         Format::Pem => certs.iter().map(|c| inspect::certificate_pem(&c.der)).collect::<String>().into_bytes(),
         Format::Jks => {
@@ -121,7 +121,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         Format::Pkcs12 => {
             // PKCS#12 is salted: the same certificates give other bytes. Current when the file
             // opens with the password and holds exactly these certificates, with our mode.
-            if pkcs12_holds(&args.out, &password, &ders, options) {
+            if pkcs12_holds(&args.out, &password, &held, options) {
                 tracing::info!("{}: already holds these {} certificates: kept", args.out.display(), certs.len());
                 return Ok(());
             }
@@ -197,7 +197,7 @@ fn aliases(certs: &[Found]) -> Result<Vec<(String, u64, Vec<u8>)>, Error> {
     Ok(out)
 }
 
-fn pkcs12_holds(out: &Path, password: &str, ders: &BTreeSet<&[u8]>, options: FileOptions) -> bool {
+fn pkcs12_holds(out: &Path, password: &str, entries: &BTreeSet<(&str, &[u8])>, options: FileOptions) -> bool {
     use std::os::unix::fs::MetadataExt as _;
     let Ok(meta) = std::fs::symlink_metadata(out) else { return false };
     if !meta.is_file()
@@ -208,5 +208,5 @@ fn pkcs12_holds(out: &Path, password: &str, ders: &BTreeSet<&[u8]>, options: Fil
         return false;
     }
     let Ok(bytes) = podinit_core::fs::read_capped(out, podinit_core::fs::STATE_FILE_MAX) else { return false };
-    crate::p12::holds_trusted(&bytes, password, ders)
+    crate::p12::holds_trusted(&bytes, password, entries)
 }
