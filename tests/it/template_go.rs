@@ -133,6 +133,7 @@ fn text(case: &serde_json::Value, field: &str) -> Option<String> {
 /// docs/render.md lists each; the test fails when one of these no longer differs.
 const GO_TABLE_DIFFERENCES: &[(&str, &str, &str)] = &[
     ("exec_test.go execTests", "empty nil", "a null value printed alone writes nothing (Helm's output), not Go's <no value>"),
+    ("exec_test.go cmpTests", "eq 2 2.0", "an int and a float compare as numbers: data files spell numbers, Helm's values are all float64"),
     ("exec_test.go execTests", "if 1.5i", COMPLEX),
     ("exec_test.go execTests", "printf complex", COMPLEX),
     ("exec_test.go execTests", "with 1.5i", COMPLEX),
@@ -245,11 +246,15 @@ fn go_own_test_tables_pass_through_the_engine() {
     );
     assert!(same.len() >= 400, "only {} of {total} cases compared", same.len());
 
-    // docs/render.md gives these numbers and lists every difference, with the case named.
+    // docs/render.md gives these numbers (for Go 1.19, Debian bookworm's: another Go has other
+    // tables) and lists every difference, with the case named.
     let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/render.md")).unwrap().replace('\n', " ");
-    let counts = format!("Of {total} cases, {left_out} are left out");
-    let as_go = format!("{} behave as Go", same.len());
-    assert!(docs.contains(&counts) && docs.contains(&as_go), "docs/render.md does not say {counts:?} and {as_go:?}");
+    let version = Command::new("go").arg("version").output().unwrap();
+    if String::from_utf8_lossy(&version.stdout).contains("go1.19") {
+        let counts = format!("Of {total} cases, {left_out} are left out");
+        let as_go = format!("{} behave as Go", same.len());
+        assert!(docs.contains(&counts) && docs.contains(&as_go), "docs/render.md does not say {counts:?} and {as_go:?}");
+    }
     for (table, name, _) in GO_TABLE_DIFFERENCES {
         assert!(docs.contains(&format!("`{name}`")), "docs/render.md does not list {table} {name:?}");
     }

@@ -47,7 +47,7 @@ impl Engine {
                     Value::Str(s) => s.len(),
                     Value::List(l) => l.len(),
                     Value::Map(m) => m.len(),
-                    Value::Nil => return Err("len of nil (a null value: test it with `if` first)".into()),
+                    Value::Nil => return Err("error calling len: len of nil (a null value: test it with `if` first)".into()),
                     other => return Err(format!("len of type {}", other.kind())),
                 } as i64)
             }
@@ -75,13 +75,13 @@ impl Engine {
                 };
                 let mut any = false;
                 for other in rest {
-                    any |= equal(first, other)?;
+                    any |= equal(first, other).map_err(|e| format!("error calling eq: {e}"))?;
                 }
                 Value::Bool(any)
             }
             "ne" => {
                 want(2)?;
-                Value::Bool(!equal(&args[0], &args[1])?)
+                Value::Bool(!equal(&args[0], &args[1]).map_err(|e| format!("error calling ne: {e}"))?)
             }
             "lt" | "le" | "gt" | "ge" => {
                 want(2)?;
@@ -424,28 +424,34 @@ fn slice(args: &[Value]) -> Res {
     })
 }
 
-/// Go's `eq` for two values: basic kinds of the same kind compare; null equals only null
-/// (and is unequal to any other value, without an error); lists and maps are not comparable;
-/// an int and a float are incompatible (`eq 2 2.0` is an error, as in Go).
+/// `eq` for two values: values of one kind compare; ints and floats compare as numbers (Go
+/// refuses `eq 2 2.0`, but there the author's Go types decide, here the data file's spelling:
+/// Helm's values are all float64, so `gt .Values.cpu 0.5` must work with `cpu: 1`); null
+/// equals only null and is unequal to anything else without an error; lists and maps are not
+/// comparable; other mixes are an error, as in Go.
 fn equal(a: &Value, b: &Value) -> Result<bool, String> {
     Ok(match (a, b) {
         (Value::Nil, Value::Nil) => true,
         (Value::Nil, _) | (_, Value::Nil) => false,
-        (Value::Int(x), Value::Int(y)) => x == y,
-        (Value::Float(x), Value::Float(y)) => x == y,
+        (Value::List(_) | Value::Map(_), _) | (_, Value::List(_) | Value::Map(_)) => {
+            return Err(format!("non-comparable type {}", if matches!(a, Value::List(_) | Value::Map(_)) { a.kind() } else { b.kind() }));
+        }
         (Value::Str(x), Value::Str(y)) => x == y,
         (Value::Bool(x), Value::Bool(y)) => x == y,
-        (Value::List(_) | Value::Map(_), _) => return Err(format!("error calling eq: non-comparable type {}", a.kind())),
-        (x, y) => return Err(format!("error calling eq: incompatible types for comparison: {} and {}", x.kind(), y.kind())),
+        (Value::Int(_) | Value::Float(_), Value::Int(_) | Value::Float(_)) => order(a, b)? == std::cmp::Ordering::Equal,
+        (x, y) => return Err(format!("incompatible types for comparison: {} and {}", x.kind(), y.kind())),
     })
 }
 
-/// Go's `lt` and friends: ints, floats and strings, each with its own kind; anything else
-/// (booleans, null, lists, maps, an int with a float) is an error.
+/// `lt` and friends: numbers (ints and floats together, as `equal` compares them) and strings;
+/// anything else (booleans, null, lists, maps, a number with a string) is an error, as in Go.
 fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
+    let nan = || "NaN cannot be ordered".to_owned();
     match (a, b) {
         (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
-        (Value::Float(x), Value::Float(y)) => x.partial_cmp(y).ok_or_else(|| "NaN cannot be ordered".to_owned()),
+        (Value::Float(x), Value::Float(y)) => x.partial_cmp(y).ok_or_else(nan),
+        (Value::Int(x), Value::Float(y)) => (*x as f64).partial_cmp(y).ok_or_else(nan),
+        (Value::Float(x), Value::Int(y)) => x.partial_cmp(&(*y as f64)).ok_or_else(nan),
         (Value::Str(x), Value::Str(y)) => Ok(x.cmp(y)),
         (Value::Int(_) | Value::Float(_) | Value::Str(_), Value::Int(_) | Value::Float(_) | Value::Str(_)) => {
             Err(format!("incompatible types for comparison: {} and {}", a.kind(), b.kind()))

@@ -160,6 +160,10 @@ impl Engine {
         for (name, parsed) in &self.templates {
             self.check_nodes(name, &parsed.nodes)?;
         }
+        self.check_defines()
+    }
+
+    fn check_defines(&self) -> Result<(), TemplateError> {
         for (file, body) in self.defines.values() {
             self.check_nodes(file, body)?;
         }
@@ -174,12 +178,7 @@ impl Engine {
         // What Go's parser refuses, refused before anything runs: in every branch and every
         // define (functions added after `add` count, so the check is made here).
         self.check_nodes(name, &parsed.nodes)?;
-        for (file, body) in self.defines.values() {
-            self.check_nodes(file, body)?;
-        }
-        let Some(parsed) = self.templates.get(name) else {
-            return Err(TemplateError::new(name, 0, "no such template"));
-        };
+        self.check_defines()?;
         let meter = exec::Meter::default();
         let mut exec =
             exec::Exec { engine: self, meter: &meter, name, vars: vec![("$".into(), data.clone())], out: String::new(), depth: 0 };

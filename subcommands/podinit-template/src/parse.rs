@@ -201,9 +201,12 @@ fn lex(name: &str, source: &str, (left, right): (&str, &str)) -> Result<Vec<Item
                 return Err(TemplateError::new(name, start_line, format!("unclosed action (no {right})")));
             };
             let (tok, len) = lex_token(body, c).map_err(|m| TemplateError::new(name, start_line, m))?;
+            // Go needs no space after a keyword, nor after the name of `template` and `block`
+            // (`{{template "x".}}`).
             let after_keyword = match toks.as_slice() {
                 [Tok::Ident(k)] => KEYWORDS.contains(&k.as_str()),
                 [Tok::Ident(e), Tok::Ident(k)] => e == "else" && KEYWORDS.contains(&k.as_str()),
+                [Tok::Ident(k), Tok::Str(_)] => k == "template" || k == "block",
                 _ => false,
             };
             if !had_space && !after_keyword && tok.starts_operand() && toks.last().is_some_and(Tok::ends_operand) {
@@ -407,7 +410,8 @@ fn hex_float(text: &str) -> Option<f64> {
         value = value * 16.0 + f64::from(c.to_digit(16)?);
     }
     let scale = exponent.checked_sub(4 * i32::try_from(fraction.len()).ok()?)?;
-    Some(value * 2f64.powi(scale))
+    // In two steps, so a small scale does not underflow before the mantissa is applied.
+    Some(value * 2f64.powi(scale / 2) * 2f64.powi(scale - scale / 2))
 }
 
 struct Parser<'a> {

@@ -434,7 +434,9 @@ fn null_comparisons_and_operands_as_go_has_them() {
     fails("{{nil}}", "nil is not a command");
     fails("{{if nil}}{{end}}", "nil is not a command");
     fails("{{len .Null}}", "len of nil");
-    fails("{{eq 2 2.0}}", "incompatible types");
+    ok("{{eq 2 2.0}} {{lt 1 1.5}} {{print 0x10p-1078}}", "true true 5e-324");
+    fails("{{eq 2 \"2\"}}", "incompatible types");
+    ok("{{template \"t\".}}{{define \"t\"}}[{{.Null}}]{{end}}", "[]");
     fails("{{lt true true}}", "invalid type for comparison");
     fails("{{eq .Map .Map}}", "non-comparable");
     fails("{{printf `x`.}}", "in operand");

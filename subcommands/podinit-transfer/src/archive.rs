@@ -13,7 +13,7 @@ use crate::unpack::{Limits, Stop, Unpacker};
 /// The format of an archive to extract.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// From the name: .tar, .tar.gz/.tgz, .tar.zst/.tzst, .tar.xz/.txz, .tar.bz2/.tbz2, .zip.
+    /// From the name: .tar, .tar.gz/.tgz, .tar.zst/.tzst, .tar.xz/.txz, .tar.bz2/.tbz2/.tbz, .zip.
     Auto,
     Tar,
     #[value(name = "tar.gz")]
