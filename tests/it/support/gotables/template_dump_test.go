@@ -26,6 +26,8 @@ type podinitCase struct {
 	Want      *string         `json:"want"`
 	Go        *string         `json:"go"`
 	GoErr     string          `json:"go_err,omitempty"`
+	// Where Go refused: "parse" or "exec".
+	GoErrAt string `json:"go_err_at,omitempty"`
 }
 
 // jsonable turns Go data into what JSON can say: exported fields, maps with keys printed,
@@ -137,13 +139,16 @@ func podinitRun(c *podinitCase, data any, wantOK bool, wantOut string) {
 	}
 	var b bytes.Buffer
 	tmpl, err := root.New(c.Name).Parse(c.Input)
+	c.GoErrAt = "parse"
 	if err == nil && !c.ParseOnly {
+		c.GoErrAt = "exec"
 		err = tmpl.Execute(&b, fromJSON(raw))
 	}
 	if err != nil {
 		c.GoErr = err.Error()
 		return
 	}
+	c.GoErrAt = ""
 	out := b.String()
 	c.Go = &out
 }
