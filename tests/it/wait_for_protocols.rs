@@ -258,10 +258,21 @@ fn grpc_health_serving_not_serving_and_unknown() {
     std::thread::sleep(Duration::from_millis(500));
     std::fs::write(&ready, "").unwrap();
     Outcome::from_output(waiting.wait_with_output().unwrap()).code(0).stderr_has("/db: ready after");
-    // Not a gRPC server: an HTTP/1 listener.
+    // Not a gRPC server: an HTTP/1 server that answers every connection.
     let http = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let http_port = http.local_addr().unwrap().port();
-    wait_for().args(["--timeout", "1s", "--attempt-timeout", "300ms", &format!("grpc://127.0.0.1:{http_port}")]).run().code(124);
+    std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        for stream in http.incoming().flatten().take(50) {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+        }
+    });
+    let refused = wait_for().args(["--timeout", "1s", "--attempt-timeout", "300ms", &format!("grpc://127.0.0.1:{http_port}")]).run();
+    refused.code(124);
+    assert!(refused.stderr.contains("not yet") && !refused.stderr.contains(": ready after"), "{}", refused.stderr);
     stalls(|p| format!("grpc://127.0.0.1:{p}"), port);
     let _ = child.kill();
     let _ = child.wait();

@@ -16,6 +16,10 @@ pub fn url(url: &url::Url) -> String {
     if shown.password().is_some() {
         let _ = shown.set_password(Some("***"));
     }
+    // A fragment is never sent; it may be the rest of a password whose `#` was not encoded.
+    if shown.fragment().is_some() {
+        shown.set_fragment(Some("***"));
+    }
     if shown.query_pairs().any(|(k, _)| is_secret_param(&k)) {
         let pairs: Vec<(String, String)> = shown
             .query_pairs()
@@ -102,6 +106,8 @@ mod tests {
         assert_eq!(url(&u("http://example.org/healthz")), "http://example.org/healthz");
         assert_eq!(url_text("postgres://app:s3cr3t@"), "***@");
         assert!(!url_text("http://user:s3cr3t@host/").contains("s3cr3t"));
+        // An unencoded '#' in a password: the rest after it is a fragment, masked too.
+        assert_eq!(url(&u("redis://:p@ss#word@cache")), "redis://:***@ss#***");
     }
 
     #[test]

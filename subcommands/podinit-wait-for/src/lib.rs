@@ -201,6 +201,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         }
     }
     let command = if args.command.is_empty() { None } else { Some(exec::Command::resolve(&args.command)?) };
+    if args.insecure_skip_verify {
+        tracing::warn!("--insecure-skip-verify: no TLS target's certificate is checked (https, rediss, amqps, grpcs)");
+    }
     let settings = Settings {
         http: HttpSettings {
             status: args.http_status.clone(),

@@ -130,7 +130,15 @@ impl Prober {
             (Target::Db { kind, url, query }, _) => database(*kind, url, query.as_deref()).await,
             (Target::Service { service, .. }, kind) => {
                 let tls = if let Kind::Tls(config) = kind { Some(config) } else { None };
-                match (service, kind) {
+                // A server may repeat what it was sent (an unknown AUTH, an echoed CONNECT): its
+                // words never carry our credentials into a log.
+                let secrets: Vec<&str> = match service {
+                    Service::Redis(c) => c.password.iter().map(String::as_str).collect(),
+                    Service::Nats(c) => c.user.iter().chain(&c.password).map(String::as_str).collect(),
+                    Service::Amqp(c) => vec![c.password.as_str()],
+                    _ => Vec::new(),
+                };
+                let checked = match (service, kind) {
                     (Service::Redis(c), _) => redis::check(c, tls).await,
                     (Service::Memcached { host, port }, _) => memcached::check(host, *port).await,
                     (Service::Nats(c), _) => nats::check(c).await,
@@ -140,7 +148,8 @@ impl Prober {
                     (Service::Grpc { service }, Kind::Grpc(grpc)) => grpc.check(self.target_url(), service).await,
                     #[allow(unreachable_patterns, reason = "without the grpc feature, grpc targets are refused when parsed")]
                     (Service::Grpc { .. }, _) => bail!("gRPC targets are not compiled into this build"),
-                }
+                };
+                checked.map_err(|e| wire::masked(e, &secrets))
             }
             (Target::File { .. }, Kind::File(watcher)) => watcher.check(),
             (Target::PosixMq { name }, _) => posix_mq(name),

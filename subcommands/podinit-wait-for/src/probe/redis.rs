@@ -16,6 +16,9 @@ const MAX_BULK: usize = 1 << 20;
 /// Most elements in one array, and deepest nesting (ROLE of a master: replicas' arrays).
 const MAX_ITEMS: usize = 1024;
 const MAX_DEPTH: u32 = 3;
+/// What one whole reply may cost, however it nests: bytes read and elements.
+const REPLY_BYTES: usize = 1 << 20;
+const REPLY_ITEMS: usize = 4096;
 
 /// What one Redis target asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +67,8 @@ pub(crate) async fn check(c: &Check, tls: Option<&Arc<rustls::ClientConfig>>) ->
         args.push(password.as_bytes());
         match command(&mut conn, &args).await? {
             Reply::Simple(ok) if ok == "OK" => {}
-            // The server's words (WRONGPASS …) never repeat the password.
+            // WRONGPASS does not repeat the password, but an unknown AUTH (renamed, a proxy)
+            // does: `check`'s caller masks it.
             Reply::Error(e) => bail!("AUTH refused: {}", said(&e)),
             other => bail!("AUTH answered {}", shown(&other)),
         }
@@ -128,7 +132,7 @@ fn shown(reply: &Reply) -> String {
 /// Sends one command (a RESP array of bulk strings) and reads its reply.
 async fn command(conn: &mut Conn, args: &[&[u8]]) -> anyhow::Result<Reply> {
     conn.send(&encode(args)).await?;
-    read(conn, 0).await
+    read(conn, 0, &mut Budget::new()).await
 }
 
 fn encode(args: &[&[u8]]) -> Vec<u8> {
@@ -141,8 +145,28 @@ fn encode(args: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-async fn read(conn: &mut Conn, depth: u32) -> anyhow::Result<Reply> {
+/// What is left of one reply's budget.
+struct Budget {
+    bytes: usize,
+    items: usize,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Self { bytes: REPLY_BYTES, items: REPLY_ITEMS }
+    }
+
+    fn spend(&mut self, bytes: usize) -> anyhow::Result<()> {
+        self.bytes =
+            self.bytes.checked_sub(bytes).ok_or_else(|| anyhow!("a reply larger than {} KiB: is this Redis?", REPLY_BYTES >> 10))?;
+        self.items = self.items.checked_sub(1).ok_or_else(|| anyhow!("a reply of more than {REPLY_ITEMS} elements: is this Redis?"))?;
+        Ok(())
+    }
+}
+
+async fn read(conn: &mut Conn, depth: u32, budget: &mut Budget) -> anyhow::Result<Reply> {
     let line = conn.line().await?;
+    budget.spend(line.len() + 2)?;
     let (kind, rest) = line.split_at_checked(1).ok_or_else(|| anyhow!("an empty line where a reply was expected: is this Redis?"))?;
     let number = || rest.parse::<i64>().map_err(|_| anyhow!("'{}' is not a RESP length: is this Redis?", said(&line)));
     Ok(match kind {
@@ -152,9 +176,15 @@ async fn read(conn: &mut Conn, depth: u32) -> anyhow::Result<Reply> {
         "$" => match number()? {
             -1 => Reply::Bulk(None),
             n => {
-                let n =
-                    usize::try_from(n).ok().filter(|n| *n <= MAX_BULK).ok_or_else(|| anyhow!("a bulk reply of {n} bytes: too large"))?;
+                let n = usize::try_from(n).map_err(|_| anyhow!("a bulk reply of {n} bytes: is this Redis?"))?;
+                if n > MAX_BULK {
+                    bail!("a bulk reply of {n} bytes: too large");
+                }
+                budget.spend(n + 2)?;
                 let mut data = conn.exact(n + 2).await?;
+                if !data.ends_with(b"\r\n") {
+                    bail!("a bulk reply not ended by CRLF: is this Redis?");
+                }
                 data.truncate(n);
                 Reply::Bulk(Some(data))
             }
@@ -162,14 +192,17 @@ async fn read(conn: &mut Conn, depth: u32) -> anyhow::Result<Reply> {
         "*" => match number()? {
             -1 => Reply::Array(None),
             n => {
-                let n =
-                    usize::try_from(n).ok().filter(|n| *n <= MAX_ITEMS).ok_or_else(|| anyhow!("an array reply of {n} items: too many"))?;
+                let n = usize::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= MAX_ITEMS)
+                    .ok_or_else(|| anyhow!("an array reply of {n} items: too many or negative"))?;
                 if depth >= MAX_DEPTH {
                     bail!("arrays nested deeper than {MAX_DEPTH}");
                 }
-                let mut items = Vec::with_capacity(n);
+                // Reserved as the items come: a 7-byte header must not reserve for 1024.
+                let mut items = Vec::with_capacity(n.min(16));
                 for _ in 0..n {
-                    items.push(Box::pin(read(conn, depth + 1)).await?);
+                    items.push(Box::pin(read(conn, depth + 1, budget)).await?);
                 }
                 Reply::Array(Some(items))
             }
@@ -187,5 +220,45 @@ mod tests {
         assert_eq!(encode(&[b"AUTH", b"app", b"p w"]), b"*3\r\n$4\r\nAUTH\r\n$3\r\napp\r\n$3\r\np w\r\n");
         assert_eq!(Role::parse("primary"), Some(Role::Master));
         assert_eq!(Role::parse("leader"), None);
+    }
+
+    /// A server that answers whatever is sent with `reply`, once.
+    fn hostile(reply: Vec<u8>) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(&reply);
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn a_hostile_reply_is_refused_within_its_budget() {
+        let target = |port| Check { host: "127.0.0.1".into(), port, user: None, password: None, db: None, role: None };
+        // Nested arrays of 1024 small integers: 4096 elements at most, whatever the nesting.
+        let mut nested = b"*1024\r\n".to_vec();
+        for _ in 0..8 {
+            nested.extend_from_slice(b"*1024\r\n");
+            nested.extend(b":0\r\n".repeat(1024));
+        }
+        let err = check(&target(hostile(nested)), None).await.unwrap_err().to_string();
+        assert!(err.contains("more than 4096 elements"), "{err}");
+        // Bulks of 1 MiB, one after another in an array: the byte budget stops them.
+        let mut bulks = b"*8\r\n".to_vec();
+        for _ in 0..2 {
+            bulks.extend_from_slice(format!("${}\r\n", MAX_BULK).as_bytes());
+            bulks.extend(vec![b'x'; MAX_BULK]);
+            bulks.extend_from_slice(b"\r\n");
+        }
+        let err = check(&target(hostile(bulks)), None).await.unwrap_err().to_string();
+        assert!(err.contains("larger than 1024 KiB"), "{err}");
+        let err = check(&target(hostile(b"$-5\r\n".to_vec())), None).await.unwrap_err().to_string();
+        assert!(err.contains("is this Redis"), "{err}");
+        let err = check(&target(hostile(b"$3\r\nabcXY".to_vec())), None).await.unwrap_err().to_string();
+        assert!(err.contains("not ended by CRLF"), "{err}");
     }
 }

@@ -23,7 +23,8 @@ pub(crate) struct Conn {
 
 impl Conn {
     /// Connects to `host:port` (any address it resolves to, in order), then does the TLS
-    /// handshake when `tls` is given (SNI and verification for `host`, or --tls-server-name).
+    /// handshake when `tls` is given (SNI for `host`; verification for `host`, or for
+    /// --tls-server-name when `tls` was made with it).
     pub(crate) async fn open(host: &str, port: u16, tls: Option<&Arc<rustls::ClientConfig>>) -> anyhow::Result<Self> {
         let peer = if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
         let tcp = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| anyhow!("connecting to {peer}: {}", io_reason(&e)))?;
@@ -93,4 +94,25 @@ pub(crate) fn said(text: &str) -> String {
         out.push('…');
     }
     out
+}
+
+/// `err` with every non-empty one of `secrets` in its text replaced by `***`.
+pub(crate) fn masked(err: anyhow::Error, secrets: &[&str]) -> anyhow::Error {
+    let text = format!("{err:#}");
+    let secrets: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty() && text.contains(*s)).collect();
+    if secrets.is_empty() {
+        return err;
+    }
+    anyhow!("{}", secrets.iter().fold(text, |text, secret| text.replace(secret, "***")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_server_repeating_a_password_does_not_put_it_in_the_error() {
+        let err = anyhow::anyhow!("AUTH refused: ERR unknown command 'AUTH', with args beginning with: 'app' 's3cret'");
+        let shown = super::masked(err, &["s3cret", ""]).to_string();
+        assert_eq!(shown, "AUTH refused: ERR unknown command 'AUTH', with args beginning with: 'app' '***'");
+        assert_eq!(super::masked(anyhow::anyhow!("no echo"), &["s3cret"]).to_string(), "no echo");
+    }
 }
