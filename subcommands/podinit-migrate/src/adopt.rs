@@ -143,13 +143,15 @@ pub(crate) struct Foreign {
     pub(crate) checksums: std::collections::BTreeMap<i64, (i64, String)>,
 }
 
-/// Whether `name` can go into SQL as a table name as it is: letters, digits and `_`, not
-/// starting with a digit, at most 63 bytes (PostgreSQL's limit).
+/// Whether `name` can go into SQL as a table name as it is and mean the same table quoted or
+/// not: lower-case letters, digits and `_`, not starting with a digit, at most 63 bytes
+/// (PostgreSQL's limit). `MyHist` would be `myhist` unquoted on PostgreSQL (goose, dbmate) but
+/// `"MyHist"` where the tool quotes (golang-migrate, Flyway): never guessed.
 pub(crate) fn is_plain_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
         && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Reads `tool`'s history from `table`; `None` when it does not exist (nothing to adopt).
@@ -375,8 +377,8 @@ mod tests {
 
     #[test]
     fn only_plain_names_go_into_sql() {
-        assert!(is_plain_name("goose_db_version") && is_plain_name("History_2"));
-        for bad in ["", "2x", "a;DROP TABLE x", "a b", "s.t", "\"t\"", &"x".repeat(64)] {
+        assert!(is_plain_name("goose_db_version") && is_plain_name("history_2"));
+        for bad in ["", "2x", "a;DROP TABLE x", "a b", "s.t", "\"t\"", "History_2", &"x".repeat(64)] {
             assert!(!is_plain_name(bad), "{bad}");
         }
     }

@@ -175,7 +175,7 @@ fn goose(name: &str, text: &str) -> Result<File, String> {
 /// The up section's statements as goose v3 splits them (`internal/sqlparser/parser.go`,
 /// `ParseSQLMigration`): blank and comment lines before a statement are dropped; a statement
 /// ends at a line whose last word before any `--` word ends with `;`, or, between
-/// `StatementBegin` and `StatementEnd`, at `StatementEnd`; each is cut after its last `;`.
+/// `StatementBegin` and `StatementEnd`, at `StatementEnd`; each is trimmed (goose ≥ 3.15).
 /// An unfinished statement at the end, or a `StatementBegin` never ended, is an error there.
 fn goose_statements(text: &str) -> Result<Vec<String>, String> {
     let (mut statements, mut buf) = (Vec::new(), String::new());
@@ -188,7 +188,7 @@ fn goose_statements(text: &str) -> Result<Vec<String>, String> {
                 "statementbegin" if in_up => in_block = true,
                 "statementend" if in_up && in_block => {
                     in_block = false;
-                    statements.push(cut_after_semicolon(&buf));
+                    statements.push(cleanup_statement(&buf));
                     buf.clear();
                 }
                 "statementend" if in_up => return Err("-- +goose StatementEnd without a StatementBegin".into()),
@@ -202,7 +202,7 @@ fn goose_statements(text: &str) -> Result<Vec<String>, String> {
         buf.push_str(line);
         buf.push('\n');
         if !in_block && ends_with_semicolon(line) {
-            statements.push(cut_after_semicolon(&buf));
+            statements.push(cleanup_statement(&buf));
             buf.clear();
         }
     }
@@ -223,12 +223,11 @@ fn ends_with_semicolon(line: &str) -> bool {
     line.split_whitespace().take_while(|w| !w.starts_with("--")).last().is_some_and(|w| w.ends_with(';'))
 }
 
-/// goose's `cleanupStatement`: up to the last `;` (trailing comments and blank lines go).
-fn cut_after_semicolon(statement: &str) -> String {
-    match statement.rfind(';') {
-        Some(n) if n > 0 => statement[..=n].to_owned(),
-        _ => statement.to_owned(),
-    }
+/// goose's `cleanupStatement` since v3.15 (commit d67f26c, "avoid trimming on last
+/// semicolon"): the statement trimmed, nothing cut (a block's last `;` is optional, and
+/// cutting after it broke `$$ … END; $$` bodies).
+fn cleanup_statement(statement: &str) -> String {
+    statement.trim().to_owned()
 }
 
 fn is_blank_or_comment(line: &str) -> bool {
@@ -469,16 +468,19 @@ mod tests {
         let text = "-- +goose NO TRANSACTION\n-- +goose Up\n-- a comment before\n\nCREATE TABLE t (id INT);\n\
                     CREATE INDEX CONCURRENTLY t_id\n    ON t (id); -- trailing words\n\
                     -- +goose StatementBegin\nCREATE FUNCTION f() RETURNS int AS $$\nBEGIN RETURN 1; END;\n$$ LANGUAGE plpgsql;\n\
-                    -- +goose StatementEnd\nSELECT 1; SELECT 2;\n-- +goose Down\nDROP TABLE t;\n";
+                    -- +goose StatementEnd\nSELECT 1; SELECT 2;\n\
+                    -- +goose StatementBegin\nDO $$ BEGIN PERFORM 1; END $$\n-- +goose StatementEnd\n-- +goose Down\nDROP TABLE t;\n";
         let parsed = up(Format::Goose, "1_idx.sql", text);
         assert!(parsed.no_tx);
         assert_eq!(
             parsed.statements.unwrap(),
             [
                 "CREATE TABLE t (id INT);",
-                "CREATE INDEX CONCURRENTLY t_id\n    ON t (id);",
+                "CREATE INDEX CONCURRENTLY t_id\n    ON t (id); -- trailing words",
                 "CREATE FUNCTION f() RETURNS int AS $$\nBEGIN RETURN 1; END;\n$$ LANGUAGE plpgsql;",
                 "SELECT 1; SELECT 2;",
+                // A block's last `;` is optional (goose ≥ 3.15 only trims): not cut after END;.
+                "DO $$ BEGIN PERFORM 1; END $$",
             ]
         );
         // In a transaction the section stays one batch, as before.

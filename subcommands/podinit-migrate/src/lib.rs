@@ -157,7 +157,8 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     if let Some(table) = &args.adopt_table
         && !adopt::is_plain_name(table)
     {
-        return Err(Error::usage(format!("--adopt-table '{table}': not a plain table name (letters, digits, _; at most 63)")));
+        return Err(Error::usage(format!("--adopt-table '{table}': not a plain table name (lower-case letters, digits, _; at most 63)"))
+            .with_hint("a table whose name has upper case or other characters is not adopted; rename it first"));
     }
     if let Some(tool) = args.adopt.filter(|t| history.schema.is_none() && history.table == adopted_table(&args, *t)) {
         return Err(Error::usage(format!("--history-table {}: that is {}'s own table, which --adopt reads", history.table, tool.name()))
@@ -617,6 +618,11 @@ async fn adoptable<'a>(db: &mut Db, tool: Tool, locals: &'a [Local], applied: &[
     let table = adopted_table(args, tool);
     match adopt::read(db, tool, table).await? {
         Some(foreign) => adopt::reconcile(tool, table, &foreign, locals, applied, args.out_of_order.unwrap_or(OutOfOrder::Refuse)),
+        // A table named with --adopt-table must be there: a typo would apply every file again.
+        None if args.adopt_table.is_some() => Err(Error::usage(format!("--adopt-table {table}: no such table in this database"))
+            .with_hint(
+                "check the name (and the schema the database URL selects); without --adopt-table a missing history means a new database",
+            )),
         None => {
             tracing::info!("no {} history table ({table}) in this database: nothing to adopt", tool.name());
             Ok(Vec::new())
