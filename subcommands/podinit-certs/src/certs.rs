@@ -264,13 +264,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         })
     });
     // A key that cannot go into the asked keystore (not PKCS#8) is renewed, not kept.
-    let parts = |m: &Material| keystore_parts(&args, m);
-    let kept = kept.filter(|m| parts(m).is_ok());
+    let kept = kept.and_then(|m| keystore_parts(&args, &m).ok().map(|parts| (m, parts)));
     let request = Request { args: &args, now, dns: &dns, ips: &ips };
-    let (material, made) = match kept {
-        Some(material) => {
-            let stored = parts(&material)?;
-            let asked = args.keystore.zip(password.as_deref()).zip(stored.as_ref()).map(|((f, p), parts)| (f, p, parts));
+    let (material, parts, made) = match kept {
+        Some((material, parts)) => {
+            let asked = args.keystore.zip(password.as_deref()).zip(parts.as_ref()).map(|((f, p), parts)| (f, p, parts));
             if current.as_ref().is_some_and(|dir| {
                 files_as_asked(dir, &args) && keystore::held(dir, asked, args.mode, |name, mode| file_as_asked(dir, &args, name, mode))
             }) {
@@ -278,14 +276,15 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
                 tracing::info!("{}: the certificate for {} is current: kept", args.out.display(), args.common_name);
                 return Ok(());
             }
-            (material, None)
+            (material, parts, None)
         }
         None => {
             let (material, signer) = make(&request, mounted, &existing)?;
-            (material, Some(signer))
+            let parts = keystore_parts(&args, &material)?;
+            (material, parts, Some(signer))
         }
     };
-    let stores = match (args.keystore, password.as_deref(), parts(&material)?) {
+    let stores = match (args.keystore, password.as_deref(), parts) {
         (Some(format), Some(password), Some(parts)) => keystore::files(format, password, &parts, args.mode)?,
         _ => Vec::new(),
     };
