@@ -198,13 +198,8 @@ fn aliases(certs: &[Found]) -> Result<Vec<(String, u64, Vec<u8>)>, Error> {
 }
 
 fn pkcs12_holds(out: &Path, password: &str, entries: &BTreeSet<(&str, &[u8])>, options: FileOptions) -> bool {
-    use std::os::unix::fs::MetadataExt as _;
     let Ok(meta) = std::fs::symlink_metadata(out) else { return false };
-    if !meta.is_file()
-        || meta.mode() & 0o7777 != options.mode
-        || options.uid.is_some_and(|u| u != meta.uid())
-        || options.gid.is_some_and(|g| g != meta.gid())
-    {
+    if !podinit_core::fs::as_asked(&meta, options) {
         return false;
     }
     let Ok(bytes) = podinit_core::fs::read_capped(out, podinit_core::fs::STATE_FILE_MAX) else { return false };

@@ -213,13 +213,16 @@ pub fn read_secret_file(flag: &str, path: &Path) -> Result<String, crate::Error>
 /// a FIFO or a device there is simply "not the same").
 pub fn unchanged(dest: &Path, data: &[u8], options: FileOptions) -> bool {
     let Ok(meta) = std::fs::symlink_metadata(dest) else { return false };
+    meta.len() == data.len() as u64 && as_asked(&meta, options) && read_capped(dest, data.len() as u64).is_ok_and(|old| old == data)
+}
+
+/// Whether `meta` (an lstat's) is a regular file with the mode and owner of `options`.
+pub fn as_asked(meta: &std::fs::Metadata, options: FileOptions) -> bool {
     use std::os::unix::fs::MetadataExt;
     meta.is_file()
-        && meta.len() == data.len() as u64
         && meta.mode() & 0o7777 == options.mode
         && options.uid.is_none_or(|u| u == meta.uid())
         && options.gid.is_none_or(|g| g == meta.gid())
-        && read_capped(dest, data.len() as u64).is_ok_and(|old| old == data)
 }
 
 /// Reads a file podinit finds in a volume (its own state beside a destination, a file it
