@@ -96,18 +96,10 @@ pub(crate) fn status_error(response: &reqwest::Response) -> CallError {
 /// A failed request: a certificate the client refuses is [`CallError::Tls`] (fatal), anything
 /// else no answer ([`CallError::Transport`], retried).
 fn request_error(err: &reqwest::Error) -> CallError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = source {
-        if let Some(rustls::Error::InvalidCertificate(why)) = e.downcast_ref::<rustls::Error>() {
-            return CallError::Tls(format!("the server's certificate is not trusted: {why:?}"));
-        }
-        // An io::Error's `source` skips the error it wraps (tokio-rustls wraps rustls's in two).
-        source = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner),
-            None => e.source(),
-        };
+    match podinit_tls::certificate_problem(err) {
+        Some(problem) => CallError::Tls(problem),
+        None => CallError::Transport(reason(err)),
     }
-    CallError::Transport(reason(err))
 }
 
 /// The innermost cause (refused, TLS, DNS), without reqwest's "error sending request for url"

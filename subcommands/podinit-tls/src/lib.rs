@@ -89,6 +89,27 @@ pub fn client_config(options: &TlsOptions) -> Result<rustls::ClientConfig, Error
     }
 }
 
+/// The certificate the server showed and rustls refused, if that is somewhere in `err`'s
+/// chain: as itself, inside the `io::Error`s TLS connectors wrap it in (whose `source` skips
+/// the error they wrap), or, when a layer in between kept only its text, by rustls's wording.
+/// A refused certificate is the pod spec's problem (`--ca-file`), never worth a retry.
+pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|inner| inner as &(dyn std::error::Error + 'static));
+        match inner.unwrap_or(e).downcast_ref::<rustls::Error>() {
+            Some(rustls::Error::InvalidCertificate(why)) => return Some(format!("the server's certificate is not trusted: {why:?}")),
+            Some(rustls::Error::NoCertificatesPresented) => return Some("the server presented no certificate".into()),
+            _ => {}
+        }
+        if e.to_string().contains("invalid peer certificate") {
+            return Some(e.to_string());
+        }
+        source = inner.or_else(|| e.source());
+    }
+    None
+}
+
 fn roots(options: &TlsOptions) -> Result<rustls::RootCertStore, Error> {
     let mut roots = rustls::RootCertStore::empty();
     let explicit = !options.ca_files.is_empty() || !options.ca_dirs.is_empty() || options.ca_pem.is_some();

@@ -75,31 +75,13 @@ impl From<ClientError> for CallError {
                 e @ (rustify::errors::ClientError::ResponseParseError { .. }
                 | rustify::errors::ClientError::ResponseConversionError { .. }
                 | rustify::errors::ClientError::DataParseError { .. }) => Self::Unexpected(podinit_core::redact::root_cause(&e)),
-                other if is_certificate_problem(&other) => Self::Certificate(transport_reason(&other)),
+                other if podinit_tls::certificate_problem(&other).is_some() => Self::Certificate(transport_reason(&other)),
                 other if refused_redirect(&other) => Self::Redirect(podinit_core::redact::root_cause(&other)),
                 other => Self::Transport(transport_reason(&other)),
             },
             other => Self::Unexpected(podinit_core::redact::root_cause(&other)),
         }
     }
-}
-
-/// Whether a rustls certificate error is somewhere in the chain: as itself, inside the
-/// `io::Error` the TLS connector wraps it in, or (when a layer in between keeps only its
-/// text) by rustls's own wording.
-fn is_certificate_problem(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        let tls =
-            e.downcast_ref::<rustls::Error>().or_else(|| e.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
-        if matches!(tls, Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented))
-            || e.to_string().contains("invalid peer certificate")
-        {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 /// Whether the redirect policy stopped the request.
