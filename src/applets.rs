@@ -178,6 +178,7 @@ registry! {
     Chown "chown" "chown" podinit_fs::chown => blocking;
     Cp "cp" "cp" podinit_fs::cp => blocking;
     Envsubst "envsubst" "envsubst" podinit_render::envsubst => blocking;
+    GitClone "git-clone" "git-clone" podinit_git_clone => current;
     HttpGet "http-get" "http-get" podinit_http_get => multi;
     Ln "ln" "ln" podinit_fs::ln => blocking;
     Migrate "migrate" "migrate" podinit_migrate => current;

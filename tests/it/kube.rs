@@ -497,3 +497,46 @@ fn one_command_builds_the_multi_platform_image() {
         .stdout_is(&format!("podinit {} (aarch64)\n", env!("CARGO_PKG_VERSION")));
     let _ = podman(&["manifest", "rm", &tag]);
 }
+
+#[tokio::test]
+async fn kube_play_git_dags() {
+    let (podinit, db) = base_images().await;
+    // The git server: Debian git's `git daemon` (this machine's bookworm binaries, copied onto
+    // the test image's bookworm) serving a repository the test makes.
+    let dir = tempfile::tempdir().unwrap();
+    let srv = dir.path().join("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    let repo = crate::support::git::Repo::new(&srv, "dags");
+    let main = repo.commit(&[("etl.py", "dag = 'etl'\n"), ("reports/daily.py", "dag = 'daily'\n")], "two dags");
+    std::fs::remove_dir_all(&repo.work).unwrap();
+    std::fs::create_dir_all(dir.path().join("git-core")).unwrap();
+    std::fs::copy("/usr/bin/git", dir.path().join("git")).unwrap();
+    std::fs::copy("/usr/lib/git-core/git-daemon", dir.path().join("git-core/git-daemon")).unwrap();
+    let server = "localhost/podinit-test-git:latest";
+    podman_build(
+        server,
+        &format!(
+            "FROM {db}\nCOPY git /usr/bin/git\nCOPY git-core/ /usr/lib/git-core/\nCOPY srv/ /srv/git/\n\
+             CMD [\"daemon\", \"--verbose\", \"--export-all\", \"--reuseaddr\", \"--base-path=/srv/git\", \"/srv/git\"]\n"
+        ),
+        dir.path(),
+    );
+    // The scheduler: what it finds in its DAGs folder.
+    let app = app_image(
+        "scheduler",
+        &db,
+        r#"["sh", "-c", "cd \"$AIRFLOW__CORE__DAGS_FOLDER\" && find . -type f | sort && cat etl.py && readlink /git/dags"]"#,
+    );
+    let mut cluster = Cluster::new("git");
+    cluster.service("git", server.trim_start_matches("localhost/"), "/usr/bin/git", &[], 9418, "Ready to rumble");
+    let images = BTreeMap::from([("registry.example.com/podinit:0.1.0", podinit), ("my-scheduler:latest", app)]);
+    let pods = cluster.play("git-dags.yaml", &images);
+    let want = format!("./etl.py\n./reports/daily.py\ndag = 'etl'\n.worktrees/{main}\n");
+    cluster.wait(&pods[0], "scheduler").code(0).stdout_is(&want);
+    // A restarted pod finds the same commit and writes nothing.
+    cluster.restart(&pods[0]);
+    let again = cluster.wait(&pods[0], "scheduler");
+    again.code(0);
+    assert!(again.stdout.ends_with(&want), "{}", again.stdout);
+    cluster.wait(&pods[0], "git-clone").code(0).stderr_has(&format!("is at {main} already"));
+}

@@ -23,6 +23,7 @@ mod certs;
 mod cli;
 mod dropin;
 mod faults;
+mod git_clone;
 mod hostile;
 mod http_get;
 mod kube;

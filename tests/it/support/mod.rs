@@ -5,6 +5,7 @@ pub mod archive;
 pub mod cmd;
 pub mod docker;
 pub mod fault;
+pub mod git;
 pub mod jwt;
 pub mod kube;
 pub mod pod;

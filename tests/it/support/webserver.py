@@ -15,9 +15,13 @@ for files: --fail N:STATUS[:RETRY_AFTER] answers the first N requests with STATU
 --cut-after BYTES --cut-times N sends the first N bodies only up to BYTES, then closes the
 connection; --throttle BYTES_PER_SEC slows every body down; --swap N:NAME serves the file NAME
 (under --root) for every file request after the first N (a file replaced mid-download).
+--git ROOT hands every request under /git/ to Debian git's `git http-backend` (smart HTTP, as a
+CGI) for the repositories below ROOT; --auth USER:PASS (or bearer:TOKEN) makes those answer
+401 without that Authorization.
 """
 
 import argparse
+import base64
 import email.utils
 import hashlib
 import http.server
@@ -26,6 +30,7 @@ import os
 import socket
 import socketserver
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -44,6 +49,8 @@ def main():
     p.add_argument("--cut-times", type=int, default=1)
     p.add_argument("--throttle", type=int)
     p.add_argument("--swap")
+    p.add_argument("--git")
+    p.add_argument("--auth")
     args = p.parse_args()
     faults = {"fail": 0, "cut": 0, "files": 0}
     etags = {}
@@ -74,8 +81,50 @@ def main():
             if self.command != "HEAD":
                 self.wfile.write(body)
 
+        def body(self):
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                out = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        self.rfile.readline()
+                        return out
+                    out += self.rfile.read(size)
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def git(self):
+            body = self.body()
+            if args.auth:
+                got = self.headers.get("Authorization", "")
+                if args.auth.startswith("bearer:"):
+                    ok = got == "Bearer " + args.auth[len("bearer:"):]
+                else:
+                    ok = got == "Basic " + base64.b64encode(args.auth.encode()).decode()
+                if not ok:
+                    return self.answer(401, [("WWW-Authenticate", 'Basic realm="git"')], b"authentication required")
+            path, _, query = self.path[len("/git"):].partition("?")
+            env = dict(os.environ, GIT_PROJECT_ROOT=args.git, GIT_HTTP_EXPORT_ALL="1", PATH_INFO=path,
+                       QUERY_STRING=query, REQUEST_METHOD=self.command, REMOTE_USER="test", REMOTE_ADDR="127.0.0.1",
+                       CONTENT_TYPE=self.headers.get("Content-Type", ""), CONTENT_LENGTH=str(len(body)),
+                       GIT_PROTOCOL=self.headers.get("Git-Protocol", ""),
+                       HTTP_CONTENT_ENCODING=self.headers.get("Content-Encoding", ""))
+            out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+            sep = out.find(b"\r\n\r\n")
+            head, rest = (out[:sep], out[sep + 4:]) if sep >= 0 else out.split(b"\n\n", 1)
+            status, headers = 200, []
+            for line in head.replace(b"\r\n", b"\n").split(b"\n"):
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "status":
+                    status = int(value.split()[0])
+                elif name:
+                    headers.append((name, value.strip()))
+            self.answer(status, headers, rest)
+
         def do_GET(self):
             self.record()
+            if args.git and self.path.startswith("/git/"):
+                return self.git()
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(length)

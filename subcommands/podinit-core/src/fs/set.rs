@@ -244,7 +244,7 @@ impl Drop for Staged<'_> {
 /// Takes the set's lock, waiting (within `--timeout`, ended by SIGTERM) while another
 /// podinit holds it. `None` when the holder removed the lock and its directory (a first
 /// run that published nothing): the caller starts over.
-async fn lock(ctx: &Context, dir: &Path) -> Result<Option<Flock<File>>, Error> {
+pub async fn lock(ctx: &Context, dir: &Path) -> Result<Option<Flock<File>>, Error> {
     let path = dir.join(LOCK);
     let mut waited = false;
     loop {
