@@ -391,6 +391,7 @@ fn killed_at_any_point_the_link_shows_the_old_tree_or_the_new_one_complete() {
     assert!(seen_old > 0, "no kill landed before the switch: the test proves nothing");
     clone(&[&daemon.url("site"), s(dest.path())]).code(0);
     assert_eq!(published(dest.path(), "site"), (new_commit.clone(), new_tree));
+    assert_eq!(git(&dest.path().join(".git"), &["rev-list", "--count", &new_commit]), "1", "an update stays shallow");
     assert_eq!(worktrees(dest.path()), [new_commit]);
 
     // SIGTERM: exit 143, and the link still names a whole tree.

@@ -39,7 +39,7 @@ pub use remote::Credentials;
     podinit git-clone https://github.com/org/site.git /srv --ref v1.4.0 --link html \\\n      \
       --username x-access-token --password-file /secrets/token")]
 pub struct Args {
-    /// The repository: https://, http://, git:// or file:// (ssh is not built in).
+    /// The repository: https://, http:// or git:// (ssh and file:// are not built in).
     #[arg(value_name = "REPO")]
     pub repo: String,
 
