@@ -18,6 +18,7 @@
 //! gix does the git work, blocking, on a thread of Tokio's blocking pool; SIGTERM and the
 //! deadline raise its interrupt flag.
 
+mod meter;
 mod remote;
 mod tree;
 
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::builder::BoolishValueParser;
+use podinit_core::progress::Unit;
 use podinit_core::{Context, Error, Kind};
 
 pub use remote::Credentials;
@@ -115,8 +117,12 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
             remote::BACKOFF,
             remote::classify,
             |_| {
-                let (plan, git_dir, stop, current) = (Arc::clone(&plan), git_dir.clone(), Arc::clone(&stop), current);
-                async move { blocking(ctx, &stop, move |stop| remote::fetch(&plan, &git_dir, current.as_ref(), stop)).await }
+                let (plan, git_dir, stop) = (Arc::clone(&plan), git_dir.clone(), Arc::clone(&stop));
+                let received = gix::progress::StepShared::default();
+                let watch = meter::Watch { counter: Arc::clone(&received), what: "receiving".into(), unit: Unit::Bytes };
+                async move {
+                    blocking(ctx, &stop, Some(watch), move |stop| remote::fetch(&plan, &git_dir, current.as_ref(), stop, &received)).await
+                }
             },
         )
         .await?
@@ -131,7 +137,9 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     let staged = {
         let (layout, plan, settings, stop) = (layout.clone_paths(), plan.clone(), settings.clone(), Arc::clone(&stop));
         let budget = tree::Budget { files: args.max_files, bytes: args.max_size };
-        blocking(ctx, &stop, move |stop| layout.checkout(&plan, commit, &settings, budget, stop))
+        let written = gix::progress::StepShared::default();
+        let watch = meter::Watch { counter: Arc::clone(&written), what: "checking out (files)".into(), unit: Unit::Items };
+        blocking(ctx, &stop, Some(watch), move |stop| layout.checkout(&plan, commit, &settings, budget, stop, &written))
             .await
             .map_err(|e| e.context(format!("checking out {commit}")))?
     };
@@ -139,28 +147,37 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     Ok(())
 }
 
-/// Runs blocking git work on Tokio's blocking pool. SIGTERM, SIGINT and the deadline raise
-/// `stop` (gix checks it between objects and files) and end the wait at once: what the work
-/// leaves behind is in hidden names the next run removes.
+/// Runs blocking git work on Tokio's blocking pool, showing `watch`'s counter as progress once
+/// the work has taken a second. SIGTERM, SIGINT and the deadline raise `stop` (gix checks it
+/// between objects and files) and end the wait at once: what the work leaves behind is in
+/// hidden names the next run removes.
 async fn blocking<T: Send + 'static>(
     ctx: &Context,
     stop: &Arc<AtomicBool>,
+    watch: Option<meter::Watch>,
     work: impl FnOnce(&AtomicBool) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     let flag = Arc::clone(stop);
     let mut task = tokio::task::spawn_blocking(move || work(&flag));
-    let ended = async {
-        loop {
-            if let Err(err) = ctx.sleep(std::time::Duration::from_secs(3600)).await {
-                return err;
+    let mut progress: Option<podinit_core::progress::Progress> = None;
+    let mut shown = 0u64;
+    loop {
+        tokio::select! {
+            joined = &mut task => return joined.map_err(|e| anyhow::anyhow!("the git worker failed: {e}"))?,
+            slept = ctx.sleep(std::time::Duration::from_secs(1)) => {
+                if let Err(err) = slept {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(anyhow::Error::new(err));
+                }
+                let Some(watch) = &watch else { continue };
+                let now = watch.counter.load(Ordering::Relaxed) as u64;
+                if now > shown {
+                    progress.get_or_insert_with(|| ctx.progress(watch.what.clone(), None, watch.unit)).inc(now - shown);
+                    shown = now;
+                } else if let Some(progress) = &progress {
+                    progress.tick();
+                }
             }
-        }
-    };
-    tokio::select! {
-        joined = &mut task => joined.map_err(|e| anyhow::anyhow!("the git worker failed: {e}"))?,
-        err = ended => {
-            stop.store(true, Ordering::Relaxed);
-            Err(anyhow::Error::new(err))
         }
     }
 }

@@ -214,8 +214,15 @@ pub(crate) enum Fetched {
 }
 
 /// Resolves the ref at the remote and, unless it names `current`, fetches its commit (shallow
-/// to `--depth`) into the bare repository at `git_dir` (made when missing or unreadable).
-pub(crate) fn fetch(plan: &Plan, git_dir: &Path, current: Option<&ObjectId>, stop: &AtomicBool) -> anyhow::Result<Fetched> {
+/// to `--depth`) into the bare repository at `git_dir` (made when missing or unreadable),
+/// counting the pack's bytes into `received`.
+pub(crate) fn fetch(
+    plan: &Plan,
+    git_dir: &Path,
+    current: Option<&ObjectId>,
+    stop: &AtomicBool,
+    received: &gix::progress::StepShared,
+) -> anyhow::Result<Fetched> {
     let mut repo = open_or_init(git_dir)?;
     if plan.url.starts_with("git://") && current.is_some() {
         // Over git daemon, protocol v2 waits on a delayed ACK: an unchanged rerun took 49 ms
@@ -239,7 +246,7 @@ pub(crate) fn fetch(plan: &Plan, git_dir: &Path, current: Option<&ObjectId>, sto
     tracing::info!("fetching {} ({advertised}) from {}", plan.git_ref, plan.shown);
     let outcome = prepare
         .with_shallow(shallow)
-        .receive(gix::progress::Discard, stop)
+        .receive(crate::meter::Tap::watching(crate::meter::PACK_BYTES, received), stop)
         .map_err(|e| git_error(e, format!("fetching {} from {}", plan.git_ref, plan.shown), plan))?;
     if let gix::remote::fetch::Status::Change { write_pack_bundle, .. } = &outcome.status {
         tracing::info!("received {} objects", write_pack_bundle.index.num_objects);

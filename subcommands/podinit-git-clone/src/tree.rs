@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use anyhow::Context as _;
 use gix::ObjectId;
 use gix::bstr::ByteSlice as _;
+use gix::progress::StepShared;
 use nix::fcntl::Flock;
 use podinit_core::fs::root::{Dir, Kind as EntryKind};
 use podinit_core::{Context, Error, Kind};
@@ -25,6 +26,9 @@ const WORKTREES: &str = ".worktrees";
 const STATE: &str = "..podinit-git-clone";
 /// How deep submodules may nest.
 const SUBMODULE_DEPTH: u32 = 8;
+/// The largest `.gitmodules` read (git's own limit for it is 1 MiB too, `GITMODULES_MAX` is
+/// not git's name).
+const GITMODULES_MAX: u64 = 1 << 20;
 
 /// What else than the commit decides a tree's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,7 +176,8 @@ impl Layout {
 
 impl Paths {
     /// Checks `commit` out of DEST/.git into a new hidden directory in `.worktrees`, with
-    /// `--sparse` applied and, with `--submodules`, the submodules fetched and checked out.
+    /// `--sparse` applied and, with `--submodules`, the submodules fetched and checked out;
+    /// counts the files written into `written`.
     pub(crate) fn checkout(
         &self,
         plan: &Plan,
@@ -180,20 +185,21 @@ impl Paths {
         settings: &Settings,
         budget: Budget,
         stop: &AtomicBool,
+        written: &StepShared,
     ) -> anyhow::Result<Staged> {
         let worktrees =
             Dir::open_nofollow(&self.dest.join(WORKTREES)).with_context(|| format!("opening {}", self.dest.join(WORKTREES).display()))?;
         let name = OsString::from(format!("..{commit}.{}", std::process::id()));
         worktrees.remove_all(&name)?;
         let root = worktrees.mkdir(&name, 0o755)?;
+        let mut work = Work { plan, dest: &self.dest, budget, spent: Budget { files: 0, bytes: 0 }, stop, written };
         let filled = (|| {
             let repo = remote::open_or_init(&remote::git_dir(&self.dest))?;
-            let mut spent = Budget { files: 0, bytes: 0 };
-            check_out(&repo, commit, &root, &settings.sparse, budget, &mut spent, stop)?;
+            check_out(&mut work, &repo, commit, &root, &settings.sparse)?;
             if settings.submodules {
-                submodules(&SubmoduleRun { plan, dest: &self.dest, budget, stop }, &repo, commit, &root, 1, &mut spent)?;
+                submodules(&mut work, &repo, commit, &root, 1)?;
             }
-            anyhow::Ok(spent)
+            anyhow::Ok(work.spent)
         })();
         let spent = match filled {
             Ok(spent) => spent,
@@ -252,15 +258,8 @@ fn current(dir: &Dir, link: &str) -> anyhow::Result<Option<ObjectId>> {
 /// Checks the tree of `commit` out into `root`, which is empty. Every entry's path is
 /// validated by gix (no `..`, no `.git` in any spelling, nothing through a link); the budget
 /// is checked before anything is written.
-fn check_out(
-    repo: &gix::Repository,
-    commit: ObjectId,
-    root: &Dir,
-    sparse: &[String],
-    budget: Budget,
-    spent: &mut Budget,
-    stop: &AtomicBool,
-) -> anyhow::Result<Budget> {
+fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root: &Dir, sparse: &[String]) -> anyhow::Result<()> {
+    let (budget, spent) = (work.budget, &mut work.spent);
     let tree = repo
         .find_object(commit)
         .and_then(|o| o.peel_to_commit())
@@ -305,9 +304,10 @@ fn check_out(
     options.validate.protect_ntfs = true;
     let files = gix::progress::Discard;
     let objects = repo.objects.clone().into_arc().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let outcome = gix_worktree_state::checkout(&mut index, root.path(), objects, &files, &files, stop, options)
+    let written = crate::meter::Tap::counting(work.written);
+    let outcome = gix_worktree_state::checkout(&mut index, root.path(), objects, &written, &files, work.stop, options)
         .map_err(|e| if e.is_validation() { refused(commit, &remote::causes(&e)) } else { anyhow::anyhow!("{}", remote::causes(&e)) })?;
-    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+    if work.stop.load(std::sync::atomic::Ordering::Relaxed) {
         anyhow::bail!("stopped");
     }
     if let Some(collision) = outcome.collisions.first() {
@@ -316,7 +316,7 @@ fn check_out(
     if let Some(error) = outcome.errors.first() {
         anyhow::bail!("writing {}: {}", error.path, error.error);
     }
-    Ok(this)
+    Ok(())
 }
 
 /// A tree podinit will not write: a path git refuses too (`..`, `.git` in any spelling, a `/`
@@ -334,25 +334,21 @@ fn under(path: &[u8], keep: &[u8]) -> bool {
     path.starts_with(keep) && (path.len() == keep.len() || path[keep.len()] == b'/')
 }
 
-/// What every level of submodules shares.
-struct SubmoduleRun<'a> {
+/// What a checkout (a tree and its submodules) shares: the budget and what is spent of it,
+/// gix's interrupt flag, the counter of files written.
+struct Work<'a> {
     plan: &'a Plan,
     dest: &'a Path,
     budget: Budget,
+    spent: Budget,
     stop: &'a AtomicBool,
+    written: &'a StepShared,
 }
 
 /// Fetches and checks out the submodules `commit` records (gitlinks named in its
 /// `.gitmodules`), each into its path below `root`, each into its own repository in
 /// DEST/.git/modules, recursively up to [`SUBMODULE_DEPTH`] levels.
-fn submodules(
-    run: &SubmoduleRun<'_>,
-    repo: &gix::Repository,
-    commit: ObjectId,
-    root: &Dir,
-    level: u32,
-    spent: &mut Budget,
-) -> anyhow::Result<()> {
+fn submodules(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root: &Dir, level: u32) -> anyhow::Result<()> {
     let tree = repo.find_object(commit).and_then(|o| o.peel_to_commit()).and_then(|c| c.tree_id()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let index = repo.index_from_tree(&tree).map_err(|e| anyhow::anyhow!("{e}"))?;
     let links: Vec<(String, ObjectId)> = index
@@ -360,7 +356,7 @@ fn submodules(
         .iter()
         .filter(|e| e.mode.is_submodule())
         .map(|e| (e.path(&index).to_str_lossy().into_owned(), e.id))
-        .filter(|(path, _)| run.plan.sparse.is_empty() || run.plan.sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())))
+        .filter(|(path, _)| work.plan.sparse.is_empty() || work.plan.sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())))
         .collect();
     if links.is_empty() {
         return Ok(());
@@ -368,12 +364,16 @@ fn submodules(
     if level > SUBMODULE_DEPTH {
         anyhow::bail!("submodules nest deeper than {SUBMODULE_DEPTH} levels");
     }
-    let gitmodules = index
-        .entry_by_path(".gitmodules".into())
-        .map(|e| repo.find_object(e.id).map(|o| o.data.clone()))
-        .transpose()
-        .map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?
-        .unwrap_or_default();
+    let gitmodules = match index.entry_by_path(".gitmodules".into()) {
+        None => Vec::new(),
+        Some(entry) => {
+            let size = repo.find_header(entry.id).map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?.size();
+            if size > GITMODULES_MAX {
+                return Err(refused(commit, &format!(".gitmodules is {size} bytes, more than {GITMODULES_MAX}")));
+            }
+            repo.find_object(entry.id).map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?.data.clone()
+        }
+    };
     let file = gix::submodule::File::from_bytes(&gitmodules, None, &Default::default()).map_err(|e| anyhow::anyhow!(".gitmodules: {e}"))?;
     for (path, id) in links {
         let name = file
@@ -388,17 +388,18 @@ fn submodules(
             .to_bstring()
             .to_str_lossy()
             .into_owned();
-        let sub_plan = run.plan.submodule(&url, id).map_err(|e| anyhow::anyhow!("submodule {name}: {}", e.message()))?;
+        let sub_plan = work.plan.submodule(&url, id).map_err(|e| anyhow::anyhow!("submodule {name}: {}", e.message()))?;
         tracing::info!("submodule {path}: {id} from {}", sub_plan.shown);
-        let git_dir = remote::git_dir(run.dest).join("modules").join(&name);
-        match remote::fetch(&sub_plan, &git_dir, None, run.stop).map_err(|e| e.context(format!("submodule {name}")))? {
+        let git_dir = remote::git_dir(work.dest).join("modules").join(&name);
+        let received = StepShared::default();
+        match remote::fetch(&sub_plan, &git_dir, None, work.stop, &received).map_err(|e| e.context(format!("submodule {name}")))? {
             remote::Fetched::New(_) | remote::Fetched::Unchanged(_) => {}
         }
         let sub_repo = remote::open_or_init(&git_dir)?;
         let parts: Vec<&OsStr> = path.split('/').map(OsStr::new).collect();
         let dir = root.create_dir_all(&parts, 0o755)?;
-        check_out(&sub_repo, id, &dir, &[], run.budget, spent, run.stop).map_err(|e| e.context(format!("submodule {path}")))?;
-        submodules(run, &sub_repo, id, &dir, level + 1, spent)?;
+        check_out(work, &sub_repo, id, &dir, &[]).map_err(|e| e.context(format!("submodule {path}")))?;
+        submodules(work, &sub_repo, id, &dir, level + 1)?;
     }
     Ok(())
 }
