@@ -95,14 +95,15 @@ fn smart_http_with_basic_auth_checks_out_what_git_does_and_reruns_change_nothing
     // Shallow: one commit in DEST/.git.
     assert_eq!(git(&dest.join(".git"), &["rev-list", "--count", &main]), "1");
 
-    // A rerun: nothing written, the link untouched, two requests after the 401.
+    // A rerun: nothing written, the link untouched, two requests (protocol v2: the
+    // capabilities, then ls-refs filtered to the ref; credentials sent with the first).
     let link_before = std::fs::symlink_metadata(dest.join("app")).unwrap();
     let requests_before = server.requests().len();
     run(&[]).code(0).stderr_has("already");
     let link_after = std::fs::symlink_metadata(dest.join("app")).unwrap();
     assert_eq!(std::os::unix::fs::MetadataExt::ino(&link_before), std::os::unix::fs::MetadataExt::ino(&link_after));
     let rerun: Vec<String> = server.requests()[requests_before..].iter().map(|r| r["method"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(rerun, ["GET", "GET", "POST"], "the rerun's requests");
+    assert_eq!(rerun, ["GET", "POST"], "the rerun's requests");
 
     // A branch, an annotated tag (peeled to its commit) and a commit id, each as git has them.
     for r in ["release/1.x", "v1.0"] {
@@ -154,8 +155,8 @@ fn a_bearer_token_file_and_credentials_never_leave_the_origin() {
     assert_eq!(published(dest.path(), "repo").0, main);
     assert!(origin.saw_header_value("Bearer tok-123"));
 
-    // A server that redirects to another origin (another port) which asks for credentials:
-    // podinit gives it none, so neither the token nor a password reaches it.
+    // REPO's server redirects to another origin (another port) which asks for credentials:
+    // podinit gives it none, so the token never reaches it.
     let other = Server::python(&["--git", s(root.path()), "--auth", "bearer:tok-123", "--tls", s(&pki.cert()), s(&pki.key())]);
     let redirector = Server::python(&[
         "--route",
@@ -169,9 +170,28 @@ fn a_bearer_token_file_and_credentials_never_leave_the_origin() {
     let out = clone(&[&moved, s(dest.path()), "--bearer-token-file", s(&token), "--ca-file", s(&pki.ca())]);
     out.code(2).stderr_has("authentication required");
     assert!(!other.requests().is_empty(), "the redirect was followed");
-    assert!(!other.saw_header_value("tok-123") && !redirector.saw_header_value("tok-123"), "the token went to another origin");
+    assert!(!other.saw_header_value("tok-123"), "the token went to another origin");
     assert!(!out.stderr.contains("tok-123"));
     assert!(std::fs::symlink_metadata(dest.path().join("app")).is_err(), "nothing published");
+
+    // A submodule on another origin gets no credentials either: its server asks, podinit
+    // gives nothing, the clone fails (exit 2) and the token stayed with REPO's origin.
+    let lib = Repo::new(root.path(), "lib");
+    lib.commit(&[("lib.txt", "lib\n")], "lib");
+    let with_sub = Repo::new(root.path(), "withsub");
+    with_sub.commit(&[("top.txt", "top\n")], "top");
+    let daemon = Daemon::start(root.path());
+    git(&with_sub.work, &["submodule", "-q", "add", &daemon.url("lib"), "lib"]);
+    git(&with_sub.work, &["config", "-f", ".gitmodules", "submodule.lib.url", &format!("https://127.0.0.1:{}/git/lib.git", other.port)]);
+    with_sub.commit(&[], "lib elsewhere");
+    let before = other.requests().len();
+    let dest = tempfile::tempdir().unwrap();
+    let sub_url = format!("https://127.0.0.1:{}/git/withsub.git", origin.port);
+    let out = clone(&[&sub_url, s(dest.path()), "--submodules", "--bearer-token-file", s(&token), "--ca-file", s(&pki.ca())]);
+    out.code(2).stderr_has("submodule lib").stderr_has("authentication required");
+    assert!(other.requests().len() > before, "the submodule's server was asked");
+    assert!(!other.saw_header_value("tok-123"), "the token went to the submodule's origin");
+    assert!(std::fs::symlink_metadata(dest.path().join("withsub")).is_err(), "nothing published");
 
     // Credentials are not sent over plain http, nor taken from the URL.
     let plain = format!("http://127.0.0.1:{}/git/app.git", origin.port);

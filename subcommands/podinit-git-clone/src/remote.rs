@@ -175,30 +175,32 @@ impl Plan {
         http::Options { backend: Some(Arc::new(Mutex::new(backend))), ..Default::default() }
     }
 
+    /// The credentials as gix sends them.
+    fn identity(&self) -> Option<gix::sec::identity::Credentials> {
+        Some(match self.credentials.as_ref()? {
+            Credentials::Basic { username, password } => gix::sec::identity::Credentials::UsernamePassword {
+                username: username.clone(),
+                password: password.clone(),
+                oauth_refresh_token: None,
+            },
+            Credentials::Bearer(token) => {
+                gix::sec::identity::Credentials::Encoded { authtype: "Bearer".into(), credential: token.clone(), oauth_refresh_token: None }
+            }
+        })
+    }
+
     /// The credentials function gix asks on a 401: this plan's credentials for its own
     /// origin, nothing for any other URL.
     fn credentials_for(&self) -> impl FnMut(Action) -> gix::Result<Option<gix::credentials::protocol::Outcome>> + use<> {
-        let (credentials, origin) = (self.credentials.clone(), self.origin.clone());
+        let (identity, origin) = (self.identity(), self.origin.clone());
         move |action| {
             let Action::Get(context) = action else { return Ok(None) };
-            let Some(credentials) = &credentials else { return Ok(None) };
+            let Some(credentials) = identity.clone() else { return Ok(None) };
             let asked = context.url.as_ref().and_then(|u| url::Url::parse(&u.to_string()).ok()).map(|u| Origin::of(&u));
             if asked.as_ref() != Some(&origin) {
                 tracing::warn!("credentials asked for another origin than the repository's; none sent");
                 return Ok(None);
             }
-            let credentials = match credentials {
-                Credentials::Basic { username, password } => gix::sec::identity::Credentials::UsernamePassword {
-                    username: username.clone(),
-                    password: password.clone(),
-                    oauth_refresh_token: None,
-                },
-                Credentials::Bearer(token) => gix::sec::identity::Credentials::Encoded {
-                    authtype: "Bearer".into(),
-                    credential: token.clone(),
-                    oauth_refresh_token: None,
-                },
-            };
             Ok(Some(gix::credentials::protocol::Outcome { credentials, next: context.into() }))
         }
     }
@@ -275,11 +277,18 @@ fn prepare<'repo>(
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs([plan.refspec().as_str()], Direction::Fetch)
         .map_err(|e| fatal(Kind::Usage, format!("--ref {}: {e}", plan.git_ref)))?;
-    let connection = remote
+    let mut connection = remote
         .connect(Direction::Fetch)
         .map_err(|e| git_error(e, format!("connecting to {}", plan.shown), plan))?
         .with_credentials(plan.credentials_for())
         .with_transport_options(Box::new(plan.http_options()));
+    let ours = url::Url::parse(&plan.url).is_ok_and(|u| Origin::of(&u) == plan.origin);
+    if let Some(identity) = plan.identity().filter(|_| ours) {
+        // Sent with the first request to REPO's origin (not to a submodule elsewhere), as
+        // `curl -u` does, which saves the 401 round trip; gix drops them when a redirect leads
+        // to another host.
+        connection.transport_mut().set_credentials(identity).map_err(|e| anyhow::anyhow!("setting the credentials: {e}"))?;
+    }
     let prepare = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
         .map_err(|e| git_error(e, format!("listing the refs of {}", plan.shown), plan))?;
