@@ -8,7 +8,7 @@ use crate::support::{Podinit, cmd::bin};
 #[test]
 fn list_prints_the_applets_one_per_line() {
     Podinit::new().arg("--list").run().code(0).stdout_is(
-        "certs\nchmod\nchown\ncp\nenvsubst\nhttp-get\nln\nmigrate\nmkdir\nmv\nrender\nrm\ns3-get\nsysctl\nsysfs\ntouch\ntruststore\nvault-fetch\nwait-for\n",
+        "certs\nchmod\nchown\ncp\nenvsubst\ngit-clone\nhttp-get\nln\nmigrate\nmkdir\nmv\nrender\nrm\ns3-get\nsysctl\nsysfs\ntouch\ntruststore\nvault-fetch\nwait-for\n",
     );
 }
 
@@ -42,7 +42,7 @@ fn no_arguments_is_a_usage_error_with_help() {
 fn unknown_applet_exits_127_and_names_it() {
     let out = Podinit::new().args(["frobnicate", "x"]).run();
     out.code(127).stderr_has("podinit: error: unknown applet 'frobnicate'\n").stderr_has(
-        "podinit: hint: applets in this build: certs, chmod, chown, cp, envsubst, http-get, ln, migrate, mkdir, mv, render, rm, s3-get, sysctl, sysfs, touch, truststore, vault-fetch, wait-for",
+        "podinit: hint: applets in this build: certs, chmod, chown, cp, envsubst, git-clone, http-get, ln, migrate, mkdir, mv, render, rm, s3-get, sysctl, sysfs, touch, truststore, vault-fetch, wait-for",
     );
 }
 

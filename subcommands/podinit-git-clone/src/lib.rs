@@ -108,20 +108,19 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         tracing::info!("{} is at {want} already (no request made)", layout.link_path().display());
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let fetched = {
-        let (plan, git_dir, stop) = (Arc::new(plan.clone()), layout.git_dir(), Arc::clone(&stop));
+        let (plan, git_dir) = (Arc::new(plan.clone()), layout.git_dir());
         podinit_core::retry::retry(
             ctx,
             &format!("fetching {} from {}", plan.git_ref, plan.shown),
             remote::BACKOFF,
             remote::classify,
             |_| {
-                let (plan, git_dir, stop) = (Arc::clone(&plan), git_dir.clone(), Arc::clone(&stop));
+                let (plan, git_dir) = (Arc::clone(&plan), git_dir.clone());
                 let received = gix::progress::StepShared::default();
                 let watch = meter::Watch { counter: Arc::clone(&received), what: "receiving".into(), unit: Unit::Bytes };
                 async move {
-                    blocking(ctx, &stop, Some(watch), move |stop| remote::fetch(&plan, &git_dir, current.as_ref(), stop, &received)).await
+                    blocking(ctx, Some(watch), move |stop| remote::fetch(&plan, &git_dir, current.as_ref(), stop, &received)).await
                 }
             },
         )
@@ -135,11 +134,11 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         remote::Fetched::New(commit) => commit,
     };
     let staged = {
-        let (layout, plan, settings, stop) = (layout.clone_paths(), plan.clone(), settings.clone(), Arc::clone(&stop));
+        let (layout, plan, settings) = (layout.clone_paths(), plan.clone(), settings.clone());
         let budget = tree::Budget { files: args.max_files, bytes: args.max_size };
         let written = gix::progress::StepShared::default();
         let watch = meter::Watch { counter: Arc::clone(&written), what: "checking out (files)".into(), unit: Unit::Items };
-        blocking(ctx, &stop, Some(watch), move |stop| layout.checkout(&plan, commit, &settings, budget, stop, &written))
+        blocking(ctx, Some(watch), move |stop| layout.checkout(&plan, commit, &settings, budget, stop, &written))
             .await
             .map_err(|e| e.context(format!("checking out {commit}")))?
     };
@@ -148,16 +147,17 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 }
 
 /// Runs blocking git work on Tokio's blocking pool, showing `watch`'s counter as progress once
-/// the work has taken a second. SIGTERM, SIGINT and the deadline raise `stop` (gix checks it
-/// between objects and files) and end the wait at once: what the work leaves behind is in
-/// hidden names the next run removes.
+/// the work has taken a second. SIGTERM, SIGINT, the deadline, and this future being dropped
+/// (the retry helper ends an attempt on a signal) raise the work's `stop` flag (gix checks it
+/// between objects and files); what the work leaves behind is in hidden names the next run
+/// removes.
 async fn blocking<T: Send + 'static>(
     ctx: &Context,
-    stop: &Arc<AtomicBool>,
     watch: Option<meter::Watch>,
     work: impl FnOnce(&AtomicBool) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
-    let flag = Arc::clone(stop);
+    let stop = RaiseOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = Arc::clone(&stop.0);
     let mut task = tokio::task::spawn_blocking(move || work(&flag));
     let mut progress: Option<podinit_core::progress::Progress> = None;
     let mut shown = 0u64;
@@ -166,7 +166,6 @@ async fn blocking<T: Send + 'static>(
             joined = &mut task => return joined.map_err(|e| anyhow::anyhow!("the git worker failed: {e}"))?,
             slept = ctx.sleep(std::time::Duration::from_secs(1)) => {
                 if let Err(err) = slept {
-                    stop.store(true, Ordering::Relaxed);
                     return Err(anyhow::Error::new(err));
                 }
                 let Some(watch) = &watch else { continue };
@@ -179,6 +178,15 @@ async fn blocking<T: Send + 'static>(
                 }
             }
         }
+    }
+}
+
+/// Raises the flag when dropped: however [`blocking`] ends, its work is told to stop.
+struct RaiseOnDrop(Arc<AtomicBool>);
+
+impl Drop for RaiseOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 

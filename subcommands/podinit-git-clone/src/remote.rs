@@ -243,6 +243,8 @@ pub(crate) fn fetch(
     }
     let shallow = match std::num::NonZeroU32::new(plan.depth) {
         Some(depth) => gix::remote::fetch::Shallow::DepthAtRemote(depth),
+        // All history, also into a repository an earlier run fetched shallow.
+        None if repo.is_shallow().unwrap_or(true) => gix::remote::fetch::Shallow::undo(),
         None => gix::remote::fetch::Shallow::NoChange,
     };
     tracing::info!("fetching {} ({advertised}) from {}", plan.git_ref, plan.shown);
@@ -271,18 +273,28 @@ fn prepare<'repo>(
     gix::remote::fetch::Prepare<'static, 'repo, Box<dyn gix::protocol::transport::client::blocking_io::Transport + Send>>,
     ObjectId,
 )> {
+    // Without `url.*.insteadOf` from DEST/.git/config: the volume is writable by the app, and a
+    // rewrite there would send the credentials elsewhere.
     let remote = repo
-        .remote_at(plan.url.as_str())
+        .remote_at_without_url_rewrite(plan.url.as_str())
         .map_err(|e| fatal(Kind::Usage, format!("REPO {}: {e}", plan.shown)))?
         .with_fetch_tags(gix::remote::fetch::Tags::None)
         .with_refspecs([plan.refspec().as_str()], Direction::Fetch)
         .map_err(|e| fatal(Kind::Usage, format!("--ref {}: {e}", plan.git_ref)))?;
     let mut connection = remote
         .connect(Direction::Fetch)
-        .map_err(|e| git_error(e, format!("connecting to {}", plan.shown), plan))?
+        .map_err(|e| {
+            // git:// connects here (name lookup and TCP; an https URL connects with its first
+            // request): a name that does not resolve yet or a refused port is a server not up yet.
+            if plan.url.starts_with("git://") {
+                anyhow::Error::new(Transient(GitError(e))).context(format!("connecting to {}", plan.shown))
+            } else {
+                git_error(e, format!("connecting to {}", plan.shown), plan)
+            }
+        })?
         .with_credentials(plan.credentials_for())
         .with_transport_options(Box::new(plan.http_options()));
-    let ours = url::Url::parse(&plan.url).is_ok_and(|u| Origin::of(&u) == plan.origin);
+    let ours = url::Url::parse(&connection.transport_mut().to_url().to_string()).is_ok_and(|u| Origin::of(&u) == plan.origin);
     if let Some(identity) = plan.identity().filter(|_| ours) {
         // Sent with the first request to REPO's origin (not to a submodule elsewhere), as
         // `curl -u` does, which saves the 401 round trip; gix drops them when a redirect leads
@@ -384,18 +396,39 @@ fn git_error(err: gix::Error, doing: String, plan: &Plan) -> anyhow::Error {
     anyhow::Error::new(GitError(err)).context(doing)
 }
 
+/// A failure worth retrying whatever gix's classification says.
+#[derive(Debug)]
+struct Transient(GitError);
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Transient {}
+
 /// A failure retrying cannot mend.
 fn fatal(kind: Kind, message: String) -> anyhow::Error {
     anyhow::Error::new(Error::new(kind, anyhow::anyhow!(message)))
 }
 
-/// Retries what gix classifies as retryable (connection refused or reset, timeouts, 5xx);
-/// an authentication failure or a missing repository is exit 2, anything else exit 1.
+/// Retries what gix classifies as retryable (connection refused or reset, timeouts, 5xx), 408
+/// and 429, and git:// connections that fail (the name, the port); an authentication failure
+/// or a missing repository (404) is exit 2, anything else exit 1.
 pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
     if let Some(inner) = err.downcast_ref::<Error>() {
         return Verdict::Fatal(inner.kind());
     }
+    if err.chain().any(|e| e.is::<Transient>()) {
+        return Verdict::Retry;
+    }
     if let Some(GitError(git)) = err.chain().find_map(|e| e.downcast_ref::<GitError>()) {
+        match http_status(git) {
+            Some(404) => return Verdict::Fatal(Kind::Usage),
+            Some(408 | 429) => return Verdict::Retry,
+            _ => {}
+        }
         if git.can_retry_lenient() {
             return Verdict::Retry;
         }
@@ -406,6 +439,20 @@ pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
         });
     }
     Verdict::Fatal(Kind::Failed)
+}
+
+/// The HTTP status of a failed request somewhere in `err`'s chain (reqwest's own error, or
+/// inside the `io::Error`s gix wraps it in).
+fn http_status(err: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
+        if let Some(status) = inner.unwrap_or(e).downcast_ref::<reqwest::Error>().and_then(reqwest::Error::status) {
+            return Some(status.as_u16());
+        }
+        next = inner.or_else(|| e.source());
+    }
+    None
 }
 
 /// REPO as a URL; refuses ssh (no ssh binary in the image), scp-like `host:path` and

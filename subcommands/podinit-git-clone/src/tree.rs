@@ -7,6 +7,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -26,6 +27,8 @@ const WORKTREES: &str = ".worktrees";
 const STATE: &str = "..podinit-git-clone";
 /// How deep submodules may nest.
 const SUBMODULE_DEPTH: u32 = 8;
+/// The most submodules a checkout fetches, all levels together (each is a fetch).
+const SUBMODULES_MAX: usize = 256;
 /// The largest `.gitmodules` read (git's own limit for it is 1 MiB too, `GITMODULES_MAX` is
 /// not git's name).
 const GITMODULES_MAX: u64 = 1 << 20;
@@ -106,15 +109,21 @@ impl Layout {
         }
         let current = current(&dir, &link).map_err(|e| Error::new(Kind::Usage, e))?;
         let worktrees = dir.create_dir_all(&[OsStr::new(WORKTREES)], 0o755).map_err(failed)?;
+        // Trees a link in DEST names stay (this one's, and another --link's in the same DEST).
+        let linked = linked_trees(&dir).map_err(failed)?;
         for name in worktrees.names().map_err(failed)? {
-            if current.as_ref().is_none_or(|c| OsString::from(c.to_string()) != name) {
-                tracing::debug!("removing {} (not the current tree)", worktrees.path().join(&name).display());
+            if !linked.contains(&name) {
+                tracing::debug!("removing {} (no link names it)", worktrees.path().join(&name).display());
                 worktrees.remove_all(&name).map_err(failed)?;
             }
         }
         if dir.stat(OsStr::new(".git")).map_err(|e| failed(e.into()))?.is_some() {
             let git = dir.sub(OsStr::new(".git")).map_err(|e| failed(podinit_core::fs::io_error(e, "opening .git")))?;
-            remove_stale_locks(&git).map_err(failed)?;
+            if !remove_stale_locks(&git).map_err(failed)? {
+                tracing::warn!("{} holds links or special files podinit did not make; making it anew", git.path().display());
+                drop(git);
+                dir.remove_all(OsStr::new(".git")).map_err(failed)?;
+            }
         }
         let state = dir.read(OsStr::new(STATE)).ok().and_then(|b| String::from_utf8(b).ok());
         Ok(Self { dest: dest.to_owned(), dir, link, current, state, _lock: lock })
@@ -150,6 +159,10 @@ impl Layout {
         let name = OsString::from(commit.to_string());
         if worktrees.stat(&name)?.is_some() {
             // The same commit with other settings: swap, so the link stays valid throughout.
+            // The state goes first: killed after the swap, the next run must not take the new
+            // tree for one made with the old settings.
+            self.dir.remove_all(OsStr::new(STATE))?;
+            self.dir.sync()?;
             worktrees.exchange(&staged.name, &name)?;
             worktrees.remove_all(&staged.name)?;
         } else {
@@ -167,7 +180,10 @@ impl Layout {
         )?;
         self.dir.sync()?;
         if let Some(old) = self.current.filter(|old| *old != commit) {
-            worktrees.remove_all(OsStr::new(&old.to_string()))?;
+            let old = OsString::from(old.to_string());
+            if !linked_trees(&self.dir)?.contains(&old) {
+                worktrees.remove_all(&old)?;
+            }
         }
         tracing::info!("{} -> {WORKTREES}/{commit}", self.link_path().display());
         Ok(())
@@ -192,12 +208,12 @@ impl Paths {
         let name = OsString::from(format!("..{commit}.{}", std::process::id()));
         worktrees.remove_all(&name)?;
         let root = worktrees.mkdir(&name, 0o755)?;
-        let mut work = Work { plan, dest: &self.dest, budget, spent: Budget { files: 0, bytes: 0 }, stop, written };
+        let mut work = Work { dest: &self.dest, submodules: 0, budget, spent: Budget { files: 0, bytes: 0 }, stop, written };
         let filled = (|| {
             let repo = remote::open_or_init(&remote::git_dir(&self.dest))?;
             check_out(&mut work, &repo, commit, &root, &settings.sparse)?;
             if settings.submodules {
-                submodules(&mut work, &repo, commit, &root, 1)?;
+                submodules(&mut work, plan, &settings.sparse, &repo, commit, &root, 1)?;
             }
             anyhow::Ok(work.spent)
         })();
@@ -216,10 +232,17 @@ impl Paths {
 
 /// Removes what a killed run left in DEST/.git: lock files (`shallow.lock`, a ref's `.lock`),
 /// which would make every later fetch fail, and temporary pack files. Only podinit writes
-/// there, and only under DEST's lock, which this run holds.
-fn remove_stale_locks(git: &Dir) -> anyhow::Result<()> {
+/// there, and only under DEST's lock, which this run holds. False when `.git` holds a link,
+/// a FIFO or a device (gix would follow or open them by path: planted by whoever else can
+/// write the volume): the caller then removes the whole cache.
+fn remove_stale_locks(git: &Dir) -> anyhow::Result<bool> {
+    let mut clean = true;
     git.walk(
         &mut |parent, name, stat, _| {
+            if !matches!(EntryKind::of(stat), EntryKind::File | EntryKind::Dir) {
+                clean = false;
+                return Ok(());
+            }
             let bytes = name.as_encoded_bytes();
             let temporary = bytes.ends_with(b".lock") || (bytes.starts_with(b".tmp") && EntryKind::of(stat) == EntryKind::File);
             if temporary && EntryKind::of(stat) != EntryKind::Dir {
@@ -229,7 +252,22 @@ fn remove_stale_locks(git: &Dir) -> anyhow::Result<()> {
             Ok(())
         },
         &mut |_| Ok(()),
-    )
+    )?;
+    Ok(clean)
+}
+
+/// The names in `.worktrees` that links directly in DEST point at.
+fn linked_trees(dir: &Dir) -> anyhow::Result<Vec<OsString>> {
+    let mut linked = Vec::new();
+    for name in dir.names()? {
+        let is_link = dir.stat(&name).ok().flatten().is_some_and(|s| EntryKind::of(&s) == EntryKind::Symlink);
+        if let Some(tree) = is_link.then(|| dir.read_link(&name).ok()).flatten().and_then(|t| {
+            t.as_encoded_bytes().strip_prefix(format!("{WORKTREES}/").as_bytes()).map(|rest| OsStr::from_bytes(rest).to_owned())
+        }) {
+            linked.push(tree);
+        }
+    }
+    Ok(linked)
 }
 
 /// The commit the link in `dir` names: `None` when there is no link; an error when the name is
@@ -259,41 +297,18 @@ fn current(dir: &Dir, link: &str) -> anyhow::Result<Option<ObjectId>> {
 /// validated by gix (no `..`, no `.git` in any spelling, nothing through a link); the budget
 /// is checked before anything is written.
 fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root: &Dir, sparse: &[String]) -> anyhow::Result<()> {
-    let (budget, spent) = (work.budget, &mut work.spent);
     let tree = repo
         .find_object(commit)
         .and_then(|o| o.peel_to_commit())
         .and_then(|c| c.tree_id())
         .map_err(|e| anyhow::anyhow!("reading the tree of {commit}: {e}"))?;
+    // Counted before the tree is expanded into an index: a tree that names one subtree twice at
+    // every level describes 2^40 paths in 40 small objects.
+    census(work, repo, commit, tree.detach())?;
     let mut index = repo.index_from_tree(&tree).map_err(|e| refused(commit, &remote::causes(&e)))?;
     if !sparse.is_empty() {
         index.remove_entries(|_, path, _| !sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())));
     }
-    let mut this = Budget { files: 0, bytes: 0 };
-    for entry in index.entries() {
-        if entry.mode.is_submodule() {
-            continue;
-        }
-        this.files += 1;
-        let size = repo.find_header(entry.id).map_err(|e| anyhow::anyhow!("reading {}: {e}", entry.id))?.size();
-        this.bytes = this.bytes.saturating_add(size);
-        if spent.files + this.files > budget.files || spent.bytes.saturating_add(this.bytes) > budget.bytes {
-            return Err(Error::new(
-                Kind::Failed,
-                anyhow::anyhow!(
-                    "{commit} holds more than --max-files {} or --max-size {} (counted {} files, {} so far)",
-                    budget.files,
-                    podinit_core::progress::bytes(budget.bytes),
-                    spent.files + this.files,
-                    podinit_core::progress::bytes(spent.bytes.saturating_add(this.bytes))
-                ),
-            )
-            .with_hint("raise --max-files/--max-size if the repository is that big, or check out part of it with --sparse")
-            .into());
-        }
-    }
-    spent.files += this.files;
-    spent.bytes = spent.bytes.saturating_add(this.bytes);
     // What gix's `Repository::checkout_options` gives a repository opened isolated (no filter
     // drivers, no eol settings, `.gitattributes` read from the tree), with every path check on.
     let filters = gix::filter::plumbing::Pipeline::new(Default::default(), repo.object_hash(), Default::default());
@@ -319,6 +334,144 @@ fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root
     Ok(())
 }
 
+/// How deep a tree may nest (git's own `core.maxTreeDepth` default).
+const MAX_TREE_DEPTH: usize = 2048;
+/// The most bytes of paths a tree may name (what expanding it into an index costs).
+const MAX_PATH_BYTES: u64 = 256 << 20;
+
+/// Walks the tree of `commit` breadth first, without expanding it, and charges the budget:
+/// every entry (files, links, directories, submodules) against `--max-files`, every file's
+/// size (from its object header) against `--max-size`; a tree deeper than [`MAX_TREE_DEPTH`]
+/// or naming more than [`MAX_PATH_BYTES`] of paths is refused. Stops at the first excess.
+fn census(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, tree: ObjectId) -> anyhow::Result<()> {
+    let tree = repo.find_tree(tree).map_err(|e| anyhow::anyhow!("reading the tree of {commit}: {e}"))?;
+    let mut census = Census {
+        repo,
+        budget: work.budget,
+        spent: work.spent,
+        stop: work.stop,
+        at: Place::default(),
+        saved: Vec::new(),
+        queued: std::collections::VecDeque::new(),
+        path_bytes: 0,
+        over: None,
+    };
+    let walked = tree.traverse().breadthfirst(&mut census);
+    if let Some(over) = census.over {
+        return Err(over);
+    }
+    walked.map_err(|e| anyhow::anyhow!("reading the tree of {commit}: {e}"))?;
+    work.spent = census.spent;
+    Ok(())
+}
+
+/// Where the walk is: depth and length of the current path.
+#[derive(Clone, Copy, Default)]
+struct Place {
+    depth: usize,
+    len: usize,
+}
+
+/// The visitor of [`census`].
+struct Census<'r> {
+    repo: &'r gix::Repository,
+    budget: Budget,
+    spent: Budget,
+    stop: &'r AtomicBool,
+    at: Place,
+    saved: Vec<Place>,
+    queued: std::collections::VecDeque<Place>,
+    path_bytes: u64,
+    over: Option<anyhow::Error>,
+}
+
+impl Census<'_> {
+    fn push(&mut self, component: &gix::bstr::BStr) {
+        self.at = Place { depth: self.at.depth + 1, len: self.at.len + 1 + component.len() };
+    }
+
+    /// Charges one entry of `size` bytes; `Break` once over a budget (the error kept).
+    fn charge(&mut self, size: u64) -> std::ops::ControlFlow<(), bool> {
+        self.spent.files += 1;
+        self.spent.bytes = self.spent.bytes.saturating_add(size);
+        self.path_bytes += self.at.len as u64;
+        let over = if self.spent.files > self.budget.files || self.spent.bytes > self.budget.bytes {
+            Some(
+                Error::new(
+                    Kind::Failed,
+                    anyhow::anyhow!(
+                        "the tree holds more than --max-files {} entries or --max-size {} (counted {} entries, {} so far)",
+                        self.budget.files,
+                        podinit_core::progress::bytes(self.budget.bytes),
+                        self.spent.files,
+                        podinit_core::progress::bytes(self.spent.bytes)
+                    ),
+                )
+                .with_hint("raise --max-files/--max-size if the repository is that big")
+                .into(),
+            )
+        } else if self.at.depth > MAX_TREE_DEPTH {
+            Some(anyhow::anyhow!("the tree nests deeper than {MAX_TREE_DEPTH} directories"))
+        } else if self.path_bytes > MAX_PATH_BYTES {
+            Some(anyhow::anyhow!("the tree's paths add up to more than {}", podinit_core::progress::bytes(MAX_PATH_BYTES)))
+        } else if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            Some(anyhow::anyhow!("stopped"))
+        } else {
+            None
+        };
+        match over {
+            Some(err) => {
+                self.over = Some(err);
+                std::ops::ControlFlow::Break(())
+            }
+            None => std::ops::ControlFlow::Continue(true),
+        }
+    }
+}
+
+impl gix::traverse::tree::Visit for Census<'_> {
+    fn pop_back_tracked_path_and_set_current(&mut self) {
+        self.at = self.queued.pop_back().unwrap_or_default();
+    }
+
+    fn pop_front_tracked_path_and_set_current(&mut self) {
+        self.at = self.queued.pop_front().unwrap_or_default();
+    }
+
+    fn push_back_tracked_path_component(&mut self, component: &gix::bstr::BStr) {
+        self.push(component);
+        self.queued.push_back(self.at);
+    }
+
+    fn push_path_component(&mut self, component: &gix::bstr::BStr) {
+        self.saved.push(self.at);
+        self.push(component);
+    }
+
+    fn pop_path_component(&mut self) {
+        self.at = self.saved.pop().unwrap_or_default();
+    }
+
+    fn visit_tree(&mut self, _entry: &gix::objs::tree::EntryRef<'_>) -> std::ops::ControlFlow<(), bool> {
+        self.charge(0)
+    }
+
+    fn visit_nontree(&mut self, entry: &gix::objs::tree::EntryRef<'_>) -> std::ops::ControlFlow<(), bool> {
+        let size = if entry.mode.is_commit() {
+            0
+        } else {
+            match self.repo.find_header(entry.oid) {
+                Ok(header) => header.size(),
+                Err(e) => {
+                    self.over = Some(anyhow::anyhow!("reading {}: {e}", entry.oid));
+                    return std::ops::ControlFlow::Break(());
+                }
+            }
+        };
+        self.charge(size)
+    }
+}
+
 /// A tree podinit will not write: a path git refuses too (`..`, `.git` in any spelling, a `/`
 /// inside a name, NTFS and HFS aliases of those) or one entry twice. The repository is the
 /// input at fault: exit 2.
@@ -337,8 +490,9 @@ fn under(path: &[u8], keep: &[u8]) -> bool {
 /// What a checkout (a tree and its submodules) shares: the budget and what is spent of it,
 /// gix's interrupt flag, the counter of files written.
 struct Work<'a> {
-    plan: &'a Plan,
     dest: &'a Path,
+    /// Submodules fetched so far (all levels).
+    submodules: usize,
     budget: Budget,
     spent: Budget,
     stop: &'a AtomicBool,
@@ -348,7 +502,15 @@ struct Work<'a> {
 /// Fetches and checks out the submodules `commit` records (gitlinks named in its
 /// `.gitmodules`), each into its path below `root`, each into its own repository in
 /// DEST/.git/modules, recursively up to [`SUBMODULE_DEPTH`] levels.
-fn submodules(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root: &Dir, level: u32) -> anyhow::Result<()> {
+fn submodules(
+    work: &mut Work<'_>,
+    plan: &Plan,
+    sparse: &[String],
+    repo: &gix::Repository,
+    commit: ObjectId,
+    root: &Dir,
+    level: u32,
+) -> anyhow::Result<()> {
     let tree = repo.find_object(commit).and_then(|o| o.peel_to_commit()).and_then(|c| c.tree_id()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let index = repo.index_from_tree(&tree).map_err(|e| anyhow::anyhow!("{e}"))?;
     let links: Vec<(String, ObjectId)> = index
@@ -356,7 +518,7 @@ fn submodules(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, roo
         .iter()
         .filter(|e| e.mode.is_submodule())
         .map(|e| (e.path(&index).to_str_lossy().into_owned(), e.id))
-        .filter(|(path, _)| work.plan.sparse.is_empty() || work.plan.sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())))
+        .filter(|(path, _)| sparse.is_empty() || sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())))
         .collect();
     if links.is_empty() {
         return Ok(());
@@ -388,9 +550,18 @@ fn submodules(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, roo
             .to_bstring()
             .to_str_lossy()
             .into_owned();
-        let sub_plan = work.plan.submodule(&url, id).map_err(|e| anyhow::anyhow!("submodule {name}: {}", e.message()))?;
+        // Relative URLs resolve against this repository's URL (the parent's, at every level).
+        let sub_plan = plan.submodule(&url, id).map_err(|e| anyhow::Error::new(e.context(format!("submodule {name}"))))?;
+        work.submodules += 1;
+        if work.submodules > SUBMODULES_MAX {
+            return Err(refused(commit, &format!("more than {SUBMODULES_MAX} submodules in all")));
+        }
         tracing::info!("submodule {path}: {id} from {}", sub_plan.shown);
-        let git_dir = remote::git_dir(work.dest).join("modules").join(&name);
+        // One repository per URL, named by a hash of it: a submodule's name is the
+        // repository's to choose (`/data`, `..`), never a path podinit joins.
+        let key = gix::objs::compute_hash(gix::hash::Kind::Sha1, gix::objs::Kind::Blob, sub_plan.url.as_bytes())
+            .map_err(|e| anyhow::anyhow!("hashing a submodule URL: {e}"))?;
+        let git_dir = remote::git_dir(work.dest).join("modules").join(key.to_string());
         let received = StepShared::default();
         match remote::fetch(&sub_plan, &git_dir, None, work.stop, &received).map_err(|e| e.context(format!("submodule {name}")))? {
             remote::Fetched::New(_) | remote::Fetched::Unchanged(_) => {}
@@ -399,7 +570,7 @@ fn submodules(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, roo
         let parts: Vec<&OsStr> = path.split('/').map(OsStr::new).collect();
         let dir = root.create_dir_all(&parts, 0o755)?;
         check_out(work, &sub_repo, id, &dir, &[]).map_err(|e| e.context(format!("submodule {path}")))?;
-        submodules(work, &sub_repo, id, &dir, level + 1)?;
+        submodules(work, &sub_plan, &[], &sub_repo, id, &dir, level + 1)?;
     }
     Ok(())
 }
