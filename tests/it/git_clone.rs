@@ -405,6 +405,15 @@ fn hostile_trees_and_planted_links_never_make_podinit_write_outside_dest() {
     let tree = published(dest.path(), "evil").1;
     assert_eq!(tree, ["a: ok\n".to_owned(), "out -> ".to_owned() + s(outside.path()), "up -> ../../../../../../etc".to_owned()]);
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "something was written outside DEST");
+    // A config planted in DEST/.git (the volume may be the app's to write): podinit's own is
+    // written back before gix reads it, so no rewrite sends the clone elsewhere.
+    let config = dest.path().join(".git/config");
+    let mut planted = std::fs::read_to_string(&config).unwrap();
+    planted.push_str("[url \"git://127.0.0.1:1/\"]\n\tinsteadOf = git://\n[http]\n\textraHeader = X-Planted: yes\n");
+    std::fs::write(&config, planted).unwrap();
+    clone(&[&daemon.url("evil"), s(dest.path()), "--ref", "links", "--link", "third"]).code(0);
+    let config_now = std::fs::read_to_string(&config).unwrap();
+    assert!(!config_now.contains("insteadOf") && !config_now.contains("extraHeader"), "{config_now}");
     // A link planted inside DEST/.git (gix opens paths there by name): the cache is made anew,
     // nothing is written through the link.
     let objects = dest.path().join(".git/objects");

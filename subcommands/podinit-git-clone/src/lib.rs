@@ -5,6 +5,7 @@
 //! DEST/.git/                         a bare repository: the objects fetched (shallow)
 //! DEST/.worktrees/<commit>/          the files of exactly one commit (no .git inside)
 //! DEST/<link> -> .worktrees/<commit> what the app reads; replaced by one rename
+//! DEST/..<link>.podinit-git-clone   the commit and settings the link's tree was made with
 //! DEST/..podinit.lock                held by the writer (replicas sharing a volume)
 //! ```
 //!

@@ -320,10 +320,18 @@ fn set_protocol(repo: &mut gix::Repository, version: &str) -> anyhow::Result<()>
     Ok(())
 }
 
+/// The config gix writes into a bare repository it makes on Linux, and all podinit's cache
+/// ever has.
+const CONFIG: &str = "[core]\n\tfilemode = true\n\tbare = true\n\tlogallrefupdates = false\n\tignorecase = false\n\tprecomposeunicode = false\n\trepositoryformatversion = 0\n";
+
 /// Opens DEST/.git, or makes it: it is podinit's cache, so one that does not open (a run
 /// killed while making it) is made anew.
 pub(crate) fn open_or_init(git_dir: &Path) -> anyhow::Result<gix::Repository> {
     if git_dir.exists() {
+        // The volume may be the app's to write: whatever its config says now (url rewrites,
+        // HTTP headers, credential helpers, filters), podinit's cache has podinit's config.
+        podinit_core::fs::write_atomic(&git_dir.join("config"), CONFIG.as_bytes(), podinit_core::fs::FileOptions::default())
+            .with_context(|| format!("writing {}/config", git_dir.display()))?;
         match gix::open_opts(git_dir, gix::open::Options::isolated()) {
             Ok(repo) => return Ok(repo),
             Err(e) => {
@@ -511,8 +519,8 @@ fn default_link(url: &url::Url) -> Result<String, Error> {
 /// The link is one name directly in DEST, not hidden (`.git`, `.worktrees` and podinit's own
 /// `..` names are the layout's).
 fn check_link_name(link: &str) -> Result<(), Error> {
-    if link.is_empty() || link.starts_with('.') || link.contains('/') || link.contains('\0') || link.len() > 255 {
-        return Err(usage(format!("--link '{link}': must be one file name that does not start with '.'"))
+    if link.is_empty() || link.starts_with('.') || link.contains('/') || link.contains('\0') || link.len() > 200 {
+        return Err(usage(format!("--link '{link}': must be one file name of at most 200 bytes that does not start with '.'"))
             .with_hint("the link lives directly in DEST, e.g. --link repo"));
     }
     Ok(())

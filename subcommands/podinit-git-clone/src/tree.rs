@@ -23,8 +23,11 @@ use crate::remote::{self, Plan};
 
 /// Where the trees are, below DEST.
 const WORKTREES: &str = ".worktrees";
-/// What made the current tree (commit and settings), beside the lock.
-const STATE: &str = "..podinit-git-clone";
+/// What made the tree a link shows (commit and settings): `..LINK.podinit-git-clone`, beside
+/// the lock (a name no link can have).
+fn state_name(link: &str) -> OsString {
+    OsString::from(format!("..{link}.podinit-git-clone"))
+}
 /// How deep submodules may nest.
 const SUBMODULE_DEPTH: u32 = 8;
 /// The most submodules a checkout fetches, all levels together (each is a fetch).
@@ -125,7 +128,7 @@ impl Layout {
                 dir.remove_all(OsStr::new(".git")).map_err(failed)?;
             }
         }
-        let state = dir.read(OsStr::new(STATE)).ok().and_then(|b| String::from_utf8(b).ok());
+        let state = dir.read(&state_name(&link)).ok().and_then(|b| String::from_utf8(b).ok());
         Ok(Self { dest: dest.to_owned(), dir, link, current, state, _lock: lock })
     }
 
@@ -161,7 +164,7 @@ impl Layout {
             // The same commit with other settings: swap, so the link stays valid throughout.
             // The state goes first: killed after the swap, the next run must not take the new
             // tree for one made with the old settings.
-            self.dir.remove_all(OsStr::new(STATE))?;
+            self.dir.remove_all(&state_name(&self.link))?;
             self.dir.sync()?;
             worktrees.exchange(&staged.name, &name)?;
             worktrees.remove_all(&staged.name)?;
@@ -174,7 +177,7 @@ impl Layout {
         self.dir.symlink(&temp, OsStr::new(&format!("{WORKTREES}/{commit}")))?;
         self.dir.rename(&temp, OsStr::new(&self.link))?;
         podinit_core::fs::write_atomic(
-            &self.dest.join(STATE),
+            &self.dest.join(state_name(&self.link)),
             settings.state(&commit).as_bytes(),
             podinit_core::fs::FileOptions::default(),
         )?;
