@@ -77,6 +77,15 @@ pub fn io_reason(err: &std::io::Error) -> String {
     }
 }
 
+/// Every error of `err`'s chain, `err` first, looking into the error an `io::Error` wraps (its
+/// `source` skips it, and TLS connectors and gix wrap their errors in `io::Error`s).
+pub fn chain<'a>(err: &'a (dyn std::error::Error + 'static)) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| {
+        let wrapped = e.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        wrapped.map(|inner| inner as &(dyn std::error::Error + 'static)).or_else(|| e.source())
+    })
+}
+
 /// The deepest cause of an error chain, which is where the useful words are ("connection
 /// refused", "invalid peer certificate: UnknownIssuer"); I/O errors as in [`io_reason`].
 pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {

@@ -29,9 +29,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::builder::BoolishValueParser;
 use podinit_core::progress::Unit;
-use podinit_core::{Context, Error, Kind};
-
-pub use remote::Credentials;
+use podinit_core::{Context, Error};
 
 /// Clone a git repository at a branch, tag or commit into DEST: shallow, the files of one
 /// commit behind a link switched atomically (git-sync's layout); a rerun changes nothing when
@@ -120,9 +118,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
                 let (plan, git_dir) = (Arc::clone(&plan), git_dir.clone());
                 let received = gix::progress::StepShared::default();
                 let watch = meter::Watch { counter: Arc::clone(&received), what: "receiving".into(), unit: Unit::Bytes };
-                async move {
-                    blocking(ctx, Some(watch), move |stop| remote::fetch(&plan, &git_dir, current.as_ref(), stop, &received)).await
-                }
+                async move { blocking(ctx, watch, move |stop| remote::fetch(&plan, &git_dir, current.as_ref(), stop, &received)).await }
             },
         )
         .await?
@@ -139,7 +135,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
         let budget = tree::Budget { files: args.max_files, bytes: args.max_size };
         let written = gix::progress::StepShared::default();
         let watch = meter::Watch { counter: Arc::clone(&written), what: "checking out (files)".into(), unit: Unit::Items };
-        blocking(ctx, Some(watch), move |stop| layout.checkout(&plan, commit, &settings, budget, stop, &written))
+        blocking(ctx, watch, move |stop| layout.checkout(&plan, commit, &settings, budget, stop, &written))
             .await
             .map_err(|e| e.context(format!("checking out {commit}")))?
     };
@@ -154,7 +150,7 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
 /// removes.
 async fn blocking<T: Send + 'static>(
     ctx: &Context,
-    watch: Option<meter::Watch>,
+    watch: meter::Watch,
     work: impl FnOnce(&AtomicBool) -> anyhow::Result<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     let stop = RaiseOnDrop(Arc::new(AtomicBool::new(false)));
@@ -169,7 +165,6 @@ async fn blocking<T: Send + 'static>(
                 if let Err(err) = slept {
                     return Err(anyhow::Error::new(err));
                 }
-                let Some(watch) = &watch else { continue };
                 let now = watch.counter.load(Ordering::Relaxed) as u64;
                 if now > shown {
                     progress.get_or_insert_with(|| ctx.progress(watch.what.clone(), None, watch.unit)).inc(now - shown);
@@ -189,9 +184,4 @@ impl Drop for RaiseOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
     }
-}
-
-/// The kind of a failure that is the pod spec's fault.
-fn usage(message: impl std::fmt::Display) -> Error {
-    Error::new(Kind::Usage, anyhow::anyhow!("{message}"))
 }

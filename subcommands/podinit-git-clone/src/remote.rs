@@ -1,8 +1,9 @@
 //! The network side: which URL, which ref, which credentials, and one fetch with gix.
 //!
-//! Credentials come from files and are handed to gix only through a function that answers
-//! for the repository's own origin (scheme, host, port): a redirect to another host, or a
-//! submodule elsewhere, gets nothing. They never travel over plain http.
+//! Credentials come from files and go only to the repository's own origin (scheme, host,
+//! port): set on the transport for the first request when its URL is REPO's, and given to
+//! gix's 401 callback only for that origin; a redirect to another host, or a submodule
+//! elsewhere, gets nothing. They never travel over plain http.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -17,7 +18,7 @@ use gix::remote::Direction;
 use podinit_core::retry::{Backoff, Growth, Verdict};
 use podinit_core::{Error, Kind};
 
-use crate::{Args, usage};
+use crate::Args;
 
 /// Waits between fetch attempts: a git server that is restarting, a 503 from its proxy.
 pub(crate) const BACKOFF: Backoff =
@@ -28,7 +29,7 @@ const WANT: &str = "refs/podinit/want";
 
 /// How the repository's host is authenticated against.
 #[derive(Clone)]
-pub enum Credentials {
+enum Credentials {
     /// HTTP basic authentication.
     Basic { username: String, password: String },
     /// `Authorization: Bearer`.
@@ -44,24 +45,6 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// Scheme, host and port: where credentials may go.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Origin {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-}
-
-impl Origin {
-    fn of(url: &url::Url) -> Self {
-        Self {
-            scheme: url.scheme().to_owned(),
-            host: url.host_str().unwrap_or_default().to_ascii_lowercase(),
-            port: url.port_or_known_default(),
-        }
-    }
-}
-
 /// What to fetch, checked once before anything is written.
 #[derive(Clone, Debug)]
 pub(crate) struct Plan {
@@ -69,7 +52,8 @@ pub(crate) struct Plan {
     pub(crate) url: String,
     /// The URL for messages (no password ever; REPO may not carry one).
     pub(crate) shown: String,
-    origin: Origin,
+    /// Scheme, host and port of REPO: where credentials may go.
+    origin: url::Origin,
     /// `--ref`.
     pub(crate) git_ref: String,
     /// The link's name in DEST.
@@ -103,7 +87,7 @@ impl Plan {
             _ => None,
         };
         if credentials.is_some() && parsed.scheme() != "https" {
-            return Err(usage(format!(
+            return Err(Error::usage(format!(
                 "REPO {}: credentials are only sent over https, not {}://",
                 podinit_core::redact::url(&parsed),
                 parsed.scheme()
@@ -118,7 +102,7 @@ impl Plan {
         Ok(Self {
             url: args.repo.clone(),
             shown: podinit_core::redact::url(&parsed),
-            origin: Origin::of(&parsed),
+            origin: parsed.origin(),
             git_ref: args.git_ref.clone(),
             link,
             depth: args.depth,
@@ -133,9 +117,9 @@ impl Plan {
     /// go only to this repository's origin.
     pub(crate) fn submodule(&self, url: &str, commit: ObjectId) -> Result<Self, Error> {
         let resolved = if url.starts_with("./") || url.starts_with("../") {
-            let base =
-                url::Url::parse(&format!("{}/", self.url.trim_end_matches('/'))).map_err(|e| usage(format!("{}: {e}", self.shown)))?;
-            base.join(url).map_err(|e| usage(format!("url {url}: {e}")))?.to_string()
+            let base = url::Url::parse(&format!("{}/", self.url.trim_end_matches('/')))
+                .map_err(|e| Error::usage(format!("{}: {e}", self.shown)))?;
+            base.join(url).map_err(|e| Error::usage(format!("url {url}: {e}")))?.to_string()
         } else {
             url.to_owned()
         };
@@ -196,7 +180,7 @@ impl Plan {
         move |action| {
             let Action::Get(context) = action else { return Ok(None) };
             let Some(credentials) = identity.clone() else { return Ok(None) };
-            let asked = context.url.as_ref().and_then(|u| url::Url::parse(&u.to_string()).ok()).map(|u| Origin::of(&u));
+            let asked = context.url.as_ref().and_then(|u| url::Url::parse(&u.to_string()).ok()).map(|u| u.origin());
             if asked.as_ref() != Some(&origin) {
                 tracing::warn!("credentials asked for another origin than the repository's; none sent");
                 return Ok(None);
@@ -294,7 +278,7 @@ fn prepare<'repo>(
         })?
         .with_credentials(plan.credentials_for())
         .with_transport_options(Box::new(plan.http_options()));
-    let ours = url::Url::parse(&connection.transport_mut().to_url().to_string()).is_ok_and(|u| Origin::of(&u) == plan.origin);
+    let ours = url::Url::parse(&connection.transport_mut().to_url().to_string()).is_ok_and(|u| u.origin() == plan.origin);
     if let Some(identity) = plan.identity().filter(|_| ours) {
         // Sent with the first request to REPO's origin (not to a submodule elsewhere), as
         // `curl -u` does, which saves the 401 round trip; gix drops them when a redirect leads
@@ -366,15 +350,14 @@ impl std::fmt::Display for GitError {
 /// an `io::Error` is looked into (its `source` skips the error it wraps).
 pub(crate) fn causes(err: &(dyn std::error::Error + 'static)) -> String {
     let mut texts: Vec<String> = Vec::new();
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
+    for e in podinit_core::redact::chain(err) {
         let text = match e.downcast_ref::<std::io::Error>() {
-            Some(io) if inner.is_none() => podinit_core::redact::io_reason(io),
-            _ => e.to_string(),
+            // The error it wraps comes next.
+            Some(io) if io.get_ref().is_some() => continue,
+            Some(io) => podinit_core::redact::io_reason(io),
+            None => e.to_string(),
         };
-        next = inner.or_else(|| e.source());
-        let noise = text.starts_with("I/O error (") || inner.is_some() || (!text.contains(' ') && !texts.is_empty());
+        let noise = text.starts_with("I/O error (") || (!text.contains(' ') && !texts.is_empty());
         if !noise && !texts.iter().any(|t| t.contains(&text)) {
             texts.push(text);
         }
@@ -452,15 +435,7 @@ pub(crate) fn classify(err: &anyhow::Error) -> Verdict {
 /// The HTTP status of a failed request somewhere in `err`'s chain (reqwest's own error, or
 /// inside the `io::Error`s gix wraps it in).
 fn http_status(err: &(dyn std::error::Error + 'static)) -> Option<u16> {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|i| i as &(dyn std::error::Error + 'static));
-        if let Some(status) = inner.unwrap_or(e).downcast_ref::<reqwest::Error>().and_then(reqwest::Error::status) {
-            return Some(status.as_u16());
-        }
-        next = inner.or_else(|| e.source());
-    }
-    None
+    podinit_core::redact::chain(err).find_map(|e| Some(e.downcast_ref::<reqwest::Error>()?.status()?.as_u16()))
 }
 
 /// REPO as a URL; refuses ssh (no ssh binary in the image), scp-like `host:path` and
@@ -469,39 +444,39 @@ fn parse_repo(repo: &str) -> Result<url::Url, Error> {
     let scp_like = !repo.contains("://") && repo.split_once(':').is_some_and(|(host, _)| !host.contains('/'));
     let parsed = if scp_like { None } else { url::Url::parse(repo).ok() };
     let Some(parsed) = parsed else {
-        return Err(usage(format!("REPO '{}': not a URL", podinit_core::redact::url_text(repo)))
+        return Err(Error::usage(format!("REPO '{}': not a URL", podinit_core::redact::url_text(repo)))
             .with_hint("give https://host/path.git (ssh is not built in: use the https URL with --username and --password-file)"));
     };
     match parsed.scheme() {
         "https" | "http" | "git" => {}
         "file" => {
-            return Err(usage(format!(
+            return Err(Error::usage(format!(
                 "REPO {}: file:// repositories are read by running git, which the image does not have",
                 podinit_core::redact::url(&parsed)
             ))
             .with_hint("serve the repository (git daemon, smart HTTP), or copy a checked-out tree with `podinit cp -a`"));
         }
         "ssh" | "git+ssh" | "ssh+git" => {
-            return Err(usage(format!(
+            return Err(Error::usage(format!(
                 "REPO {}: ssh is not built into podinit (no ssh binary in the image)",
                 podinit_core::redact::url(&parsed)
             ))
             .with_hint("use the repository's https:// URL with --username and --password-file (a deploy token)"));
         }
         other => {
-            return Err(usage(format!("REPO {}: the scheme {other}:// is not supported", podinit_core::redact::url(&parsed)))
+            return Err(Error::usage(format!("REPO {}: the scheme {other}:// is not supported", podinit_core::redact::url(&parsed)))
                 .with_hint("use https://, http:// or git://"));
         }
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(usage(format!(
+        return Err(Error::usage(format!(
             "REPO {}: credentials in the URL would be in the pod spec and the process list",
             podinit_core::redact::url(&parsed)
         ))
         .with_hint("put the token in a Secret and give --username and --password-file (or --bearer-token-file)"));
     }
     if parsed.host_str().is_none_or(str::is_empty) {
-        return Err(usage(format!("REPO {}: no host", podinit_core::redact::url(&parsed))));
+        return Err(Error::usage(format!("REPO {}: no host", podinit_core::redact::url(&parsed))));
     }
     Ok(parsed)
 }
@@ -511,7 +486,9 @@ fn default_link(url: &url::Url) -> Result<String, Error> {
     let leaf = url.path_segments().and_then(|mut s| s.rfind(|p| !p.is_empty())).unwrap_or_default();
     let leaf = leaf.strip_suffix(".git").unwrap_or(leaf);
     if leaf.is_empty() {
-        return Err(usage(format!("REPO {}: no name to call the link by", podinit_core::redact::url(url))).with_hint("give --link NAME"));
+        return Err(
+            Error::usage(format!("REPO {}: no name to call the link by", podinit_core::redact::url(url))).with_hint("give --link NAME")
+        );
     }
     Ok(leaf.to_owned())
 }
@@ -520,7 +497,7 @@ fn default_link(url: &url::Url) -> Result<String, Error> {
 /// `..` names are the layout's).
 fn check_link_name(link: &str) -> Result<(), Error> {
     if link.is_empty() || link.starts_with('.') || link.contains('/') || link.contains('\0') || link.len() > 200 {
-        return Err(usage(format!("--link '{link}': must be one file name of at most 200 bytes that does not start with '.'"))
+        return Err(Error::usage(format!("--link '{link}': must be one file name of at most 200 bytes that does not start with '.'"))
             .with_hint("the link lives directly in DEST, e.g. --link repo"));
     }
     Ok(())
@@ -546,7 +523,7 @@ fn check_ref(git_ref: &str) -> Result<(), Error> {
         || git_ref.contains("/.")
         || git_ref.bytes().any(|b| b < 0x20 || b == 0x7f || b" ~^:?*[\\".contains(&b));
     if bad {
-        return Err(usage(format!("--ref '{git_ref}': not a valid branch, tag or commit id"))
+        return Err(Error::usage(format!("--ref '{git_ref}': not a valid branch, tag or commit id"))
             .with_hint("give a branch (main), a tag (v1.2.0), refs/... or a full 40-character commit id"));
     }
     Ok(())
@@ -562,7 +539,7 @@ fn sparse_path(path: &str) -> Result<String, Error> {
     let trimmed = path.trim_matches('/');
     let bad = trimmed.is_empty() || path.starts_with('/') || trimmed.split('/').any(|c| c.is_empty() || c == "." || c == "..");
     if bad {
-        return Err(usage(format!("--sparse '{path}': must be a path inside the repository, like docs or src/app")));
+        return Err(Error::usage(format!("--sparse '{path}': must be a path inside the repository, like docs or src/app")));
     }
     Ok(trimmed.to_owned())
 }

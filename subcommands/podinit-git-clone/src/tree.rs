@@ -214,9 +214,9 @@ impl Paths {
         let mut work = Work { dest: &self.dest, submodules: 0, budget, spent: Budget { files: 0, bytes: 0 }, stop, written };
         let filled = (|| {
             let repo = remote::open_or_init(&remote::git_dir(&self.dest))?;
-            check_out(&mut work, &repo, commit, &root, &settings.sparse)?;
+            let gitlinks = check_out(&mut work, &repo, commit, &root, &settings.sparse)?;
             if settings.submodules {
-                submodules(&mut work, plan, &settings.sparse, &repo, commit, &root, 1)?;
+                submodules(&mut work, plan, gitlinks, &repo, commit, &root, 1)?;
             }
             anyhow::Ok(work.spent)
         })();
@@ -296,10 +296,18 @@ fn current(dir: &Dir, link: &str) -> anyhow::Result<Option<ObjectId>> {
     Ok(present.then_some(id))
 }
 
+/// The submodules a checked-out tree records: the gitlinks it kept (path, commit) and its
+/// `.gitmodules` blob, if it has one.
+struct Gitlinks {
+    links: Vec<(String, ObjectId)>,
+    gitmodules: Option<ObjectId>,
+}
+
 /// Checks the tree of `commit` out into `root`, which is empty. Every entry's path is
 /// validated by gix (no `..`, no `.git` in any spelling, nothing through a link); the budget
-/// is checked before anything is written.
-fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root: &Dir, sparse: &[String]) -> anyhow::Result<()> {
+/// is checked before anything is written. Returns the submodules the tree records (under
+/// `sparse`, when given).
+fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root: &Dir, sparse: &[String]) -> anyhow::Result<Gitlinks> {
     let tree = repo
         .find_object(commit)
         .and_then(|o| o.peel_to_commit())
@@ -309,9 +317,12 @@ fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root
     // every level describes 2^40 paths in 40 small objects.
     census(work, repo, commit, tree.detach())?;
     let mut index = repo.index_from_tree(&tree).map_err(|e| refused(commit, &remote::causes(&e)))?;
+    let gitmodules = index.entry_by_path(".gitmodules".into()).map(|e| e.id);
     if !sparse.is_empty() {
         index.remove_entries(|_, path, _| !sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())));
     }
+    let links =
+        index.entries().iter().filter(|e| e.mode.is_submodule()).map(|e| (e.path(&index).to_str_lossy().into_owned(), e.id)).collect();
     // What gix's `Repository::checkout_options` gives a repository opened isolated (no filter
     // drivers, no eol settings, `.gitattributes` read from the tree), with every path check on.
     let filters = gix::filter::plumbing::Pipeline::new(Default::default(), repo.object_hash(), Default::default());
@@ -334,7 +345,7 @@ fn check_out(work: &mut Work<'_>, repo: &gix::Repository, commit: ObjectId, root
     if let Some(error) = outcome.errors.first() {
         anyhow::bail!("writing {}: {}", error.path, error.error);
     }
-    Ok(())
+    Ok(Gitlinks { links, gitmodules })
 }
 
 /// How deep a tree may nest (git's own `core.maxTreeDepth` default).
@@ -502,41 +513,33 @@ struct Work<'a> {
     written: &'a StepShared,
 }
 
-/// Fetches and checks out the submodules `commit` records (gitlinks named in its
-/// `.gitmodules`), each into its path below `root`, each into its own repository in
+/// Fetches and checks out the submodules `commit`'s checkout recorded (`gitlinks`, named in
+/// its `.gitmodules`), each into its path below `root`, each into its own repository in
 /// DEST/.git/modules, recursively up to [`SUBMODULE_DEPTH`] levels.
 fn submodules(
     work: &mut Work<'_>,
     plan: &Plan,
-    sparse: &[String],
+    gitlinks: Gitlinks,
     repo: &gix::Repository,
     commit: ObjectId,
     root: &Dir,
     level: u32,
 ) -> anyhow::Result<()> {
-    let tree = repo.find_object(commit).and_then(|o| o.peel_to_commit()).and_then(|c| c.tree_id()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let index = repo.index_from_tree(&tree).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let links: Vec<(String, ObjectId)> = index
-        .entries()
-        .iter()
-        .filter(|e| e.mode.is_submodule())
-        .map(|e| (e.path(&index).to_str_lossy().into_owned(), e.id))
-        .filter(|(path, _)| sparse.is_empty() || sparse.iter().any(|keep| under(path.as_bytes(), keep.as_bytes())))
-        .collect();
+    let Gitlinks { links, gitmodules } = gitlinks;
     if links.is_empty() {
         return Ok(());
     }
     if level > SUBMODULE_DEPTH {
         anyhow::bail!("submodules nest deeper than {SUBMODULE_DEPTH} levels");
     }
-    let gitmodules = match index.entry_by_path(".gitmodules".into()) {
+    let gitmodules = match gitmodules {
         None => Vec::new(),
-        Some(entry) => {
-            let size = repo.find_header(entry.id).map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?.size();
+        Some(id) => {
+            let size = repo.find_header(id).map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?.size();
             if size > GITMODULES_MAX {
                 return Err(refused(commit, &format!(".gitmodules is {size} bytes, more than {GITMODULES_MAX}")));
             }
-            repo.find_object(entry.id).map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?.data.clone()
+            repo.find_object(id).map_err(|e| anyhow::anyhow!("reading .gitmodules: {e}"))?.data.clone()
         }
     };
     let file = gix::submodule::File::from_bytes(&gitmodules, None, &Default::default()).map_err(|e| anyhow::anyhow!(".gitmodules: {e}"))?;
@@ -572,8 +575,8 @@ fn submodules(
         let sub_repo = remote::open_or_init(&git_dir)?;
         let parts: Vec<&OsStr> = path.split('/').map(OsStr::new).collect();
         let dir = root.create_dir_all(&parts, 0o755)?;
-        check_out(work, &sub_repo, id, &dir, &[]).map_err(|e| e.context(format!("submodule {path}")))?;
-        submodules(work, &sub_plan, &[], &sub_repo, id, &dir, level + 1)?;
+        let nested = check_out(work, &sub_repo, id, &dir, &[]).map_err(|e| e.context(format!("submodule {path}")))?;
+        submodules(work, &sub_plan, nested, &sub_repo, id, &dir, level + 1)?;
     }
     Ok(())
 }

@@ -94,23 +94,12 @@ pub fn client_config(options: &TlsOptions) -> Result<rustls::ClientConfig, Error
 /// the error they wrap), or, when a layer in between kept only its text, by rustls's wording.
 /// A refused certificate is the pod spec's problem (`--ca-file`), never worth a retry.
 pub fn certificate_problem(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let chain = || {
-        std::iter::successors(Some(err), |e| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .map(|inner| inner as &(dyn std::error::Error + 'static))
-                .or_else(|| e.source())
-        })
-    };
-    let typed = chain().find_map(|e| {
-        let inner = e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()).map(|inner| inner as &(dyn std::error::Error + 'static));
-        match inner.unwrap_or(e).downcast_ref::<rustls::Error>()? {
-            rustls::Error::InvalidCertificate(why) => Some(format!("the server's certificate is not trusted: {why:?}")),
-            rustls::Error::NoCertificatesPresented => Some("the server presented no certificate".into()),
-            _ => None,
-        }
+    let typed = podinit_core::redact::chain(err).find_map(|e| match e.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(why) => Some(format!("the server's certificate is not trusted: {why:?}")),
+        rustls::Error::NoCertificatesPresented => Some("the server presented no certificate".into()),
+        _ => None,
     });
-    typed.or_else(|| chain().map(ToString::to_string).find(|text| text.contains("invalid peer certificate")))
+    typed.or_else(|| podinit_core::redact::chain(err).map(ToString::to_string).find(|text| text.contains("invalid peer certificate")))
 }
 
 fn roots(options: &TlsOptions) -> Result<rustls::RootCertStore, Error> {
