@@ -61,6 +61,12 @@ async fn single_part_multipart_and_checksummed_objects_are_verified_and_reruns_c
         get(&garage, &proxy.endpoint(), &["--part-size", "4MiB", "s3://test/m/multi.bin", &d.join("model.bin").display().to_string()]);
     run.code(0).stderr_has("verified: multipart ETag (5 parts)");
     assert_eq!(read(d.join("model.bin")), multi);
+    // Without --part-size the ranges are whole parts (20 MiB: four parts, then one), each
+    // part's MD5 computed from the bytes as they arrive.
+    let run = get(&garage, &proxy.endpoint(), &["s3://test/m/multi.bin", &d.join("streamed.bin").display().to_string()]);
+    run.code(0).stderr_has("verified: multipart ETag (5 parts)");
+    assert_eq!(read(d.join("streamed.bin")), multi);
+    std::fs::remove_file(d.join("streamed.bin")).unwrap();
     let run = get(&garage, &proxy.endpoint(), &["s3://test/m/crc.bin", &format!("{}/", d.display())]);
     run.code(0).stderr_has("verified: CRC32C checksum");
     assert_eq!(read(d.join("crc.bin")), crc);
@@ -187,11 +193,22 @@ async fn a_byte_corrupted_on_the_way_is_caught_and_nothing_is_written() {
     garage.put("v/single.bin", &single, None).await;
     garage.put_multipart("v/multi.bin", &multi, 5 * MIB).await;
     let dir = tempfile::tempdir().unwrap();
-    for (key, hash) in [("v/single.bin", "MD5 mismatch"), ("v/multi.bin", "multipart ETag mismatch")] {
+    garage.put("v/crc.bin", &single, Some(ChecksumAlgorithm::Crc64Nvme)).await;
+    // 1 MiB ranges: parts read back (not whole parts), CRCs combined; default ranges: parts
+    // hashed as they stream.
+    for (key, hash, part_size) in [
+        ("v/single.bin", "MD5 mismatch", "1MiB"),
+        ("v/multi.bin", "multipart ETag mismatch", "1MiB"),
+        ("v/multi.bin", "multipart ETag mismatch", ""),
+        ("v/crc.bin", "CRC64NVME mismatch", "1MiB"),
+    ] {
         let proxy = Proxy::start(garage.port);
         proxy.faults.corrupt_after.store(3 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
-        let run =
-            get(&garage, &proxy.endpoint(), &["--part-size", "1MiB", &format!("s3://test/{key}"), &format!("{}/", dir.path().display())]);
+        let mut args = vec![format!("s3://test/{key}"), format!("{}/", dir.path().display())];
+        if !part_size.is_empty() {
+            args.splice(0..0, ["--part-size".to_owned(), part_size.to_owned()]);
+        }
+        let run = get(&garage, &proxy.endpoint(), &args.iter().map(String::as_str).collect::<Vec<_>>());
         run.code(1).stderr_has("verification failed").stderr_has(hash);
         assert!(names(dir.path()).is_empty(), "{key}: nothing written: {:?}", names(dir.path()));
     }
@@ -281,6 +298,100 @@ async fn a_prefix_with_filters_is_mirrored_and_escaping_keys_are_refused() {
     let q = dir.path().join("q");
     get(&garage, &proxy.endpoint(), &["s3://test/q/", &format!("{}/", q.display())]).code(0).stderr_has("1 by multipart ETag (3 parts)");
     assert_eq!(read(q.join("mid.bin")), mid);
+}
+
+#[tokio::test]
+async fn a_prefix_of_large_objects_downloads_them_together_biggest_first() {
+    let garage = s3::garage().await;
+    // Three multipart shards, one with a full-object CRC64NVME, small files beside them.
+    let shards = [s3::data(23 * MIB + 3, 20), s3::data(17 * MIB, 21), s3::data(12 * MIB + 1, 22)];
+    for (i, shard) in shards.iter().enumerate() {
+        garage.put_multipart(&format!("llm/model-{i}.safetensors"), shard, 5 * MIB).await;
+    }
+    let crc = s3::data(11 * MIB, 23);
+    garage.put("llm/model-3.safetensors", &crc, Some(ChecksumAlgorithm::Crc64Nvme)).await;
+    for i in 0..5 {
+        garage.put(&format!("llm/small-{i}.json"), format!("{{\"n\": {i}}}").as_bytes(), None).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("model");
+    let proxy = Proxy::start(garage.port);
+    let run =
+        get(&garage, &proxy.endpoint(), &["--part-size", "5MiB", "--concurrency", "3", "s3://test/llm/", &format!("{}/", d.display())]);
+    run.code(0)
+        .stderr_has("9 object(s) downloaded")
+        .stderr_has("1 by CRC64NVME checksum, 5 by MD5 (ETag), 1 by multipart ETag (3 parts), 1 by multipart ETag (4 parts), 1 by multipart ETag (5 parts)");
+    for (i, shard) in shards.iter().enumerate() {
+        assert_eq!(&read(d.join(format!("model-{i}.safetensors"))), shard);
+    }
+    assert_eq!(read(d.join("model-3.safetensors")), crc);
+    assert_eq!(read(d.join("small-4.json")), b"{\"n\": 4}");
+
+    // A byte flipped in one shard: that run fails, nothing half-written appears, and the rerun
+    // fetches only what is missing.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("model");
+    let proxy = Proxy::start(garage.port);
+    proxy.faults.corrupt_after.store(30 * MIB as u64, std::sync::atomic::Ordering::Relaxed);
+    let run =
+        get(&garage, &proxy.endpoint(), &["--part-size", "5MiB", "--concurrency", "3", "s3://test/llm/", &format!("{}/", d.display())]);
+    run.code(1).stderr_has("verification failed");
+    for name in names(&d) {
+        if let Some(i) = name.strip_prefix("model-").and_then(|n| n.strip_suffix(".safetensors")) {
+            let i: usize = i.parse().unwrap();
+            let want = if i == 3 { &crc } else { &shards[i] };
+            assert_eq!(&read(d.join(&name)), want, "{name}: complete or absent");
+        }
+    }
+    let proxy = Proxy::start(garage.port);
+    get(&garage, &proxy.endpoint(), &["--part-size", "5MiB", "s3://test/llm/", &format!("{}/", d.display())]).code(0);
+    assert!(proxy.take_response_bytes() < 60 * MIB as u64, "what the first run finished is not fetched again");
+    for (i, shard) in shards.iter().enumerate() {
+        assert_eq!(&read(d.join(format!("model-{i}.safetensors"))), shard);
+    }
+}
+
+/// Bytes of `path` in the page cache (util-linux `fincore`).
+fn resident(path: &Path) -> u64 {
+    let out = std::process::Command::new("fincore").args(["--bytes", "--noheadings", "--output", "RES"]).arg(path).output().unwrap();
+    assert!(out.status.success(), "fincore: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn under_a_memory_limit_written_pages_are_dropped_and_without_one_kept() {
+    let garage = s3::garage().await;
+    let body = s3::data(80 * MIB, 30);
+    garage.put_multipart("mem/model.bin", &body, 8 * MIB).await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(garage.port);
+
+    // No limit: the file stays in the page cache for the app that starts next.
+    let free = dir.path().join("free.bin");
+    get(&garage, &proxy.endpoint(), &["s3://test/mem/model.bin", &free.display().to_string()]).code(0);
+    let kept = resident(&free);
+    assert!(kept > 70 * MIB as u64, "kept in the page cache: {kept} bytes");
+    assert_eq!(read(&free), body);
+
+    // A pod limit of 128 MiB (cgroup v1 here; the page cache is charged to it): the 80 MiB
+    // would fit, but more than half the limit is dropped as it is written back.
+    let group = Path::new("/sys/fs/cgroup/memory").join(format!("podinit-test-{}", std::process::id()));
+    std::fs::create_dir(&group).unwrap();
+    std::fs::write(group.join("memory.limit_in_bytes"), (128 * MIB).to_string()).unwrap();
+    let limited = dir.path().join("limited.bin");
+    let script = format!("echo $$ >{}/cgroup.procs && shift && exec \"$@\"", group.display());
+    let run = garage
+        .podinit(&proxy.endpoint())
+        .args(["--timeout", "60s", "s3://test/mem/model.bin"])
+        .arg(&limited)
+        .wrapped(&["sh", "-c", &script, "sh"])
+        .run();
+    let failcnt = std::fs::read_to_string(group.join("memory.failcnt")).unwrap();
+    std::fs::remove_dir(&group).unwrap();
+    run.code(0).stderr_has("verified: multipart ETag (10 parts)");
+    let kept = resident(&limited);
+    assert!(kept < 8 * MIB as u64, "written pages dropped under the limit: {kept} bytes resident (limit hits: {failcnt})");
+    assert_eq!(read(&limited), body);
 }
 
 /// A tar archive; `raw` entries are written with their names as given (no checks), for

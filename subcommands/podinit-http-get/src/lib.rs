@@ -648,9 +648,9 @@ impl Get<'_> {
     async fn ranged(&self, probe: &Probe, size: u64, validator: String, dest: &Path, progress: &Progress) -> Result<Downloaded, Error> {
         let source = HttpSource { http: self.http, url: probe.url.clone(), validator: validator.clone(), size };
         let object = Object { source: self.shown.clone(), size, validator };
-        let transfer = Transfer { ctx: self.ctx, source: &source, object: &object, options: &self.options, progress };
+        let transfer = Transfer { ctx: self.ctx, source: &source, object: &object, options: &self.options, progress, budget: None };
         let prepared = transfer.prepare(dest, self.want.is_some())?;
-        let (hasher, fetched) = transfer.fetch(prepared, Hasher::new(self.want.as_ref()), &mut ()).await?;
+        let (hasher, _, fetched) = transfer.fetch(prepared, Hasher::new(self.want.as_ref()), (), &mut ()).await?;
         match checksum::check(self.want.as_ref(), hasher.finish()) {
             Ok(verified) => {
                 let (fetched_bytes, resumed) = (fetched.fetched, fetched.resumed);

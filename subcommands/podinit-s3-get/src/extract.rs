@@ -124,7 +124,7 @@ async fn unpack_streamed(
     let source = S3Source { s3, url, remote };
     let object = Object { source: url.to_string(), size: remote.size, validator: remote.etag.clone() };
     let options = podinit_transfer::Options { concurrency, part_size: WINDOW_PART, file: podinit_core::fs::FileOptions::default(), stall };
-    let transfer = Transfer { ctx, source: &source, object: &object, options: &options, progress };
+    let transfer = Transfer { ctx, source: &source, object: &object, options: &options, progress, budget: None };
     let ranges = spec::ranges(remote.size, WINDOW_PART);
     let mut window = FuturesOrdered::new();
     let mut next = 0usize;

@@ -18,6 +18,7 @@
 
 mod client;
 mod extract;
+mod md5x;
 mod object;
 mod prefix;
 mod spec;
@@ -126,13 +127,14 @@ pub struct Args {
     #[arg(long, env = "PODINIT_S3_GID", value_name = "GID")]
     pub gid: Option<u32>,
 
-    /// Ranged GETs in flight for one object.
+    /// Ranged GETs in flight for one object; in a prefix, for all its large objects together.
     #[arg(long, env = "PODINIT_S3_CONCURRENCY", value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
 
-    /// Size of one ranged GET.
-    #[arg(long, env = "PODINIT_S3_PART_SIZE", value_name = "SIZE", default_value = "16MiB", value_parser = podinit_transfer::parse_part_size)]
-    pub part_size: u64,
+    /// Size of one ranged GET [default: 16MiB, rounded up to whole stored parts when a
+    /// multipart ETag is checked].
+    #[arg(long, env = "PODINIT_S3_PART_SIZE", value_name = "SIZE", value_parser = podinit_transfer::parse_part_size)]
+    pub part_size: Option<u64>,
 
     /// Prefix mode: small objects downloaded at once.
     #[arg(long, env = "PODINIT_S3_OBJECTS_AT_ONCE", value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -172,11 +174,13 @@ pub async fn run(ctx: &Context, args: Args) -> Result<(), Error> {
     .await?;
     let opts = object::Options {
         concurrency: usize::from(args.concurrency),
-        part_size: args.part_size,
+        part_size: args.part_size.unwrap_or(object::DEFAULT_PART_SIZE),
+        part_size_given: args.part_size.is_some(),
         file: FileOptions { mode: args.mode, uid: args.uid, gid: args.gid },
         limits: args.extract_limits,
         stall: args.stall_timeout,
         pinned_sha256: args.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
+        budget: None,
     };
     match job {
         Job::Object { url, dest } => get_object(ctx, &s3, &url, &dest, &opts, args.force).await,

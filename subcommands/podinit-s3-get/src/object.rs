@@ -2,8 +2,11 @@
 //! into `.NAME.podinit-partial`, verified as they arrive, resumable, renamed into place) with
 //! S3 as its [`S3Source`]: every range GET carries `If-Match` on the ETag (and the version id),
 //! so an object replaced mid-download is noticed (the caller starts over). What the bytes must
-//! hash to is S3's ([`Hasher`]: the store's checksum, the MD5 ETag, `--sha256`); the MD5s of
-//! a multipart upload's parts are computed in parallel as each part is on disk ([`PartHashes`]).
+//! hash to is S3's: a CRC of the store and the MD5s of a multipart upload's parts are computed
+//! per range as the bytes arrive ([`verify::Ranged`]; ranges are whole parts unless
+//! `--part-size` says otherwise), SHA-256 and a single-part MD5 in order ([`Hasher`]); parts
+//! that ranges do not follow (a resumed download of another range size, `--part-size`) are
+//! read back as each is on disk ([`PartHashes`]).
 //!
 //! Small objects (prefix mode) take [`fetch_small`]: one GET, hashed as it streams into an
 //! [`AtomicFile`].
@@ -75,13 +78,18 @@ pub(crate) struct Remote {
 #[derive(Clone, Debug)]
 pub(crate) struct Options {
     pub(crate) concurrency: usize,
+    /// `--part-size`, or [`DEFAULT_PART_SIZE`].
     pub(crate) part_size: u64,
+    /// `--part-size` was given: ranges are that size, whatever the stored parts.
+    pub(crate) part_size_given: bool,
     pub(crate) file: FileOptions,
     /// A body that sends nothing for this long is given up (and retried).
     pub(crate) stall: Duration,
     pub(crate) pinned_sha256: Option<String>,
     /// What `--extract` may unpack.
     pub(crate) limits: podinit_transfer::unpack::Limits,
+    /// Ranges in flight across the objects of a prefix (`--concurrency` permits).
+    pub(crate) budget: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// What a download did.
@@ -198,9 +206,26 @@ impl Digest for Hasher {
     }
 }
 
+/// The size of a range unless `--part-size` says otherwise.
+pub(crate) const DEFAULT_PART_SIZE: u64 = 16 << 20;
+
+/// Stored parts larger than this are not followed by the ranges (too few ranges to run at once,
+/// too much lost to a kill): their MD5s are read back instead.
+const MAX_RANGE_OF_PARTS: u64 = 256 << 20;
+
 impl Options {
-    pub(crate) fn transfer(&self) -> podinit_transfer::Options {
-        podinit_transfer::Options { concurrency: self.concurrency, part_size: self.part_size, file: self.file, stall: self.stall }
+    /// The engine's options for `remote`: ranges of whole stored parts (the smallest number of
+    /// parts reaching [`DEFAULT_PART_SIZE`]) when its multipart ETag is to be checked and
+    /// `--part-size` was not given, so each range's writer computes its parts' MD5s from the
+    /// bytes in memory.
+    pub(crate) fn transfer(&self, expected: &Expected) -> podinit_transfer::Options {
+        let part_size = match expected.part_size {
+            Some(part) if !self.part_size_given && expected.wants_part_size() && (1..=MAX_RANGE_OF_PARTS).contains(&part) => {
+                part * self.part_size.div_ceil(part).max(1)
+            }
+            _ => self.part_size,
+        };
+        podinit_transfer::Options { concurrency: self.concurrency, part_size, file: self.file, stall: self.stall }
     }
 }
 
@@ -217,17 +242,21 @@ pub(crate) async fn download(
 ) -> Result<Downloaded, Error> {
     let source = S3Source { s3, url, remote };
     let object = Object { source: url.to_string(), size: remote.size, validator: remote.etag.clone() };
-    let options = opts.transfer();
-    let transfer = Transfer { ctx, source: &source, object: &object, options: &options, progress };
+    let options = opts.transfer(&remote.expected);
+    let transfer = Transfer { ctx, source: &source, object: &object, options: &options, progress, budget: opts.budget.as_deref() };
     let started = Instant::now();
     let mut plan = remote.expected.plan();
     let prepared = transfer.prepare(dest, !plan.is_empty())?;
-    let mut parts = plan.split_multipart().map(|m| PartHashes::new(m, remote.size, prepared.range_size()));
+    // What can be computed per range as it arrives; a resumed download keeps its range size,
+    // which may not follow the stored parts.
+    let range_size = prepared.range_size();
+    let ranged = plan.split_ranged(|part| range_size.is_multiple_of(part));
+    let mut parts = plan.split_multipart().map(|m| PartHashes::new(m, remote.size, range_size));
     let observer: &mut dyn RangeObserver = match &mut parts {
         Some(parts) => parts,
         None => &mut (),
     };
-    let (hasher, fetched) = transfer.fetch(prepared, Hasher::new(plan), observer).await?;
+    let (hasher, states, fetched) = transfer.fetch(prepared, Hasher::new(plan), ranged.clone(), observer).await?;
     let fetched_in = started.elapsed();
     let sha256 = hasher.sha256_hex();
     let multipart = match parts {
@@ -235,7 +264,14 @@ pub(crate) async fn download(
         None => None,
     };
     let (bytes_fetched, resumed) = (fetched.fetched, fetched.resumed);
-    let verified = match hasher.finish().and_then(|seq| Ok(verify::join(seq, multipart.transpose()?))) {
+    let checked = (|| {
+        let mut checked = vec![ranged.check(states)?, hasher.finish()?];
+        if let Some(multipart) = multipart {
+            checked.push(multipart?);
+        }
+        Ok::<_, String>(verify::join(&checked))
+    })();
+    let verified = match checked {
         Ok(verified) => verified,
         Err(mismatch) => {
             fetched.discard();
@@ -352,13 +388,16 @@ impl RangeObserver for PartHashes {
             }
             let file = Arc::clone(file);
             self.jobs[p] = Some(tokio::task::spawn_blocking(move || {
+                let mut hasher = <md5::Md5 as md5::Digest>::new();
+                let mut buf = vec![0u8; 1 << 20];
                 let mut at = part.start;
-                verify::md5_of(|buf| {
+                while at < part.end {
                     let n = usize::try_from(part.end - at).unwrap_or(usize::MAX).min(buf.len());
                     file.read_exact_at(&mut buf[..n], at)?;
+                    md5::Digest::update(&mut hasher, &buf[..n]);
                     at += n as u64;
-                    Ok(n)
-                })
+                }
+                Ok(md5::Digest::finalize(hasher).into())
             }));
         }
     }

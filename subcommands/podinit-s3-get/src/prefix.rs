@@ -3,14 +3,18 @@
 //! One listing (ListObjectsV2, each page retried), `--include/--exclude`, every key mapped to a
 //! path inside the directory (a key that would leave it refuses the whole run before anything
 //! is written). Files the manifest says are current are skipped, so a rerun costs the listing
-//! alone. Small objects go many at a time, one GET each; objects of at least two parts take the
-//! ranged, resumable path one after another. The manifest is saved even when a later object
-//! fails, so the next run skips what is done.
+//! alone. Objects of at least two parts take the ranged, resumable path, biggest first and
+//! several at once, their ranges drawing on one budget of `--concurrency` ranges in flight:
+//! when one object has only its last ranges left, the next one's fill the budget, so no shard
+//! downloads alone at the end. Small objects go `--objects-at-once` at a time beside them, one
+//! GET each. On the first failure the others stop (their ranges on disk are kept for the next
+//! run); the manifest is saved either way, so the next run skips what is done.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::Client;
+use futures_util::FutureExt as _;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use podinit_core::progress::Unit;
@@ -21,6 +25,20 @@ use crate::client::{self, CallError};
 use crate::object::{self, Options};
 use crate::spec::{self, Filter, S3Url};
 use crate::state::{Manifest, Record};
+
+/// Large objects downloading at once: enough that one object's last ranges never leave the
+/// budget idle, few enough that a failure loses little.
+const LARGE_AT_ONCE: usize = 4;
+
+/// An object in place.
+struct Done {
+    listed: Listed,
+    etag: String,
+    version: Option<String>,
+    verified: String,
+    sha256: Option<String>,
+    large: bool,
+}
 
 /// One listed object and where it goes.
 struct Listed {
@@ -77,64 +95,82 @@ pub(crate) async fn get_prefix(
     let total: u64 = todo.iter().map(|o| o.size).sum();
     let count = todo.len();
     let progress = ctx.progress(format!("{url}"), Some(total), Unit::Bytes);
-    let (large, small): (Vec<Listed>, Vec<Listed>) = todo.into_iter().partition(|o| o.size >= 2 * opts.part_size);
+    let (mut large, small): (Vec<Listed>, Vec<Listed>) = todo.into_iter().partition(|o| o.size >= 2 * opts.part_size);
+    large.sort_by_key(|o| std::cmp::Reverse(o.size));
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(opts.concurrency.max(1)));
+    let ranged_opts = Options { budget: Some(budget), ..opts.clone() };
     let mut checks = Checks::default();
     let mut outcome: Result<(), Error> = Ok(());
 
+    let (mut large, mut small) = (large.into_iter().peekable(), small.into_iter().peekable());
+    let (mut large_running, mut small_running) = (0usize, 0usize);
     let mut running = FuturesUnordered::new();
-    let mut small = small.into_iter();
     loop {
-        while outcome.is_ok() && running.len() < at_once.max(1) {
-            let Some(o) = small.next() else { break };
-            let object_url = S3Url { bucket: url.bucket.clone(), key: o.key.clone() };
-            let progress = &progress;
-            running.push(async move {
-                if let Some(parent) = o.path.parent() {
-                    super::ensure_dir(parent)?;
+        // Large objects first, LARGE_AT_ONCE of them (their ranges limited by the budget), then
+        // small ones beside them.
+        while large_running < LARGE_AT_ONCE
+            && let Some(o) = large.next()
+        {
+            large_running += 1;
+            let (progress, ranged_opts) = (&progress, &ranged_opts);
+            running.push(
+                async move {
+                    let object_url = S3Url { bucket: url.bucket.clone(), key: o.key.clone() };
+                    if let Some(parent) = o.path.parent() {
+                        super::ensure_dir(parent)?;
+                    }
+                    let remote = object::head(ctx, s3, &object_url, None).await?;
+                    // A large object of a prefix starts over once if it changes underway.
+                    let (remote, done) = object::download_latest(ctx, s3, &object_url, remote, &o.path, ranged_opts, progress, 1).await?;
+                    Ok(Done {
+                        listed: o,
+                        etag: remote.etag,
+                        version: remote.version_id,
+                        verified: done.verified,
+                        sha256: done.sha256,
+                        large: true,
+                    })
                 }
-                let result = object::fetch_small(ctx, s3, &object_url, &o.path, opts, (&o.etag, o.size), progress).await;
-                result.map(|(etag, version, verified)| (o, etag, version, verified))
-            });
+                .boxed_local(),
+            );
         }
-        let Some(result) = running.next().await else { break };
+        while small_running < at_once.max(1)
+            && let Some(o) = small.next()
+        {
+            small_running += 1;
+            let progress = &progress;
+            running.push(
+                async move {
+                    let object_url = S3Url { bucket: url.bucket.clone(), key: o.key.clone() };
+                    if let Some(parent) = o.path.parent() {
+                        super::ensure_dir(parent)?;
+                    }
+                    let (etag, version, verified) =
+                        object::fetch_small(ctx, s3, &object_url, &o.path, opts, (&o.etag, o.size), progress).await?;
+                    Ok(Done { listed: o, etag, version, verified, sha256: None, large: false })
+                }
+                .boxed_local(),
+            );
+        }
+        let Some(result): Option<Result<Done, Error>> = running.next().await else { break };
         match result {
-            Ok((o, etag, version, verified)) => {
-                checks.add(&verified);
-                manifest.files.insert(o.relative.clone(), Record::of(&o.path, &etag, version.as_deref(), None)?);
+            Ok(done) => {
+                if done.large {
+                    large_running -= 1;
+                } else {
+                    small_running -= 1;
+                }
+                checks.add(&done.verified);
+                let record = Record::of(&done.listed.path, &done.etag, done.version.as_deref(), done.sha256)?;
+                manifest.files.insert(done.listed.relative, record);
             }
             Err(err) => {
-                if outcome.is_ok() {
-                    outcome = Err(err);
-                }
+                outcome = Err(err);
+                break;
             }
         }
     }
     drop(running);
-    if outcome.is_ok() {
-        for o in large {
-            let object_url = S3Url { bucket: url.bucket.clone(), key: o.key.clone() };
-            if let Some(parent) = o.path.parent() {
-                super::ensure_dir(parent)?;
-            }
-            let result = match object::head(ctx, s3, &object_url, None).await {
-                // A large object of a prefix starts over once if it changes underway.
-                Ok(remote) => object::download_latest(ctx, s3, &object_url, remote, &o.path, opts, &progress, 1).await,
-                Err(err) => Err(err),
-            };
-            match result {
-                Ok((remote, done)) => {
-                    checks.add(&done.verified);
-                    manifest
-                        .files
-                        .insert(o.relative.clone(), Record::of(&o.path, &remote.etag, remote.version_id.as_deref(), done.sha256)?);
-                }
-                Err(err) => {
-                    outcome = Err(err);
-                    break;
-                }
-            }
-        }
-    }
     drop(progress);
     manifest.save(&manifest_path)?;
     outcome?;

@@ -6,10 +6,17 @@
 //! the operator pins with `--sha256`. [`Expected::plan`] picks the cheapest sufficient check
 //! (a store checksum over the ETag's MD5, which is four times slower), the pinned digest
 //! always; [`Hasher`] computes them in one pass over the bytes in order, and [`Hasher::finish`]
-//! says what was checked or what did not match.
+//! says what was checked or what did not match. A ranged download takes out of the plan what
+//! can be computed per range as the bytes arrive ([`Plan::split_ranged`]: a CRC, combined
+//! across ranges; the MD5 of every stored part when ranges are whole parts) and leaves the
+//! rest (SHA-256, a single-part MD5) to a [`Hasher`] fed in order.
+
+use std::sync::Arc;
 
 use base64::Engine as _;
 use md5::Digest as _;
+
+use crate::md5x::{Feed, Lanes};
 
 use crate::spec::{Etag, hex};
 
@@ -60,6 +67,24 @@ enum Algorithm {
 }
 
 impl Algorithm {
+    /// The CRC computed per range and combined; `None` for SHA-256 (only in order).
+    fn crc(self) -> Option<crc_fast::CrcAlgorithm> {
+        match self {
+            Self::Crc64Nvme => Some(crc_fast::CrcAlgorithm::Crc64Nvme),
+            Self::Crc32c => Some(crc_fast::CrcAlgorithm::Crc32Iscsi),
+            Self::Crc32 => Some(crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+            Self::Sha256 => None,
+        }
+    }
+
+    /// The big-endian bytes of a CRC value (as the store's base64 has them).
+    fn crc_bytes(self, value: u64) -> Vec<u8> {
+        match self {
+            Self::Crc64Nvme => value.to_be_bytes().to_vec(),
+            _ => u32::try_from(value).unwrap_or(0).to_be_bytes().to_vec(),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Crc64Nvme => "CRC64NVME",
@@ -137,30 +162,124 @@ impl Multipart {
     }
 }
 
-/// The MD5 of one stored part.
-pub(crate) fn md5_of(read: impl FnMut(&mut [u8]) -> std::io::Result<usize>) -> std::io::Result<[u8; 16]> {
-    let mut read = read;
-    let mut hasher = md5::Md5::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = read(&mut buf)?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
+/// Joins what the parts of a download verified (in the order given), leaving out the
+/// "size only" of a part that had nothing to check when another part did.
+pub(crate) fn join(checked: &[String]) -> String {
+    let real: Vec<&str> = checked.iter().map(String::as_str).filter(|c| !c.is_empty() && !c.starts_with("size only")).collect();
+    if !real.is_empty() {
+        return real.join(" and ");
+    }
+    checked.iter().find(|c| !c.is_empty()).cloned().unwrap_or_else(|| "size only (nothing to check against)".to_owned())
+}
+
+/// What a ranged download computes per range as the bytes arrive (see
+/// [`Plan::split_ranged`]).
+#[derive(Clone, Default)]
+pub(crate) struct Ranged {
+    crc: Option<(Algorithm, crc_fast::CrcAlgorithm, String)>,
+    multipart: Option<Multipart>,
+    /// The parts' MD5s eight at a time on one core, where the CPU can ([`md5x`]).
+    lanes: Option<Arc<Lanes>>,
+}
+
+/// One range's share: its CRC and the MD5s of the parts it holds.
+pub(crate) struct RangeState {
+    crc: Option<crc_fast::Digest>,
+    len: u64,
+    parts: Option<Parts>,
+}
+
+/// Where a range's bytes go for the MD5s of its parts.
+enum Parts {
+    /// Hashed by the range's writer (`md-5`).
+    Here(PartMd5),
+    /// Sent to the lanes service.
+    Lanes(Feed),
+}
+
+impl podinit_transfer::RangeDigest for Ranged {
+    type State = RangeState;
+
+    fn is_idle(&self) -> bool {
+        self.crc.is_none() && self.multipart.is_none()
+    }
+
+    fn start(&self, range: &std::ops::Range<u64>) -> RangeState {
+        let parts = self.multipart.map(|m| match &self.lanes {
+            Some(lanes) => Parts::Lanes(lanes.feed(range, m.part_size)),
+            None => Parts::Here(PartMd5::new(m.part_size, 1)),
+        });
+        RangeState { crc: self.crc.as_ref().map(|(_, alg, _)| crc_fast::Digest::new(*alg)), len: 0, parts }
+    }
+
+    fn update(state: &mut RangeState, data: &[u8]) {
+        state.len += data.len() as u64;
+        if let Some(crc) = &mut state.crc {
+            crc.update(data);
         }
-        hasher.update(&buf[..n]);
+        match &mut state.parts {
+            Some(Parts::Here(parts)) => parts.update(data),
+            Some(Parts::Lanes(feed)) => feed.update(data),
+            None => {}
+        }
     }
 }
 
-/// Joins what a sequential [`Hasher`] and a separate multipart check verified.
-pub(crate) fn join(sequential: String, multipart: Option<String>) -> String {
-    match multipart {
-        None => sequential,
-        Some(m) if sequential.starts_with("size only") => m,
-        Some(m) => format!("{sequential} and {m}"),
+impl Ranged {
+    /// The CRC combined across the ranges and the part MD5s checked (empty when there was
+    /// nothing to check), or what did not match.
+    pub(crate) fn check(&self, states: Vec<RangeState>) -> Result<String, String> {
+        let mut checked = Vec::new();
+        let mut md5s = Vec::new();
+        let mut crc = self.crc.as_ref().map(|(_, alg, _)| crc_fast::checksum(*alg, &[]));
+        for state in states {
+            if let (Some((_, alg, _)), Some(sum), Some(digest)) = (&self.crc, &mut crc, &state.crc) {
+                *sum = crc_fast::checksum_combine(*alg, *sum, digest.finalize(), state.len);
+            }
+            if let Some(Parts::Here(parts)) = state.parts {
+                md5s.extend(parts.finish().chunks_exact(16).map(|c| <[u8; 16]>::try_from(c).unwrap_or_default()));
+            }
+        }
+        if let (Some(lanes), Some(multipart)) = (&self.lanes, &self.multipart) {
+            let digests = lanes.finish();
+            for part in 0..multipart.parts as usize {
+                md5s.push(*digests.get(&part).ok_or_else(|| format!("multipart ETag: part {} was not hashed", part + 1))?);
+            }
+        }
+        if let (Some((alg, _, want)), Some(sum)) = (&self.crc, crc) {
+            let got = base64::engine::general_purpose::STANDARD.encode(alg.crc_bytes(sum));
+            if &got != want {
+                return Err(format!("{} mismatch: the store says {want}, the bytes give {got}", alg.name()));
+            }
+            checked.push(format!("{} checksum", alg.name()));
+        }
+        if let Some(multipart) = &self.multipart {
+            checked.push(multipart.check(&md5s)?);
+        }
+        Ok(checked.join(" and "))
     }
 }
 
 impl Plan {
+    /// Takes out of the plan what a ranged download computes per range: a CRC checksum of the
+    /// store, and the multipart ETag when `whole_parts` (every range but the last a whole
+    /// number of stored parts).
+    pub(crate) fn split_ranged(&mut self, whole_parts: impl Fn(u64) -> bool) -> Ranged {
+        let crc = match &self.store {
+            Some((alg, want)) => alg.crc().map(|crc| (*alg, crc, want.clone())),
+            None => None,
+        };
+        if crc.is_some() {
+            self.store = None;
+        }
+        let multipart = match self.multipart {
+            Some((_, _, size)) if whole_parts(size) => self.split_multipart(),
+            _ => None,
+        };
+        let lanes = multipart.and_then(|_| Lanes::start());
+        Ranged { crc, multipart, lanes }
+    }
+
     /// Takes the multipart ETag check out of the plan, for the caller to run per part.
     pub(crate) fn split_multipart(&mut self) -> Option<Multipart> {
         self.multipart.take().map(|(digest, parts, part_size)| Multipart { digest, parts, part_size })
@@ -180,17 +299,45 @@ pub(crate) struct Hasher {
     /// ring's SHA-256 (it uses the CPU's SHA extensions; sha2 0.10 in the static build took
     /// about 5x the CPU, see http-get's decision in ARCHITECTURE.md).
     sha256: Option<ring::digest::Context>,
-    crc32: Option<crc32fast::Hasher>,
-    crc32c: Option<u32>,
-    crc64: Option<crc64fast_nvme::Digest>,
+    crc: Option<crc_fast::Digest>,
     bytes: u64,
 }
 
-struct PartMd5 {
+/// The MD5 of every stored part, from bytes fed in order starting at a part's first byte.
+pub(crate) struct PartMd5 {
     size: u64,
     filled: u64,
     current: md5::Md5,
     digests: Vec<u8>,
+}
+
+impl PartMd5 {
+    fn new(size: u64, parts: u32) -> Self {
+        Self { size, filled: 0, current: md5::Md5::new(), digests: Vec::with_capacity(parts as usize * 16) }
+    }
+
+    fn update(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let room = usize::try_from(self.size - self.filled).unwrap_or(usize::MAX);
+            let (now, rest) = data.split_at(room.min(data.len()));
+            self.current.update(now);
+            self.filled += now.len() as u64;
+            if self.filled == self.size {
+                let done = std::mem::replace(&mut self.current, md5::Md5::new());
+                self.digests.extend_from_slice(&done.finalize());
+                self.filled = 0;
+            }
+            data = rest;
+        }
+    }
+
+    /// The MD5s, 16 bytes each (a last part shorter than the others included).
+    fn finish(mut self) -> Vec<u8> {
+        if self.filled > 0 {
+            self.digests.extend_from_slice(&self.current.finalize());
+        }
+        self.digests
+    }
 }
 
 impl Hasher {
@@ -198,17 +345,10 @@ impl Hasher {
         let store = plan.store.as_ref().map(|(alg, _)| *alg);
         Self {
             md5: plan.md5.map(|_| md5::Md5::new()),
-            part: plan.multipart.map(|(_, parts, size)| PartMd5 {
-                size,
-                filled: 0,
-                current: md5::Md5::new(),
-                digests: Vec::with_capacity(parts as usize * 16),
-            }),
+            part: plan.multipart.map(|(_, parts, size)| PartMd5::new(size, parts)),
             sha256: (plan.pinned_sha256.is_some() || store == Some(Algorithm::Sha256))
                 .then(|| ring::digest::Context::new(&ring::digest::SHA256)),
-            crc32: (store == Some(Algorithm::Crc32)).then(crc32fast::Hasher::new),
-            crc32c: (store == Some(Algorithm::Crc32c)).then_some(0),
-            crc64: (store == Some(Algorithm::Crc64Nvme)).then(crc64fast_nvme::Digest::new),
+            crc: store.and_then(Algorithm::crc).map(crc_fast::Digest::new),
             bytes: 0,
             plan,
         }
@@ -218,7 +358,7 @@ impl Hasher {
         self.plan.is_empty()
     }
 
-    pub(crate) fn update(&mut self, mut data: &[u8]) {
+    pub(crate) fn update(&mut self, data: &[u8]) {
         self.bytes += data.len() as u64;
         if let Some(h) = &mut self.md5 {
             h.update(data);
@@ -226,28 +366,11 @@ impl Hasher {
         if let Some(h) = &mut self.sha256 {
             h.update(data);
         }
-        if let Some(h) = &mut self.crc32 {
+        if let Some(h) = &mut self.crc {
             h.update(data);
         }
-        if let Some(c) = &mut self.crc32c {
-            *c = crc32c::crc32c_append(*c, data);
-        }
-        if let Some(h) = &mut self.crc64 {
-            h.write(data);
-        }
         if let Some(p) = &mut self.part {
-            while !data.is_empty() {
-                let room = usize::try_from(p.size - p.filled).unwrap_or(usize::MAX);
-                let (now, rest) = data.split_at(room.min(data.len()));
-                p.current.update(now);
-                p.filled += now.len() as u64;
-                if p.filled == p.size {
-                    let done = std::mem::replace(&mut p.current, md5::Md5::new());
-                    p.digests.extend_from_slice(&done.finalize());
-                    p.filled = 0;
-                }
-                data = rest;
-            }
+            p.update(data);
         }
     }
 
@@ -256,10 +379,8 @@ impl Hasher {
         let mut checked = Vec::new();
         if let Some((alg, want)) = &self.plan.store {
             let got = match alg {
-                Algorithm::Crc64Nvme => self.crc64.take().map(|h| h.sum64().to_be_bytes().to_vec()),
-                Algorithm::Crc32c => self.crc32c.map(|c| c.to_be_bytes().to_vec()),
-                Algorithm::Crc32 => self.crc32.take().map(|h| h.finalize().to_be_bytes().to_vec()),
                 Algorithm::Sha256 => self.sha256.clone().map(|h| h.finish().as_ref().to_vec()),
+                _ => self.crc.take().map(|h| alg.crc_bytes(h.finalize())),
             }
             .unwrap_or_default();
             let got = base64::engine::general_purpose::STANDARD.encode(got);
@@ -275,16 +396,9 @@ impl Hasher {
             }
             checked.push("MD5 (ETag)".to_owned());
         }
-        if let (Some((want, parts, _)), Some(mut p)) = (self.plan.multipart, self.part.take()) {
-            if p.filled > 0 {
-                p.digests.extend_from_slice(&p.current.finalize());
-            }
-            let n = p.digests.len() / 16;
-            let got: [u8; 16] = md5::Md5::digest(&p.digests).into();
-            if n != parts as usize || got != want {
-                return Err(format!("multipart ETag mismatch: the store says {}-{parts}, the bytes give {}-{n}", hex(&want), hex(&got)));
-            }
-            checked.push(format!("multipart ETag ({parts} parts)"));
+        if let (Some((digest, parts, part_size)), Some(p)) = (self.plan.multipart, self.part.take()) {
+            let md5s: Vec<[u8; 16]> = p.finish().chunks_exact(16).map(|c| <[u8; 16]>::try_from(c).unwrap_or_default()).collect();
+            checked.push(Multipart { digest, parts, part_size }.check(&md5s)?);
         }
         if let Some(want) = &self.plan.pinned_sha256 {
             let got = hex(&self.sha256.take().map(|h| h.finish().as_ref().to_vec()).unwrap_or_default());
@@ -393,5 +507,79 @@ mod tests {
         assert_eq!(feed(e.plan(), data, 1), Ok("--sha256".to_owned()));
         let e = Expected { pinned_sha256: Some("00".repeat(32)), ..Expected::default() };
         assert!(feed(e.plan(), data, 1).unwrap_err().contains("--sha256 says"));
+    }
+
+    /// A ranged download's share of the plan, over ranges fed apart and in any order.
+    fn ranged(plan: &mut Plan, data: &[u8], range: usize, whole_parts: impl Fn(u64) -> bool) -> Result<String, String> {
+        use podinit_transfer::RangeDigest as _;
+        let ranged = plan.split_ranged(whole_parts);
+        let mut states: Vec<(usize, RangeState)> = data
+            .chunks(range)
+            .enumerate()
+            .rev()
+            .map(|(i, piece)| {
+                let at = (i * range) as u64;
+                let mut state = ranged.start(&(at..at + piece.len() as u64));
+                for c in piece.chunks(3) {
+                    Ranged::update(&mut state, c);
+                }
+                (i, state)
+            })
+            .collect();
+        states.sort_by_key(|(i, _)| *i);
+        ranged.check(states.into_iter().map(|(_, s)| s).collect())
+    }
+
+    #[test]
+    fn crcs_combine_across_ranges_and_part_md5s_stream_when_ranges_are_whole_parts() {
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+        let mut d = crc64fast_nvme::Digest::new();
+        d.write(&data);
+        for (expected, name) in [
+            (Expected { crc64nvme: Some(b64(&d.sum64().to_be_bytes())), ..Expected::default() }, "CRC64NVME checksum"),
+            (Expected { crc32c: Some(b64(&crc32c::crc32c(&data).to_be_bytes())), ..Expected::default() }, "CRC32C checksum"),
+            (Expected { crc32: Some(b64(&crc32fast::hash(&data).to_be_bytes())), ..Expected::default() }, "CRC32 checksum"),
+        ] {
+            for range in [1, 7, 100, 999, 1000, 4096] {
+                let mut plan = expected.plan();
+                assert_eq!(ranged(&mut plan, &data, range, |_| true), Ok(name.to_owned()), "{name}, ranges of {range}");
+                assert_eq!(Hasher::new(plan).finish().map(|s| s.starts_with("size only")), Ok(true), "nothing left in order");
+            }
+            let mut tampered = data.clone();
+            tampered[500] ^= 1;
+            assert!(ranged(&mut expected.plan(), &tampered, 64, |_| true).unwrap_err().contains("mismatch"));
+        }
+        // A SHA-256 of the store stays in order.
+        let mut plan = Expected { sha256: Some(b64(&[0; 32])), ..Expected::default() }.plan();
+        assert_eq!(ranged(&mut plan, &data, 64, |_| true), Ok(String::new()));
+        assert!(!Hasher::new(plan).is_idle());
+
+        let mut md5s = Vec::new();
+        for part in data.chunks(64) {
+            md5s.extend_from_slice(&md5::Md5::digest(part));
+        }
+        let etag = format!("\"{}-{}\"", hex(&md5::Md5::digest(&md5s)), data.len().div_ceil(64));
+        let e = Expected { etag: Some(Etag::parse(&etag)), part_size: Some(64), ..Expected::default() };
+        for range in [64, 128, 192, 1024] {
+            assert_eq!(
+                ranged(&mut e.plan(), &data, range, |part| (range as u64).is_multiple_of(part)),
+                Ok("multipart ETag (16 parts)".to_owned())
+            );
+        }
+        // Ranges that are not whole parts leave the check in the plan (read back apart).
+        let mut plan = e.plan();
+        assert_eq!(ranged(&mut plan, &data, 100, |part| 100u64.is_multiple_of(part)), Ok(String::new()));
+        assert!(plan.split_multipart().is_some());
+        let mut tampered = data.clone();
+        tampered[999] ^= 1;
+        assert!(ranged(&mut e.plan(), &tampered, 128, |_| true).unwrap_err().contains("multipart ETag mismatch"));
+    }
+
+    #[test]
+    fn join_keeps_what_was_checked_in_order() {
+        let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+        assert_eq!(join(&s(&["CRC64NVME checksum", "--sha256"])), "CRC64NVME checksum and --sha256");
+        assert_eq!(join(&s(&["", "size only (no checksum)", "multipart ETag (3 parts)"])), "multipart ETag (3 parts)");
+        assert_eq!(join(&s(&["", "size only (no checksum)"])), "size only (no checksum)");
     }
 }

@@ -1,9 +1,17 @@
 //! One object to one file, whatever serves it: concurrent ranged GETs written at their
 //! offsets into `.NAME.podinit-partial` in the destination directory, verified while they
-//! arrive (a [`Verifier`] thread hashes the file right behind the contiguous downloaded
-//! prefix; a [`RangeObserver`] may hash pieces of it in parallel as they complete; both read
-//! the page cache, never a second pass), then renamed into place. Ranges on disk are recorded
-//! after an fdatasync every 250 ms, in the background, so a killed init container resumes.
+//! arrive, then renamed into place. Ranges on disk are recorded after an fdatasync every
+//! 250 ms, in the background, so a killed init container resumes.
+//!
+//! The network's thread only receives: each range hands its chunks to a writer on the blocking
+//! pool, which writes them at their offsets, feeds the range's [`RangeDigest`] (CRCs, the MD5s
+//! of the stored parts the range covers) from the bytes in memory, and writes behind the
+//! download ([`WriteBehind`]: `sync_file_range`, and under a tight memory limit
+//! `posix_fadvise(DONTNEED)` of what is on disk), so dirty pages never pile up against a pod's
+//! limit. Digests that need the bytes in order across ranges (SHA-256, a single-part MD5) are a
+//! [`Digest`] fed by a [`Verifier`] thread reading the file right behind the contiguous
+//! downloaded prefix; a [`RangeObserver`] may read back pieces as they complete (stored parts
+//! that ranges do not follow). Either keeps the page cache (nothing is dropped they still need).
 //!
 //! Where the bytes come from is a [`Source`] (S3, HTTP): it opens a range and yields its
 //! chunks, and it says which of its errors are worth a retry. Every range it serves must be
@@ -78,15 +86,49 @@ pub trait Digest: Send + 'static {
     fn update(&mut self, data: &[u8]);
 }
 
-/// Told each time a range is on disk (e.g. to hash the stored parts of a multipart upload
-/// in parallel).
+/// Digests of each range, computed by the range's writer from the bytes as they arrive (a
+/// range an earlier run left is read back once). [`Transfer::fetch`] returns one state per
+/// range, in order, for the caller to combine.
+pub trait RangeDigest: Clone + Send + 'static {
+    type State: Send + 'static;
+    /// Nothing to compute (ranges on disk are not read back).
+    fn is_idle(&self) -> bool;
+    /// The state of `range` (offsets in the object), before any byte.
+    fn start(&self, range: &Range<u64>) -> Self::State;
+    /// The next bytes of the range, in order.
+    fn update(state: &mut Self::State, data: &[u8]);
+}
+
+impl RangeDigest for () {
+    type State = ();
+
+    fn is_idle(&self) -> bool {
+        true
+    }
+
+    fn start(&self, _: &Range<u64>) {}
+
+    fn update(_: &mut (), _: &[u8]) {}
+}
+
+/// Told each time a range is on disk (e.g. to hash stored parts the ranges do not follow,
+/// reading them back).
 pub trait RangeObserver {
     /// Range `i` is on disk; `done` says which others are.
     fn range_done(&mut self, i: usize, done: &[bool], file: &Arc<File>);
+
+    /// Reads nothing back (the page cache of written ranges may be dropped).
+    fn is_idle(&self) -> bool {
+        false
+    }
 }
 
 impl RangeObserver for () {
     fn range_done(&mut self, _: usize, _: &[bool], _: &Arc<File>) {}
+
+    fn is_idle(&self) -> bool {
+        true
+    }
 }
 
 /// Which bytes: the source as shown, their size and version.
@@ -124,6 +166,9 @@ pub struct Transfer<'a, S> {
     pub object: &'a Object,
     pub options: &'a Options,
     pub progress: &'a Progress,
+    /// Ranges in flight across several transfers at once (a prefix's objects), one permit per
+    /// range, on top of [`Options::concurrency`] for this one.
+    pub budget: Option<&'a tokio::sync::Semaphore>,
 }
 
 /// A partial file ready to be filled: new, or what an earlier run left.
@@ -240,10 +285,17 @@ impl<S: Source> Transfer<'_, S> {
         Ok(Prepared { dest: dest.to_owned(), data_path, file: Arc::new(file), range_size, ranges, done, resumed })
     }
 
-    /// Fetches every range not on disk, `hasher` fed behind the contiguous prefix (and
-    /// returned, having seen every byte) and `observer` told of each range. On failure the ranges on disk are recorded for the next
-    /// run (unless the object changed) and the error returned; `dest` is untouched.
-    pub async fn fetch<H: Digest>(&self, prepared: Prepared, hasher: H, observer: &mut dyn RangeObserver) -> Result<(H, Fetched), Error> {
+    /// Fetches every range not on disk: `hasher` fed behind the contiguous prefix (and
+    /// returned, having seen every byte), `digest` computed per range (one state per range,
+    /// in order), `observer` told of each range. On failure the ranges on disk are recorded for
+    /// the next run (unless the object changed) and the error returned; `dest` is untouched.
+    pub async fn fetch<H: Digest, D: RangeDigest>(
+        &self,
+        prepared: Prepared,
+        hasher: H,
+        digest: D,
+        observer: &mut dyn RangeObserver,
+    ) -> Result<(H, Vec<D::State>, Fetched), Error> {
         let Prepared { dest, data_path, file, range_size, ranges, mut done, resumed } = prepared;
         let object = self.object;
         if resumed > 0 {
@@ -257,11 +309,18 @@ impl<S: Source> Transfer<'_, S> {
         }
         self.progress.set_total(object.size);
         self.progress.inc(resumed);
+        // Dropping written pages pays only when the pod's memory limit could not hold the file
+        // (else the app starting next finds it in the page cache) and nothing reads them back.
+        let limit = memory_limit();
+        let drop_cache = hasher.is_idle() && observer.is_idle() && limit.is_some_and(|limit| object.size > limit / 2);
+        tracing::debug!("{}: memory limit {limit:?}, written pages dropped: {drop_cache}", object.source);
         let verifier = Verifier::start(&file, hasher);
         verifier.advance(watermark(&ranges, &done));
         for i in (0..ranges.len()).filter(|i| done[*i]) {
             observer.range_done(i, &done, &file);
         }
+        let earlier = read_back(&file, &ranges, &done, &digest);
+        let mut states: Vec<Option<D::State>> = (0..ranges.len()).map(|_| None).collect();
         let mut pending: VecDeque<usize> = (0..ranges.len()).filter(|i| !done[*i]).collect();
         let mut running = FuturesUnordered::new();
         let mut fetched = 0u64;
@@ -272,14 +331,15 @@ impl<S: Source> Transfer<'_, S> {
             while running.len() < self.options.concurrency.max(1) {
                 let Some(i) = pending.pop_front() else { break };
                 let range = ranges[i].clone();
-                let file = &file;
-                running.push(async move { (i, self.fetch_range(file, range).await) });
+                let (file, digest) = (&file, &digest);
+                running.push(async move { (i, self.fetch_range(file, range, digest, drop_cache).await) });
             }
             let Some((i, result)) = running.next().await else { break Ok(()) };
             match result {
-                Ok(n) => {
+                Ok((n, range_state)) => {
                     fetched += n;
                     done[i] = true;
+                    states[i] = Some(range_state);
                     verifier.advance(watermark(&ranges, &done));
                     observer.range_done(i, &done, &file);
                     checkpoint.maybe(&file, &done);
@@ -298,12 +358,28 @@ impl<S: Source> Transfer<'_, S> {
         }
         checkpoint.settle().await;
         let hasher = verifier.finish().await?;
-        Ok((hasher, Fetched { fetched, resumed, dest, data_path, file }))
+        let earlier = earlier.await.map_err(|e| anyhow::anyhow!("the verifier stopped: {e}"))?;
+        for (i, state) in earlier.context("reading back the ranges an earlier run left, to verify them")? {
+            states[i] = Some(state);
+        }
+        let states = states.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| anyhow::anyhow!("a range was never hashed"))?;
+        Ok((hasher, states, Fetched { fetched, resumed, dest, data_path, file }))
     }
 
-    /// One range, retried on its own; written at its offset.
-    async fn fetch_range(&self, file: &File, range: Range<u64>) -> Result<u64, Error> {
+    /// One range, retried on its own: its chunks go to a writer on the blocking pool
+    /// ([`write_range`]), which writes them at their offsets and computes the range's digest.
+    async fn fetch_range<D: RangeDigest>(
+        &self,
+        file: &Arc<File>,
+        range: Range<u64>,
+        digest: &D,
+        drop_cache: bool,
+    ) -> Result<(u64, D::State), Error> {
         let what = format!("GET {} bytes {}-{}", self.object.source, range.start, range.end - 1);
+        let _permit = match self.budget {
+            Some(budget) => Some(budget.acquire().await.map_err(|e| anyhow::anyhow!("the transfer budget closed: {e}"))?),
+            None => None,
+        };
         retry::retry(
             self.ctx,
             &what,
@@ -313,23 +389,45 @@ impl<S: Source> Transfer<'_, S> {
                 let range = range.clone();
                 async move {
                     let mut body = self.source.open(range.clone()).await?;
+                    let (tx, rx) = tokio::sync::mpsc::channel(WRITER_QUEUE);
+                    let writer = tokio::task::spawn_blocking({
+                        let (file, range, digest) = (Arc::clone(file), range.clone(), digest.clone());
+                        move || write_range(&file, &range, &digest, rx, drop_cache)
+                    });
                     let mut at = range.start;
+                    let mut batch = Vec::new();
+                    let mut batched = 0;
                     while let Some(chunk) = self.next_chunk(&mut body).await? {
                         let end = at + chunk.len() as u64;
                         anyhow::ensure!(
                             end <= range.end,
                             Transport(format!("the server sent more than the {} bytes asked for", range.end - range.start))
                         );
-                        file.write_all_at(&chunk, at)
-                            .map_err(|e| anyhow::anyhow!("writing the download: {}", podinit_core::redact::io_reason(&e)))?;
                         self.progress.inc(chunk.len() as u64);
                         at = end;
+                        batched += chunk.len();
+                        batch.push(chunk);
+                        if batched >= WRITER_BATCH {
+                            batched = 0;
+                            // A writer that stopped (a failed write) says why below.
+                            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                                break;
+                            }
+                        }
                     }
+                    if !batch.is_empty() {
+                        let _ = tx.send(batch).await;
+                    }
+                    drop(tx);
+                    let state = writer
+                        .await
+                        .map_err(|e| anyhow::anyhow!("the writer stopped: {e}"))?
+                        .map_err(|e| anyhow::anyhow!("writing the download: {}", podinit_core::redact::io_reason(&e)))?;
                     anyhow::ensure!(
                         at == range.end,
                         Transport(format!("the body ended after {} of {} bytes", at - range.start, range.end - range.start))
                     );
-                    Ok(range.end - range.start)
+                    Ok((range.end - range.start, state))
                 }
             },
         )
@@ -380,6 +478,165 @@ fn watermark(ranges: &[Range<u64>], done: &[bool]) -> u64 {
         Some(i) => ranges[i].start,
         None => ranges.last().map_or(0, |r| r.end),
     }
+}
+
+/// Bytes a range's network side hands its writer at a time, and batches queued: at most
+/// 1 MiB in memory per range, few wake-ups of the writer.
+const WRITER_BATCH: usize = 256 << 10;
+const WRITER_QUEUE: usize = 3;
+
+/// The writer of one range (on the blocking pool): each batch written at its offset, fed to the
+/// range's digest, and written behind; returns the digest's state once the network side is
+/// done (its sender dropped).
+fn write_range<D: RangeDigest>(
+    file: &File,
+    range: &Range<u64>,
+    digest: &D,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+    drop_cache: bool,
+) -> std::io::Result<D::State> {
+    let mut state = digest.start(range);
+    let mut behind = WriteBehind::new(range.start, drop_cache);
+    let mut at = range.start;
+    while let Some(batch) = rx.blocking_recv() {
+        for chunk in &batch {
+            file.write_all_at(chunk, at)?;
+            D::update(&mut state, chunk);
+            at += chunk.len() as u64;
+        }
+        behind.written(file, at)?;
+    }
+    behind.finish(file, at)?;
+    Ok(state)
+}
+
+/// Writing behind a range's download (the pattern of Linux's own advice for streaming writes):
+/// every [`WriteBehind::STEP`] written bytes are handed to writeback at once
+/// (`SYNC_FILE_RANGE_WRITE`, which does not wait), and the step before is waited for, so at
+/// most two steps per range are dirty or under writeback; under a tight memory limit the pages
+/// written back are dropped (`POSIX_FADV_DONTNEED`): the limit then never has to reclaim them,
+/// and nothing needs them again (digests come from the bytes in memory). The final fdatasync
+/// finds little left to write. Errors of the wait are returned: a writeback error reported
+/// here would not be reported again by the fdatasync of the same file.
+struct WriteBehind {
+    /// The end of what was handed to writeback.
+    started: u64,
+    /// The end of what is known written back.
+    waited: u64,
+    drop_cache: bool,
+}
+
+impl WriteBehind {
+    const STEP: u64 = 1 << 20;
+
+    fn new(at: u64, drop_cache: bool) -> Self {
+        Self { started: at, waited: at, drop_cache }
+    }
+
+    fn written(&mut self, file: &File, end: u64) -> std::io::Result<()> {
+        if end - self.started < Self::STEP {
+            return Ok(());
+        }
+        sync_range(file, self.started..end, false)?;
+        self.wait(file, self.started)?;
+        self.started = end;
+        Ok(())
+    }
+
+    /// The range is written: the rest handed to writeback, and waited for when its pages are
+    /// to be dropped.
+    fn finish(&mut self, file: &File, end: u64) -> std::io::Result<()> {
+        if end > self.started {
+            sync_range(file, self.started..end, false)?;
+            self.started = end;
+        }
+        if self.drop_cache { self.wait(file, end) } else { Ok(()) }
+    }
+
+    /// Waits for writeback up to `end` (and drops those pages when asked).
+    fn wait(&mut self, file: &File, end: u64) -> std::io::Result<()> {
+        if end <= self.waited {
+            return Ok(());
+        }
+        let range = self.waited..end;
+        sync_range(file, range.clone(), true)?;
+        if self.drop_cache {
+            let (at, len) = (i64::try_from(range.start).unwrap_or(i64::MAX), i64::try_from(range.end - range.start).unwrap_or(i64::MAX));
+            let _ = nix::fcntl::posix_fadvise(file, at, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
+        }
+        self.waited = end;
+        Ok(())
+    }
+}
+
+/// `sync_file_range` of `range`: start writeback, or (`wait`) write and wait for all of it.
+fn sync_range(file: &File, range: Range<u64>, wait: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let flags = if wait {
+        libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE | libc::SYNC_FILE_RANGE_WAIT_AFTER
+    } else {
+        libc::SYNC_FILE_RANGE_WRITE
+    };
+    let (at, len) = (i64::try_from(range.start).unwrap_or(i64::MAX), i64::try_from(range.end - range.start).unwrap_or(i64::MAX));
+    #[expect(unsafe_code, reason = "sync_file_range has no safe wrapper in nix 0.31")]
+    // SAFETY: the descriptor stays open for the call (borrowed from `file`); the other
+    // arguments are plain integers.
+    let rc = unsafe { libc::sync_file_range(file.as_raw_fd(), at, len, flags) };
+    match nix::errno::Errno::result(rc) {
+        // A filesystem without it (some FUSE and network ones): the fdatasync does the work.
+        Ok(_) | Err(nix::errno::Errno::ENOSYS | nix::errno::Errno::EINVAL | nix::errno::Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The work of [`read_back`]: (range index, state) of each range on disk.
+type ReadBack<S> = tokio::task::JoinHandle<std::io::Result<Vec<(usize, S)>>>;
+
+/// The states of the ranges an earlier run left, read back from the file once, in one
+/// blocking task (none when the digest is idle).
+fn read_back<D: RangeDigest>(file: &Arc<File>, ranges: &[Range<u64>], done: &[bool], digest: &D) -> ReadBack<D::State> {
+    let todo: Vec<(usize, Range<u64>)> = ranges.iter().cloned().enumerate().filter(|(i, _)| done[*i]).collect();
+    let (file, digest) = (Arc::clone(file), digest.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(todo.len());
+        let mut buf = if digest.is_idle() { Vec::new() } else { vec![0u8; 1 << 20] };
+        for (i, range) in todo {
+            let mut state = digest.start(&range);
+            let mut at = range.start;
+            while at < range.end && !buf.is_empty() {
+                let n = usize::try_from(range.end - at).unwrap_or(usize::MAX).min(buf.len());
+                file.read_exact_at(&mut buf[..n], at)?;
+                D::update(&mut state, &buf[..n]);
+                at += n as u64;
+            }
+            out.push((i, state));
+        }
+        Ok(out)
+    })
+}
+
+/// The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`;
+/// a container's own group, or the root of its view), when one is set.
+fn memory_limit() -> Option<u64> {
+    let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let read = |path: &str| {
+        let text = std::fs::read_to_string(path).ok()?;
+        // v2 says `max`; v1 says a number near 2^63 when unlimited.
+        text.trim().parse::<u64>().ok().filter(|limit| *limit < 1 << 60)
+    };
+    groups.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        let base = if controllers.is_empty() {
+            "/sys/fs/cgroup"
+        } else if controllers.split(',').any(|c| c == "memory") {
+            "/sys/fs/cgroup/memory"
+        } else {
+            return None;
+        };
+        let file = if controllers.is_empty() { "memory.max" } else { "memory.limit_in_bytes" };
+        read(&format!("{base}{}/{file}", path.trim_end_matches('/'))).or_else(|| read(&format!("{base}/{file}")))
+    })
 }
 
 /// The data file of an unfinished download: created new, or (resuming) opened as it was
