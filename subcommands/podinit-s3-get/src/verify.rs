@@ -11,8 +11,6 @@
 //! across ranges; the MD5 of every stored part when ranges are whole parts) and leaves the
 //! rest (SHA-256, a single-part MD5) to a [`Hasher`] fed in order.
 
-use std::sync::Arc;
-
 use base64::Engine as _;
 use md5::Digest as _;
 
@@ -178,8 +176,9 @@ pub(crate) fn join(checked: &[String]) -> String {
 pub(crate) struct Ranged {
     crc: Option<(Algorithm, crc_fast::CrcAlgorithm, String)>,
     multipart: Option<Multipart>,
-    /// The parts' MD5s eight at a time on one core, where the CPU can ([`md5x`]).
-    lanes: Option<Arc<Lanes>>,
+    /// The parts' MD5s eight at a time on one core, where the CPU can ([`crate::md5x`]),
+    /// with this object's number there.
+    lanes: Option<(&'static Lanes, u64)>,
 }
 
 /// One range's share: its CRC and the MD5s of the parts it holds.
@@ -206,7 +205,7 @@ impl podinit_transfer::RangeDigest for Ranged {
 
     fn start(&self, range: &std::ops::Range<u64>) -> RangeState {
         let parts = self.multipart.map(|m| match &self.lanes {
-            Some(lanes) => Parts::Lanes(lanes.feed(range, m.part_size)),
+            Some((lanes, object)) => Parts::Lanes(lanes.feed(*object, range, m.part_size)),
             None => Parts::Here(PartMd5::new(m.part_size, 1)),
         });
         RangeState { crc: self.crc.as_ref().map(|(_, alg, _)| crc_fast::Digest::new(*alg)), len: 0, parts }
@@ -240,8 +239,8 @@ impl Ranged {
                 md5s.extend(parts.finish().chunks_exact(16).map(|c| <[u8; 16]>::try_from(c).unwrap_or_default()));
             }
         }
-        if let (Some(lanes), Some(multipart)) = (&self.lanes, &self.multipart) {
-            let digests = lanes.finish();
+        if let (Some((lanes, object)), Some(multipart)) = (&self.lanes, &self.multipart) {
+            let digests = lanes.finish(*object);
             for part in 0..multipart.parts as usize {
                 md5s.push(*digests.get(&part).ok_or_else(|| format!("multipart ETag: part {} was not hashed", part + 1))?);
             }
@@ -276,7 +275,7 @@ impl Plan {
             Some((_, _, size)) if whole_parts(size) => self.split_multipart(),
             _ => None,
         };
-        let lanes = multipart.and_then(|_| Lanes::start());
+        let lanes = multipart.and_then(|_| Lanes::shared()).map(|lanes| (lanes, lanes.object()));
         Ranged { crc, multipart, lanes }
     }
 

@@ -481,9 +481,10 @@ fn watermark(ranges: &[Range<u64>], done: &[bool]) -> u64 {
 }
 
 /// Bytes a range's network side hands its writer at a time, and batches queued: at most
-/// 1 MiB in memory per range, few wake-ups of the writer.
-const WRITER_BATCH: usize = 256 << 10;
-const WRITER_QUEUE: usize = 3;
+/// 384 KiB in memory per range (a pod's memory limit counts every buffer), few wake-ups of the
+/// writer.
+const WRITER_BATCH: usize = 128 << 10;
+const WRITER_QUEUE: usize = 2;
 
 /// The writer of one range (on the blocking pool): each batch written at its offset, fed to the
 /// range's digest, and written behind; returns the digest's state once the network side is
