@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Bytes of a part a feed collects before sending them (a multiple of 64).
 const BATCH: usize = 128 << 10;
@@ -43,6 +43,8 @@ enum Msg {
     /// Reply with the digests of every part of the object ended so far, once all that came
     /// before is hashed; the object is then forgotten.
     Finish(u64, Reply),
+    /// Forget the object (its download failed or was stopped).
+    Forget(u64),
 }
 
 /// The service: one thread hashing every part sent to it.
@@ -68,9 +70,10 @@ impl Lanes {
             .as_ref()
     }
 
-    /// A number for a new object.
-    pub(crate) fn object(&self) -> u64 {
-        self.ids.fetch_add(1, Ordering::Relaxed) + 1
+    /// A number for a new object; dropping the last clone of it forgets the object (what a
+    /// failed download sent is not kept).
+    pub(crate) fn object(&'static self) -> Arc<ObjectId> {
+        Arc::new(ObjectId { lanes: self, id: self.ids.fetch_add(1, Ordering::Relaxed) + 1 })
     }
 
     /// A feed for the parts of `range` of `object` (the range starts at a part's first byte).
@@ -88,6 +91,18 @@ impl Lanes {
             return HashMap::new();
         }
         answer.recv().unwrap_or_default()
+    }
+}
+
+/// An object's number at the service.
+pub(crate) struct ObjectId {
+    lanes: &'static Lanes,
+    pub(crate) id: u64,
+}
+
+impl Drop for ObjectId {
+    fn drop(&mut self) {
+        let _ = self.lanes.tx.send(Msg::Forget(self.id));
     }
 }
 
@@ -174,7 +189,8 @@ fn recycle(mut buf: Vec<u8>) {
 struct Stream {
     attempt: u64,
     state: [u32; 4],
-    queue: VecDeque<Vec<u8>>,
+    /// Batches, with the order they came in (the oldest go first into the lanes).
+    queue: VecDeque<(u64, Vec<u8>)>,
     /// Blocks of the front buffer already hashed.
     done: usize,
     end: Option<(Vec<u8>, u64)>,
@@ -187,7 +203,7 @@ impl Stream {
 
     /// Blocks ready in the front buffer.
     fn ready(&self) -> usize {
-        self.queue.front().map_or(0, |b| b.len() / 64 - self.done)
+        self.queue.front().map_or(0, |(_, b)| b.len() / 64 - self.done)
     }
 }
 
@@ -196,6 +212,7 @@ fn serve(rx: &Receiver<Msg>) {
     let mut digests: HashMap<Key, (u64, [u8; 16])> = HashMap::new();
     let mut finished: HashSet<u64> = HashSet::new();
     let mut finish: Vec<(u64, Reply)> = Vec::new();
+    let mut arrived = 0u64;
     loop {
         // Take what has come, up to HELD batches. Hash when that fills the lanes (every stream
         // under way has bytes ready, or eight do): a kernel call costs the same with one lane
@@ -226,7 +243,8 @@ fn serve(rx: &Receiver<Msg>) {
             match msg {
                 Msg::Data { key, attempt, bytes } => {
                     if let Some(stream) = current(&mut streams, &mut digests, &finished, key, attempt) {
-                        stream.queue.push_back(bytes);
+                        arrived += 1;
+                        stream.queue.push_back((arrived, bytes));
                     }
                 }
                 Msg::End { key, attempt, tail, len } => {
@@ -235,6 +253,11 @@ fn serve(rx: &Receiver<Msg>) {
                     }
                 }
                 Msg::Finish(object, reply) => finish.push((object, reply)),
+                Msg::Forget(object) => {
+                    digests.retain(|k, _| k.0 != object);
+                    streams.retain(|k, _| k.0 != object);
+                    finished.insert(object);
+                }
             }
             continue;
         }
@@ -292,7 +315,8 @@ fn current<'a>(
 /// Hashes the ready blocks of up to eight streams in step (as many blocks as the shortest has).
 fn hash_some(streams: &mut HashMap<Key, Stream>) {
     let mut lanes: Vec<&mut Stream> = streams.values_mut().filter(|s| s.ready() > 0).collect();
-    lanes.sort_by_key(|s| std::cmp::Reverse(s.ready()));
+    // The oldest batches first: none waits behind streams that keep being refilled.
+    lanes.sort_by_key(|s| s.queue.front().map_or(u64::MAX, |(seq, _)| *seq));
     lanes.truncate(kernel::LANES);
     let Some(n) = lanes.iter().map(|s| s.ready()).min() else { return };
     let mut state = [[0u32; kernel::LANES]; 4];
@@ -303,7 +327,7 @@ fn hash_some(streams: &mut HashMap<Key, Stream>) {
         let blocks: Vec<&[u8]> = lanes
             .iter()
             .map(|s| {
-                let front = s.queue.front().map_or(&[][..], Vec::as_slice);
+                let front = s.queue.front().map_or(&[][..], |(_, b)| b.as_slice());
                 &front[s.done * 64..(s.done + n) * 64]
             })
             .collect();
@@ -313,7 +337,7 @@ fn hash_some(streams: &mut HashMap<Key, Stream>) {
         s.state = kernel::get(&state, l);
         s.done += n;
         if s.ready() == 0 {
-            if let Some(buf) = s.queue.pop_front() {
+            if let Some((_, buf)) = s.queue.pop_front() {
                 recycle(buf);
             }
             s.done = 0;
@@ -685,7 +709,8 @@ mod tests {
     #[test]
     fn parts_fed_by_ranges_and_retries_match_md5() {
         let Some(lanes) = Lanes::shared() else { return };
-        let id = lanes.object();
+        let object = lanes.object();
+        let id = object.id;
         let part = 1000u64;
         let object = data(10_500, 2);
         let ranges: Vec<Range<u64>> = (0..object.len() as u64).step_by(3000).map(|s| s..(s + 3000).min(object.len() as u64)).collect();

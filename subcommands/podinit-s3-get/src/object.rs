@@ -264,8 +264,11 @@ pub(crate) async fn download(
         None => None,
     };
     let (bytes_fetched, resumed) = (fetched.fetched, fetched.resumed);
+    // The lanes service may still hold some of the object's bytes: waited for off the runtime.
+    let per_range =
+        tokio::task::spawn_blocking(move || ranged.check(states)).await.map_err(|e| anyhow::anyhow!("the part hasher stopped: {e}"))?;
     let checked = (|| {
-        let mut checked = vec![ranged.check(states)?, hasher.finish()?];
+        let mut checked = vec![per_range?, hasher.finish()?];
         if let Some(multipart) = multipart {
             checked.push(multipart?);
         }

@@ -11,10 +11,12 @@
 //! across ranges; the MD5 of every stored part when ranges are whole parts) and leaves the
 //! rest (SHA-256, a single-part MD5) to a [`Hasher`] fed in order.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use md5::Digest as _;
 
-use crate::md5x::{Feed, Lanes};
+use crate::md5x::{Feed, Lanes, ObjectId};
 
 use crate::spec::{Etag, hex};
 
@@ -178,7 +180,7 @@ pub(crate) struct Ranged {
     multipart: Option<Multipart>,
     /// The parts' MD5s eight at a time on one core, where the CPU can ([`crate::md5x`]),
     /// with this object's number there.
-    lanes: Option<(&'static Lanes, u64)>,
+    lanes: Option<(&'static Lanes, Arc<ObjectId>)>,
 }
 
 /// One range's share: its CRC and the MD5s of the parts it holds.
@@ -205,7 +207,7 @@ impl podinit_transfer::RangeDigest for Ranged {
 
     fn start(&self, range: &std::ops::Range<u64>) -> RangeState {
         let parts = self.multipart.map(|m| match &self.lanes {
-            Some((lanes, object)) => Parts::Lanes(lanes.feed(*object, range, m.part_size)),
+            Some((lanes, object)) => Parts::Lanes(lanes.feed(object.id, range, m.part_size)),
             None => Parts::Here(PartMd5::new(m.part_size, 1)),
         });
         RangeState { crc: self.crc.as_ref().map(|(_, alg, _)| crc_fast::Digest::new(*alg)), len: 0, parts }
@@ -226,7 +228,8 @@ impl podinit_transfer::RangeDigest for Ranged {
 
 impl Ranged {
     /// The CRC combined across the ranges and the part MD5s checked (empty when there was
-    /// nothing to check), or what did not match.
+    /// nothing to check), or what did not match. Blocking: waits for the lanes service to hash
+    /// what it holds of the object (call it off the runtime's threads).
     pub(crate) fn check(&self, states: Vec<RangeState>) -> Result<String, String> {
         let mut checked = Vec::new();
         let mut md5s = Vec::new();
@@ -240,7 +243,7 @@ impl Ranged {
             }
         }
         if let (Some((lanes, object)), Some(multipart)) = (&self.lanes, &self.multipart) {
-            let digests = lanes.finish(*object);
+            let digests = lanes.finish(object.id);
             for part in 0..multipart.parts as usize {
                 md5s.push(*digests.get(&part).ok_or_else(|| format!("multipart ETag: part {} was not hashed", part + 1))?);
             }

@@ -356,7 +356,10 @@ impl<S: Source> Transfer<'_, S> {
             }
             return Err(err);
         }
-        checkpoint.settle().await;
+        if let Some(failed) = checkpoint.settle().await {
+            return Err(Error::new(Kind::Failed, anyhow::anyhow!("{}: syncing the download to disk failed: {failed}", dest.display()))
+                .with_hint("nothing was published; check the volume (full, read-only, failing) and rerun"));
+        }
         let hasher = verifier.finish().await?;
         let earlier = earlier.await.map_err(|e| anyhow::anyhow!("the verifier stopped: {e}"))?;
         for (i, state) in earlier.context("reading back the ranges an earlier run left, to verify them")? {
@@ -389,40 +392,23 @@ impl<S: Source> Transfer<'_, S> {
                 let range = range.clone();
                 async move {
                     let mut body = self.source.open(range.clone()).await?;
+                    // The state is made here, not on the writer's thread: an attempt's state is
+                    // always newer than the one it replaces.
+                    let state = digest.start(&range);
                     let (tx, rx) = tokio::sync::mpsc::channel(WRITER_QUEUE);
                     let writer = tokio::task::spawn_blocking({
-                        let (file, range, digest) = (Arc::clone(file), range.clone(), digest.clone());
-                        move || write_range(&file, &range, &digest, rx, drop_cache)
+                        let (file, range) = (Arc::clone(file), range.clone());
+                        move || write_range::<D>(&file, &range, state, rx, drop_cache)
                     });
-                    let mut at = range.start;
-                    let mut batch = Vec::new();
-                    let mut batched = 0;
-                    while let Some(chunk) = self.next_chunk(&mut body).await? {
-                        let end = at + chunk.len() as u64;
-                        anyhow::ensure!(
-                            end <= range.end,
-                            Transport(format!("the server sent more than the {} bytes asked for", range.end - range.start))
-                        );
-                        self.progress.inc(chunk.len() as u64);
-                        at = end;
-                        batched += chunk.len();
-                        batch.push(chunk);
-                        if batched >= WRITER_BATCH {
-                            batched = 0;
-                            // A writer that stopped (a failed write) says why below.
-                            if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                    if !batch.is_empty() {
-                        let _ = tx.send(batch).await;
-                    }
-                    drop(tx);
+                    let received = self.receive(&mut body, &range, tx).await;
+                    // The writer is waited for whatever happened: a failed attempt's writes
+                    // must be over before the retry writes the same offsets, and a write error
+                    // (the first word on a failing disk) comes before the network's.
                     let state = writer
                         .await
                         .map_err(|e| anyhow::anyhow!("the writer stopped: {e}"))?
                         .map_err(|e| anyhow::anyhow!("writing the download: {}", podinit_core::redact::io_reason(&e)))?;
+                    let at = received?;
                     anyhow::ensure!(
                         at == range.end,
                         Transport(format!("the body ended after {} of {} bytes", at - range.start, range.end - range.start))
@@ -433,6 +419,35 @@ impl<S: Source> Transfer<'_, S> {
         )
         .await
         .map_err(|e| self.source.explain(e))
+    }
+
+    /// The body of one attempt of `range`, in batches to its writer; returns where it ended.
+    /// A writer that stopped (a failed write) ends it early: the caller reports why.
+    async fn receive(&self, body: &mut S::Body, range: &Range<u64>, tx: tokio::sync::mpsc::Sender<Vec<Bytes>>) -> anyhow::Result<u64> {
+        let mut at = range.start;
+        let mut batch = Vec::new();
+        let mut batched = 0;
+        while let Some(chunk) = self.next_chunk(body).await? {
+            let end = at + chunk.len() as u64;
+            anyhow::ensure!(
+                end <= range.end,
+                Transport(format!("the server sent more than the {} bytes asked for", range.end - range.start))
+            );
+            self.progress.inc(chunk.len() as u64);
+            at = end;
+            batched += chunk.len();
+            batch.push(chunk);
+            if batched >= WRITER_BATCH {
+                batched = 0;
+                if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                    return Ok(at);
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = tx.send(batch).await;
+        }
+        Ok(at)
     }
 
     /// One range into memory, retried on its own (extracting while downloading).
@@ -480,23 +495,22 @@ fn watermark(ranges: &[Range<u64>], done: &[bool]) -> u64 {
     }
 }
 
-/// Bytes a range's network side hands its writer at a time, and batches queued: at most
-/// 384 KiB in memory per range (a pod's memory limit counts every buffer), few wake-ups of the
-/// writer.
+/// Bytes a range's network side hands its writer at a time, and batches queued: about
+/// 512 KiB in memory per range (the batch filling, two queued, one being written; a pod's
+/// memory limit counts every buffer), few wake-ups of the writer.
 const WRITER_BATCH: usize = 128 << 10;
 const WRITER_QUEUE: usize = 2;
 
 /// The writer of one range (on the blocking pool): each batch written at its offset, fed to the
-/// range's digest, and written behind; returns the digest's state once the network side is
-/// done (its sender dropped).
+/// range's digest `state`, and written behind; returns the state once the network side is done
+/// (its sender dropped).
 fn write_range<D: RangeDigest>(
     file: &File,
     range: &Range<u64>,
-    digest: &D,
+    mut state: D::State,
     mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
     drop_cache: bool,
 ) -> std::io::Result<D::State> {
-    let mut state = digest.start(range);
     let mut behind = WriteBehind::new(range.start, drop_cache);
     let mut at = range.start;
     while let Some(batch) = rx.blocking_recv() {
@@ -726,7 +740,10 @@ struct Checkpoint {
     dest: PathBuf,
     state: Partial,
     last: Instant,
-    running: Option<tokio::task::JoinHandle<()>>,
+    running: Option<tokio::task::JoinHandle<Option<String>>>,
+    /// Why a sync failed. Sticky: the kernel reports a writeback error once per file, so the
+    /// fdatasync before the rename would not see it again and would publish lost writes.
+    failed: Option<String>,
 }
 
 impl Checkpoint {
@@ -735,7 +752,7 @@ impl Checkpoint {
     const EVERY: Duration = Duration::from_millis(250);
 
     fn new(dest: &Path, state: Partial) -> Self {
-        Self { dest: dest.to_owned(), state, last: Instant::now(), running: None }
+        Self { dest: dest.to_owned(), state, last: Instant::now(), running: None, failed: None }
     }
 
     /// The state to record next, if it differs from the last one.
@@ -752,17 +769,23 @@ impl Checkpoint {
         if self.last.elapsed() < Self::EVERY || self.running.as_ref().is_some_and(|h| !h.is_finished()) {
             return;
         }
+        if let Some(Ok(Some(failed))) = self.running.take().and_then(futures_util::FutureExt::now_or_never) {
+            self.failed.get_or_insert(failed);
+        }
         self.last = Instant::now();
         let Some(state) = self.next(done) else { return };
         let (file, dest) = (Arc::clone(file), self.dest.clone());
         self.running = Some(tokio::task::spawn_blocking(move || record(&file, &dest, &state)));
     }
 
-    /// Waits for a periodic checkpoint under way.
-    async fn settle(&mut self) {
-        if let Some(running) = self.running.take() {
-            let _ = running.await;
+    /// Waits for a periodic checkpoint under way; says why a sync failed, if one did.
+    async fn settle(&mut self) -> Option<&str> {
+        if let Some(running) = self.running.take()
+            && let Ok(Some(failed)) = running.await
+        {
+            self.failed.get_or_insert(failed);
         }
+        self.failed.as_deref()
     }
 
     async fn now(&mut self, file: &File, done: &[bool]) {
@@ -773,14 +796,16 @@ impl Checkpoint {
     }
 }
 
-fn record(file: &File, dest: &Path, state: &Partial) {
+/// fdatasync, then the state recorded; returns why the sync failed.
+fn record(file: &File, dest: &Path, state: &Partial) -> Option<String> {
     if let Err(e) = file.sync_data() {
         tracing::warn!("cannot sync the partial download ({e}); a restart will start over");
-        return;
+        return Some(podinit_core::redact::io_reason(&e));
     }
     if let Err(e) = state.save(dest) {
         tracing::warn!("cannot record the partial download ({e:#}); a restart will start over");
     }
+    None
 }
 
 #[cfg(test)]
