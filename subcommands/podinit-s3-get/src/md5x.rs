@@ -9,8 +9,9 @@
 //! parts fill the lanes together) through a bounded channel ([`Feed`]): the bytes of each part
 //! in 64-byte multiples, then its tail, tagged with the object and the attempt of the range that
 //! sent them (a retried range starts its parts over; what an abandoned attempt still sends is
-//! ignored). [`Lanes::finish`] waits for what was sent of an object and returns each part's
-//! digest.
+//! ignored). The oldest batches go into the lanes first. [`Lanes::finish`] waits for what was
+//! sent of an object and returns each part's digest; dropping the object's [`ObjectId`] (a
+//! failed download) has the service forget what it holds of it.
 //! Without AVX2 (other CPUs, arm64) the caller hashes each part with `md-5`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -84,7 +85,8 @@ impl Lanes {
     }
 
     /// The digest of every part of `object` ended so far (by its latest attempt), once
-    /// everything sent before is hashed. Blocks briefly: what is left is at most the queue.
+    /// everything sent before is hashed. Blocks briefly: what is left is at most what the
+    /// service holds and what is queued (3 MiB).
     pub(crate) fn finish(&self, object: u64) -> HashMap<usize, [u8; 16]> {
         let (reply, answer) = std::sync::mpsc::channel();
         if self.tx.send(Msg::Finish(object, reply)).is_err() {

@@ -7,9 +7,9 @@
 //! several at once, their ranges drawing on one budget of `--concurrency` ranges in flight:
 //! when one object has only its last ranges left, the next one's fill the budget, so no shard
 //! downloads alone at the end. Small objects go `--objects-at-once` at a time beside them, one
-//! GET each. On the first failure the others stop at once (the ranges their last checkpoint,
-//! at most 250 ms old, recorded are resumed by the next run); the manifest is saved either
-//! way, so the next run skips what is done.
+//! GET each. On the first failure the others stop at once (the next run resumes the ranges
+//! their checkpoints recorded: taken as ranges complete, at most every 250 ms); the manifest is
+//! saved either way, so the next run skips what is done.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -28,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
@@ -78,6 +78,19 @@ impl std::fmt::Display for Transport {
 }
 
 impl std::error::Error for Transport {}
+
+/// Writing the partial file failed (or its writeback did): never retried, and the partial
+/// download is dropped (see [`Transfer::fetch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteFailed(pub String);
+
+impl std::fmt::Display for WriteFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "writing the download: {}", self.0)
+    }
+}
+
+impl std::error::Error for WriteFailed {}
 
 /// Bytes fed in order (the whole-object digests of a download).
 pub trait Digest: Send + 'static {
@@ -230,7 +243,13 @@ impl Fetched {
 
 impl<S: Source> Transfer<'_, S> {
     fn classify(&self, err: &anyhow::Error) -> Verdict {
-        if err.downcast_ref::<Transport>().is_some() { Verdict::Retry } else { self.source.classify(err) }
+        if err.downcast_ref::<Transport>().is_some() {
+            Verdict::Retry
+        } else if err.downcast_ref::<WriteFailed>().is_some() {
+            Verdict::Fatal(Kind::Failed)
+        } else {
+            self.source.classify(err)
+        }
     }
 
     /// The partial file of `dest`: resumed when an earlier run left one of this object (same
@@ -343,22 +362,29 @@ impl<S: Source> Transfer<'_, S> {
                     verifier.advance(watermark(&ranges, &done));
                     observer.range_done(i, &done, &file);
                     checkpoint.maybe(&file, &done);
+                    if let Some(failed) = checkpoint.failed() {
+                        break Err(sync_failed(&dest, failed));
+                    }
                 }
                 Err(err) => break Err(err),
             }
         };
         drop(running);
         if let Err(err) = outcome {
-            if self.source.changed(&err) {
-                checkpoint.settle().await;
-            } else {
+            let failed = checkpoint.settle().await.is_some() || err.source_error().downcast_ref::<WriteFailed>().is_some();
+            if failed {
+                // The kernel reports a writeback error once and for the whole file: no range on
+                // disk can be vouched for any more, so a restart starts over.
+                Partial::discard(&dest);
+            } else if !self.source.changed(&err) {
                 checkpoint.now(&file, &done).await;
             }
             return Err(err);
         }
         if let Some(failed) = checkpoint.settle().await {
-            return Err(Error::new(Kind::Failed, anyhow::anyhow!("{}: syncing the download to disk failed: {failed}", dest.display()))
-                .with_hint("nothing was published; check the volume (full, read-only, failing) and rerun"));
+            let err = sync_failed(&dest, failed);
+            Partial::discard(&dest);
+            return Err(err);
         }
         let hasher = verifier.finish().await?;
         let earlier = earlier.await.map_err(|e| anyhow::anyhow!("the verifier stopped: {e}"))?;
@@ -401,13 +427,15 @@ impl<S: Source> Transfer<'_, S> {
                         move || write_range::<D>(&file, &range, state, rx, drop_cache)
                     });
                     let received = self.receive(&mut body, &range, tx).await;
-                    // The writer is waited for whatever happened: a failed attempt's writes
-                    // must be over before the retry writes the same offsets, and a write error
-                    // (the first word on a failing disk) comes before the network's.
+                    // The writer is waited for whatever the attempt's outcome: a failed attempt's
+                    // writes must be over before the retry writes the same offsets, and a write
+                    // error (the first word on a failing disk) comes before the network's. (An
+                    // attempt dropped by --timeout or SIGTERM ends the whole fetch, its range
+                    // not recorded, so its writer is left to finish alone.)
                     let state = writer
                         .await
                         .map_err(|e| anyhow::anyhow!("the writer stopped: {e}"))?
-                        .map_err(|e| anyhow::anyhow!("writing the download: {}", podinit_core::redact::io_reason(&e)))?;
+                        .map_err(|e| WriteFailed(podinit_core::redact::io_reason(&e)))?;
                     let at = received?;
                     anyhow::ensure!(
                         at == range.end,
@@ -740,10 +768,11 @@ struct Checkpoint {
     dest: PathBuf,
     state: Partial,
     last: Instant,
-    running: Option<tokio::task::JoinHandle<Option<String>>>,
-    /// Why a sync failed. Sticky: the kernel reports a writeback error once per file, so the
-    /// fdatasync before the rename would not see it again and would publish lost writes.
-    failed: Option<String>,
+    running: Option<tokio::task::JoinHandle<()>>,
+    /// Why a sync failed, set by the record that saw it. Sticky, and the end of recording: the
+    /// kernel reports a writeback error once, so a later sync (or the fdatasync before the
+    /// rename) would succeed over lost writes.
+    failed: Arc<OnceLock<String>>,
 }
 
 impl Checkpoint {
@@ -752,7 +781,12 @@ impl Checkpoint {
     const EVERY: Duration = Duration::from_millis(250);
 
     fn new(dest: &Path, state: Partial) -> Self {
-        Self { dest: dest.to_owned(), state, last: Instant::now(), running: None, failed: None }
+        Self { dest: dest.to_owned(), state, last: Instant::now(), running: None, failed: Arc::default() }
+    }
+
+    /// Why a sync failed, if one did.
+    fn failed(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
     }
 
     /// The state to record next, if it differs from the last one.
@@ -766,46 +800,49 @@ impl Checkpoint {
     }
 
     fn maybe(&mut self, file: &Arc<File>, done: &[bool]) {
-        if self.last.elapsed() < Self::EVERY || self.running.as_ref().is_some_and(|h| !h.is_finished()) {
+        if self.last.elapsed() < Self::EVERY || self.running.as_ref().is_some_and(|h| !h.is_finished()) || self.failed().is_some() {
             return;
-        }
-        if let Some(Ok(Some(failed))) = self.running.take().and_then(futures_util::FutureExt::now_or_never) {
-            self.failed.get_or_insert(failed);
         }
         self.last = Instant::now();
         let Some(state) = self.next(done) else { return };
-        let (file, dest) = (Arc::clone(file), self.dest.clone());
-        self.running = Some(tokio::task::spawn_blocking(move || record(&file, &dest, &state)));
+        let (file, dest, failed) = (Arc::clone(file), self.dest.clone(), Arc::clone(&self.failed));
+        self.running = Some(tokio::task::spawn_blocking(move || record(&file, &dest, &state, &failed)));
     }
 
     /// Waits for a periodic checkpoint under way; says why a sync failed, if one did.
     async fn settle(&mut self) -> Option<&str> {
-        if let Some(running) = self.running.take()
-            && let Ok(Some(failed)) = running.await
-        {
-            self.failed.get_or_insert(failed);
+        if let Some(running) = self.running.take() {
+            let _ = running.await;
         }
-        self.failed.as_deref()
+        self.failed()
     }
 
     async fn now(&mut self, file: &File, done: &[bool]) {
-        self.settle().await;
+        if self.settle().await.is_some() {
+            return;
+        }
         if let Some(state) = self.next(done) {
-            record(file, &self.dest, &state);
+            record(file, &self.dest, &state, &self.failed);
         }
     }
 }
 
-/// fdatasync, then the state recorded; returns why the sync failed.
-fn record(file: &File, dest: &Path, state: &Partial) -> Option<String> {
+/// fdatasync, then the state recorded; a failed sync is kept in `failed` (nothing recorded).
+fn record(file: &File, dest: &Path, state: &Partial, failed: &OnceLock<String>) {
     if let Err(e) = file.sync_data() {
         tracing::warn!("cannot sync the partial download ({e}); a restart will start over");
-        return Some(podinit_core::redact::io_reason(&e));
+        let _ = failed.set(podinit_core::redact::io_reason(&e));
+        return;
     }
     if let Err(e) = state.save(dest) {
         tracing::warn!("cannot record the partial download ({e:#}); a restart will start over");
     }
-    None
+}
+
+/// The error of a failed sync of `dest`'s partial download.
+fn sync_failed(dest: &Path, why: &str) -> Error {
+    Error::new(Kind::Failed, anyhow::anyhow!("{}: syncing the download to disk failed: {why}", dest.display()))
+        .with_hint("nothing was published and the partial download was dropped; check the volume (full, read-only, failing) and rerun")
 }
 
 #[cfg(test)]

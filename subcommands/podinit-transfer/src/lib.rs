@@ -15,7 +15,7 @@ pub mod unpack;
 
 use std::ops::Range;
 
-pub use download::{Digest, Fetched, Object, Options, Prepared, RangeDigest, RangeObserver, Source, Transfer, Transport};
+pub use download::{Digest, Fetched, Object, Options, Prepared, RangeDigest, RangeObserver, Source, Transfer, Transport, WriteFailed};
 pub use partial::Partial;
 pub use record::Record;
 
