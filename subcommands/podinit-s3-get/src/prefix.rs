@@ -103,7 +103,7 @@ pub(crate) async fn get_prefix(
     let mut checks = Checks::default();
     let mut outcome: Result<(), Error> = Ok(());
 
-    let (mut large, mut small) = (large.into_iter().peekable(), small.into_iter().peekable());
+    let (mut large, mut small) = (large.into_iter(), small.into_iter());
     let (mut large_running, mut small_running) = (0usize, 0usize);
     let mut running = FuturesUnordered::new();
     loop {
