@@ -239,7 +239,7 @@ impl Ranged {
                 *sum = crc_fast::checksum_combine(*alg, *sum, digest.finalize(), state.len);
             }
             if let Some(Parts::Here(parts)) = state.parts {
-                md5s.extend(parts.finish().chunks_exact(16).map(|c| <[u8; 16]>::try_from(c).unwrap_or_default()));
+                md5s.extend(parts.finish());
             }
         }
         if let (Some((lanes, object)), Some(multipart)) = (&self.lanes, &self.multipart) {
@@ -310,12 +310,12 @@ pub(crate) struct PartMd5 {
     size: u64,
     filled: u64,
     current: md5::Md5,
-    digests: Vec<u8>,
+    digests: Vec<[u8; 16]>,
 }
 
 impl PartMd5 {
     fn new(size: u64, parts: u32) -> Self {
-        Self { size, filled: 0, current: md5::Md5::new(), digests: Vec::with_capacity(parts as usize * 16) }
+        Self { size, filled: 0, current: md5::Md5::new(), digests: Vec::with_capacity(parts as usize) }
     }
 
     fn update(&mut self, mut data: &[u8]) {
@@ -326,17 +326,17 @@ impl PartMd5 {
             self.filled += now.len() as u64;
             if self.filled == self.size {
                 let done = std::mem::replace(&mut self.current, md5::Md5::new());
-                self.digests.extend_from_slice(&done.finalize());
+                self.digests.push(done.finalize().into());
                 self.filled = 0;
             }
             data = rest;
         }
     }
 
-    /// The MD5s, 16 bytes each (a last part shorter than the others included).
-    fn finish(mut self) -> Vec<u8> {
+    /// The MD5s (a last part shorter than the others included).
+    fn finish(mut self) -> Vec<[u8; 16]> {
         if self.filled > 0 {
-            self.digests.extend_from_slice(&self.current.finalize());
+            self.digests.push(self.current.finalize().into());
         }
         self.digests
     }
@@ -399,8 +399,7 @@ impl Hasher {
             checked.push("MD5 (ETag)".to_owned());
         }
         if let (Some((digest, parts, part_size)), Some(p)) = (self.plan.multipart, self.part.take()) {
-            let md5s: Vec<[u8; 16]> = p.finish().chunks_exact(16).map(|c| <[u8; 16]>::try_from(c).unwrap_or_default()).collect();
-            checked.push(Multipart { digest, parts, part_size }.check(&md5s)?);
+            checked.push(Multipart { digest, parts, part_size }.check(&p.finish())?);
         }
         if let Some(want) = &self.plan.pinned_sha256 {
             let got = hex(&self.sha256.take().map(|h| h.finish().as_ref().to_vec()).unwrap_or_default());
