@@ -13,7 +13,6 @@
 
 use std::fs::File;
 use std::ops::Range;
-use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -392,14 +391,7 @@ impl RangeObserver for PartHashes {
             let file = Arc::clone(file);
             self.jobs[p] = Some(tokio::task::spawn_blocking(move || {
                 let mut hasher = <md5::Md5 as md5::Digest>::new();
-                let mut buf = vec![0u8; 1 << 20];
-                let mut at = part.start;
-                while at < part.end {
-                    let n = usize::try_from(part.end - at).unwrap_or(usize::MAX).min(buf.len());
-                    file.read_exact_at(&mut buf[..n], at)?;
-                    md5::Digest::update(&mut hasher, &buf[..n]);
-                    at += n as u64;
-                }
+                podinit_transfer::read_range(&file, part, &mut vec![0u8; 1 << 20], |data| md5::Digest::update(&mut hasher, data))?;
                 Ok(md5::Digest::finalize(hasher).into())
             }));
         }

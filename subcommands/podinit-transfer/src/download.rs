@@ -645,17 +645,27 @@ fn read_back<D: RangeDigest>(file: &Arc<File>, ranges: &[Range<u64>], done: &[bo
         let mut buf = if digest.is_idle() { Vec::new() } else { vec![0u8; 1 << 20] };
         for (i, range) in todo {
             let mut state = digest.start(&range);
-            let mut at = range.start;
-            while at < range.end && !buf.is_empty() {
-                let n = usize::try_from(range.end - at).unwrap_or(usize::MAX).min(buf.len());
-                file.read_exact_at(&mut buf[..n], at)?;
-                D::update(&mut state, &buf[..n]);
-                at += n as u64;
+            if !digest.is_idle() {
+                read_range(&file, range, &mut buf, |data| D::update(&mut state, data))?;
             }
             out.push((i, state));
         }
         Ok(out)
     })
+}
+
+/// Reads `range` of `file` (bytes on disk, to verify them) in pieces of `buf`'s size (not
+/// empty), each handed to `feed`.
+pub fn read_range(file: &File, range: Range<u64>, buf: &mut [u8], mut feed: impl FnMut(&[u8])) -> std::io::Result<()> {
+    assert!(!buf.is_empty(), "a buffer to read into");
+    let mut at = range.start;
+    while at < range.end {
+        let n = usize::try_from(range.end - at).unwrap_or(usize::MAX).min(buf.len());
+        file.read_exact_at(&mut buf[..n], at)?;
+        feed(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`;
@@ -738,11 +748,9 @@ impl<H: Digest> Verifier<H> {
                 if hasher.is_idle() {
                     continue;
                 }
-                while at < mark {
-                    let n = usize::try_from(mark - at).unwrap_or(usize::MAX).min(buf.len());
-                    file.read_exact_at(&mut buf[..n], at)?;
-                    hasher.update(&buf[..n]);
-                    at += n as u64;
+                if at < mark {
+                    read_range(&file, at..mark, &mut buf, |data| hasher.update(data))?;
+                    at = mark;
                 }
             }
             Ok(hasher)

@@ -15,7 +15,9 @@ pub mod unpack;
 
 use std::ops::Range;
 
-pub use download::{Digest, Fetched, Object, Options, Prepared, RangeDigest, RangeObserver, Source, Transfer, Transport, WriteFailed};
+pub use download::{
+    Digest, Fetched, Object, Options, Prepared, RangeDigest, RangeObserver, Source, Transfer, Transport, WriteFailed, read_range,
+};
 pub use partial::Partial;
 pub use record::Record;
 
