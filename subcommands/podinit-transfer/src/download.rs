@@ -669,8 +669,14 @@ pub fn read_range(file: &File, range: Range<u64>, buf: &mut [u8], mut feed: impl
 }
 
 /// The memory limit of this process's cgroup (v2 `memory.max`, v1 `memory.limit_in_bytes`;
-/// a container's own group, or the root of its view), when one is set.
+/// a container's own group, or the root of its view), when one is set. Read once: a prefix
+/// downloads many objects under the same limit.
 fn memory_limit() -> Option<u64> {
+    static LIMIT: OnceLock<Option<u64>> = OnceLock::new();
+    *LIMIT.get_or_init(read_memory_limit)
+}
+
+fn read_memory_limit() -> Option<u64> {
     let groups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let read = |path: &str| {
         let text = std::fs::read_to_string(path).ok()?;
