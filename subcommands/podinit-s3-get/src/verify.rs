@@ -85,6 +85,15 @@ impl Algorithm {
         }
     }
 
+    /// Compares the store's base64 value `want` with the digest the bytes gave.
+    fn check(self, want: &str, got: &[u8]) -> Result<String, String> {
+        let got = base64::engine::general_purpose::STANDARD.encode(got);
+        if got != want {
+            return Err(format!("{} mismatch: the store says {want}, the bytes give {got}", self.name()));
+        }
+        Ok(format!("{} checksum", self.name()))
+    }
+
     fn name(self) -> &'static str {
         match self {
             Self::Crc64Nvme => "CRC64NVME",
@@ -249,11 +258,7 @@ impl Ranged {
             }
         }
         if let (Some((alg, _, want)), Some(sum)) = (&self.crc, crc) {
-            let got = base64::engine::general_purpose::STANDARD.encode(alg.crc_bytes(sum));
-            if &got != want {
-                return Err(format!("{} mismatch: the store says {want}, the bytes give {got}", alg.name()));
-            }
-            checked.push(format!("{} checksum", alg.name()));
+            checked.push(alg.check(want, &alg.crc_bytes(sum))?);
         }
         if let Some(multipart) = &self.multipart {
             checked.push(multipart.check(&md5s)?);
@@ -385,11 +390,7 @@ impl Hasher {
                 _ => self.crc.take().map(|h| alg.crc_bytes(h.finalize())),
             }
             .unwrap_or_default();
-            let got = base64::engine::general_purpose::STANDARD.encode(got);
-            if &got != want {
-                return Err(format!("{} mismatch: the store says {want}, the bytes give {got}", alg.name()));
-            }
-            checked.push(format!("{} checksum", alg.name()));
+            checked.push(alg.check(want, &got)?);
         }
         if let (Some(want), Some(h)) = (self.plan.md5, self.md5.take()) {
             let got: [u8; 16] = h.finalize().into();
